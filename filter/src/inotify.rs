@@ -1,0 +1,552 @@
+//! The inotify backend (Linux).
+//!
+//! A [`Watcher`] owns the watch table and is shared between the thread that
+//! answers scan requests and the [`EventLoop`] thread that reads the kernel
+//! queue. Watches are placed on each directory before it is listed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+use twinsync_proto::{Entry, Event, Kind, RelPath};
+
+use crate::{lstat_sig, sig_of, Excludes, FilterError};
+
+const MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF)
+    .union(WatchMask::DONT_FOLLOW)
+    .union(WatchMask::ONLYDIR)
+    .union(WatchMask::EXCL_UNLINK);
+
+/// Entries per scan chunk handed to the sink.
+const CHUNK: usize = 4096;
+
+#[derive(Default)]
+struct Table {
+    by_wd: HashMap<WatchDescriptor, RelPath>,
+    by_path: BTreeMap<RelPath, WatchDescriptor>,
+}
+
+impl Table {
+    fn insert(&mut self, wd: WatchDescriptor, path: RelPath) {
+        if let Some(old) = self.by_wd.insert(wd.clone(), path.clone()) {
+            if old != path {
+                self.by_path.remove(&old);
+            }
+        }
+        self.by_path.insert(path, wd);
+    }
+
+    /// Forget every watch at or below `dir`, returning their descriptors.
+    fn remove_tree(&mut self, dir: &RelPath) -> Vec<WatchDescriptor> {
+        let keys = self.keys_within(dir);
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(wd) = self.by_path.remove(&k) {
+                self.by_wd.remove(&wd);
+                out.push(wd);
+            }
+        }
+        out
+    }
+
+    fn keys_within(&self, dir: &RelPath) -> Vec<RelPath> {
+        let mut keys: Vec<RelPath> = Vec::new();
+        if self.by_path.contains_key(dir) {
+            keys.push(dir.clone());
+        }
+        if dir.is_root() {
+            keys.extend(self.by_path.keys().filter(|k| !k.is_root()).cloned());
+        } else {
+            let (lo, hi) = dir.children_range();
+            keys.extend(self.by_path.range(lo..hi).map(|(k, _)| k.clone()));
+        }
+        keys
+    }
+
+    /// Re-key every watch at or below `from` to lie below `to` instead.
+    fn rename_tree(&mut self, from: &RelPath, to: &RelPath) {
+        for k in self.keys_within(from) {
+            if let Some(wd) = self.by_path.remove(&k) {
+                let nk = k.rebase(from, to).expect("key is within from");
+                self.by_wd.insert(wd.clone(), nk.clone());
+                self.by_path.insert(nk, wd);
+            }
+        }
+    }
+}
+
+/// The watch table and tree walker of one replica.
+pub struct Watcher {
+    root: PathBuf,
+    excludes: Excludes,
+    watches: Option<Watches>,
+    table: Mutex<Table>,
+}
+
+/// The thread side of a [`Watcher`]: reads the kernel queue.
+pub struct EventLoop {
+    inotify: Inotify,
+    watcher: Arc<Watcher>,
+    buf: Vec<u8>,
+}
+
+/// One raw kernel event with an owned name.
+struct Raw {
+    wd: WatchDescriptor,
+    mask: EventMask,
+    cookie: u32,
+    name: Option<Vec<u8>>,
+}
+
+impl Watcher {
+    /// A watcher of `root`. With `watch` false it only walks (for one-shot
+    /// merges) and no event loop is returned.
+    ///
+    /// # Errors
+    /// When inotify cannot be initialised.
+    pub fn new(
+        root: PathBuf,
+        excludes: Excludes,
+        watch: bool,
+    ) -> Result<(Arc<Watcher>, Option<EventLoop>), FilterError> {
+        let inotify = if watch {
+            Some(Inotify::init().map_err(|source| FilterError::Root {
+                root: root.display().to_string(),
+                source,
+            })?)
+        } else {
+            None
+        };
+        let watcher = Arc::new(Watcher {
+            root,
+            excludes,
+            watches: inotify.as_ref().map(Inotify::watches),
+            table: Mutex::new(Table::default()),
+        });
+        let event_loop = inotify.map(|inotify| EventLoop {
+            inotify,
+            watcher: Arc::clone(&watcher),
+            buf: vec![0; 256 * 1024],
+        });
+        Ok((watcher, event_loop))
+    }
+
+    /// The replica root.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The exclude rules.
+    #[must_use]
+    pub fn excludes(&self) -> &Excludes {
+        &self.excludes
+    }
+
+    fn add_watch(&self, dir: &RelPath) -> Result<(), FilterError> {
+        let Some(watches) = &self.watches else {
+            return Ok(());
+        };
+        let mut w = watches.clone();
+        match w.add(dir.under(&self.root), MASK) {
+            Ok(wd) => {
+                self.table.lock().expect("watch table").insert(wd, dir.clone());
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(FilterError::WatchLimit {
+                path: dir.clone(),
+                limit: std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+                    .map_or_else(|_| "?".into(), |s| s.trim().to_string()),
+            }),
+            // Gone, or not a directory any more: its removal is reported by the parent.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(source) => Err(FilterError::Io {
+                what: "watching",
+                path: dir.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn unwatch_tree(&self, dir: &RelPath) {
+        let wds = self.table.lock().expect("watch table").remove_tree(dir);
+        if let Some(watches) = &self.watches {
+            let mut w = watches.clone();
+            for wd in wds {
+                // EINVAL when the kernel already dropped it: nothing to do.
+                let _ = w.remove(wd);
+            }
+        }
+    }
+
+    /// Walk `dir` (watching each directory before listing it) and hand every
+    /// entry below it to `sink` in chunks. Unreadable directories are reported
+    /// through `on_error` and skipped. Returns the number of entries.
+    ///
+    /// # Errors
+    /// Only fatal errors (watch limit).
+    pub fn scan(
+        &self,
+        dir: &RelPath,
+        sink: &mut dyn FnMut(Vec<Entry>),
+        on_error: &mut dyn FnMut(RelPath, io::Error),
+    ) -> Result<u64, FilterError> {
+        let mut count = 0u64;
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            self.add_watch(&d)?;
+            let rd = match std::fs::read_dir(d.under(&self.root)) {
+                Ok(rd) => rd,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        on_error(d, e);
+                    }
+                    continue;
+                }
+            };
+            for ent in rd {
+                let ent = match ent {
+                    Ok(ent) => ent,
+                    Err(e) => {
+                        on_error(d.clone(), e);
+                        continue;
+                    }
+                };
+                let path = d.join(ent.file_name().as_bytes());
+                if self.excludes.excluded(&path) {
+                    continue;
+                }
+                let md = match std::fs::symlink_metadata(ent.path()) {
+                    Ok(md) => md,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        on_error(path, e);
+                        continue;
+                    }
+                };
+                let sig = sig_of(&md);
+                if sig.kind == Kind::Dir {
+                    stack.push(path.clone());
+                }
+                chunk.push(Entry { path, sig });
+                count += 1;
+                if chunk.len() == CHUNK {
+                    sink(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            sink(chunk);
+        }
+        Ok(count)
+    }
+}
+
+impl EventLoop {
+    /// Read kernel events until `sink` returns false or a fatal error.
+    ///
+    /// # Errors
+    /// Fatal errors: reading the inotify descriptor, the watch limit.
+    pub fn run(mut self, sink: &mut dyn FnMut(Vec<Event>) -> bool) -> Result<(), FilterError> {
+        let mut pending: Vec<Raw> = Vec::new();
+        loop {
+            if pending.is_empty() {
+                wait_readable(self.inotify.as_raw_fd(), -1);
+            }
+            self.read_into(&mut pending)?;
+            // A MOVED_FROM at the end may have its MOVED_TO still on its way:
+            // the kernel queues both in one rename, so a short wait settles it.
+            if pending.last().is_some_and(|r| r.mask.contains(EventMask::MOVED_FROM))
+                && wait_readable(self.inotify.as_raw_fd(), 2)
+            {
+                self.read_into(&mut pending)?;
+            }
+            let raws = std::mem::take(&mut pending);
+            let events = self.translate(raws)?;
+            if !events.is_empty() && !sink(events) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn read_into(&mut self, out: &mut Vec<Raw>) -> Result<(), FilterError> {
+        loop {
+            match self.inotify.read_events(&mut self.buf) {
+                Ok(evs) => {
+                    let before = out.len();
+                    out.extend(evs.map(|e| Raw {
+                        wd: e.wd,
+                        mask: e.mask,
+                        cookie: e.cookie,
+                        name: e.name.map(|n| n.as_bytes().to_vec()),
+                    }));
+                    if out.len() == before {
+                        return Ok(());
+                    }
+                    // Keep draining while the queue has more, up to a bound.
+                    if out.len() > 8192 {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(FilterError::Io {
+                        what: "reading inotify events under",
+                        path: RelPath::root(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    fn path_of(&self, wd: &WatchDescriptor) -> Option<RelPath> {
+        self.watcher.table.lock().expect("watch table").by_wd.get(wd).cloned()
+    }
+
+    fn translate(&self, raws: Vec<Raw>) -> Result<Vec<Event>, FilterError> {
+        let w = &*self.watcher;
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < raws.len() {
+            let r = &raws[i];
+            i += 1;
+            if r.mask.contains(EventMask::Q_OVERFLOW) {
+                out.push(Event::RescanNeeded {
+                    reason: "inotify queue overflow".into(),
+                });
+                continue;
+            }
+            let Some(dir) = self.path_of(&r.wd) else {
+                continue;
+            };
+            if r.mask.contains(EventMask::IGNORED) {
+                let mut t = w.table.lock().expect("watch table");
+                if t.by_wd.remove(&r.wd).is_some() {
+                    t.by_path.remove(&dir);
+                }
+                drop(t);
+                if dir.is_root() {
+                    out.push(Event::RootGone);
+                }
+                continue;
+            }
+            if r.mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+                if dir.is_root() {
+                    out.push(Event::RootGone);
+                }
+                continue;
+            }
+            let Some(name) = &r.name else { continue };
+            let path = dir.join(name);
+            let ignored = crate::is_ignore_name(name);
+            let excluded = w.excludes.excluded(&path);
+            let is_dir = r.mask.contains(EventMask::ISDIR);
+
+            if r.mask.contains(EventMask::MOVED_FROM) {
+                let partner = raws.get(i).filter(|n| {
+                    n.mask.contains(EventMask::MOVED_TO) && n.cookie == r.cookie
+                });
+                let to = partner.and_then(|n| {
+                    let d = self.path_of(&n.wd)?;
+                    Some((d.join(n.name.as_deref().unwrap_or_default()), n))
+                });
+                if let Some((to, n)) = to {
+                    i += 1;
+                    let to_ignored = n.name.as_deref().is_some_and(crate::is_ignore_name);
+                    let to_excluded = w.excludes.excluded(&to);
+                    if is_dir {
+                        w.table.lock().expect("watch table").rename_tree(&path, &to);
+                    }
+                    match (excluded || ignored, to_excluded || to_ignored) {
+                        // A helper's rename dance, or a move between excluded names.
+                        (true, true) => {
+                            if to_excluded && !to_ignored && is_dir {
+                                w.unwatch_tree(&to);
+                            }
+                        }
+                        (false, true) => {
+                            if to_ignored {
+                                // First step of the dance: never reported.
+                            } else {
+                                out.push(Event::Removed { path });
+                                if is_dir {
+                                    w.unwatch_tree(&to);
+                                }
+                            }
+                        }
+                        (true, false) => {
+                            if ignored {
+                                // Last step of the dance: never reported.
+                            } else {
+                                self.created(&to, &mut out)?;
+                            }
+                        }
+                        (false, false) => match lstat_sig(&to.under(&w.root)) {
+                            Ok(Some(sig)) => out.push(Event::Moved { from: path, to, sig }),
+                            Ok(None) => out.push(Event::Removed { path }),
+                            Err(e) => out.push(Event::Error {
+                                path: to,
+                                message: e.to_string(),
+                            }),
+                        },
+                    }
+                } else {
+                    // Moved out of the tree.
+                    if is_dir {
+                        w.unwatch_tree(&path);
+                    }
+                    if !(excluded || ignored) {
+                        out.push(Event::Removed { path });
+                    }
+                }
+                continue;
+            }
+            if excluded || ignored {
+                continue;
+            }
+            if r.mask.contains(EventMask::MOVED_TO) {
+                // Moved in from outside the tree.
+                self.created(&path, &mut out)?;
+            } else if r.mask.contains(EventMask::CREATE) {
+                if is_dir {
+                    self.created(&path, &mut out)?;
+                } else {
+                    // A regular file is reported when closed after writing;
+                    // anything else (symlink, hard link) now.
+                    match std::fs::symlink_metadata(path.under(&w.root)) {
+                        Ok(md) => {
+                            use std::os::unix::fs::MetadataExt;
+                            if !md.file_type().is_file() || md.nlink() > 1 {
+                                out.push(Event::Changed { path, sig: sig_of(&md) });
+                            }
+                        }
+                        Err(_) => {}
+                    }
+                }
+            } else if r.mask.intersects(EventMask::CLOSE_WRITE | EventMask::ATTRIB) {
+                match lstat_sig(&path.under(&w.root)) {
+                    Ok(Some(sig)) => out.push(Event::Changed { path, sig }),
+                    Ok(None) => {}
+                    Err(e) => out.push(Event::Error {
+                        path,
+                        message: e.to_string(),
+                    }),
+                }
+            } else if r.mask.contains(EventMask::DELETE) {
+                if is_dir {
+                    w.unwatch_tree(&path);
+                }
+                out.push(Event::Removed { path });
+            }
+        }
+        Ok(coalesce(out))
+    }
+
+    /// An entry appeared at `path`: report it, and for a directory watch it
+    /// and report everything already inside.
+    fn created(&self, path: &RelPath, out: &mut Vec<Event>) -> Result<(), FilterError> {
+        let w = &*self.watcher;
+        match lstat_sig(&path.under(&w.root)) {
+            Ok(Some(sig)) => {
+                out.push(Event::Changed {
+                    path: path.clone(),
+                    sig,
+                });
+                if sig.kind == Kind::Dir {
+                    let mut errors = Vec::new();
+                    w.scan(
+                        path,
+                        &mut |entries| {
+                            out.extend(
+                                entries
+                                    .into_iter()
+                                    .map(|e| Event::Changed { path: e.path, sig: e.sig }),
+                            );
+                        },
+                        &mut |p, e| errors.push((p, e)),
+                    )?;
+                    out.extend(errors.into_iter().map(|(path, e)| Event::Error {
+                        path,
+                        message: e.to_string(),
+                    }));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => out.push(Event::Error {
+                path: path.clone(),
+                message: e.to_string(),
+            }),
+        }
+        Ok(())
+    }
+}
+
+/// Drop a `Changed` that is followed, in the same read, by another `Changed`
+/// of the same path with nothing else about that path in between: the later
+/// lstat already describes the final state.
+fn coalesce(events: Vec<Event>) -> Vec<Event> {
+    let mut last_changed: HashMap<RelPath, usize> = HashMap::new();
+    let mut keep = vec![true; events.len()];
+    for (i, ev) in events.iter().enumerate() {
+        match ev {
+            Event::Changed { path, .. } => {
+                if let Some(j) = last_changed.insert(path.clone(), i) {
+                    keep[j] = false;
+                }
+            }
+            Event::Removed { path } | Event::Error { path, .. } => {
+                last_changed.remove(path);
+            }
+            Event::Moved { from, to, .. } => {
+                last_changed.remove(from);
+                last_changed.remove(to);
+            }
+            Event::RescanNeeded { .. } | Event::RootGone => last_changed.clear(),
+        }
+    }
+    events
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect()
+}
+
+/// poll(2) for readability; true when readable. `timeout_ms` -1 waits forever.
+fn wait_readable(fd: i32, timeout_ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
+        if n >= 0 {
+            return n > 0;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! lstat signatures.
+
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use twinsync_proto::{Kind, Sig};
+
+/// The signature of an entry from its (lstat) metadata.
+#[must_use]
+pub fn sig_of(md: &Metadata) -> Sig {
+    let ft = md.file_type();
+    let kind = if ft.is_symlink() {
+        Kind::Symlink
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_file() {
+        Kind::File
+    } else {
+        Kind::Other
+    };
+    Sig {
+        kind,
+        size: if kind == Kind::Dir { 0 } else { md.size() },
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        mode: md.mode() & 0o7777,
+        ino: md.ino(),
+    }
+}
+
+/// lstat `path` (never following a symlink); `Ok(None)` when it is gone.
+///
+/// # Errors
+/// Any error but "not found".
+pub fn lstat_sig(path: &Path) -> io::Result<Option<Sig>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(md) => Ok(Some(sig_of(&md))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}

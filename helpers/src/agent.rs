@@ -1,0 +1,187 @@
+//! The agent: serves one replica to a brain over stdin/stdout.
+//!
+//! Two threads share the output stream: the request loop (scan, stat, apply)
+//! and the filter's event loop. Every frame is written whole and flushed.
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use twinsync_filter::{Excludes, Watcher};
+use twinsync_proto::{
+    read_frame, write_frame, FromAgent, FrameError, Request, Response, ToAgent, MAGIC,
+    PROTOCOL_VERSION,
+};
+
+use crate::Replica;
+
+type Out = Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>;
+
+fn send(out: &Out, msg: &FromAgent) -> io::Result<()> {
+    let mut w = out.lock().expect("agent output");
+    write_frame(&mut *w, msg)?;
+    w.flush()
+}
+
+/// Serve a brain on `input`/`output` until it says goodbye or the stream ends.
+/// `allowed_root`, when set (restricted mode, e.g. an ssh forced command),
+/// is the only root the agent will serve.
+///
+/// # Errors
+/// Broken streams and fatal setup errors (which are also sent to the brain).
+pub fn serve(
+    input: Box<dyn Read + Send>,
+    output: Box<dyn Write + Send>,
+    allowed_root: Option<PathBuf>,
+) -> Result<(), String> {
+    let mut input = BufReader::with_capacity(256 * 1024, input);
+    let out: Out = Arc::new(Mutex::new(BufWriter::with_capacity(256 * 1024, output)));
+    let fatal = |out: &Out, message: String| {
+        let _ = send(out, &FromAgent::Fatal { message: message.clone() });
+        Err(message)
+    };
+    let (root, options) = match read_frame::<_, ToAgent>(&mut input) {
+        Ok(ToAgent::Hello { magic, version, root, options }) => {
+            if magic != MAGIC || version != PROTOCOL_VERSION {
+                return fatal(
+                    &out,
+                    format!(
+                        "protocol mismatch: the brain speaks twinsync protocol {version}, this agent \
+                         (twinsync {}) speaks {PROTOCOL_VERSION}; install the same twinsync version \
+                         on both sides",
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                );
+            }
+            (PathBuf::from(std::ffi::OsStr::from_bytes(&root)), options)
+        }
+        Ok(_) => return fatal(&out, "expected a hello first".into()),
+        Err(e) => return Err(format!("reading the hello: {e}")),
+    };
+    if let Some(allowed) = &allowed_root {
+        if &root != allowed {
+            return fatal(
+                &out,
+                format!(
+                    "this agent is restricted to {} and refuses to serve {}",
+                    allowed.display(),
+                    root.display()
+                ),
+            );
+        }
+    }
+    let md = match std::fs::metadata(&root) {
+        Ok(md) if md.is_dir() => md,
+        Ok(_) => return fatal(&out, format!("replica root {} is not a directory", root.display())),
+        Err(e) => {
+            return fatal(
+                &out,
+                format!("replica root {} cannot be used: {e}", root.display()),
+            )
+        }
+    };
+    let replica = Replica::new(root.clone());
+    if let Err(e) = replica.prepare() {
+        return fatal(
+            &out,
+            format!("cannot create {}: {e}", replica.state_dir().display()),
+        );
+    }
+    let excludes = match Excludes::new(&options.excludes) {
+        Ok(x) => x,
+        Err(e) => return fatal(&out, e),
+    };
+    let (watcher, event_loop) = match Watcher::new(root, excludes, options.watch) {
+        Ok(w) => w,
+        Err(e) => return fatal(&out, e.to_string()),
+    };
+    send(
+        &out,
+        &FromAgent::Hello {
+            magic: MAGIC.into(),
+            version: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            root_dev: md.dev(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+
+    if let Some(event_loop) = event_loop {
+        let out = Arc::clone(&out);
+        std::thread::Builder::new()
+            .name("filter".into())
+            .spawn(move || {
+                let r = event_loop.run(&mut |events| send(&out, &FromAgent::Events(events)).is_ok());
+                if let Err(e) = r {
+                    let _ = send(&out, &FromAgent::Fatal { message: e.to_string() });
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
+
+    loop {
+        let msg = match read_frame::<_, ToAgent>(&mut input) {
+            Ok(m) => m,
+            Err(FrameError::Eof) => return Ok(()),
+            Err(e) => return Err(format!("reading a request: {e}")),
+        };
+        match msg {
+            ToAgent::Ping => send(&out, &FromAgent::Pong).map_err(|e| e.to_string())?,
+            ToAgent::Shutdown => return Ok(()),
+            ToAgent::Hello { .. } => return fatal(&out, "unexpected second hello".into()),
+            ToAgent::Request { id, req } => {
+                let result = handle(&watcher, &replica, &out, id, req);
+                send(&out, &FromAgent::Response { id, result }).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+}
+
+fn handle(
+    watcher: &Watcher,
+    replica: &Replica,
+    out: &Out,
+    id: u64,
+    req: Request,
+) -> Result<Response, String> {
+    match req {
+        Request::Scan => {
+            let mut send_err = None;
+            let count = watcher
+                .scan(
+                    &twinsync_proto::RelPath::root(),
+                    &mut |entries| {
+                        if let Err(e) = send(out, &FromAgent::ScanChunk { id, entries }) {
+                            send_err = Some(e);
+                        }
+                    },
+                    &mut |path, e| {
+                        tracing::warn!(%path, "cannot read while scanning: {e}");
+                        let _ = send(
+                            out,
+                            &FromAgent::Events(vec![twinsync_proto::Event::Error {
+                                path,
+                                message: format!("cannot read while scanning: {e}"),
+                            }]),
+                        );
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            if let Some(e) = send_err {
+                return Err(e.to_string());
+            }
+            Ok(Response::ScanDone { count })
+        }
+        Request::Stat { paths } => Ok(Response::Stats(
+            paths
+                .iter()
+                .map(|p| replica.stat(p).ok().flatten())
+                .collect(),
+        )),
+        Request::Apply { ops } => Ok(Response::Applied(
+            ops.iter().map(|op| replica.apply(op)).collect(),
+        )),
+    }
+}

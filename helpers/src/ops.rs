@@ -1,0 +1,307 @@
+//! In-place operations on one replica.
+//!
+//! Moves and trashing go through the ignore-suffix rename dance: the entry is
+//! first renamed to `NAME.<id>.twinsync.ignore` in its own directory, then to
+//! its destination. The filter reports neither step, so the brain never sees
+//! its own moves and deletes come back as events.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use twinsync_filter::{lstat_sig, IGNORE_SUFFIX, STATE_DIR};
+use twinsync_proto::{Op, OpResult, RelPath, Sig};
+
+/// Longest file name the kernel accepts.
+const NAME_MAX: usize = 255;
+
+/// One replica root and the helpers that act on it.
+#[derive(Debug)]
+pub struct Replica {
+    root: PathBuf,
+    seq: AtomicU64,
+}
+
+/// An error of a helper operation, with the path.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The path could leave the root.
+    #[error("refused path {0}: it is absolute, contains `..` or passes through a symlink")]
+    Unsafe(RelPath),
+    /// The entry to act on does not exist.
+    #[error("{0}: no such file or directory")]
+    Missing(RelPath),
+    /// A system call failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: RelPath,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a RelPath) -> impl FnOnce(io::Error) -> OpError + 'a {
+    move |source| OpError::Io {
+        what,
+        path: path.clone(),
+        source,
+    }
+}
+
+impl Replica {
+    /// A replica rooted at `root` (which must exist).
+    #[must_use]
+    pub fn new(root: PathBuf) -> Self {
+        Replica {
+            root,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// The root.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `root/.twinsync`.
+    #[must_use]
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+
+    /// Create `.twinsync/` and its working folders.
+    ///
+    /// # Errors
+    /// When they cannot be created.
+    pub fn prepare(&self) -> io::Result<()> {
+        for sub in ["tmp", "trash", "conflicts"] {
+            fs::create_dir_all(self.state_dir().join(sub))?;
+        }
+        Ok(())
+    }
+
+    /// Absolute path of `rel`, after checking it cannot escape the root: no
+    /// `..`, nothing absolute, and no symlink among its parents.
+    ///
+    /// # Errors
+    /// [`OpError::Unsafe`] when it could escape.
+    pub fn resolve(&self, rel: &RelPath) -> Result<PathBuf, OpError> {
+        if !rel.is_safe() || rel.is_root() {
+            return Err(OpError::Unsafe(rel.clone()));
+        }
+        let mut p = self.root.clone();
+        let parent = rel.parent().unwrap_or_default();
+        for comp in parent.as_bytes().split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            p.push(OsStr::from_bytes(comp));
+            match fs::symlink_metadata(&p) {
+                Ok(md) if md.file_type().is_symlink() => return Err(OpError::Unsafe(rel.clone())),
+                _ => {}
+            }
+        }
+        p.push(OsStr::from_bytes(rel.file_name()));
+        Ok(p)
+    }
+
+    /// Apply one operation.
+    pub fn apply(&self, op: &Op) -> OpResult {
+        let r = match op {
+            Op::Move { from, to } => self.move_entry(from, to),
+            Op::Trash { path } => self.trash(path).map(|_| ()),
+            Op::Mkdir { path, mode } => self.mkdir(path, *mode),
+            Op::SetAttr { path, mode, mtime_ns } => self.set_attr(path, *mode, *mtime_ns),
+        };
+        r.map_err(|e| e.to_string())
+    }
+
+    /// lstat `rel`.
+    ///
+    /// # Errors
+    /// Unsafe paths and errors other than "not found".
+    pub fn stat(&self, rel: &RelPath) -> Result<Option<Sig>, OpError> {
+        let p = self.resolve(rel)?;
+        lstat_sig(&p).map_err(io_err("stat", rel))
+    }
+
+    /// A fresh ignore-suffix name beside `abs` (its own name kept when it fits).
+    fn ignore_name(&self, abs: &Path) -> PathBuf {
+        let id = (u64::from(std::process::id()) << 24) ^ self.seq.fetch_add(1, Ordering::Relaxed);
+        let name = abs.file_name().map_or(&[][..], OsStr::as_bytes);
+        let suffix = format!(".{id:x}");
+        let mut n = Vec::with_capacity(name.len() + suffix.len() + IGNORE_SUFFIX.len());
+        if name.len() + suffix.len() + IGNORE_SUFFIX.len() <= NAME_MAX {
+            n.extend_from_slice(name);
+        }
+        n.extend_from_slice(suffix.as_bytes());
+        n.extend_from_slice(IGNORE_SUFFIX);
+        abs.with_file_name(OsStr::from_bytes(&n))
+    }
+
+    /// Rename `from` to `to` through the dance; an entry at `to` is trashed.
+    ///
+    /// # Errors
+    /// Missing source, unsafe paths, failing renames.
+    pub fn move_entry(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
+        let src = self.resolve(from)?;
+        let dst = self.resolve(to)?;
+        let src_md = fs::symlink_metadata(&src).map_err(|_| OpError::Missing(from.clone()))?;
+        if let Ok(md) = fs::symlink_metadata(&dst) {
+            use std::os::unix::fs::MetadataExt;
+            if md.ino() == src_md.ino() && md.dev() == src_md.dev() {
+                return Ok(());
+            }
+            self.trash(to)?;
+        }
+        if let Some(parent) = to.parent() {
+            if !parent.is_root() {
+                let pabs = self.resolve(&parent)?;
+                fs::create_dir_all(&pabs).map_err(io_err("creating parents of", to))?;
+            }
+        }
+        let tmp = self.ignore_name(&src);
+        fs::rename(&src, &tmp).map_err(io_err("renaming", from))?;
+        if let Err(e) = fs::rename(&tmp, &dst) {
+            let _ = fs::rename(&tmp, &src);
+            return Err(io_err("renaming to", to)(e));
+        }
+        Ok(())
+    }
+
+    /// Move `rel` (and what is below it) into the trash; true when it existed.
+    ///
+    /// # Errors
+    /// Unsafe paths and failing renames.
+    pub fn trash(&self, rel: &RelPath) -> Result<bool, OpError> {
+        let src = self.resolve(rel)?;
+        if fs::symlink_metadata(&src).is_err() {
+            return Ok(false);
+        }
+        let day = self.state_dir().join("trash").join(crate::time::today());
+        let mut dst = day.join(rel.as_path());
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent).map_err(io_err("creating trash folder for", rel))?;
+        }
+        let mut n = 1;
+        while fs::symlink_metadata(&dst).is_ok() {
+            let mut name = rel.file_name().to_vec();
+            name.extend_from_slice(format!(".{n}").as_bytes());
+            if name.len() > NAME_MAX {
+                name.drain(..name.len() - NAME_MAX);
+            }
+            dst = dst.with_file_name(OsStr::from_bytes(&name));
+            n += 1;
+        }
+        let tmp = self.ignore_name(&src);
+        fs::rename(&src, &tmp).map_err(io_err("trashing", rel))?;
+        if let Err(e) = fs::rename(&tmp, &dst) {
+            let _ = fs::rename(&tmp, &src);
+            return Err(io_err("trashing", rel)(e));
+        }
+        Ok(true)
+    }
+
+    /// Create directory `rel` (parents too) and give it `mode`.
+    ///
+    /// # Errors
+    /// Unsafe paths, failing mkdir/chmod, or a non-directory in the way.
+    pub fn mkdir(&self, rel: &RelPath, mode: u32) -> Result<(), OpError> {
+        let p = self.resolve(rel)?;
+        match fs::symlink_metadata(&p) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                self.trash(rel)?;
+                fs::create_dir_all(&p).map_err(io_err("creating directory", rel))?;
+            }
+            Err(_) => fs::create_dir_all(&p).map_err(io_err("creating directory", rel))?,
+        }
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+            .map_err(io_err("setting mode of", rel))
+    }
+
+    /// Set the mode and/or mtime of `rel` without following a symlink.
+    ///
+    /// # Errors
+    /// Unsafe paths, a missing entry, failing syscalls.
+    pub fn set_attr(&self, rel: &RelPath, mode: Option<u32>, mtime_ns: Option<i64>) -> Result<(), OpError> {
+        let p = self.resolve(rel)?;
+        let md = fs::symlink_metadata(&p).map_err(|_| OpError::Missing(rel.clone()))?;
+        let is_link = md.file_type().is_symlink();
+        if let (Some(mode), false) = (mode, is_link) {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+                .map_err(io_err("setting mode of", rel))?;
+        }
+        if let Some(ns) = mtime_ns {
+            let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| OpError::Unsafe(rel.clone()))?;
+            let times = [
+                libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+                libc::timespec { tv_sec: ns.div_euclid(1_000_000_000), tv_nsec: ns.rem_euclid(1_000_000_000) },
+            ];
+            // SAFETY: valid C string and a two-element timespec array.
+            let rc = unsafe {
+                libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+            };
+            if rc != 0 {
+                return Err(io_err("setting mtime of", rel)(io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica() -> (tempfile::TempDir, Replica) {
+        let d = tempfile::tempdir().unwrap();
+        let r = Replica::new(d.path().to_path_buf());
+        r.prepare().unwrap();
+        (d, r)
+    }
+
+    #[test]
+    fn move_keeps_inode_and_trashes_what_was_at_the_destination() {
+        use std::os::unix::fs::MetadataExt;
+        let (d, r) = replica();
+        fs::write(d.path().join("a"), "A").unwrap();
+        fs::write(d.path().join("b"), "B").unwrap();
+        let ino = fs::metadata(d.path().join("a")).unwrap().ino();
+        r.move_entry(&"a".into(), &"x/y/b".into()).unwrap();
+        assert_eq!(fs::metadata(d.path().join("x/y/b")).unwrap().ino(), ino);
+        r.move_entry(&"x/y/b".into(), &"b".into()).unwrap();
+        assert_eq!(fs::read(d.path().join("b")).unwrap(), b"A");
+        let trash = d.path().join(".twinsync/trash").join(crate::time::today()).join("b");
+        assert_eq!(fs::read(trash).unwrap(), b"B");
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        let (d, r) = replica();
+        std::os::unix::fs::symlink("/tmp", d.path().join("link")).unwrap();
+        for bad in ["../x", "/etc/passwd", "link/x", "a/./b"] {
+            assert!(matches!(r.resolve(&bad.into()), Err(OpError::Unsafe(_))), "{bad}");
+        }
+        assert!(r.trash(&"link/x".into()).is_err());
+    }
+
+    #[test]
+    fn long_names_get_a_short_ignore_name() {
+        let (d, r) = replica();
+        let long = "n".repeat(255);
+        fs::write(d.path().join(&long), "x").unwrap();
+        r.move_entry(&long.as_str().into(), &"short".into()).unwrap();
+        assert!(d.path().join("short").exists());
+        fs::write(d.path().join(&long), "y").unwrap();
+        assert!(r.trash(&long.as_str().into()).unwrap());
+        assert!(r.trash(&long.as_str().into()).is_ok());
+    }
+}

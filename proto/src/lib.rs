@@ -1,0 +1,375 @@
+//! The twinsync wire protocol: the messages a brain and its agents exchange,
+//! and how they are framed.
+//!
+//! # Framing
+//! Every message is one frame: a 4-byte big-endian length followed by that
+//! many bytes of MessagePack (`rmp-serde`, compact/array encoding). Frames
+//! larger than [`MAX_FRAME`] are refused. Both directions use the same framing
+//! over the agent's stdin/stdout, whether the agent is a local child process
+//! or runs on a remote host behind ssh.
+//!
+//! # Ordering and versioning
+//! - The brain speaks first with [`ToAgent::Hello`]; the agent answers with
+//!   [`FromAgent::Hello`] (or [`FromAgent::Fatal`]). Both carry [`MAGIC`] and
+//!   [`PROTOCOL_VERSION`]; a peer that sees another version stops with an
+//!   error that names both versions. Nothing else is sent before the hellos.
+//! - Requests carry an id chosen by the brain; the agent answers each with
+//!   exactly one [`FromAgent::Response`] of the same id, in the order the
+//!   requests were received. A scan streams [`FromAgent::ScanChunk`] frames
+//!   with the request's id before its response.
+//! - [`FromAgent::Events`] may be interleaved anywhere after the hello. Events
+//!   of one agent are in the order the kernel reported them.
+//! - Any change to a message's shape bumps [`PROTOCOL_VERSION`]; golden
+//!   snapshots in the tests pin the encoding.
+#![deny(missing_docs)]
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+mod path;
+pub use path::RelPath;
+
+/// Identifies a twinsync peer in the handshake.
+pub const MAGIC: &str = "twinsync";
+/// The version of this protocol; both sides must speak the same one.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The largest frame either side accepts (64 MiB).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// What kind of file system entry a [`Sig`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// Anything else (fifo, socket, device): never synced.
+    Other,
+}
+
+/// The lstat signature of an entry: what the brain compares to tell a real
+/// change from an echo of its own write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Sig {
+    /// Entry kind.
+    pub kind: Kind,
+    /// Size in bytes (for a symlink: the length of its target).
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Inode number on its replica.
+    pub ino: u64,
+}
+
+impl Sig {
+    /// True when two signatures describe the same content and attributes,
+    /// whatever their inodes. Directories compare by kind and mode only: a
+    /// directory's mtime changes whenever an entry inside it does and is not
+    /// synchronised after creation.
+    #[must_use]
+    pub fn same_content(&self, other: &Sig) -> bool {
+        if self.kind != other.kind || self.mode != other.mode {
+            return false;
+        }
+        match self.kind {
+            Kind::Dir => true,
+            Kind::Symlink => self.size == other.size && self.mtime_ns == other.mtime_ns,
+            _ => self.size == other.size && self.mtime_ns == other.mtime_ns,
+        }
+    }
+}
+
+/// One entry of a scan: a path and its signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Path relative to the replica root.
+    pub path: RelPath,
+    /// Its lstat signature.
+    pub sig: Sig,
+}
+
+/// A change the filter saw on its replica, as a fact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// An entry appeared or its content or attributes changed; `sig` is its
+    /// lstat when the filter handled the event.
+    Changed {
+        /// The entry.
+        path: RelPath,
+        /// Its signature.
+        sig: Sig,
+    },
+    /// An entry (and, for a directory, everything below it) is gone.
+    Removed {
+        /// The entry.
+        path: RelPath,
+    },
+    /// An entry was renamed inside the tree (a directory with its contents).
+    Moved {
+        /// Old path.
+        from: RelPath,
+        /// New path.
+        to: RelPath,
+        /// Signature of the entry at its new path.
+        sig: Sig,
+    },
+    /// The kernel queue overflowed: events were lost and the replica must be
+    /// rescanned to be reconciled.
+    RescanNeeded {
+        /// Why.
+        reason: String,
+    },
+    /// The replica root itself was deleted, moved or unmounted.
+    RootGone,
+    /// A path the filter could not handle (it goes on with the rest).
+    Error {
+        /// The path concerned.
+        path: RelPath,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Options the brain hands to an agent in its hello.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AgentOptions {
+    /// Exclude patterns (regexes matched against the relative path).
+    pub excludes: Vec<String>,
+    /// Whether to start watching (false for one-shot merges).
+    pub watch: bool,
+}
+
+/// Messages from the brain to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToAgent {
+    /// First message: who we are and what to serve.
+    Hello {
+        /// Must be [`MAGIC`].
+        magic: String,
+        /// Must be [`PROTOCOL_VERSION`].
+        version: u32,
+        /// Absolute path of the replica root, as bytes.
+        #[serde(with = "serde_bytes")]
+        root: Vec<u8>,
+        /// Options.
+        options: AgentOptions,
+    },
+    /// A request, answered by one [`FromAgent::Response`] with the same id.
+    Request {
+        /// Chosen by the brain.
+        id: u64,
+        /// What to do.
+        req: Request,
+    },
+    /// Liveness probe, answered by [`FromAgent::Pong`].
+    Ping,
+    /// Stop watching and exit.
+    Shutdown,
+}
+
+/// An operation on the agent's replica. Paths are relative to its root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Walk the tree (placing watches first when watching) and stream every
+    /// entry back in [`FromAgent::ScanChunk`] frames.
+    Scan,
+    /// lstat each path.
+    Stat {
+        /// Paths to stat.
+        paths: Vec<RelPath>,
+    },
+    /// Apply a list of helper operations in order; each gets its own result.
+    Apply {
+        /// The operations.
+        ops: Vec<Op>,
+    },
+}
+
+/// A helper operation applied in place on a replica, without moving data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Rename `from` to `to` (through the ignore-suffix dance). An entry
+    /// already at `to` is moved to the trash first. Parents of `to` are
+    /// created as needed.
+    Move {
+        /// Existing path.
+        from: RelPath,
+        /// New path.
+        to: RelPath,
+    },
+    /// Move the entry (with everything below it) to the replica's trash.
+    Trash {
+        /// The entry.
+        path: RelPath,
+    },
+    /// Create a directory (and missing parents) with this mode; an existing
+    /// directory just gets the mode.
+    Mkdir {
+        /// The directory.
+        path: RelPath,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// Set permission bits and/or mtime.
+    SetAttr {
+        /// The entry.
+        path: RelPath,
+        /// Permission bits, if to be set.
+        mode: Option<u32>,
+        /// Modification time in ns, if to be set.
+        mtime_ns: Option<i64>,
+    },
+}
+
+/// Result of one [`Op`].
+pub type OpResult = Result<(), String>;
+
+/// A successful answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The scan is complete; `count` entries were streamed.
+    ScanDone {
+        /// Number of entries sent.
+        count: u64,
+    },
+    /// Stat results, one per requested path (`None`: missing).
+    Stats(Vec<Option<Sig>>),
+    /// Apply results, one per op.
+    Applied(Vec<OpResult>),
+}
+
+/// Messages from an agent to the brain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromAgent {
+    /// Answer to the brain's hello.
+    Hello {
+        /// Must be [`MAGIC`].
+        magic: String,
+        /// The agent's [`PROTOCOL_VERSION`].
+        version: u32,
+        /// The agent's package version, for error messages.
+        agent_version: String,
+        /// Device number of the root, to notice a volume swapped underneath.
+        root_dev: u64,
+    },
+    /// The answer to request `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The outcome.
+        result: Result<Response, String>,
+    },
+    /// Part of a scan's listing.
+    ScanChunk {
+        /// The scan request's id.
+        id: u64,
+        /// Entries.
+        entries: Vec<Entry>,
+    },
+    /// Changes seen by the filter, in order.
+    Events(Vec<Event>),
+    /// Answer to [`ToAgent::Ping`].
+    Pong,
+    /// The agent cannot go on (bad root, watch limit, version mismatch).
+    Fatal {
+        /// What went wrong and what to do about it.
+        message: String,
+    },
+}
+
+/// Errors of framing and decoding.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The stream ended cleanly between frames.
+    Eof,
+    /// An I/O error.
+    Io(io::Error),
+    /// A frame larger than [`MAX_FRAME`].
+    TooLarge(usize),
+    /// Bytes that are not a valid message.
+    Decode(rmp_serde::decode::Error),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Eof => write!(f, "connection closed"),
+            FrameError::Io(e) => write!(f, "i/o error: {e}"),
+            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds the limit"),
+            FrameError::Decode(e) => write!(f, "undecodable message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            FrameError::Eof
+        } else {
+            FrameError::Io(e)
+        }
+    }
+}
+
+/// Encode a message into one frame (length prefix included).
+///
+/// # Panics
+/// Only if the message cannot be serialized, which the types here rule out.
+#[must_use]
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut buf = vec![0u8; 4];
+    rmp_serde::encode::write(&mut buf, msg).expect("protocol messages always serialize");
+    let len = u32::try_from(buf.len() - 4).expect("frame length fits in u32");
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    buf
+}
+
+/// Decode the body of a frame (without its length prefix).
+///
+/// # Errors
+/// When the bytes are not a valid message of type `T`.
+pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
+    rmp_serde::from_slice(body).map_err(FrameError::Decode)
+}
+
+/// Write one message as a frame, without flushing.
+///
+/// # Errors
+/// I/O errors of the writer.
+pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
+    w.write_all(&encode(msg))
+}
+
+/// Read one frame's body from a blocking reader.
+///
+/// # Errors
+/// [`FrameError::Eof`] at a clean end of stream, otherwise I/O or size errors.
+pub fn read_frame_body<R: Read>(r: &mut R) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// Read and decode one message from a blocking reader.
+///
+/// # Errors
+/// See [`read_frame_body`] and [`decode`].
+pub fn read_frame<R: Read, T: for<'de> Deserialize<'de>>(r: &mut R) -> Result<T, FrameError> {
+    decode(&read_frame_body(r)?)
+}
+
+#[cfg(test)]
+mod tests;
