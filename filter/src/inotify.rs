@@ -161,7 +161,10 @@ impl Watcher {
         let mut w = watches.clone();
         match w.add(dir.under(&self.root), MASK) {
             Ok(wd) => {
-                self.table.lock().expect("watch table").insert(wd, dir.clone());
+                self.table
+                    .lock()
+                    .expect("watch table")
+                    .insert(wd, dir.clone());
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(FilterError::WatchLimit {
@@ -275,7 +278,9 @@ impl EventLoop {
             self.read_into(&mut pending)?;
             // A MOVED_FROM at the end may have its MOVED_TO still on its way:
             // the kernel queues both in one rename, so a short wait settles it.
-            if pending.last().is_some_and(|r| r.mask.contains(EventMask::MOVED_FROM))
+            if pending
+                .last()
+                .is_some_and(|r| r.mask.contains(EventMask::MOVED_FROM))
                 && wait_readable(self.inotify.as_raw_fd(), 2)
             {
                 self.read_into(&mut pending)?;
@@ -321,7 +326,13 @@ impl EventLoop {
     }
 
     fn path_of(&self, wd: &WatchDescriptor) -> Option<RelPath> {
-        self.watcher.table.lock().expect("watch table").by_wd.get(wd).cloned()
+        self.watcher
+            .table
+            .lock()
+            .expect("watch table")
+            .by_wd
+            .get(wd)
+            .cloned()
     }
 
     fn translate(&self, raws: Vec<Raw>) -> Result<Vec<Event>, FilterError> {
@@ -351,7 +362,9 @@ impl EventLoop {
                 }
                 continue;
             }
-            if r.mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+            if r.mask
+                .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+            {
                 if dir.is_root() {
                     out.push(Event::RootGone);
                 }
@@ -364,9 +377,9 @@ impl EventLoop {
             let is_dir = r.mask.contains(EventMask::ISDIR);
 
             if r.mask.contains(EventMask::MOVED_FROM) {
-                let partner = raws.get(i).filter(|n| {
-                    n.mask.contains(EventMask::MOVED_TO) && n.cookie == r.cookie
-                });
+                let partner = raws
+                    .get(i)
+                    .filter(|n| n.mask.contains(EventMask::MOVED_TO) && n.cookie == r.cookie);
                 let to = partner.and_then(|n| {
                     let d = self.path_of(&n.wd)?;
                     Some((d.join(n.name.as_deref().unwrap_or_default()), n))
@@ -403,7 +416,11 @@ impl EventLoop {
                             }
                         }
                         (false, false) => match lstat_sig(&to.under(&w.root)) {
-                            Ok(Some(sig)) => out.push(Event::Moved { from: path, to, sig }),
+                            Ok(Some(sig)) => out.push(Event::Moved {
+                                from: path,
+                                to,
+                                sig,
+                            }),
                             Ok(None) => out.push(Event::Removed { path }),
                             Err(e) => out.push(Event::Error {
                                 path: to,
@@ -438,13 +455,19 @@ impl EventLoop {
                         Ok(md) => {
                             use std::os::unix::fs::MetadataExt;
                             if !md.file_type().is_file() || md.nlink() > 1 {
-                                out.push(Event::Changed { path, sig: sig_of(&md) });
+                                out.push(Event::Changed {
+                                    path,
+                                    sig: sig_of(&md),
+                                });
                             }
                         }
                         Err(_) => {}
                     }
                 }
-            } else if r.mask.intersects(EventMask::CLOSE_WRITE | EventMask::ATTRIB) {
+            } else if r
+                .mask
+                .intersects(EventMask::CLOSE_WRITE | EventMask::ATTRIB)
+            {
                 match lstat_sig(&path.under(&w.root)) {
                     Ok(Some(sig)) => out.push(Event::Changed { path, sig }),
                     Ok(None) => {}
@@ -478,11 +501,10 @@ impl EventLoop {
                     w.scan(
                         path,
                         &mut |entries| {
-                            out.extend(
-                                entries
-                                    .into_iter()
-                                    .map(|e| Event::Changed { path: e.path, sig: e.sig }),
-                            );
+                            out.extend(entries.into_iter().map(|e| Event::Changed {
+                                path: e.path,
+                                sig: e.sig,
+                            }));
                         },
                         &mut |p, e| errors.push((p, e)),
                     )?;

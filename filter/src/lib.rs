@@ -18,10 +18,10 @@ pub mod inotify;
 mod sig;
 
 pub use excludes::{is_ignore_name, Excludes, IGNORE_SUFFIX, STATE_DIR};
-pub use sig::{lstat_sig, sig_of};
-use twinsync_proto::RelPath;
 #[cfg(target_os = "linux")]
 pub use inotify::{EventLoop, Watcher};
+pub use sig::{lstat_sig, sig_of};
+use twinsync_proto::RelPath;
 pub use twinsync_proto::{Entry, Event};
 
 /// Errors that stop a filter.

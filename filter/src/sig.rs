@@ -36,7 +36,9 @@ pub fn sig_of(md: &Metadata) -> Sig {
 pub fn lstat_sig(path: &Path) -> io::Result<Option<Sig>> {
     match std::fs::symlink_metadata(path) {
         Ok(md) => Ok(Some(sig_of(&md))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
             Ok(None)
         }
         Err(e) => Err(e),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use twinsync_filter::{Excludes, Watcher};
 use twinsync_proto::{
-    read_frame, write_frame, FromAgent, FrameError, Request, Response, ToAgent, MAGIC,
+    read_frame, write_frame, FrameError, FromAgent, Request, Response, ToAgent, MAGIC,
     PROTOCOL_VERSION,
 };
 
@@ -39,11 +39,21 @@ pub fn serve(
     let mut input = BufReader::with_capacity(256 * 1024, input);
     let out: Out = Arc::new(Mutex::new(BufWriter::with_capacity(256 * 1024, output)));
     let fatal = |out: &Out, message: String| {
-        let _ = send(out, &FromAgent::Fatal { message: message.clone() });
+        let _ = send(
+            out,
+            &FromAgent::Fatal {
+                message: message.clone(),
+            },
+        );
         Err(message)
     };
     let (root, options) = match read_frame::<_, ToAgent>(&mut input) {
-        Ok(ToAgent::Hello { magic, version, root, options }) => {
+        Ok(ToAgent::Hello {
+            magic,
+            version,
+            root,
+            options,
+        }) => {
             if magic != MAGIC || version != PROTOCOL_VERSION {
                 return fatal(
                     &out,
@@ -74,7 +84,12 @@ pub fn serve(
     }
     let md = match std::fs::metadata(&root) {
         Ok(md) if md.is_dir() => md,
-        Ok(_) => return fatal(&out, format!("replica root {} is not a directory", root.display())),
+        Ok(_) => {
+            return fatal(
+                &out,
+                format!("replica root {} is not a directory", root.display()),
+            )
+        }
         Err(e) => {
             return fatal(
                 &out,
@@ -113,9 +128,15 @@ pub fn serve(
         std::thread::Builder::new()
             .name("filter".into())
             .spawn(move || {
-                let r = event_loop.run(&mut |events| send(&out, &FromAgent::Events(events)).is_ok());
+                let r =
+                    event_loop.run(&mut |events| send(&out, &FromAgent::Events(events)).is_ok());
                 if let Err(e) = r {
-                    let _ = send(&out, &FromAgent::Fatal { message: e.to_string() });
+                    let _ = send(
+                        &out,
+                        &FromAgent::Fatal {
+                            message: e.to_string(),
+                        },
+                    );
                 }
             })
             .map_err(|e| e.to_string())?;

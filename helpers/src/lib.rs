@@ -9,6 +9,6 @@
 
 pub mod agent;
 pub mod ops;
-mod time;
+pub mod time;
 
 pub use ops::Replica;

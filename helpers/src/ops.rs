@@ -100,7 +100,11 @@ impl Replica {
         }
         let mut p = self.root.clone();
         let parent = rel.parent().unwrap_or_default();
-        for comp in parent.as_bytes().split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        for comp in parent
+            .as_bytes()
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+        {
             p.push(OsStr::from_bytes(comp));
             match fs::symlink_metadata(&p) {
                 Ok(md) if md.file_type().is_symlink() => return Err(OpError::Unsafe(rel.clone())),
@@ -117,7 +121,11 @@ impl Replica {
             Op::Move { from, to } => self.move_entry(from, to),
             Op::Trash { path } => self.trash(path).map(|_| ()),
             Op::Mkdir { path, mode } => self.mkdir(path, *mode),
-            Op::SetAttr { path, mode, mtime_ns } => self.set_attr(path, *mode, *mtime_ns),
+            Op::SetAttr {
+                path,
+                mode,
+                mtime_ns,
+            } => self.set_attr(path, *mode, *mtime_ns),
         };
         r.map_err(|e| e.to_string())
     }
@@ -230,7 +238,12 @@ impl Replica {
     ///
     /// # Errors
     /// Unsafe paths, a missing entry, failing syscalls.
-    pub fn set_attr(&self, rel: &RelPath, mode: Option<u32>, mtime_ns: Option<i64>) -> Result<(), OpError> {
+    pub fn set_attr(
+        &self,
+        rel: &RelPath,
+        mode: Option<u32>,
+        mtime_ns: Option<i64>,
+    ) -> Result<(), OpError> {
         let p = self.resolve(rel)?;
         let md = fs::symlink_metadata(&p).map_err(|_| OpError::Missing(rel.clone()))?;
         let is_link = md.file_type().is_symlink();
@@ -242,12 +255,23 @@ impl Replica {
             let c = std::ffi::CString::new(p.as_os_str().as_bytes())
                 .map_err(|_| OpError::Unsafe(rel.clone()))?;
             let times = [
-                libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-                libc::timespec { tv_sec: ns.div_euclid(1_000_000_000), tv_nsec: ns.rem_euclid(1_000_000_000) },
+                libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: libc::UTIME_OMIT,
+                },
+                libc::timespec {
+                    tv_sec: ns.div_euclid(1_000_000_000),
+                    tv_nsec: ns.rem_euclid(1_000_000_000),
+                },
             ];
             // SAFETY: valid C string and a two-element timespec array.
             let rc = unsafe {
-                libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+                libc::utimensat(
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                    times.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
             };
             if rc != 0 {
                 return Err(io_err("setting mtime of", rel)(io::Error::last_os_error()));
@@ -279,7 +303,11 @@ mod tests {
         assert_eq!(fs::metadata(d.path().join("x/y/b")).unwrap().ino(), ino);
         r.move_entry(&"x/y/b".into(), &"b".into()).unwrap();
         assert_eq!(fs::read(d.path().join("b")).unwrap(), b"A");
-        let trash = d.path().join(".twinsync/trash").join(crate::time::today()).join("b");
+        let trash = d
+            .path()
+            .join(".twinsync/trash")
+            .join(crate::time::today())
+            .join("b");
         assert_eq!(fs::read(trash).unwrap(), b"B");
     }
 
@@ -288,7 +316,10 @@ mod tests {
         let (d, r) = replica();
         std::os::unix::fs::symlink("/tmp", d.path().join("link")).unwrap();
         for bad in ["../x", "/etc/passwd", "link/x", "a/./b"] {
-            assert!(matches!(r.resolve(&bad.into()), Err(OpError::Unsafe(_))), "{bad}");
+            assert!(
+                matches!(r.resolve(&bad.into()), Err(OpError::Unsafe(_))),
+                "{bad}"
+            );
         }
         assert!(r.trash(&"link/x".into()).is_err());
     }
@@ -298,7 +329,8 @@ mod tests {
         let (d, r) = replica();
         let long = "n".repeat(255);
         fs::write(d.path().join(&long), "x").unwrap();
-        r.move_entry(&long.as_str().into(), &"short".into()).unwrap();
+        r.move_entry(&long.as_str().into(), &"short".into())
+            .unwrap();
         assert!(d.path().join("short").exists());
         fs::write(d.path().join(&long), "y").unwrap();
         assert!(r.trash(&long.as_str().into()).unwrap());

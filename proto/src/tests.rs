@@ -14,8 +14,15 @@ fn sig() -> Sig {
 fn frames_roundtrip_through_a_stream() {
     let msgs = vec![
         FromAgent::Events(vec![
-            Event::Changed { path: RelPath::from_bytes(b"a\nb\xff".to_vec()), sig: sig() },
-            Event::Moved { from: "x".into(), to: "-y".into(), sig: sig() },
+            Event::Changed {
+                path: RelPath::from_bytes(b"a\nb\xff".to_vec()),
+                sig: sig(),
+            },
+            Event::Moved {
+                from: "x".into(),
+                to: "-y".into(),
+                sig: sig(),
+            },
             Event::Removed { path: "z".into() },
         ]),
         FromAgent::Pong,
@@ -29,14 +36,20 @@ fn frames_roundtrip_through_a_stream() {
         let got: FromAgent = read_frame(&mut r).unwrap();
         assert_eq!(&got, m);
     }
-    assert!(matches!(read_frame::<_, FromAgent>(&mut r), Err(FrameError::Eof)));
+    assert!(matches!(
+        read_frame::<_, FromAgent>(&mut r),
+        Err(FrameError::Eof)
+    ));
 }
 
 #[test]
 fn oversized_frame_is_refused() {
     let mut buf = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
     buf.extend_from_slice(&[0; 8]);
-    assert!(matches!(read_frame_body(&mut &buf[..]), Err(FrameError::TooLarge(_))));
+    assert!(matches!(
+        read_frame_body(&mut &buf[..]),
+        Err(FrameError::TooLarge(_))
+    ));
 }
 
 /// Golden snapshot: pins the encoding of the hello and of one event. A change
@@ -47,10 +60,16 @@ fn golden_wire_format() {
         magic: MAGIC.into(),
         version: PROTOCOL_VERSION,
         root: b"/r".to_vec(),
-        options: AgentOptions { excludes: vec![], watch: true },
+        options: AgentOptions {
+            excludes: vec![],
+            watch: true,
+        },
     };
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, "0000001981a548656c6c6f94a87477696e73796e6301c4022f729290c3");
+    assert_eq!(
+        hex,
+        "0000001981a548656c6c6f94a87477696e73796e6301c4022f729290c3"
+    );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, "0000000d81a752656d6f76656491c40161");
@@ -66,9 +85,15 @@ fn relpath_operations() {
     assert!(!p.is_within(&"a/b/cd".into()));
     assert!(!RelPath::from("ab").is_within(&"a".into()));
     assert_eq!(p.rebase(&"a/b".into(), &"x".into()), Some("x/c".into()));
-    assert_eq!(RelPath::from("a").rebase(&"a".into(), &"q/r".into()), Some("q/r".into()));
+    assert_eq!(
+        RelPath::from("a").rebase(&"a".into(), &"q/r".into()),
+        Some("q/r".into())
+    );
     assert!(!RelPath::from("a/../b").is_safe());
     assert!(!RelPath::from("/etc").is_safe());
     assert!(RelPath::from("-x/ y:z").is_safe());
-    assert_eq!(RelPath::from_bytes(b"n\nx\xfe".to_vec()).to_string(), "n\\nx\\xfe");
+    assert_eq!(
+        RelPath::from_bytes(b"n\nx\xfe".to_vec()).to_string(),
+        "n\\nx\\xfe"
+    );
 }

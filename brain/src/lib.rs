@@ -1,0 +1,16 @@
+//! The twinsync brain: the coordinator on the left side. It receives both
+//! replicas' event streams, drops echoes, batches the rest, decides direction
+//! and conflicts (in [`engine`], pure), and applies them through the agents'
+//! helpers and rsync.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod conflict;
+pub mod engine;
+mod json;
+pub mod link;
+pub mod rsync;
+pub mod run;
+
+pub use cli::main_with_args;

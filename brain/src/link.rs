@@ -1,0 +1,256 @@
+//! The brain's end of an agent: spawns `twinsync agent` (a local child
+//! process, or behind a transport such as ssh), performs the handshake, and
+//! routes frames: responses to their requests, events to the main loop.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use dashmap::DashMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::{mpsc, oneshot};
+use twinsync_proto::{
+    decode, encode, AgentOptions, Entry, Event, FromAgent, Op, OpResult, RelPath, Request,
+    Response, Sig, ToAgent, MAGIC, MAX_FRAME, PROTOCOL_VERSION,
+};
+
+use crate::engine::Side;
+
+/// What an agent tells the main loop.
+#[derive(Debug)]
+pub enum Notice {
+    /// Filter events.
+    Events(Side, Vec<Event>),
+    /// The agent stopped (stream closed) or reported a fatal error.
+    Lost(Side, String),
+}
+
+type Waiters = Arc<DashMap<u64, oneshot::Sender<Result<Response, String>>>>;
+type Chunks = Arc<DashMap<u64, mpsc::UnboundedSender<Vec<Entry>>>>;
+
+/// A connected agent.
+pub struct Link {
+    side: Side,
+    tx: mpsc::UnboundedSender<ToAgent>,
+    waiters: Waiters,
+    chunks: Chunks,
+    next: AtomicU64,
+    child: tokio::sync::Mutex<Child>,
+    /// Device of the replica root, from the hello.
+    pub root_dev: u64,
+}
+
+impl Link {
+    /// Start `cmd` (which must run `twinsync agent`), say hello for `root`,
+    /// and begin routing its frames; events go to `notices`.
+    ///
+    /// # Errors
+    /// When the agent cannot be started, speaks another protocol, or refuses
+    /// the root.
+    pub async fn start(
+        side: Side,
+        mut cmd: Command,
+        root: &[u8],
+        options: AgentOptions,
+        notices: mpsc::UnboundedSender<Notice>,
+        what: &str,
+    ) -> Result<Link> {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start the {side} agent ({what})"))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let mut reader = BufReader::with_capacity(256 * 1024, stdout);
+        let mut writer = BufWriter::new(stdin);
+
+        let hello = ToAgent::Hello {
+            magic: MAGIC.into(),
+            version: PROTOCOL_VERSION,
+            root: root.to_vec(),
+            options,
+        };
+        writer.write_all(&encode(&hello)).await?;
+        writer.flush().await?;
+        let first = read_msg(&mut reader).await.map_err(|e| {
+            anyhow!(
+                "the {side} agent ({what}) did not answer the handshake: {e}. \
+                 Is twinsync installed there (see --remote-path)?"
+            )
+        })?;
+        let root_dev = match first {
+            FromAgent::Hello {
+                magic,
+                version,
+                agent_version,
+                root_dev,
+            } => {
+                if magic != MAGIC || version != PROTOCOL_VERSION {
+                    bail!(
+                        "the {side} agent is twinsync {agent_version} speaking protocol {version}; \
+                         this is twinsync {} speaking protocol {PROTOCOL_VERSION}. Install the same \
+                         version on both sides",
+                        env!("CARGO_PKG_VERSION")
+                    );
+                }
+                root_dev
+            }
+            FromAgent::Fatal { message } => bail!("{side} replica: {message}"),
+            other => bail!("the {side} agent sent {other:?} instead of a hello"),
+        };
+
+        let (tx, mut rx) = mpsc::unbounded_channel::<ToAgent>();
+        tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                if writer.write_all(&encode(&msg)).await.is_err() {
+                    break;
+                }
+                // Send whatever else is queued before flushing.
+                while let Ok(msg) = rx.try_recv() {
+                    if writer.write_all(&encode(&msg)).await.is_err() {
+                        return;
+                    }
+                }
+                if writer.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+
+        let waiters: Waiters = Arc::default();
+        let chunks: Chunks = Arc::default();
+        {
+            let waiters = Arc::clone(&waiters);
+            let chunks = Arc::clone(&chunks);
+            tokio::spawn(async move {
+                let why = loop {
+                    match read_msg(&mut reader).await {
+                        Ok(FromAgent::Events(evs)) => {
+                            if notices.send(Notice::Events(side, evs)).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(FromAgent::Response { id, result }) => {
+                            chunks.remove(&id);
+                            if let Some((_, w)) = waiters.remove(&id) {
+                                let _ = w.send(result);
+                            }
+                        }
+                        Ok(FromAgent::ScanChunk { id, entries }) => {
+                            if let Some(c) = chunks.get(&id) {
+                                let _ = c.send(entries);
+                            }
+                        }
+                        Ok(FromAgent::Pong | FromAgent::Hello { .. }) => {}
+                        Ok(FromAgent::Fatal { message }) => break message,
+                        Err(e) => break format!("connection to the agent lost: {e}"),
+                    }
+                };
+                waiters.clear();
+                chunks.clear();
+                let _ = notices.send(Notice::Lost(side, why));
+            });
+        }
+        Ok(Link {
+            side,
+            tx,
+            waiters,
+            chunks,
+            next: AtomicU64::new(1),
+            child: tokio::sync::Mutex::new(child),
+            root_dev,
+        })
+    }
+
+    async fn request(&self, req: Request) -> Result<Response> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiters.insert(id, tx);
+        self.tx
+            .send(ToAgent::Request { id, req })
+            .map_err(|_| anyhow!("the {} agent is gone", self.side))?;
+        rx.await
+            .map_err(|_| anyhow!("the {} agent went away before answering", self.side))?
+            .map_err(|e| anyhow!("{} agent: {e}", self.side))
+    }
+
+    /// List the whole replica (placing watches first when watching).
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn scan(&self) -> Result<Vec<Entry>> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (ctx, mut crx) = mpsc::unbounded_channel();
+        self.chunks.insert(id, ctx);
+        let (tx, rx) = oneshot::channel();
+        self.waiters.insert(id, tx);
+        self.tx
+            .send(ToAgent::Request {
+                id,
+                req: Request::Scan,
+            })
+            .map_err(|_| anyhow!("the {} agent is gone", self.side))?;
+        let mut all = Vec::new();
+        while let Some(mut c) = crx.recv().await {
+            all.append(&mut c);
+        }
+        match rx.await {
+            Ok(Ok(Response::ScanDone { .. })) => Ok(all),
+            Ok(Ok(other)) => bail!("unexpected answer to a scan: {other:?}"),
+            Ok(Err(e)) => bail!("scanning the {} replica: {e}", self.side),
+            Err(_) => bail!("the {} agent went away while scanning", self.side),
+        }
+    }
+
+    /// Apply helper operations in order.
+    ///
+    /// # Errors
+    /// When the agent fails or goes away (per-op failures are in the result).
+    pub async fn apply(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.request(Request::Apply { ops }).await? {
+            Response::Applied(r) => Ok(r),
+            other => bail!("unexpected answer to apply: {other:?}"),
+        }
+    }
+
+    /// lstat paths.
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn stat(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Sig>>> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.request(Request::Stat { paths }).await? {
+            Response::Stats(r) => Ok(r),
+            other => bail!("unexpected answer to stat: {other:?}"),
+        }
+    }
+
+    /// Ask the agent to exit and wait for it.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(ToAgent::Shutdown);
+        let mut child = self.child.lock().await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
+    }
+}
+
+async fn read_msg(r: &mut BufReader<ChildStdout>) -> Result<FromAgent> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        bail!("frame of {len} bytes exceeds the limit");
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok(decode(&body)?)
+}

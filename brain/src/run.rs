@@ -1,0 +1,395 @@
+//! The brain's main loop: start both agents, merge, then turn events into
+//! batches until stopped. All decisions are the engine's; this file does the
+//! I/O around them.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use tokio::process::Command;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+use twinsync_filter::Excludes;
+use twinsync_proto::{AgentOptions, Event, RelPath, Sig};
+
+use crate::config::Settings;
+use crate::engine::{Batch, Engine, Policy, Side, Trace};
+use crate::link::{Link, Notice};
+use crate::rsync::{self, RsyncOptions};
+
+/// Counters shown in logs (and by `status`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Files copied into each side.
+    pub copied: [u64; 2],
+    /// Helper operations applied on each side.
+    pub ops: [u64; 2],
+    /// Events dropped as echoes.
+    pub echoes: u64,
+    /// Conflicts kept.
+    pub conflicts: u64,
+    /// Errors logged.
+    pub errors: u64,
+}
+
+struct Brain {
+    settings: Settings,
+    engine: Engine,
+    links: [Arc<Link>; 2],
+    roots: [PathBuf; 2],
+    rsync: RsyncOptions,
+    counters: Counters,
+}
+
+/// Failed copies per destination side, with what was found there instead.
+type Failed = [Vec<(RelPath, Option<Sig>)>; 2];
+
+fn agent_command(settings: &Settings) -> Result<Command> {
+    let exe = std::env::current_exe().context("cannot find the twinsync executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("agent");
+    if let Some(level) = &settings.agent_log {
+        cmd.env("TWINSYNC_LOG", level);
+    }
+    Ok(cmd)
+}
+
+/// Run a sync as `settings` say. Returns when stopped by a signal, after a
+/// one-shot merge, or on a fatal error.
+///
+/// # Errors
+/// Fatal errors: an agent that cannot start or is lost, a vanished root.
+pub async fn run(settings: Settings) -> Result<()> {
+    let (ntx, mut notices) = mpsc::unbounded_channel();
+    let options = AgentOptions {
+        excludes: settings.excludes.clone(),
+        watch: !settings.sync_only,
+    };
+    let roots = [settings.left.clone(), settings.right.clone()];
+    use std::os::unix::ffi::OsStrExt;
+    let (l, r) = tokio::join!(
+        Link::start(
+            Side::Left,
+            agent_command(&settings)?,
+            roots[0].as_os_str().as_bytes(),
+            options.clone(),
+            ntx.clone(),
+            "local",
+        ),
+        Link::start(
+            Side::Right,
+            agent_command(&settings)?,
+            roots[1].as_os_str().as_bytes(),
+            options,
+            ntx.clone(),
+            "local",
+        ),
+    );
+    let links = [Arc::new(l?), Arc::new(r?)];
+    drop(ntx);
+    let excludes = Excludes::new(&settings.excludes).map_err(anyhow::Error::msg)?;
+    let engine = Engine::new(
+        excludes,
+        Policy {
+            prefer: settings.prefer,
+        },
+    );
+    let mut brain = Brain {
+        rsync: RsyncOptions {
+            program: "rsync".into(),
+            extra: settings.rsync_extra.clone(),
+        },
+        settings,
+        engine,
+        links,
+        roots,
+        counters: Counters::default(),
+    };
+    let res = brain.main_loop(&mut notices).await;
+    for l in &brain.links {
+        l.shutdown().await;
+    }
+    res
+}
+
+impl Brain {
+    async fn rescan(&mut self) -> Result<()> {
+        let t = Instant::now();
+        let (l, r) = tokio::join!(self.links[0].scan(), self.links[1].scan());
+        let (l, r) = (l?, r?);
+        info!(
+            left = l.len(),
+            right = r.len(),
+            ms = t.elapsed().as_millis() as u64,
+            "scanned both replicas"
+        );
+        self.engine.load_scan(Side::Left, l);
+        self.engine.load_scan(Side::Right, r);
+        Ok(())
+    }
+
+    fn log_traces(&self, traces: &[Trace]) {
+        for t in traces {
+            if self.settings.dry_run {
+                info!(side = %t.side, path = %t.path, "would {}", t.decision);
+            } else {
+                debug!(side = %t.side, path = %t.path, "{}", t.decision);
+            }
+        }
+    }
+
+    async fn main_loop(&mut self, notices: &mut mpsc::UnboundedReceiver<Notice>) -> Result<()> {
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        self.rescan().await?;
+        if self.settings.skip_initial_sync {
+            // Adopt what is already equal; the rest waits for changes.
+            let b = self.engine.plan(now());
+            let _ = b;
+            self.engine.discard_pending();
+        }
+        let mut stopping = false;
+        loop {
+            // Run batches while there is work; events keep arriving meanwhile.
+            while self.engine.has_work() && !stopping {
+                let batch = self.engine.plan(now());
+                self.log_traces(&batch.traces);
+                if self.settings.dry_run {
+                    let rescan = batch.rescan;
+                    self.engine.discard_pending();
+                    if rescan {
+                        info!("would rescan both replicas");
+                    }
+                    break;
+                }
+                let rescan = batch.rescan;
+                if !batch.is_empty() {
+                    let exec = execute(
+                        self.links.clone(),
+                        self.roots.clone(),
+                        self.rsync.clone(),
+                        batch,
+                    );
+                    tokio::pin!(exec);
+                    let outcome = loop {
+                        tokio::select! {
+                            out = &mut exec => break out,
+                            Some(n) = notices.recv() => self.on_notice(n)?,
+                            _ = sigterm.recv() => { stopping = true; }
+                            _ = sigint.recv() => { stopping = true; }
+                        }
+                    };
+                    let (failed, stats) = outcome?;
+                    self.tally(&stats);
+                    self.engine.complete(failed);
+                }
+                if rescan && !stopping {
+                    self.rescan().await?;
+                }
+            }
+            if stopping {
+                info!("stopped");
+                return Ok(());
+            }
+            if self.settings.sync_only
+                || (self.settings.exit_on_no_events && !self.engine.has_work())
+            {
+                info!(
+                    copied_to_left = self.counters.copied[0],
+                    copied_to_right = self.counters.copied[1],
+                    conflicts = self.counters.conflicts,
+                    "in sync"
+                );
+                return Ok(());
+            }
+            tokio::select! {
+                Some(n) = notices.recv() => {
+                    self.on_notice(n)?;
+                    // Take in everything already queued before planning.
+                    while let Ok(n) = notices.try_recv() {
+                        self.on_notice(n)?;
+                    }
+                }
+                _ = sigterm.recv() => stopping = true,
+                _ = sigint.recv() => stopping = true,
+            }
+        }
+    }
+
+    fn tally(&mut self, stats: &BatchStats) {
+        for s in 0..2 {
+            self.counters.copied[s] += stats.copied[s];
+            self.counters.ops[s] += stats.ops[s];
+        }
+        self.counters.errors += stats.errors;
+        self.counters.conflicts += stats.conflicts;
+    }
+
+    fn on_notice(&mut self, n: Notice) -> Result<()> {
+        match n {
+            Notice::Events(side, events) => {
+                for ev in events {
+                    match &ev {
+                        Event::RootGone => bail!(
+                            "the {side} replica root {} vanished (deleted, moved or unmounted); \
+                             stopping without changing the other side",
+                            self.roots[side.idx()].display()
+                        ),
+                        Event::Error { path, message } => {
+                            self.counters.errors += 1;
+                            warn!(%side, %path, "{message}");
+                        }
+                        _ => {}
+                    }
+                    let t = self.engine.on_event(side, ev);
+                    if t.decision.starts_with("dropped: echo") {
+                        self.counters.echoes += 1;
+                    }
+                    if self.settings.dry_run {
+                        info!(side = %t.side, path = %t.path, "event: {}", t.decision);
+                    } else {
+                        debug!(side = %t.side, path = %t.path, "event: {}", t.decision);
+                    }
+                }
+                Ok(())
+            }
+            Notice::Lost(side, why) => {
+                if !self.roots[side.idx()].is_dir() {
+                    bail!(
+                        "the {side} replica root {} vanished; stopping without changing the other side",
+                        self.roots[side.idx()].display()
+                    );
+                }
+                bail!("{side} agent: {why}")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct BatchStats {
+    copied: [u64; 2],
+    ops: [u64; 2],
+    errors: u64,
+    conflicts: u64,
+}
+
+/// Carry out a batch: helper ops on both sides, then one rsync per
+/// direction, then check that what was copied arrived.
+async fn execute(
+    links: [Arc<Link>; 2],
+    roots: [PathBuf; 2],
+    rsync_opts: RsyncOptions,
+    batch: Batch,
+) -> Result<(Failed, BatchStats)> {
+    let rsync_opts = &rsync_opts;
+    let Batch {
+        ops,
+        copies,
+        conflicts,
+        ..
+    } = batch;
+    let mut stats = BatchStats::default();
+    let [ops_l, ops_r] = ops;
+    let (rl, rr) = tokio::join!(links[0].apply(ops_l.clone()), links[1].apply(ops_r.clone()));
+    for (side, ops, res) in [(Side::Left, &ops_l, rl?), (Side::Right, &ops_r, rr?)] {
+        for (op, r) in ops.iter().zip(res) {
+            stats.ops[side.idx()] += 1;
+            if let Err(e) = r {
+                stats.errors += 1;
+                warn!(%side, "{op:?} failed: {e}");
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        stats.conflicts += conflicts.len() as u64;
+        record_conflicts(&roots[0], &conflicts);
+    }
+    let t = Instant::now();
+    let copy = |dst: Side| {
+        let paths: Vec<RelPath> = copies[dst.idx()].iter().map(|(p, _)| p.clone()).collect();
+        let src_root = roots[dst.other().idx()].clone();
+        let dst_root = roots[dst.idx()].clone();
+        async move {
+            if paths.is_empty() {
+                return Ok(None);
+            }
+            rsync::copy(rsync_opts, &src_root, &dst_root, &paths)
+                .await
+                .map(Some)
+        }
+    };
+    let (to_l, to_r) = tokio::join!(copy(Side::Left), copy(Side::Right));
+    let mut failed: Failed = Default::default();
+    for (dst, out) in [(Side::Left, to_l?), (Side::Right, to_r?)] {
+        let Some(out) = out else { continue };
+        let list = &copies[dst.idx()];
+        if !out.usable() {
+            error!(
+                to = %dst,
+                code = ?out.code,
+                "rsync failed: {}",
+                out.stderr
+            );
+        } else if !out.stderr.is_empty() {
+            warn!(to = %dst, "rsync: {}", out.stderr);
+        }
+        let paths: Vec<RelPath> = list.iter().map(|(p, _)| p.clone()).collect();
+        let found = links[dst.idx()].stat(paths).await?;
+        for ((path, want), got) in list.iter().zip(found) {
+            match got {
+                Some(g) if g.same_content(want) => stats.copied[dst.idx()] += 1,
+                other => {
+                    if other.is_none() {
+                        stats.errors += 1;
+                        warn!(to = %dst, %path, "not copied (unreadable or vanished on the source; see rsync's message)");
+                    }
+                    failed[dst.idx()].push((path.clone(), other));
+                }
+            }
+        }
+        debug!(
+            to = %dst,
+            files = list.len(),
+            ms = t.elapsed().as_millis() as u64,
+            "rsync done"
+        );
+    }
+    Ok((failed, stats))
+}
+
+fn now() -> i64 {
+    twinsync_helpers::time::now_secs()
+}
+
+/// Append one JSON line per conflict to the left replica's
+/// `.twinsync/conflicts.log`.
+fn record_conflicts(left_root: &std::path::Path, conflicts: &[crate::engine::Conflict]) {
+    let path = left_root.join(".twinsync").join("conflicts.log");
+    let mut f = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            warn!("cannot write {}: {e}", path.display());
+            return;
+        }
+    };
+    for c in conflicts {
+        let line = format!(
+            "{{\"time\":{},\"path\":{},\"winner\":\"{}\",\"kept_as\":{},\"reason\":\"{}\"}}\n",
+            now(),
+            crate::json::string(&c.path.to_string()),
+            c.winner,
+            crate::json::string(&c.kept_as.to_string()),
+            c.reason
+        );
+        let _ = f.write_all(line.as_bytes());
+        warn!(path = %c.path, kept_as = %c.kept_as, winner = %c.winner, "conflict: {}", c.reason);
+    }
+}
