@@ -103,6 +103,7 @@ fn init_logs(filter: &str, json: bool) {
     let b = tracing_subscriber::fmt()
         .with_env_filter(env)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     if json {
         b.json().flatten_event(true).init();

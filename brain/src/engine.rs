@@ -257,6 +257,11 @@ impl Engine {
                     );
                 }
                 if let Some(slot) = self.pending[p].state.get_mut(&path) {
+                    if self.known.get(&path).is_some_and(|k| k.same_content(&sig)) {
+                        // Back to the synced state (e.g. the last step of our own write).
+                        self.pending[p].state.remove(&path);
+                        return trace(&path, "dropped: echo (back to the ledger's state)");
+                    }
                     *slot = Some(sig);
                     return trace(&path, "coalesced with a queued change");
                 }
@@ -483,6 +488,7 @@ impl Engine {
     ) {
         let t = s.other();
         match x {
+            Some(sig) if base.is_some_and(|b| b.same_content(&sig)) => {}
             Some(sig) => {
                 let why = if base.is_some() { "changed" } else { "new" };
                 self.copy_to(b, t, path, sig, base, &format!("{why} on {s}"));

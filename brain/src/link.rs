@@ -235,6 +235,23 @@ impl Link {
         }
     }
 
+    /// Read symlink targets.
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn read_links(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Vec<u8>>>> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.request(Request::ReadLinks { paths }).await? {
+            Response::Links(r) => Ok(r
+                .into_iter()
+                .map(|b| b.map(serde_bytes::ByteBuf::into_vec))
+                .collect()),
+            other => bail!("unexpected answer to readlink: {other:?}"),
+        }
+    }
+
     /// Ask the agent to exit and wait for it.
     pub async fn shutdown(&self) {
         let _ = self.tx.send(ToAgent::Shutdown);

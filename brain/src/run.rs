@@ -293,7 +293,38 @@ async fn execute(
         ..
     } = batch;
     let mut stats = BatchStats::default();
-    let [ops_l, ops_r] = ops;
+    let [mut ops_l, mut ops_r] = ops;
+    // Symlinks are made by the destination's helper (atomically, with their
+    // mtime), not by rsync: read their targets on the source side first.
+    let mut copies = copies;
+    for dst in Side::BOTH {
+        let (links_list, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut copies[dst.idx()])
+            .into_iter()
+            .partition(|(_, sig)| sig.kind == twinsync_proto::Kind::Symlink);
+        copies[dst.idx()] = rest;
+        if links_list.is_empty() {
+            continue;
+        }
+        let paths: Vec<RelPath> = links_list.iter().map(|(p, _)| p.clone()).collect();
+        let targets = links[dst.other().idx()].read_links(paths).await?;
+        let ops = if dst == Side::Left {
+            &mut ops_l
+        } else {
+            &mut ops_r
+        };
+        for ((path, sig), target) in links_list.into_iter().zip(targets) {
+            match target {
+                Some(target) => ops.push(twinsync_proto::Op::Symlink {
+                    path,
+                    target,
+                    mtime_ns: sig.mtime_ns,
+                }),
+                None => {
+                    warn!(%path, "symlink vanished on the {} side before it was copied", dst.other())
+                }
+            }
+        }
+    }
     let (rl, rr) = tokio::join!(links[0].apply(ops_l.clone()), links[1].apply(ops_r.clone()));
     for (side, ops, res) in [(Side::Left, &ops_l, rl?), (Side::Right, &ops_r, rr?)] {
         for (op, r) in ops.iter().zip(res) {

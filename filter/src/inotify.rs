@@ -4,7 +4,7 @@
 //! answers scan requests and the [`EventLoop`] thread that reads the kernel
 //! queue. Watches are placed on each directory before it is listed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
-use twinsync_proto::{Entry, Event, Kind, RelPath};
+use twinsync_proto::{Entry, Event, Kind, RelPath, Sig};
 
 use crate::{lstat_sig, sig_of, Excludes, FilterError};
 
@@ -35,6 +35,9 @@ const CHUNK: usize = 4096;
 struct Table {
     by_wd: HashMap<WatchDescriptor, RelPath>,
     by_path: BTreeMap<RelPath, WatchDescriptor>,
+    /// Directories found by a scan under a new name while still watched under
+    /// the old one: their unpaired `MOVED_FROM` is not a removal.
+    moved_away: HashSet<RelPath>,
 }
 
 impl Table {
@@ -154,18 +157,32 @@ impl Watcher {
         &self.excludes
     }
 
-    fn add_watch(&self, dir: &RelPath) -> Result<(), FilterError> {
+    /// Watch `dir`. When the kernel hands back a descriptor we already hold
+    /// under another path, the directory was moved there without us seeing
+    /// the `MOVED_TO` (its new parent was not watched yet): the old path is
+    /// returned and the table re-keyed.
+    fn add_watch(&self, dir: &RelPath) -> Result<Option<RelPath>, FilterError> {
         let Some(watches) = &self.watches else {
-            return Ok(());
+            return Ok(None);
         };
         let mut w = watches.clone();
         match w.add(dir.under(&self.root), MASK) {
             Ok(wd) => {
-                self.table
-                    .lock()
-                    .expect("watch table")
-                    .insert(wd, dir.clone());
-                Ok(())
+                let mut t = self.table.lock().expect("watch table");
+                if let Some(old) = t.by_wd.get(&wd).cloned() {
+                    if &old != dir {
+                        if dir.is_within(&old) || old.is_within(dir) {
+                            t.insert(wd, dir.clone());
+                            return Ok(None);
+                        }
+                        t.rename_tree(&old, dir);
+                        t.moved_away.insert(old.clone());
+                        return Ok(Some(old));
+                    }
+                    return Ok(None);
+                }
+                t.insert(wd, dir.clone());
+                Ok(None)
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(FilterError::WatchLimit {
                 path: dir.clone(),
@@ -179,7 +196,7 @@ impl Watcher {
                     Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
                 ) =>
             {
-                Ok(())
+                Ok(None)
             }
             Err(source) => Err(FilterError::Io {
                 what: "watching",
@@ -204,6 +221,10 @@ impl Watcher {
     /// entry below it to `sink` in chunks. Unreadable directories are reported
     /// through `on_error` and skipped. Returns the number of entries.
     ///
+    /// With `on_moved`, a directory found already watched under another path
+    /// is reported as moved (and not descended into: its contents moved with
+    /// it); without, it is listed like any other.
+    ///
     /// # Errors
     /// Only fatal errors (watch limit).
     pub fn scan(
@@ -211,12 +232,13 @@ impl Watcher {
         dir: &RelPath,
         sink: &mut dyn FnMut(Vec<Entry>),
         on_error: &mut dyn FnMut(RelPath, io::Error),
+        mut on_moved: Option<&mut dyn FnMut(RelPath, RelPath, Sig)>,
     ) -> Result<u64, FilterError> {
         let mut count = 0u64;
         let mut chunk = Vec::with_capacity(CHUNK);
+        self.add_watch(dir)?;
         let mut stack = vec![dir.clone()];
         while let Some(d) = stack.pop() {
-            self.add_watch(&d)?;
             let rd = match std::fs::read_dir(d.under(&self.root)) {
                 Ok(rd) => rd,
                 Err(e) => {
@@ -248,6 +270,15 @@ impl Watcher {
                 };
                 let sig = sig_of(&md);
                 if sig.kind == Kind::Dir {
+                    if let Some(old) = self.add_watch(&path)? {
+                        if let Some(moved) = on_moved.as_mut() {
+                            if !chunk.is_empty() {
+                                sink(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+                            }
+                            moved(old, path, sig);
+                            continue;
+                        }
+                    }
                     stack.push(path.clone());
                 }
                 chunk.push(Entry { path, sig });
@@ -429,6 +460,16 @@ impl EventLoop {
                         },
                     }
                 } else {
+                    if is_dir
+                        && w.table
+                            .lock()
+                            .expect("watch table")
+                            .moved_away
+                            .remove(&path)
+                    {
+                        // Already reported as moved by the scan that found it.
+                        continue;
+                    }
                     // Moved out of the tree.
                     if is_dir {
                         w.unwatch_tree(&path);
@@ -498,16 +539,23 @@ impl EventLoop {
                 });
                 if sig.kind == Kind::Dir {
                     let mut errors = Vec::new();
+                    let found = std::cell::RefCell::new(Vec::new());
                     w.scan(
                         path,
                         &mut |entries| {
-                            out.extend(entries.into_iter().map(|e| Event::Changed {
-                                path: e.path,
-                                sig: e.sig,
+                            found.borrow_mut().extend(entries.into_iter().map(|e| {
+                                Event::Changed {
+                                    path: e.path,
+                                    sig: e.sig,
+                                }
                             }));
                         },
                         &mut |p, e| errors.push((p, e)),
+                        Some(&mut |from, to, sig| {
+                            found.borrow_mut().push(Event::Moved { from, to, sig });
+                        }),
                     )?;
+                    out.extend(found.into_inner());
                     out.extend(errors.into_iter().map(|(path, e)| Event::Error {
                         path,
                         message: e.to_string(),

@@ -4,7 +4,7 @@
 //! and the filter's event loop. Every frame is written whole and flushed.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -188,6 +188,7 @@ fn handle(
                             }]),
                         );
                     },
+                    None,
                 )
                 .map_err(|e| e.to_string())?;
             if let Some(e) = send_err {
@@ -199,6 +200,18 @@ fn handle(
             paths
                 .iter()
                 .map(|p| replica.stat(p).ok().flatten())
+                .collect(),
+        )),
+        Request::ReadLinks { paths } => Ok(Response::Links(
+            paths
+                .iter()
+                .map(|p| {
+                    replica
+                        .resolve(p)
+                        .ok()
+                        .and_then(|abs| std::fs::read_link(abs).ok())
+                        .map(|t| serde_bytes::ByteBuf::from(t.into_os_string().into_vec()))
+                })
                 .collect(),
         )),
         Request::Apply { ops } => Ok(Response::Applied(

@@ -126,6 +126,11 @@ impl Replica {
                 mode,
                 mtime_ns,
             } => self.set_attr(path, *mode, *mtime_ns),
+            Op::Symlink {
+                path,
+                target,
+                mtime_ns,
+            } => self.symlink(path, target, *mtime_ns),
         };
         r.map_err(|e| e.to_string())
     }
@@ -234,6 +239,32 @@ impl Replica {
             .map_err(io_err("setting mode of", rel))
     }
 
+    /// Create or replace the symlink `rel` → `target` with mtime `mtime_ns`:
+    /// made under an ignore-suffix name, timed, then renamed into place, so
+    /// the filter reports nothing and no half-made link is ever visible. A
+    /// directory in the way goes to the trash.
+    ///
+    /// # Errors
+    /// Unsafe paths, failing syscalls.
+    pub fn symlink(&self, rel: &RelPath, target: &[u8], mtime_ns: i64) -> Result<(), OpError> {
+        let p = self.resolve(rel)?;
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            self.trash(rel)?;
+        }
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).map_err(io_err("creating parents of", rel))?;
+        }
+        let tmp = self.ignore_name(&p);
+        std::os::unix::fs::symlink(OsStr::from_bytes(target), &tmp)
+            .map_err(io_err("creating symlink", rel))?;
+        let done = set_mtime_nofollow(&tmp, mtime_ns).and_then(|()| fs::rename(&tmp, &p));
+        if let Err(e) = done {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("creating symlink", rel)(e));
+        }
+        Ok(())
+    }
+
     /// Set the mode and/or mtime of `rel` without following a symlink.
     ///
     /// # Errors
@@ -252,32 +283,39 @@ impl Replica {
                 .map_err(io_err("setting mode of", rel))?;
         }
         if let Some(ns) = mtime_ns {
-            let c = std::ffi::CString::new(p.as_os_str().as_bytes())
-                .map_err(|_| OpError::Unsafe(rel.clone()))?;
-            let times = [
-                libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: libc::UTIME_OMIT,
-                },
-                libc::timespec {
-                    tv_sec: ns.div_euclid(1_000_000_000),
-                    tv_nsec: ns.rem_euclid(1_000_000_000),
-                },
-            ];
-            // SAFETY: valid C string and a two-element timespec array.
-            let rc = unsafe {
-                libc::utimensat(
-                    libc::AT_FDCWD,
-                    c.as_ptr(),
-                    times.as_ptr(),
-                    libc::AT_SYMLINK_NOFOLLOW,
-                )
-            };
-            if rc != 0 {
-                return Err(io_err("setting mtime of", rel)(io::Error::last_os_error()));
-            }
+            set_mtime_nofollow(&p, ns).map_err(io_err("setting mtime of", rel))?;
         }
         Ok(())
+    }
+}
+
+/// utimensat(AT_SYMLINK_NOFOLLOW), leaving atime alone.
+fn set_mtime_nofollow(p: &Path, ns: i64) -> io::Result<()> {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: ns.div_euclid(1_000_000_000),
+            tv_nsec: ns.rem_euclid(1_000_000_000),
+        },
+    ];
+    // SAFETY: a valid C string and a two-element timespec array.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -183,6 +183,11 @@ pub enum Request {
         /// Paths to stat.
         paths: Vec<RelPath>,
     },
+    /// Read the targets of symlinks (`None`: missing or not a link).
+    ReadLinks {
+        /// Paths to read.
+        paths: Vec<RelPath>,
+    },
     /// Apply a list of helper operations in order; each gets its own result.
     Apply {
         /// The operations.
@@ -215,6 +220,17 @@ pub enum Op {
         /// Permission bits.
         mode: u32,
     },
+    /// Create (or replace) a symlink, with its mtime, atomically: it is made
+    /// under an ignore-suffix name and renamed into place.
+    Symlink {
+        /// The link.
+        path: RelPath,
+        /// Its target, as bytes.
+        #[serde(with = "serde_bytes")]
+        target: Vec<u8>,
+        /// Its modification time in ns.
+        mtime_ns: i64,
+    },
     /// Set permission bits and/or mtime.
     SetAttr {
         /// The entry.
@@ -241,6 +257,8 @@ pub enum Response {
     Stats(Vec<Option<Sig>>),
     /// Apply results, one per op.
     Applied(Vec<OpResult>),
+    /// Symlink targets, one per requested path.
+    Links(Vec<Option<serde_bytes::ByteBuf>>),
 }
 
 /// Messages from an agent to the brain.

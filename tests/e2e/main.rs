@@ -1,1 +1,19 @@
-//! end-to-end tests
+//! End-to-end tests: a real `twinsync` binary over real directories, with
+//! real inotify and real rsync. Each test gets its own temp dirs.
+//!
+//! Modules:
+//! - `basic`: creates, writes, deletes, empty dirs, symlinks, modes, mtimes, both ways;
+//! - `moves`: renames and moves of files and directories, in, out and within the tree;
+//! - `echo`: nothing written by the sync comes back;
+//! - `conflicts`: concurrent writers, conflict copies, trash;
+//! - `names`: odd file names;
+//! - `faults`: overflow, unreadable files, vanished roots, bad arguments.
+
+mod harness;
+
+mod basic;
+mod conflicts;
+mod echo;
+mod faults;
+mod moves;
+mod names;

@@ -1,0 +1,267 @@
+//! The tools under test: how each is started on a directory pair, the guard
+//! that stops its whole process group, and readers for `/proc`.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::error::{io_ctx, Failure, Res};
+use crate::fsops::Pair;
+
+/// Which program a [`Tool`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Twinsync,
+    Lsyncd,
+}
+
+/// A program under test and where its executable is.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    pub kind: Kind,
+    pub program: PathBuf,
+}
+
+impl Tool {
+    /// Short name used in directory names and JSON keys.
+    pub fn slug(&self) -> &'static str {
+        match self.kind {
+            Kind::Twinsync => "twinsync",
+            Kind::Lsyncd => "lsyncd",
+        }
+    }
+
+    /// Whether the tool also propagates right → left.
+    pub fn two_way(&self) -> bool {
+        self.kind == Kind::Twinsync
+    }
+
+    /// Start the tool live on `pair` (left → right for lsyncd). Output goes
+    /// to `pair.dir/<slug>.log`.
+    pub fn start(&self, pair: &Pair) -> Res<Running> {
+        let mut cmd = match self.kind {
+            Kind::Twinsync => self.twinsync_command(pair),
+            Kind::Lsyncd => self.lsyncd_command(pair)?,
+        };
+        let log = pair.dir.join(format!("{}.log", self.slug()));
+        let out = io_ctx(File::create(&log), log.display())?;
+        let err = io_ctx(out.try_clone(), log.display())?;
+        // Own process group, so that stopping it also gets the agents / the
+        // rsync children, and a Ctrl-C at the terminal reaches only us.
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let child = io_ctx(
+            cmd.spawn(),
+            format!("cannot start {}", self.program.display()),
+        )?;
+        Ok(Running {
+            child,
+            name: self.slug(),
+            log,
+        })
+    }
+
+    fn twinsync_command(&self, pair: &Pair) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("-d").arg("0").arg(&pair.left).arg(&pair.right);
+        cmd
+    }
+
+    fn lsyncd_command(&self, pair: &Pair) -> Res<Command> {
+        let config = pair.dir.join("lsyncd.conf.lua");
+        let text = format!(
+            "settings {{ nodaemon = true, logfile = {} }}\n\
+             sync {{ default.rsync, source = {}, target = {}, delay = 0 }}\n",
+            lua_string(&pair.dir.join("lsyncd-file.log")),
+            lua_string(&pair.left),
+            lua_string(&pair.right),
+        );
+        io_ctx(fs::write(&config, text), config.display())?;
+        let mut cmd = Command::new(&self.program);
+        cmd.arg(&config);
+        Ok(cmd)
+    }
+}
+
+/// A path as a double-quoted Lua string literal.
+fn lua_string(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Find `name` in `$PATH`.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A started tool. Dropping it stops the whole process group: SIGTERM to
+/// the leader, up to 5 s for it to exit, then SIGKILL to the group.
+pub struct Running {
+    child: Child,
+    pub name: &'static str,
+    log: PathBuf,
+}
+
+impl Running {
+    /// Process id of the tool's main process (the brain for twinsync).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// If the tool has exited, a failure describing how (with its log's
+    /// tail); `None` while it runs.
+    pub fn exited(&mut self) -> Option<Failure> {
+        match self.child.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(Failure::Other(format!(
+                "{} exited ({status}); log tail: {}",
+                self.name,
+                self.log_tail(400)
+            ))),
+            Err(e) => Some(Failure::Other(format!("{}: wait: {e}", self.name))),
+        }
+    }
+
+    /// Replace a failure by "the tool died" when that is the real cause.
+    pub fn explain(&mut self, f: Failure) -> Failure {
+        match f {
+            Failure::Interrupted => f,
+            _ => self.exited().unwrap_or(f),
+        }
+    }
+
+    /// The last `max` bytes of the tool's stdout/stderr, on one line.
+    pub fn log_tail(&self, max: u64) -> String {
+        read_tail(&self.log, max)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn leader_gone(&self) -> bool {
+        exited_unreaped(self.child.id())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        // The leader is not reaped before the group is killed, so its pid
+        // (= the group id) cannot have been reused by then.
+        if !self.leader_gone() {
+            // SAFETY: plain syscall on a pid we own.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !self.leader_gone() && Instant::now() < deadline {
+                sleep(Duration::from_millis(10));
+            }
+        }
+        // SAFETY: as above; the negative pid names the group we created.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether child `pid` has exited, without reaping it.
+fn exited_unreaped(pid: u32) -> bool {
+    // SAFETY: an all-zero siginfo_t is a valid value; waitid only writes it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable siginfo_t; WNOWAIT leaves the
+    // child waitable for `Child::wait`.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: after a successful waitid, si_pid is set (0 if no child is
+    // ready), which is what reading it assumes.
+    rc != 0 || unsafe { info.si_pid() } != 0
+}
+
+fn read_tail(path: &Path, max: u64) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The parts of `/proc/PID/stat` the bench needs.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcStat {
+    pub ppid: u32,
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+}
+
+/// Parse `/proc/PID/stat`; `None` if the process is gone.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm (field 2) is in parentheses and may contain spaces: start after
+    // the last ')'. Then field 3 (state) is index 0.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    Some(ProcStat {
+        ppid: u32::try_from(num(1)?).ok()?,
+        cpu_ticks: num(11)? + num(12)?,
+    })
+}
+
+/// Pids whose parent is `pid` (scanning `/proc/*/stat`).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| proc_stat(p).is_some_and(|s| s.ppid == pid))
+        .collect()
+}
+
+/// The command line of `pid`, arguments joined by spaces.
+pub fn cmdline(pid: u32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// Peak resident set size (`VmHWM`) in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Clock ticks per second (for `/proc/PID/stat` CPU times).
+pub fn clock_ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}

@@ -1,0 +1,347 @@
+//! The measurements. Each takes a live tool on a fresh [`Pair`] and returns
+//! its figures; every wait is bounded and ends in [`Failure::Timeout`].
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::error::{interrupted, io_ctx, Failure, Res};
+use crate::fsops::{self, Pair, Wait};
+use crate::procs::{self, Running};
+
+/// Longest any single wait may take (readiness, a burst, a rename).
+pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
+/// Longest one latency sample may take before the series is abandoned.
+const SAMPLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Wait until a probe written in `from` shows up in `to`.
+pub fn wait_probe(from: &Path, to: &Path, tag: &str) -> Res<Duration> {
+    let name = format!("bench-probe-{tag}");
+    let content = format!("probe {tag}\n").into_bytes();
+    let since = Instant::now();
+    fsops::write(&from.join(&name), &content)?;
+    let dest = to.join(&name);
+    fsops::poll_until(
+        Wait {
+            since,
+            limit: WAIT_LIMIT,
+            every: Duration::from_millis(5),
+        },
+        || fsops::has_content(&dest, &content),
+        || format!("probe {} never arrived", dest.display()),
+    )
+}
+
+/// Wait until the tool on `pair` is live (both ways if `two_way`).
+pub fn wait_ready(pair: &Pair, two_way: bool) -> Res<()> {
+    wait_probe(&pair.left, &pair.right, "lr")?;
+    if two_way {
+        wait_probe(&pair.right, &pair.left, "rl")?;
+    }
+    Ok(())
+}
+
+/// Arrival times of small files, in milliseconds.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub samples_ms: Vec<f64>,
+}
+
+impl Latency {
+    /// Nearest-rank percentile `q` in (0, 1].
+    pub fn percentile(&self, q: f64) -> f64 {
+        let mut s = self.samples_ms.clone();
+        s.sort_by(f64::total_cmp);
+        if s.is_empty() {
+            return f64::NAN;
+        }
+        let rank = (q * s.len() as f64).ceil() as usize;
+        s[rank.clamp(1, s.len()) - 1]
+    }
+}
+
+/// `n` samples: write a 16-byte file (new name each time) in `from`, time
+/// until it is in `to` with that content. Stops at the first sample that
+/// takes longer than [`SAMPLE_LIMIT`].
+pub fn latency(from: &Path, to: &Path, n: usize, tag: &str) -> Res<Latency> {
+    let mut samples_ms = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("lat-{tag}-{i:03}");
+        let content = format!("{tag}:{i:012}\n").into_bytes();
+        let dest = to.join(&name);
+        let since = Instant::now();
+        fsops::write(&from.join(&name), &content)?;
+        let took = fsops::poll_until(
+            Wait {
+                since,
+                limit: SAMPLE_LIMIT,
+                every: Duration::from_micros(200),
+            },
+            || fsops::has_content(&dest, &content),
+            || {
+                format!(
+                    "{} did not arrive within {} s ({i}/{n} samples done)",
+                    dest.display(),
+                    SAMPLE_LIMIT.as_secs()
+                )
+            },
+        )?;
+        samples_ms.push(took.as_secs_f64() * 1e3);
+        sleep(Duration::from_millis(30));
+    }
+    Ok(Latency { samples_ms })
+}
+
+/// A burst of small files.
+#[derive(Debug, Clone)]
+pub struct Burst {
+    pub files: usize,
+    /// From the first write until all files were on the right.
+    pub secs: f64,
+    /// How long writing them on the left took.
+    pub write_secs: f64,
+}
+
+/// The burst layout: `dirs` directories `bNN`, each with its files' names
+/// and sizes.
+fn burst_layout(files: usize, dirs: usize) -> Vec<(String, Vec<(String, u64)>)> {
+    (0..dirs)
+        .map(|d| {
+            let names = (0..files / dirs)
+                .map(|f| {
+                    let i = d * (files / dirs) + f;
+                    (format!("f{i:05}"), 16 + (i as u64 * 37) % 200)
+                })
+                .collect();
+            (format!("b{d:02}"), names)
+        })
+        .collect()
+}
+
+/// Create `files` small files in `dirs` directories on the left as fast as
+/// possible; time until all are on the right with the right sizes.
+pub fn burst(pair: &Pair, files: usize, dirs: usize) -> Res<Burst> {
+    let layout = burst_layout(files, dirs);
+    let total: usize = layout.iter().map(|(_, f)| f.len()).sum();
+    let since = Instant::now();
+    for (dir, names) in &layout {
+        let d = pair.left.join(dir);
+        fsops::mkdir(&d)?;
+        for (name, size) in names {
+            fsops::write(&d.join(name), &fsops::pseudo_random(*size, *size as usize))?;
+        }
+    }
+    let write_secs = since.elapsed().as_secs_f64();
+    let count = || -> Res<usize> {
+        layout.iter().try_fold(0, |acc, (dir, names)| {
+            Ok(acc + fsops::count_present(&pair.right.join(dir), names)?)
+        })
+    };
+    let took = fsops::poll_until(
+        Wait {
+            since,
+            limit: WAIT_LIMIT,
+            every: Duration::from_millis(20),
+        },
+        || Ok(count()? == total),
+        || {
+            let n = count().map_or_else(|e| e.to_string(), |n| n.to_string());
+            format!("{n}/{total} files arrived on the right")
+        },
+    )?;
+    Ok(Burst {
+        files: total,
+        secs: took.as_secs_f64(),
+        write_secs,
+    })
+}
+
+/// Renaming a big directory.
+#[derive(Debug, Clone)]
+pub struct Rename {
+    pub mib: u64,
+    /// How long the first copy of the directory took to arrive.
+    pub copy_secs: f64,
+    /// From `rename` until the right side matched.
+    pub secs: f64,
+    /// Files on the right whose inode survived the rename.
+    pub inodes_kept: usize,
+    pub files: usize,
+}
+
+/// Bytes per file in the rename scenario (1 MiB).
+const MIB: u64 = 1 << 20;
+
+/// Fill `left/big` with `files` files of 1 MiB, wait for the copy, then
+/// rename it to `big2` and time until the right has `big2` (all files) and
+/// no `big`; count right-side inodes that survived.
+pub fn rename(pair: &Pair, files: usize) -> Res<Rename> {
+    let want: Vec<(String, u64)> = (0..files).map(|i| (format!("blob{i:03}"), MIB)).collect();
+    let (big, big2) = (pair.left.join("big"), pair.left.join("big2"));
+    let (rbig, rbig2) = (pair.right.join("big"), pair.right.join("big2"));
+
+    let since = Instant::now();
+    fsops::mkdir(&big)?;
+    for (i, (name, size)) in want.iter().enumerate() {
+        fsops::write(
+            &big.join(name),
+            &fsops::pseudo_random(i as u64 + 1, *size as usize),
+        )?;
+    }
+    let copy = wait_files(&rbig, &want, since, Duration::from_millis(20))?;
+    // Let the tool finish whatever it does after the data lands (mtimes,
+    // bookkeeping) so the rename is measured on a quiet pair.
+    sleep(Duration::from_millis(500));
+    let before = fsops::list_files(&rbig)?;
+
+    let since = Instant::now();
+    io_ctx(fs::rename(&big, &big2), big.display())?;
+    let took = fsops::poll_until(
+        Wait {
+            since,
+            limit: WAIT_LIMIT,
+            every: Duration::from_millis(2),
+        },
+        || Ok(!fsops::exists(&rbig) && fsops::count_present(&rbig2, &want)? == files),
+        || rename_progress(&rbig, &rbig2, &want),
+    )?;
+    let after = fsops::list_files(&rbig2)?;
+    Ok(Rename {
+        mib: files as u64, // 1 MiB each
+        copy_secs: copy.as_secs_f64(),
+        secs: took.as_secs_f64(),
+        inodes_kept: inodes_kept(&before, &after),
+        files,
+    })
+}
+
+/// Wait until `dir` holds every `(name, size)` of `want`.
+fn wait_files(
+    dir: &Path,
+    want: &[(String, u64)],
+    since: Instant,
+    every: Duration,
+) -> Res<Duration> {
+    fsops::poll_until(
+        Wait {
+            since,
+            limit: WAIT_LIMIT,
+            every,
+        },
+        || Ok(fsops::count_present(dir, want)? == want.len()),
+        || {
+            let n = fsops::count_present(dir, want).unwrap_or(0);
+            format!("{}: {n}/{} files arrived", dir.display(), want.len())
+        },
+    )
+}
+
+fn rename_progress(rbig: &Path, rbig2: &Path, want: &[(String, u64)]) -> String {
+    let n = fsops::count_present(rbig2, want).unwrap_or(0);
+    let left_in_big = fsops::list_files(rbig).map(|m| m.len()).unwrap_or(0);
+    format!(
+        "right/big {} ({left_in_big} files), right/big2 has {n}/{} files",
+        if fsops::exists(rbig) {
+            "still exists"
+        } else {
+            "is gone"
+        },
+        want.len()
+    )
+}
+
+/// How many names have the same inode in `before` and `after`.
+fn inodes_kept(
+    before: &BTreeMap<String, (u64, u64)>,
+    after: &BTreeMap<String, (u64, u64)>,
+) -> usize {
+    before
+        .iter()
+        .filter(|(name, (_, ino))| after.get(*name).is_some_and(|(_, i)| i == ino))
+        .count()
+}
+
+/// Wait (bounded) until the destination mirrors the source, ignoring
+/// `.twinsync/`. Returns the differences still left after `limit`, if any.
+pub fn settle_and_compare(pair: &Pair, limit: Duration) -> Res<Option<String>> {
+    let since = Instant::now();
+    loop {
+        let (src, dst) = (fsops::snapshot(&pair.left)?, fsops::snapshot(&pair.right)?);
+        let (lines, total) = fsops::diff(&src, &dst, 8);
+        if total == 0 {
+            return Ok(None);
+        }
+        if interrupted() {
+            return Err(Failure::Interrupted);
+        }
+        if since.elapsed() > limit {
+            return Ok(Some(format!(
+                "{total} difference(s) left → right after {} s: {}",
+                limit.as_secs(),
+                lines.join("; ")
+            )));
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// Memory and idle CPU of a tool's long-lived processes.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    /// Peak RSS of the main process (twinsync brain, lsyncd), MiB.
+    pub main_mib: f64,
+    /// Peak RSS of each long-lived child (twinsync agents), MiB.
+    pub children_mib: Vec<f64>,
+    /// CPU used by those processes while nothing happens, % of one core.
+    pub idle_cpu_pct: f64,
+}
+
+impl Resources {
+    /// Main + children peak RSS, MiB.
+    pub fn total_mib(&self) -> f64 {
+        self.main_mib + self.children_mib.iter().sum::<f64>()
+    }
+}
+
+/// Idle-CPU sampling window.
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
+
+/// Peak RSS of the tool (and its `agent` children), and its CPU use over
+/// [`IDLE_WINDOW`] of no activity.
+pub fn resources(running: &mut Running) -> Res<Resources> {
+    let main = running.pid();
+    let children: Vec<u32> = procs::children_of(main)
+        .into_iter()
+        .filter(|&p| procs::cmdline(p).split(' ').any(|a| a == "agent"))
+        .collect();
+    let mut pids = vec![main];
+    pids.extend(&children);
+    let ticks = |pids: &[u32]| -> u64 {
+        pids.iter()
+            .filter_map(|&p| procs::proc_stat(p))
+            .map(|s| s.cpu_ticks)
+            .sum()
+    };
+    sleep(Duration::from_millis(500));
+    let (t0, start) = (ticks(&pids), Instant::now());
+    sleep(IDLE_WINDOW);
+    let (t1, elapsed) = (ticks(&pids), start.elapsed());
+    if let Some(f) = running.exited() {
+        return Err(f);
+    }
+    let rss = |p: u32| -> Res<f64> {
+        procs::peak_rss_kib(p)
+            .map(|k| k as f64 / 1024.0)
+            .ok_or_else(|| Failure::Other(format!("no VmHWM for pid {p}")))
+    };
+    Ok(Resources {
+        main_mib: rss(main)?,
+        children_mib: children.iter().map(|&p| rss(p)).collect::<Res<_>>()?,
+        idle_cpu_pct: t1.saturating_sub(t0) as f64
+            / procs::clock_ticks_per_sec()
+            / elapsed.as_secs_f64()
+            * 100.0,
+    })
+}

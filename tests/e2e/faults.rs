@@ -1,0 +1,169 @@
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use crate::harness::{eventually, run_once, Pair};
+
+#[test]
+fn an_inotify_queue_overflow_is_rescanned_and_converges() {
+    let mut p = Pair::new();
+    p.left.write("old/keep", b"k");
+    p.left.write("old/del", b"d");
+    for d in 0..40 {
+        fs::create_dir_all(p.left.path(format!("flood/{d}"))).unwrap();
+    }
+    p.start(&[]);
+    p.eventually_equal();
+    let agents = p.agent_pids();
+    assert_eq!(agents.len(), 2, "expected two agents");
+    // Freeze both agents so their kernel queues fill past
+    // max_queued_events while we flood the left replica.
+    let limit: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .map_or(16384, |s| s.trim().parse().unwrap());
+    for &a in &agents {
+        unsafe { libc::kill(a, libc::SIGSTOP) };
+    }
+    let n = limit + 2000;
+    for i in 0..n {
+        let d = p.left.path(format!("flood/{}", i % 40));
+        fs::write(d.join(format!("f{i}")), b"x").unwrap();
+    }
+    fs::remove_file(p.left.path("old/del")).unwrap();
+    for &a in &agents {
+        unsafe { libc::kill(a, libc::SIGCONT) };
+    }
+    eventually("all flood files on the right", || {
+        (0..40)
+            .map(|d| fs::read_dir(p.right.path(format!("flood/{d}"))).map_or(0, |r| r.count()))
+            .sum::<usize>()
+            == n
+    });
+    p.right.eventually_gone("old/del");
+    assert!(p.right.exists("old/keep"));
+    p.eventually_equal();
+    assert!(p.log_text().contains("rescan"), "no rescan in the log");
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn unreadable_files_are_logged_and_skipped_without_stopping() {
+    let mut p = Pair::new();
+    p.left.write("secret", b"s");
+    fs::set_permissions(p.left.path("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    p.left.write("public", b"p");
+    if is_root() {
+        // root reads everything: run the sync as nobody instead.
+        for e in [
+            &p.dir.path().to_path_buf(),
+            &p.left.root,
+            &p.right.root,
+            &p.left.path("secret"),
+            &p.left.path("public"),
+        ] {
+            std::os::unix::fs::chown(e, Some(65534), Some(65534)).unwrap();
+        }
+        assert!(
+            Command::new("setpriv").arg("--version").output().is_ok(),
+            "setpriv (util-linux) is needed"
+        );
+        let log = fs::File::create(&p.log).unwrap();
+        let child = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(crate::harness::bin())
+            .args(["-d", "2"])
+            .arg(&p.left.root)
+            .arg(&p.right.root)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        p.child = Some(child);
+        p.right.eventually_has("public", b"p");
+        // the sync goes on: later writes still arrive (written as nobody)
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+            ])
+            .arg(format!("echo later > '{}'", p.left.path("later").display()))
+            .status()
+            .unwrap();
+        assert!(out.success());
+    } else {
+        p.start(&[]);
+        p.right.eventually_has("public", b"p");
+        p.left.write("later", b"later\n");
+    }
+    p.right.eventually_has("later", b"later\n");
+    assert!(!p.right.exists("secret"));
+    assert!(
+        p.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "sync stopped"
+    );
+    eventually("the failure is logged with the path", || {
+        let log = p.log_text();
+        log.contains("secret") && (log.contains("Permission denied") || log.contains("not copied"))
+    });
+}
+
+#[test]
+fn a_vanished_root_stops_the_sync_and_deletes_nothing() {
+    let mut p = Pair::new();
+    for i in 0..50 {
+        p.left.write(format!("f{i}"), b"keep me");
+    }
+    p.start(&[]);
+    p.eventually_equal();
+    let away = p.dir.path().join("right-unmounted");
+    fs::rename(&p.right.root, &away).unwrap();
+    let st = p.wait_exit();
+    assert!(!st.success());
+    assert!(p.log_text().contains("vanished"), "{}", p.log_tail());
+    for i in 0..50 {
+        assert_eq!(p.left.read(format!("f{i}")).unwrap(), b"keep me");
+    }
+}
+
+#[test]
+fn a_missing_root_at_start_is_a_clear_error() {
+    let p = Pair::new();
+    let missing = p.dir.path().join("nope");
+    let (st, err) = run_once(&[p.left.root.as_os_str(), missing.as_os_str()]);
+    assert_eq!(st.code(), Some(2));
+    assert!(
+        err.contains("does not exist") && err.contains("nope"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_same_root_twice_or_nested_roots_are_refused() {
+    let p = Pair::new();
+    let (st, err) = run_once(&[p.left.root.as_os_str(), p.left.root.as_os_str()]);
+    assert_eq!(st.code(), Some(2));
+    assert!(err.contains("same directory"), "{err}");
+    let inner = p.left.path("inner");
+    fs::create_dir(&inner).unwrap();
+    let (st, err) = run_once(&[p.left.root.as_os_str(), inner.as_os_str()]);
+    assert_eq!(st.code(), Some(2));
+    assert!(err.contains("inside the other"), "{err}");
+    let (st, err) = run_once(&[OsStr::new("only-one")]);
+    assert_eq!(st.code(), Some(2));
+    assert!(err.contains("two replica roots"), "{err}");
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    let mut p = Pair::new();
+    p.start(&[]);
+    let st = p.stop();
+    assert!(st.success(), "{st}");
+    assert!(p.log_text().contains("stopped"));
+}

@@ -1,0 +1,344 @@
+//! Test harness: a replica pair in temp dirs, a real `twinsync` process
+//! syncing them, and helpers that read like specs, with bounded waits.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The default bound of every wait.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_twinsync")
+}
+
+/// Poll `f` until it returns true or `WAIT` passes.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while t.elapsed() < WAIT {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("timed out after {WAIT:?} waiting for: {what}");
+}
+
+/// One replica root.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    pub root: PathBuf,
+}
+
+impl Replica {
+    pub fn path(&self, rel: impl AsRef<[u8]>) -> PathBuf {
+        self.root.join(OsStr::from_bytes(rel.as_ref()))
+    }
+
+    pub fn write(&self, rel: impl AsRef<[u8]>, data: &[u8]) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    }
+
+    pub fn read(&self, rel: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+        fs::read(self.path(rel)).ok()
+    }
+
+    pub fn exists(&self, rel: impl AsRef<[u8]>) -> bool {
+        fs::symlink_metadata(self.path(rel)).is_ok()
+    }
+
+    pub fn ino(&self, rel: impl AsRef<[u8]>) -> u64 {
+        fs::symlink_metadata(self.path(rel)).unwrap().ino()
+    }
+
+    pub fn eventually_has(&self, rel: impl AsRef<[u8]>, data: &[u8]) {
+        let rel = rel.as_ref();
+        eventually(
+            &format!(
+                "{} to hold {:?}",
+                self.path(rel).display(),
+                String::from_utf8_lossy(data)
+            ),
+            || self.read(rel).as_deref() == Some(data),
+        );
+    }
+
+    pub fn eventually_gone(&self, rel: impl AsRef<[u8]>) {
+        let rel = rel.as_ref();
+        eventually(&format!("{} to be gone", self.path(rel).display()), || {
+            !self.exists(rel)
+        });
+    }
+
+    /// Every entry below the root except `.twinsync/`: path → description
+    /// (kind, content or link target, mode; plus mtime for files).
+    pub fn tree(&self) -> BTreeMap<Vec<u8>, String> {
+        let mut out = BTreeMap::new();
+        walk(&self.root, &self.root, &mut out);
+        out
+    }
+
+    /// Files in this replica's trash (relative names inside the day folders).
+    pub fn trash_contents(&self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let t = self.root.join(".twinsync/trash");
+        let mut m = BTreeMap::new();
+        walk(&t, &t, &mut m);
+        for (k, v) in m {
+            if !v.starts_with("dir") {
+                out.push(fs::read(t.join(OsStr::from_bytes(&k))).unwrap_or_default());
+            }
+        }
+        out
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, String>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let rel = p
+            .strip_prefix(root)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
+        if dir == root && rel == b".twinsync" {
+            continue;
+        }
+        let md = fs::symlink_metadata(&p).unwrap();
+        let mode = md.mode() & 0o7777;
+        let desc = if md.file_type().is_symlink() {
+            format!("link {:?}", fs::read_link(&p).unwrap())
+        } else if md.is_dir() {
+            walk(root, &p, out);
+            format!("dir {mode:o}")
+        } else {
+            let data = fs::read(&p).unwrap_or_default();
+            format!(
+                "file {mode:o} {} {:?}",
+                md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+                String::from_utf8_lossy(&data)
+            )
+        };
+        out.insert(rel, desc);
+    }
+}
+
+/// A running twinsync over a fresh pair of replicas.
+pub struct Pair {
+    pub dir: tempfile::TempDir,
+    pub left: Replica,
+    pub right: Replica,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Pair {
+    /// Two empty replicas (not yet synced).
+    pub fn new() -> Pair {
+        let dir = tempfile::Builder::new()
+            .prefix("twinsync-e2e")
+            .tempdir()
+            .unwrap();
+        let left = Replica {
+            root: dir.path().join("left"),
+        };
+        let right = Replica {
+            root: dir.path().join("right"),
+        };
+        fs::create_dir(&left.root).unwrap();
+        fs::create_dir(&right.root).unwrap();
+        let log = dir.path().join("twinsync.log");
+        Pair {
+            dir,
+            left,
+            right,
+            child: None,
+            log,
+        }
+    }
+
+    /// Start `twinsync [args] LEFT RIGHT` (debug logs to a file) and wait
+    /// until it is live both ways.
+    pub fn start(&mut self, args: &[&str]) {
+        self.spawn(args);
+        self.wait_live();
+    }
+
+    pub fn spawn(&mut self, args: &[&str]) {
+        let log = fs::File::create(&self.log).unwrap();
+        let child = Command::new(bin())
+            .args(["-d", "2"])
+            .args(args)
+            .arg(&self.left.root)
+            .arg(&self.right.root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .env("NO_COLOR", "1")
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// A probe file both ways proves both filters and the loop are running.
+    pub fn wait_live(&mut self) {
+        for (a, b, name) in [
+            (self.left.clone(), self.right.clone(), ".probe-l"),
+            (self.right.clone(), self.left.clone(), ".probe-r"),
+        ] {
+            a.write(name, b"probe");
+            let t = Instant::now();
+            while b.read(name).as_deref() != Some(b"probe") {
+                if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!(
+                        "twinsync exited with {st} before going live:\n{}",
+                        self.log_text()
+                    );
+                }
+                assert!(t.elapsed() < WAIT, "not live:\n{}", self.log_text());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            fs::remove_file(a.path(name)).unwrap();
+            b.eventually_gone(name);
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until both trees are equal (contents, modes, links, file mtimes).
+    pub fn eventually_equal(&self) {
+        let t = Instant::now();
+        loop {
+            let (l, r) = (self.left.tree(), self.right.tree());
+            if l == r {
+                return;
+            }
+            if t.elapsed() > WAIT {
+                let diff: Vec<_> = l
+                    .iter()
+                    .filter(|(k, v)| r.get(*k) != Some(v))
+                    .map(|(k, v)| format!("L {} {v}", String::from_utf8_lossy(k)))
+                    .chain(
+                        r.iter()
+                            .filter(|(k, v)| l.get(*k) != Some(v))
+                            .map(|(k, v)| format!("R {} {v}", String::from_utf8_lossy(k))),
+                    )
+                    .take(20)
+                    .collect();
+                panic!(
+                    "trees differ:\n{}\nlog:\n{}",
+                    diff.join("\n"),
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let t = self.log_text();
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// Send SIGTERM and wait for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Wait for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let c = self.child.as_mut().expect("running");
+        let t = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                self.child = None;
+                return st;
+            }
+            assert!(t.elapsed() < WAIT, "did not exit:\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Pids of the agent children.
+    pub fn agent_pids(&self) -> Vec<i32> {
+        let me = self.child.as_ref().unwrap().id() as i32;
+        let mut out = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            let ppid: i32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+            if ppid == me {
+                let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if cmd.split(|&b| b == 0).any(|a| a == b"agent") {
+                    out.push(pid);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- twinsync log tail ---\n{}", self.log_tail());
+        }
+    }
+}
+
+/// Run twinsync to completion with these args; returns (status, stderr).
+pub fn run_once(args: &[&OsStr]) -> (std::process::ExitStatus, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Replica {
+    pub fn eventually_has_dir(&self, rel: impl AsRef<[u8]>) {
+        let rel = rel.as_ref();
+        eventually(
+            &format!("{} to be a directory", self.path(rel).display()),
+            || self.path(rel).is_dir(),
+        );
+    }
+}
