@@ -63,6 +63,22 @@ pub struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Go ahead even when a safety net trips (mass deletion, emptied root,
+    /// root on another device than at the last sync).
+    #[arg(short = 'f', long)]
+    force: bool,
+    /// Instance name: one index, lock and status entry per instance
+    /// (default: derived from the two roots).
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
+    /// Refuse a merge that would delete more than this percentage of a
+    /// side's entries (unless --force).
+    #[arg(long, value_name = "PERCENT", default_value_t = 50,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    max_delete: u8,
+    /// Days deleted files and conflict copies are kept in .twinsync/trash.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    trash_days: u32,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -178,8 +194,8 @@ fn settings(cli: Cli) -> Result<Settings, UsageError> {
     check_pair(&left, &right)?;
     twinsync_filter::Excludes::new(&cli.exclude).map_err(UsageError)?;
     Ok(Settings {
-        left,
-        right,
+        left: left.clone(),
+        right: right.clone(),
         excludes: cli.exclude,
         dry_run: cli.dry_run,
         sync_only: cli.sync_only,
@@ -191,5 +207,24 @@ fn settings(cli: Cli) -> Result<Settings, UsageError> {
         },
         rsync_extra: cli.rsync_extra,
         agent_log: std::env::var("TWINSYNC_LOG").ok(),
+        force: cli.force,
+        instance: match cli.instance {
+            Some(i) => {
+                if i.is_empty()
+                    || i.len() > 64
+                    || !i
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                {
+                    return Err(UsageError(format!(
+                        "bad instance name {i:?}: use 1 to 64 of A-Z a-z 0-9 _ . -"
+                    )));
+                }
+                i
+            }
+            None => crate::config::default_instance(&left, &right.to_string_lossy()),
+        },
+        max_delete_percent: cli.max_delete,
+        trash_days: cli.trash_days,
     })
 }

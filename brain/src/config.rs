@@ -27,6 +27,32 @@ pub struct Settings {
     pub rsync_extra: Vec<String>,
     /// Log filter handed to agents.
     pub agent_log: Option<String>,
+    /// Override the safety nets (mass deletion, emptied root, changed device).
+    pub force: bool,
+    /// Instance name (index file, lock, status).
+    pub instance: String,
+    /// A merge deleting more than this share of a side's entries is refused.
+    pub max_delete_percent: u8,
+    /// Days trash and conflict copies are kept.
+    pub trash_days: u32,
+}
+
+/// The default instance name of a pair: stable for the same two roots.
+#[must_use]
+pub fn default_instance(left: &Path, right: &str) -> String {
+    // FNV-1a: stable across runs and builds (unlike std's hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in left
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .chain([0u8].iter())
+        .chain(right.as_bytes())
+    {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("pair-{h:016x}")
 }
 
 /// A usage error: bad roots or options. Exit code 2.

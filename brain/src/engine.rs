@@ -110,6 +110,9 @@ pub struct Batch {
     pub traces: Vec<Trace>,
     /// Both replicas must be rescanned and reconciled before going on.
     pub rescan: bool,
+    /// Number of indexed entries this batch deletes on each side (for the
+    /// mass-deletion safety net).
+    pub deleted: [usize; 2],
 }
 
 impl Batch {
@@ -154,6 +157,8 @@ pub struct Engine {
     inflight: [HashMap<RelPath, Option<Sig>>; 2],
     excludes: Excludes,
     policy: Policy,
+    /// Index keys changed since the last [`Engine::take_delta`].
+    changed: std::collections::BTreeSet<RelPath>,
 }
 
 fn range_within<'a, V>(
@@ -192,12 +197,6 @@ fn rekey<V>(map: &mut BTreeMap<RelPath, V>, from: &RelPath, to: &RelPath) {
     }
 }
 
-fn remove_within<V>(map: &mut BTreeMap<RelPath, V>, dir: &RelPath) {
-    for k in keys_within(map, dir) {
-        map.remove(&k);
-    }
-}
-
 impl Engine {
     /// An engine with an empty index.
     #[must_use]
@@ -208,7 +207,45 @@ impl Engine {
             inflight: Default::default(),
             excludes,
             policy,
+            changed: std::collections::BTreeSet::new(),
         }
+    }
+
+    fn k_insert(&mut self, path: RelPath, sig: Sig) {
+        self.changed.insert(path.clone());
+        self.known.insert(path, sig);
+    }
+
+    fn k_remove_within(&mut self, dir: &RelPath) {
+        for k in keys_within(&self.known, dir) {
+            self.known.remove(&k);
+            self.changed.insert(k);
+        }
+    }
+
+    fn k_rekey(&mut self, from: &RelPath, to: &RelPath) {
+        self.changed.extend(keys_within(&self.known, from));
+        self.changed.extend(keys_within(&self.known, to));
+        rekey(&mut self.known, from, to);
+        self.changed.extend(keys_within(&self.known, to));
+    }
+
+    /// The index changes since the last call: entries set, entries removed.
+    pub fn take_delta(&mut self) -> (Vec<(RelPath, Sig)>, Vec<RelPath>) {
+        let mut set = Vec::new();
+        let mut removed = Vec::new();
+        for k in std::mem::take(&mut self.changed) {
+            match self.known.get(&k) {
+                Some(s) => set.push((k, *s)),
+                None => removed.push(k),
+            }
+        }
+        (set, removed)
+    }
+
+    /// Forget the recorded index changes (after a full snapshot).
+    pub fn clear_delta(&mut self) {
+        self.changed.clear();
     }
 
     /// Replace the index (loaded from disk).
@@ -417,7 +454,7 @@ impl Engine {
                     from: from.clone(),
                     to: to.clone(),
                 });
-                rekey(&mut self.known, &from, &to);
+                self.k_rekey(&from, &to);
                 rekey(&mut pend[t.idx()].state, &from, &to);
             }
         }
@@ -441,7 +478,7 @@ impl Engine {
                 }
                 (Some(Some(a)), Some(Some(c))) => self.both_changed(&mut b, now, &path, a, c),
                 (Some(None), Some(None)) => {
-                    remove_within(&mut self.known, &path);
+                    self.k_remove_within(&path);
                     b.traces.push(Trace {
                         side: Side::Left,
                         path: path.clone(),
@@ -498,7 +535,7 @@ impl Engine {
                     return;
                 }
                 if trashed[t.idx()].iter().any(|d| path.is_within(d)) {
-                    remove_within(&mut self.known, path);
+                    self.k_remove_within(path);
                     return;
                 }
                 self.remove_on(b, pend, trashed, t, path, &format!("removed on {s}"));
@@ -525,7 +562,8 @@ impl Engine {
                 decision: format!("delete on {t} (to trash): {why}"),
             });
             b.ops[t.idx()].push(Op::Trash { path: path.clone() });
-            remove_within(&mut self.known, path);
+            b.deleted[t.idx()] += range_within(&self.known, path).count();
+            self.k_remove_within(path);
             trashed[t.idx()].push(path.clone());
             return;
         }
@@ -598,7 +636,7 @@ impl Engine {
                 // A directory replaced by a file: the directory goes to the trash.
                 let _ = k;
                 b.ops[t.idx()].push(Op::Trash { path: path.clone() });
-                remove_within(&mut self.known, path);
+                self.k_remove_within(path);
             }
             b.copies[t.idx()].push((path.clone(), sig));
             self.inflight[t.idx()].insert(path.clone(), base);
@@ -608,12 +646,12 @@ impl Engine {
                 decision: format!("copy {}→{}: {why}", s.letter(), t.letter()),
             });
         }
-        self.known.insert(path.clone(), sig);
+        self.k_insert(path.clone(), sig);
     }
 
     fn both_changed(&mut self, b: &mut Batch, now: i64, path: &RelPath, l: Sig, r: Sig) {
         if l.same_content(&r) {
-            self.known.insert(path.clone(), l);
+            self.k_insert(path.clone(), l);
             b.traces.push(Trace {
                 side: Side::Left,
                 path: path.clone(),
@@ -638,7 +676,7 @@ impl Engine {
                 mode: Some(w.mode),
                 mtime_ns: None,
             });
-            self.known.insert(path.clone(), w);
+            self.k_insert(path.clone(), w);
             b.traces.push(Trace {
                 side: loser,
                 path: path.clone(),
@@ -666,7 +704,7 @@ impl Engine {
         } else {
             b.copies[winner.idx()].push((kept_as.clone(), lo));
         }
-        self.known.insert(kept_as.clone(), lo);
+        self.k_insert(kept_as.clone(), lo);
         self.copy_to(
             b,
             loser,
@@ -694,11 +732,26 @@ impl Engine {
                     // will say so; the copy itself was superseded.
                     Some(_) | None => {
                         self.known.remove(path);
+                        self.changed.insert(path.clone());
                     }
                 }
             }
         }
         self.inflight = Default::default();
+    }
+
+    /// `--skip-initial-sync`: after both full scans, take into the index
+    /// what is already the same on both sides and forget the differences
+    /// (they are synced when next changed).
+    pub fn adopt_equal(&mut self) {
+        let [l, r] = std::mem::take(&mut self.pending);
+        for (path, ls) in l.state {
+            if let (Some(a), Some(Some(b))) = (ls, r.state.get(&path)) {
+                if a.same_content(b) {
+                    self.k_insert(path, a);
+                }
+            }
+        }
     }
 
     /// Forget what is pending (after a dry-run batch).

@@ -6,8 +6,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod conflict;
 pub mod engine;
+pub mod index;
 mod json;
 pub mod link;
 pub mod rsync;

@@ -17,6 +17,7 @@ use twinsync_proto::{AgentOptions, Event, RelPath, Sig};
 
 use crate::config::Settings;
 use crate::engine::{Batch, Engine, Policy, Side, Trace};
+use crate::index::{Header, Index};
 use crate::link::{Link, Notice};
 use crate::rsync::{self, RsyncOptions};
 
@@ -42,6 +43,12 @@ struct Brain {
     roots: [PathBuf; 2],
     rsync: RsyncOptions,
     counters: Counters,
+    index: Index,
+    header: Header,
+    /// Entries each side had at its last scan (for the safety nets).
+    scanned: [usize; 2],
+    /// The next batch is a merge of full scans (safety nets apply).
+    merging: bool,
 }
 
 /// Failed copies per destination side, with what was found there instead.
@@ -67,6 +74,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     let options = AgentOptions {
         excludes: settings.excludes.clone(),
         watch: !settings.sync_only,
+        trash_days: Some(settings.trash_days),
     };
     let roots = [settings.left.clone(), settings.right.clone()];
     use std::os::unix::ffi::OsStrExt;
@@ -97,7 +105,21 @@ pub async fn run(settings: Settings) -> Result<()> {
             prefer: settings.prefer,
         },
     );
+    let index = Index::open(
+        &roots[0].join(".twinsync").join("index"),
+        &settings.instance,
+    )
+    .context("cannot open the index in the left replica's .twinsync/")?;
+    let header = Index::header(
+        &roots[0].to_string_lossy(),
+        &roots[1].to_string_lossy(),
+        [links[0].root_dev, links[1].root_dev],
+    );
     let mut brain = Brain {
+        index,
+        header,
+        scanned: [0; 2],
+        merging: true,
         rsync: RsyncOptions {
             program: "rsync".into(),
             extra: settings.rsync_extra.clone(),
@@ -126,8 +148,88 @@ impl Brain {
             ms = t.elapsed().as_millis() as u64,
             "scanned both replicas"
         );
+        self.scanned = [l.len(), r.len()];
+        let had = self.engine.known().len();
+        for (side, n) in [(Side::Left, l.len()), (Side::Right, r.len())] {
+            if n == 0 && had > 0 && !self.settings.force {
+                bail!(
+                    "refusing to sync: the {side} replica {} is empty, but the index says both \
+                     sides held {had} entries at the last sync. Is its volume mounted? If the \
+                     emptying is intended, run again with --force",
+                    self.roots[side.idx()].display()
+                );
+            }
+        }
         self.engine.load_scan(Side::Left, l);
         self.engine.load_scan(Side::Right, r);
+        self.merging = true;
+        Ok(())
+    }
+
+    /// Load the index of the last sync, checking it belongs to these roots.
+    fn load_index(&mut self) -> Result<()> {
+        let Some(loaded) = self.index.load().context("cannot read the index")? else {
+            info!("no index yet: first sync is a union (nothing deleted)");
+            return Ok(());
+        };
+        for side in Side::BOTH {
+            let (was, now) = (loaded.header.devs[side.idx()], self.header.devs[side.idx()]);
+            if was != now && !self.settings.force {
+                bail!(
+                    "refusing to sync: the {side} root {} is on another device than at the last \
+                     sync (device {was:#x}, now {now:#x}): a volume unmounted or swapped? If \
+                     intended, run again with --force",
+                    self.roots[side.idx()].display()
+                );
+            }
+        }
+        info!(entries = loaded.known.len(), "index loaded");
+        self.engine.set_known(loaded.known);
+        Ok(())
+    }
+
+    fn save_snapshot(&mut self) {
+        if self.settings.dry_run {
+            return;
+        }
+        self.engine.clear_delta();
+        if let Err(e) = self.index.snapshot(&self.header, self.engine.known()) {
+            error!("cannot write the index: {e}");
+        }
+    }
+
+    fn save_delta(&mut self) {
+        if self.settings.dry_run {
+            return;
+        }
+        if self.index.journal_len() > 2000 {
+            self.save_snapshot();
+            return;
+        }
+        let (set, removed) = self.engine.take_delta();
+        if let Err(e) = self.index.append(set, removed) {
+            error!("cannot append to the index journal: {e}");
+        }
+    }
+
+    /// The mass-deletion safety net, for batches that merge full scans.
+    fn check_mass_deletion(&self, batch: &Batch) -> Result<()> {
+        if self.settings.force {
+            return Ok(());
+        }
+        for side in Side::BOTH {
+            let (del, had) = (batch.deleted[side.idx()], self.scanned[side.idx()]);
+            if had > 0 && del > 0 && del * 100 > had * usize::from(self.settings.max_delete_percent)
+            {
+                bail!(
+                    "refusing to merge: it would delete {del} of the {had} entries of the {side} \
+                     replica {} (more than {}%). Nothing was changed. Check the other replica; \
+                     if the deletions are intended, run again with --force",
+                    self.roots[side.idx()].display(),
+                    self.settings.max_delete_percent
+                );
+            }
+        }
         Ok(())
     }
 
@@ -144,20 +246,26 @@ impl Brain {
     async fn main_loop(&mut self, notices: &mut mpsc::UnboundedReceiver<Notice>) -> Result<()> {
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
+        self.load_index()?;
         self.rescan().await?;
         if self.settings.skip_initial_sync {
-            // Adopt what is already equal; the rest waits for changes.
-            let b = self.engine.plan(now());
-            let _ = b;
-            self.engine.discard_pending();
+            self.engine.adopt_equal();
+            self.merging = false;
         }
         let mut stopping = false;
         loop {
             // Run batches while there is work; events keep arriving meanwhile.
             while self.engine.has_work() && !stopping {
+                let snapshot = self.settings.dry_run.then(|| self.engine.snapshot());
                 let batch = self.engine.plan(now());
+                let was_merge = std::mem::replace(&mut self.merging, false);
+                if was_merge {
+                    self.check_mass_deletion(&batch)?;
+                }
                 self.log_traces(&batch.traces);
-                if self.settings.dry_run {
+                if let Some(known) = snapshot {
+                    self.engine.set_known(known);
+                    self.engine.clear_delta();
                     let rescan = batch.rescan;
                     self.engine.discard_pending();
                     if rescan {
@@ -185,12 +293,20 @@ impl Brain {
                     let (failed, stats) = outcome?;
                     self.tally(&stats);
                     self.engine.complete(failed);
+                    if was_merge {
+                        self.save_snapshot();
+                    } else {
+                        self.save_delta();
+                    }
+                } else if was_merge {
+                    self.save_snapshot();
                 }
                 if rescan && !stopping {
                     self.rescan().await?;
                 }
             }
             if stopping {
+                self.save_snapshot();
                 info!("stopped");
                 return Ok(());
             }
@@ -203,6 +319,7 @@ impl Brain {
                     conflicts = self.counters.conflicts,
                     "in sync"
                 );
+                self.save_snapshot();
                 return Ok(());
             }
             tokio::select! {

@@ -104,6 +104,10 @@ pub fn serve(
             format!("cannot create {}: {e}", replica.state_dir().display()),
         );
     }
+    if let Some(days) = options.trash_days {
+        let state = replica.state_dir();
+        std::thread::spawn(move || crate::ops::clean_trash(&state, days));
+    }
     let excludes = match Excludes::new(&options.excludes) {
         Ok(x) => x,
         Err(e) => return fatal(&out, e),

@@ -289,6 +289,25 @@ impl Replica {
     }
 }
 
+/// Remove trash day-folders (`.twinsync/trash/YYYY-MM-DD`) older than `days`.
+pub fn clean_trash(state_dir: &Path, days: u32) {
+    let cutoff = crate::time::now_secs() - i64::from(days) * 86_400;
+    let (y, m, d, ..) = crate::time::civil(cutoff);
+    let cutoff_name = format!("{y:04}-{m:02}-{d:02}");
+    let Ok(rd) = fs::read_dir(state_dir.join("trash")) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.len() == 10 && name.as_ref() < cutoff_name.as_str() {
+            if let Err(err) = fs::remove_dir_all(e.path()) {
+                tracing::warn!("cannot clean {}: {err}", e.path().display());
+            }
+        }
+    }
+}
+
 /// utimensat(AT_SYMLINK_NOFOLLOW), leaving atime alone.
 fn set_mtime_nofollow(p: &Path, ns: i64) -> io::Result<()> {
     let c = std::ffi::CString::new(p.as_os_str().as_bytes())

@@ -142,6 +142,9 @@ pub struct AgentOptions {
     pub excludes: Vec<String>,
     /// Whether to start watching (false for one-shot merges).
     pub watch: bool,
+    /// Trash day-folders older than this many days are removed at start
+    /// (`None`: keep everything).
+    pub trash_days: Option<u32>,
 }
 
 /// Messages from the brain to an agent.

@@ -7,13 +7,17 @@
 //! - `echo`: nothing written by the sync comes back;
 //! - `conflicts`: concurrent writers, conflict copies, trash;
 //! - `names`: odd file names;
-//! - `faults`: overflow, unreadable files, vanished roots, bad arguments.
+//! - `faults`: overflow, unreadable files, vanished roots, bad arguments;
+//! - `ssh_smoke`: the `sshd` harness (a real OpenSSH server on 127.0.0.1).
 
 mod harness;
+mod sshd;
 
 mod basic;
 mod conflicts;
 mod echo;
 mod faults;
+mod merge;
 mod moves;
 mod names;
+mod ssh_smoke;

@@ -235,12 +235,12 @@ enum Step {
         count: u8,
     },
     /// Plan a batch (after delivering everything queued, or not), let the
-    /// users act while it runs, execute it, and complete it (with the echoes
-    /// delivered before completion, or left queued).
+    /// users act while it runs, execute it, and complete it; its echoes are
+    /// handed over as `echoes` says.
     Sync {
         deliver_first: bool,
         during: Vec<(Side, Action)>,
-        echoes_before_complete: bool,
+        echoes: Echoes,
         left_copy_first: bool,
     },
     /// The kernel queue of `side` overflows: the queued events after the
@@ -251,6 +251,32 @@ enum Step {
     },
     /// Settle and check the invariants now.
     Settle,
+}
+
+/// When the events a batch caused (and any other queued ones) reach the
+/// engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Echoes {
+    /// While the batch runs, before `complete`.
+    BeforeComplete,
+    /// Right after `complete` (and the rescan, if any).
+    AfterComplete,
+    /// Later: possibly after the next batch was planned.
+    Late,
+}
+
+/// How adversarial the schedule is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Every queued event reaches the engine before it plans; users do not
+    /// act while a batch runs; echoes arrive before the next batch.
+    Calm,
+    /// Events may reach the engine after the next batch was planned, and
+    /// users act while batches run; echoes still arrive before the next batch.
+    Races,
+    /// As `Races`, and the echoes of a batch may arrive after the next batch
+    /// was planned.
+    LateEchoes,
 }
 
 fn side() -> impl Strategy<Value = Side> {
@@ -274,7 +300,8 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
-fn step(races: bool) -> impl Strategy<Value = Step> {
+fn step(mode: Mode) -> impl Strategy<Value = Step> {
+    let races = mode != Mode::Calm;
     let during = if races {
         proptest::collection::vec((side(), action()), 0..3).boxed()
     } else {
@@ -285,14 +312,24 @@ fn step(races: bool) -> impl Strategy<Value = Step> {
     } else {
         Just(true).boxed()
     };
+    let echoes = if mode == Mode::LateEchoes {
+        prop_oneof![
+            Just(Echoes::BeforeComplete),
+            Just(Echoes::AfterComplete),
+            Just(Echoes::Late)
+        ]
+        .boxed()
+    } else {
+        prop_oneof![Just(Echoes::BeforeComplete), Just(Echoes::AfterComplete)].boxed()
+    };
     prop_oneof![
         12 => (side(), action()).prop_map(|(s, a)| Step::User(s, a)),
         2 => (side(), 1..4u8).prop_map(|(side, count)| Step::Deliver { side, count }),
-        4 => (deliver_first, during, any::<bool>(), any::<bool>()).prop_map(
-            |(deliver_first, during, echoes_before_complete, left_copy_first)| Step::Sync {
+        4 => (deliver_first, during, echoes, any::<bool>()).prop_map(
+            |(deliver_first, during, echoes, left_copy_first)| Step::Sync {
                 deliver_first,
                 during,
-                echoes_before_complete,
+                echoes,
                 left_copy_first,
             }
         ),
@@ -310,10 +347,10 @@ struct Scenario {
     steps: Vec<Step>,
 }
 
-fn scenario(races: bool, max_steps: usize) -> impl Strategy<Value = Scenario> {
+fn scenario(mode: Mode, max_steps: usize) -> impl Strategy<Value = Scenario> {
     (
         any::<bool>(),
-        proptest::collection::vec(step(races), 1..max_steps),
+        proptest::collection::vec(step(mode), 1..max_steps),
     )
         .prop_map(|(slow_filter, steps)| Scenario { slow_filter, steps })
 }
@@ -1112,7 +1149,7 @@ impl World {
         &mut self,
         deliver_first: bool,
         during: &[(Side, Action)],
-        echoes_first: bool,
+        echoes: Echoes,
         left_first: bool,
     ) {
         if deliver_first {
@@ -1123,12 +1160,15 @@ impl World {
             self.user(*s, a);
         }
         let failed = self.execute(&b, left_first);
-        if echoes_first {
+        if echoes == Echoes::BeforeComplete {
             self.deliver_all();
         }
         self.engine.complete(failed);
         if b.rescan {
             self.rescan();
+        }
+        if echoes == Echoes::AfterComplete {
+            self.deliver_all();
         }
     }
 
@@ -1246,8 +1286,8 @@ impl World {
     }
 }
 
-fn run(sc: &Scenario, races: bool) -> Result<(), TestCaseError> {
-    let mut w = World::new(sc.slow_filter, races);
+fn run(sc: &Scenario, mode: Mode) -> Result<(), TestCaseError> {
+    let mut w = World::new(sc.slow_filter, mode != Mode::Calm);
     for st in &sc.steps {
         match st {
             Step::User(s, a) => w.user(*s, a),
@@ -1255,14 +1295,9 @@ fn run(sc: &Scenario, races: bool) -> Result<(), TestCaseError> {
             Step::Sync {
                 deliver_first,
                 during,
-                echoes_before_complete,
+                echoes,
                 left_copy_first,
-            } => w.sync(
-                *deliver_first,
-                during,
-                *echoes_before_complete,
-                *left_copy_first,
-            ),
+            } => w.sync(*deliver_first, during, *echoes, *left_copy_first),
             Step::Overflow { side, keep } => w.overflow(*side, *keep),
             Step::Settle => {
                 if let Err(e) = w.settle() {
@@ -1281,25 +1316,35 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// Every event is handed to the engine before it plans, and users do not
-    /// act while a batch runs: the replicas converge, no version is lost or
-    /// even trashed, no deletion comes back, every helper operation
-    /// succeeds and every copy arrives.
+    /// Every event reaches the engine before it plans and users do not act
+    /// while a batch runs: the replicas converge, no version is lost or even
+    /// trashed, no deletion comes back, the index describes the replicas,
+    /// every helper operation succeeds and every copy arrives.
     #[test]
-    fn replicas_converge_keeping_every_version_and_deletion_when_events_precede_planning(
-        sc in scenario(false, 30)
+    fn calm_schedules_converge_without_losing_trashing_or_resurrecting_anything(
+        sc in scenario(Mode::Calm, 30)
     ) {
-        run(&sc, false)?;
+        run(&sc, Mode::Calm)?;
     }
 
-    /// Events arrive late (after the next batch was planned) and users act
-    /// while batches run: the replicas still converge, no version is lost
-    /// (rsync may have overwritten a fresh write into the trash), and no
-    /// deletion comes back.
+    /// Events reach the engine after the next batch was planned and users
+    /// act while batches run: the replicas still converge, no version is
+    /// lost (a fresh write rsync overwrote may be in the trash), no deletion
+    /// comes back, and the index describes the replicas.
     #[test]
-    fn replicas_converge_keeping_every_version_and_deletion_despite_inflight_races(
-        sc in scenario(true, 30)
+    fn racing_schedules_converge_without_losing_or_resurrecting_anything(
+        sc in scenario(Mode::Races, 30)
     ) {
-        run(&sc, true)?;
+        run(&sc, Mode::Races)?;
+    }
+
+    /// As above, and the echoes of a batch may reach the engine only after
+    /// it planned the next one (the agent does not order its event stream
+    /// with its answers).
+    #[test]
+    fn late_echoes_converge_without_losing_or_resurrecting_anything(
+        sc in scenario(Mode::LateEchoes, 30)
+    ) {
+        run(&sc, Mode::LateEchoes)?;
     }
 }

@@ -24,8 +24,8 @@
 //! differences left after 5 s are printed as notes under the table.
 //!
 //! twinsync is `$TWINSYNC_BIN` or the workspace's `target/release/twinsync`;
-//! lsyncd is looked up in `$PATH`. Every wait is bounded (60 s; 10 s per
-//! latency sample) and a timeout shows as "timeout" in its cell. All
+//! lsyncd is looked up in `$PATH`. Every wait is bounded (20 s to get ready,
+//! 10 s per latency sample, 60 s otherwise) and a timeout shows as "timeout" in its cell. All
 //! started processes are stopped and the temp root removed at the end, also
 //! on errors and on Ctrl-C.
 
@@ -46,8 +46,14 @@ use report::{Labels, ToolReport};
 
 const USAGE: &str = "usage: twinsync-bench [--quick] [--json PATH] [--only latency|burst|rename]";
 
-/// Default location of the twinsync binary (the workspace's release build).
-const DEFAULT_BIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/twinsync");
+/// Default location of the twinsync binary: the workspace's release build,
+/// `$CARGO_MANIFEST_DIR/../../target/release/twinsync`.
+fn default_bin() -> PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // contrib/bench → the workspace root, spelled without "..".
+    let workspace = manifest.ancestors().nth(2).unwrap_or(manifest);
+    workspace.join("target/release/twinsync")
+}
 
 /// How long the trees may take to converge after a scenario.
 const SETTLE_LIMIT: Duration = Duration::from_secs(5);
@@ -136,7 +142,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
 fn find_twinsync() -> Result<PathBuf, String> {
     let (path, from_env) = match std::env::var_os("TWINSYNC_BIN") {
         Some(p) => (PathBuf::from(p), true),
-        None => (PathBuf::from(DEFAULT_BIN), false),
+        None => (default_bin(), false),
     };
     if path.is_file() {
         return Ok(path.canonicalize().unwrap_or(path));

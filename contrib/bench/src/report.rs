@@ -104,7 +104,8 @@ fn rename_cell(r: &Rename) -> Cell {
     } else {
         format!("{}/{} inodes kept", r.inodes_kept, r.files)
     };
-    Cell::num(format!("{:.3} ({how})", r.secs), r.secs)
+    let ms = r.secs * 1e3;
+    Cell::num(format!("{ms:.1} ({how})"), ms)
 }
 
 /// The rows: label and a cell builder applied to each tool.
@@ -126,10 +127,10 @@ fn rows(labels: &Labels) -> Vec<(String, RowFn)> {
                 Cell::num(format!("{:.3}", r.copy_secs), r.copy_secs)
             })
         }),
-        (format!("rename {}MiB dir s", labels.rename_mib), |t| {
+        (format!("rename {}MiB dir ms", labels.rename_mib), |t| {
             cell(&t.rename, rename_cell)
         }),
-        ("main peak RSS MiB".into(), |t| {
+        ("brain|lsyncd peak RSS MiB".into(), |t| {
             cell(&t.worst_resources(), |r| {
                 Cell::num(format!("{:.1}", r.main_mib), r.main_mib)
             })
@@ -386,7 +387,7 @@ fn rename_json(r: &Rename) -> Json {
         ("mib", Json::Num(r.mib as f64)),
         ("files", Json::Num(r.files as f64)),
         ("copy_secs", Json::num(r.copy_secs)),
-        ("rename_secs", Json::num(r.secs)),
+        ("rename_ms", Json::num(r.secs * 1e3)),
         ("inodes_kept", Json::Num(r.inodes_kept as f64)),
         ("no_data_copied", Json::Bool(r.inodes_kept == r.files)),
     ])

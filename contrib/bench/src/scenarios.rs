@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -13,11 +14,13 @@ use crate::procs::{self, Running};
 
 /// Longest any single wait may take (readiness, a burst, a rename).
 pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
+/// Longest a tool may take to become live on an empty pair.
+const READY_LIMIT: Duration = Duration::from_secs(20);
 /// Longest one latency sample may take before the series is abandoned.
 const SAMPLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Wait until a probe written in `from` shows up in `to`.
-pub fn wait_probe(from: &Path, to: &Path, tag: &str) -> Res<Duration> {
+fn wait_probe(from: &Path, to: &Path, tag: &str) -> Res<Duration> {
     let name = format!("bench-probe-{tag}");
     let content = format!("probe {tag}\n").into_bytes();
     let since = Instant::now();
@@ -26,7 +29,7 @@ pub fn wait_probe(from: &Path, to: &Path, tag: &str) -> Res<Duration> {
     fsops::poll_until(
         Wait {
             since,
-            limit: WAIT_LIMIT,
+            limit: READY_LIMIT,
             every: Duration::from_millis(5),
         },
         || fsops::has_content(&dest, &content),
@@ -194,7 +197,9 @@ pub fn rename(pair: &Pair, files: usize) -> Res<Rename> {
     // Let the tool finish whatever it does after the data lands (mtimes,
     // bookkeeping) so the rename is measured on a quiet pair.
     sleep(Duration::from_millis(500));
-    let before = fsops::list_files(&rbig)?;
+    // Hold the right-side files open: their inodes then cannot be freed and
+    // recycled by a re-copy, so "same inode" really means "not copied".
+    let pinned = pin_files(&rbig, &want)?;
 
     let since = Instant::now();
     io_ctx(fs::rename(&big, &big2), big.display())?;
@@ -202,7 +207,7 @@ pub fn rename(pair: &Pair, files: usize) -> Res<Rename> {
         Wait {
             since,
             limit: WAIT_LIMIT,
-            every: Duration::from_millis(2),
+            every: Duration::from_micros(200),
         },
         || Ok(!fsops::exists(&rbig) && fsops::count_present(&rbig2, &want)? == files),
         || rename_progress(&rbig, &rbig2, &want),
@@ -212,9 +217,19 @@ pub fn rename(pair: &Pair, files: usize) -> Res<Rename> {
         mib: files as u64, // 1 MiB each
         copy_secs: copy.as_secs_f64(),
         secs: took.as_secs_f64(),
-        inodes_kept: inodes_kept(&before, &after),
+        inodes_kept: inodes_kept(&pinned, &after)?,
         files,
     })
+}
+
+/// Open every file of `want` in `dir`, by name.
+fn pin_files(dir: &Path, want: &[(String, u64)]) -> Res<Vec<(String, fs::File)>> {
+    want.iter()
+        .map(|(name, _)| {
+            let path = dir.join(name);
+            Ok((name.clone(), io_ctx(fs::File::open(&path), path.display())?))
+        })
+        .collect()
 }
 
 /// Wait until `dir` holds every `(name, size)` of `want`.
@@ -252,15 +267,18 @@ fn rename_progress(rbig: &Path, rbig2: &Path, want: &[(String, u64)]) -> String 
     )
 }
 
-/// How many names have the same inode in `before` and `after`.
-fn inodes_kept(
-    before: &BTreeMap<String, (u64, u64)>,
-    after: &BTreeMap<String, (u64, u64)>,
-) -> usize {
-    before
-        .iter()
-        .filter(|(name, (_, ino))| after.get(*name).is_some_and(|(_, i)| i == ino))
-        .count()
+/// How many pinned files are still linked and are what `after` lists under
+/// the same name.
+fn inodes_kept(pinned: &[(String, fs::File)], after: &BTreeMap<String, (u64, u64)>) -> Res<usize> {
+    let mut kept = 0;
+    for (name, file) in pinned {
+        let meta = io_ctx(file.metadata(), name)?;
+        let same = after.get(name).is_some_and(|&(_, ino)| ino == meta.ino());
+        if same && meta.nlink() > 0 {
+            kept += 1;
+        }
+    }
+    Ok(kept)
 }
 
 /// Wait (bounded) until the destination mirrors the source, ignoring

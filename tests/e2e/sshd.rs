@@ -1,0 +1,428 @@
+//! A real OpenSSH server for integration tests, bound to 127.0.0.1 only.
+//!
+//! [`Sshd::start`] makes a temp dir holding a fresh ed25519 host key and
+//! client key, an `authorized_keys` with the client key, an `sshd_config` and
+//! a client `ssh_config`, then runs `/usr/sbin/sshd -D -e` on a free port and
+//! waits until `ssh -F <ssh_config> twinsync-test true` succeeds. Every test
+//! gets its own server, so tests can run in parallel.
+//!
+//! Faults to inject:
+//! - [`Sshd::kill_connections`] SIGKILLs this server's per-connection sshd
+//!   processes, which drops every open link at once (the remote commands
+//!   are left orphaned and see EOF, as after a real link loss);
+//! - [`Sshd::restart`] stops the listening sshd and starts it again on the
+//!   same port with the same keys. Like a real `systemctl restart ssh`, open
+//!   connections survive; only new ones wait for the new listener.
+//!
+//! What sshd needs here: an absolute binary path (it re-execs itself), the
+//! privilege separation dir `/run/sshd` when run as root, host keys no more
+//! open than 0600 (ssh-keygen's default), and `StrictModes no` because the
+//! temp dir is not owned the way sshd wants. If sshd is not installed,
+//! `start` returns `None` (and panics when `$CI` is set, so CI cannot skip).
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The sshd binary; it must be an absolute path, since sshd re-execs itself.
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// The `Host` alias in the client config.
+const HOST: &str = "twinsync-test";
+
+/// How long to wait for sshd to accept logins.
+const READY: Duration = Duration::from_secs(10);
+
+/// How long to wait for processes to die after a signal.
+const DIE: Duration = Duration::from_secs(5);
+
+/// A running sshd on 127.0.0.1 and a client config that logs into it.
+pub struct Sshd {
+    /// The port sshd listens on, on 127.0.0.1.
+    pub port: u16,
+    /// Holds the keys, configs, `authorized_keys`, pid file and `sshd.log`.
+    pub dir: tempfile::TempDir,
+    /// The client config: pass it as `ssh -F <ssh_config>` and log into `host`.
+    pub ssh_config: PathBuf,
+    /// The `Host` alias in `ssh_config`: "twinsync-test".
+    pub host: String,
+    /// The user ssh logs in as: the current user.
+    pub user: String,
+    /// The listening sshd (`-D`, so it is this process itself).
+    child: Child,
+}
+
+impl Sshd {
+    /// Start a fresh server and wait until `ssh` can log into it.
+    ///
+    /// Returns `None`, after a loud message on stderr, if OpenSSH is not
+    /// installed; panics instead if `$CI` is set. Panics with the sshd log if
+    /// the server does not come up within 10 s.
+    pub fn start() -> Option<Sshd> {
+        if !Path::new(SSHD).exists() || !on_path("ssh") || !on_path("ssh-keygen") {
+            if std::env::var_os("CI").is_some() {
+                panic!("sshd missing: .ci/run must apt-get install openssh-server");
+            }
+            eprintln!(
+                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+                 !!! SKIPPING SSH TEST: {SSHD}, ssh or ssh-keygen is missing.\n\
+                 !!! Install them: apt-get install -y openssh-server openssh-client\n\
+                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+            );
+            return None;
+        }
+        // sshd running as root refuses to start without it; as another user
+        // it neither needs it nor may create it, so a failure is not fatal.
+        let _ = fs::create_dir_all("/run/sshd");
+
+        let dir = tempfile::Builder::new()
+            .prefix("twinsync-sshd-")
+            .tempdir()
+            .expect("create sshd temp dir");
+        let d = dir.path();
+        keygen(&d.join("host_key"));
+        keygen(&d.join("client_key"));
+        fs::copy(d.join("client_key.pub"), d.join("authorized_keys"))
+            .expect("write authorized_keys");
+        let user = current_user();
+        let ssh_config = d.join("ssh_config");
+
+        // The free port may be taken by someone else before sshd binds it:
+        // then sshd exits at once, and we try again with another port.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port();
+            write_configs(d, port, &user);
+            match launch(d, port, &ssh_config) {
+                Ok(child) => {
+                    return Some(Sshd {
+                        port,
+                        dir,
+                        ssh_config,
+                        host: HOST.to_string(),
+                        user,
+                        child,
+                    })
+                }
+                Err(Failure::Exited(_)) if attempt < 3 => continue,
+                Err(f) => f.panic(d),
+            }
+        }
+    }
+
+    /// A `ssh -F <ssh_config> <host> <cmd>` command, ready to run or spawn.
+    pub fn command(&self, cmd: &str) -> Command {
+        ssh_command(&self.ssh_config, cmd)
+    }
+
+    /// Run `cmd` on the server through ssh and return its output.
+    pub fn ssh(&self, cmd: &str) -> Output {
+        self.command(cmd).output().expect("run ssh")
+    }
+
+    /// The contents of the sshd log (stderr of every sshd started so far).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// Drop every open connection to this server: SIGKILL the sshd
+    /// processes descending from the listening sshd (and only those), and
+    /// wait until they are gone. The listener keeps accepting new logins.
+    pub fn kill_connections(&self) {
+        // The listener is only reaped by `stop`, after which `restart` puts
+        // a live child in its place (or panics): a live `child` pid is ours.
+        let pid = self.child.id() as i32;
+        if alive(pid) {
+            kill_sshd_descendants(pid);
+        }
+    }
+
+    /// Stop the listening sshd and start it again on the same port with the
+    /// same keys, waiting until it accepts logins. Open connections are not
+    /// touched, as with a real sshd restart.
+    pub fn restart(&mut self) {
+        self.stop();
+        let d = self.dir.path();
+        match launch(d, self.port, &self.ssh_config) {
+            Ok(child) => self.child = child,
+            Err(f) => f.panic(d),
+        }
+    }
+
+    /// The pid of the listening sshd, if it still runs.
+    fn listener_pid(&mut self) -> Option<i32> {
+        match self.child.try_wait() {
+            Ok(None) => Some(self.child.id() as i32),
+            _ => None,
+        }
+    }
+
+    /// SIGTERM the listening sshd and reap it (SIGKILL if it lingers).
+    fn stop(&mut self) {
+        // `try_wait` remembers a reaped child, so this never signals a pid
+        // that might have been reused.
+        if let Some(pid) = self.listener_pid() {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            terminate(&mut self.child);
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        // Connections first: once the listener is gone they are orphans
+        // and can no longer be told apart from other servers' connections.
+        if let Some(pid) = self.listener_pid() {
+            kill_sshd_descendants(pid);
+        }
+        self.stop();
+    }
+}
+
+/// Why sshd did not come up.
+enum Failure {
+    /// sshd exited on its own (e.g. the port was taken).
+    Exited(std::process::ExitStatus),
+    /// sshd runs but logins did not work in time; the last ssh error.
+    NotReady(String),
+}
+
+impl Failure {
+    fn panic(self, dir: &Path) -> ! {
+        let log = fs::read_to_string(dir.join("sshd.log")).unwrap_or_default();
+        match self {
+            Failure::Exited(status) => {
+                panic!("sshd exited with {status} at startup; sshd log:\n{log}")
+            }
+            Failure::NotReady(ssh) => panic!(
+                "sshd not accepting logins after {READY:?}; \
+                 last ssh error:\n{ssh}\nsshd log:\n{log}"
+            ),
+        }
+    }
+}
+
+/// Start sshd with `dir/sshd_config`, appending its stderr to `dir/sshd.log`,
+/// and wait until a login works. On failure sshd is stopped and reaped.
+fn launch(dir: &Path, port: u16, ssh_config: &Path) -> Result<Child, Failure> {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("sshd.log"))
+        .expect("open sshd.log");
+    let mut child = Command::new(SSHD)
+        .arg("-D")
+        .arg("-e")
+        .arg("-f")
+        .arg(dir.join("sshd_config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn sshd");
+    let t = Instant::now();
+    let mut last = String::from("(no connection to the port)");
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Failure::Exited(status));
+        }
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            let out = ssh_command(ssh_config, "true").output().expect("run ssh");
+            if out.status.success() {
+                return Ok(child);
+            }
+            last = format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if t.elapsed() > READY {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Failure::NotReady(last));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ssh_command(ssh_config: &Path, cmd: &str) -> Command {
+    let mut c = Command::new("ssh");
+    c.arg("-F").arg(ssh_config).arg(HOST).arg(cmd);
+    c
+}
+
+/// Write `dir/sshd_config` and `dir/ssh_config` for `port`.
+fn write_configs(dir: &Path, port: u16, user: &str) {
+    let d = dir.display();
+    let sshd_config = format!(
+        "ListenAddress 127.0.0.1\n\
+         Port {port}\n\
+         HostKey {d}/host_key\n\
+         AuthorizedKeysFile {d}/authorized_keys\n\
+         PidFile {d}/sshd.pid\n\
+         StrictModes no\n\
+         UsePAM no\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         PubkeyAuthentication yes\n\
+         PermitRootLogin yes\n\
+         LogLevel ERROR\n\
+         MaxSessions 50\n\
+         MaxStartups 50\n"
+    );
+    let ssh_config = format!(
+        "Host {HOST}\n\
+         \x20   HostName 127.0.0.1\n\
+         \x20   Port {port}\n\
+         \x20   User {user}\n\
+         \x20   IdentityFile {d}/client_key\n\
+         \x20   IdentitiesOnly yes\n\
+         \x20   StrictHostKeyChecking no\n\
+         \x20   UserKnownHostsFile /dev/null\n\
+         \x20   GlobalKnownHostsFile /dev/null\n\
+         \x20   ConnectTimeout 10\n\
+         \x20   LogLevel ERROR\n\
+         \x20   BatchMode yes\n"
+    );
+    for (name, text) in [("sshd_config", sshd_config), ("ssh_config", ssh_config)] {
+        File::create(dir.join(name))
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .unwrap_or_else(|e| panic!("write {name}: {e}"));
+    }
+}
+
+/// Make an ed25519 key pair without passphrase at `path` and `path.pub`.
+fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "twinsync-test", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh-keygen");
+    assert!(
+        out.status.success(),
+        "ssh-keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// The current user name, from `id -un`, else `$USER`.
+fn current_user() -> String {
+    Command::new("id")
+        .arg("-un")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|u| !u.is_empty())
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .expect("cannot tell the current user: `id -un` failed and $USER is unset")
+}
+
+/// Whether `prog` is an executable file in some `$PATH` dir.
+fn on_path(prog: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            fs::metadata(d.join(prog))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// SIGTERM has been sent: reap `child`, SIGKILLing it if it lingers.
+fn terminate(child: &mut Child) {
+    let t = Instant::now();
+    while t.elapsed() < DIE {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// SIGKILL the processes named sshd* descending from `root`, and wait
+/// until they are gone.
+fn kill_sshd_descendants(root: i32) {
+    let procs = processes();
+    let mut todo = vec![root];
+    let mut victims = Vec::new();
+    while let Some(parent) = todo.pop() {
+        for p in procs.iter().filter(|p| p.ppid == parent) {
+            todo.push(p.pid);
+            if p.comm.starts_with("sshd") {
+                victims.push(p.pid);
+            }
+        }
+    }
+    for &pid in &victims {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let t = Instant::now();
+    while victims.iter().any(|&pid| alive(pid)) {
+        assert!(
+            t.elapsed() < DIE,
+            "sshd connection processes {victims:?} survived SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// One line of the process table.
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    comm: String,
+}
+
+/// A snapshot of all processes, from `/proc/*/stat`.
+fn processes() -> Vec<Proc> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let (comm, state, ppid) = stat(pid)?;
+            (state != 'Z').then_some(Proc { pid, ppid, comm })
+        })
+        .collect()
+}
+
+/// `(comm, state, ppid)` of `pid`, from `/proc/<pid>/stat`.
+fn stat(pid: i32) -> Option<(String, char, i32)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let comm = s.get(open + 1..close)?.to_string();
+    let mut rest = s.get(close + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((comm, state, ppid))
+}
+
+/// Whether `pid` exists and is not a zombie (an orphaned zombie may never
+/// be reaped in a container whose init does not reap).
+fn alive(pid: i32) -> bool {
+    stat(pid).is_some_and(|(_, state, _)| state != 'Z')
+}
