@@ -30,6 +30,15 @@ pub struct Cli {
     left: Option<PathBuf>,
     /// The right replica root.
     right: Option<PathBuf>,
+    /// The right replica is on HOST (psync's -r): RIGHT is a path there.
+    #[arg(short = 'r', long = "remote-host", value_name = "HOST")]
+    remote_host: Option<String>,
+    /// The twinsync binary on the remote host.
+    #[arg(long, value_name = "PATH", default_value = "twinsync")]
+    remote_path: String,
+    /// ssh config file to use (ssh -F) instead of ~/.ssh/config.
+    #[arg(long, value_name = "FILE")]
+    ssh_config: Option<PathBuf>,
     /// Exclude paths matching this regex (relative to the root; repeatable).
     #[arg(short = 'e', long = "exclude", value_name = "REGEX")]
     exclude: Vec<String>,
@@ -190,8 +199,20 @@ fn settings(cli: Cli) -> Result<Settings, UsageError> {
         ));
     };
     let left = check_root("left", &left)?;
-    let right = check_root("right", &right)?;
-    check_pair(&left, &right)?;
+    let remote = crate::remote::parse(&right.to_string_lossy(), cli.remote_host.as_deref())
+        .map_err(UsageError)?;
+    let right = match &remote {
+        Some(r) => r.path.clone(),
+        None => {
+            let right = check_root("right", &right)?;
+            check_pair(&left, &right)?;
+            right
+        }
+    };
+    let instance_right = match &remote {
+        Some(r) => format!("{}:{}", r.display_host(), r.path.display()),
+        None => right.to_string_lossy().into_owned(),
+    };
     twinsync_filter::Excludes::new(&cli.exclude).map_err(UsageError)?;
     Ok(Settings {
         left: left.clone(),
@@ -222,9 +243,12 @@ fn settings(cli: Cli) -> Result<Settings, UsageError> {
                 }
                 i
             }
-            None => crate::config::default_instance(&left, &right.to_string_lossy()),
+            None => crate::config::default_instance(&left, &instance_right),
         },
         max_delete_percent: cli.max_delete,
         trash_days: cli.trash_days,
+        remote,
+        remote_path: cli.remote_path,
+        ssh_config: cli.ssh_config,
     })
 }

@@ -35,6 +35,12 @@ pub struct Settings {
     pub max_delete_percent: u8,
     /// Days trash and conflict copies are kept.
     pub trash_days: u32,
+    /// The right replica is on another host (`right` is then its path there).
+    pub remote: Option<crate::remote::RemoteSpec>,
+    /// The agent binary on the remote host.
+    pub remote_path: String,
+    /// An ssh config file to use instead of the user's.
+    pub ssh_config: Option<PathBuf>,
 }
 
 /// The default instance name of a pair: stable for the same two roots.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use dashmap::DashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use twinsync_proto::{
     decode, encode, AgentOptions, Entry, Event, FromAgent, Op, OpResult, RelPath, Request,
@@ -17,6 +17,46 @@ use twinsync_proto::{
 };
 
 use crate::engine::Side;
+
+/// How long the agent may take to answer the hello.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often the brain pings an agent.
+const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+/// Silence after which a link is declared dead.
+const DEAD_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+type BoxRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+type BoxWrite = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+/// How an agent is reached.
+#[derive(Clone)]
+pub enum Transport {
+    /// A child process of the brain.
+    Local,
+    /// A command on a remote host over one multiplexed ssh connection.
+    Ssh {
+        /// The connection.
+        session: Arc<openssh::Session>,
+        /// The agent binary on the remote (`--remote-path`).
+        program: String,
+        /// `[user@]host` for messages and for rsync.
+        host: String,
+    },
+}
+
+impl Transport {
+    fn describe(&self) -> String {
+        match self {
+            Transport::Local => "local".into(),
+            Transport::Ssh { program, host, .. } => format!("ssh {host}: {program} agent"),
+        }
+    }
+}
+
+enum Guard {
+    Local(Child),
+    Remote(Option<openssh::Child<Arc<openssh::Session>>>),
+}
 
 /// What an agent tells the main loop.
 #[derive(Debug)]
@@ -37,37 +77,69 @@ pub struct Link {
     waiters: Waiters,
     chunks: Chunks,
     next: AtomicU64,
-    child: tokio::sync::Mutex<Child>,
+    guard: tokio::sync::Mutex<Guard>,
     /// Device of the replica root, from the hello.
     pub root_dev: u64,
 }
 
 impl Link {
-    /// Start `cmd` (which must run `twinsync agent`), say hello for `root`,
-    /// and begin routing its frames; events go to `notices`.
+    /// Start an agent over `transport`, say hello for `root`, and begin
+    /// routing its frames; events go to `notices`.
     ///
     /// # Errors
     /// When the agent cannot be started, speaks another protocol, or refuses
     /// the root.
     pub async fn start(
         side: Side,
-        mut cmd: Command,
+        transport: &Transport,
+        agent_log: Option<&str>,
         root: &[u8],
         options: AgentOptions,
         notices: mpsc::UnboundedSender<Notice>,
-        what: &str,
     ) -> Result<Link> {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start the {side} agent ({what})"))?;
-        let stdin = child.stdin.take().expect("piped");
-        let stdout = child.stdout.take().expect("piped");
-        let mut reader = BufReader::with_capacity(256 * 1024, stdout);
-        let mut writer = BufWriter::new(stdin);
+        let what = transport.describe();
+        let (guard, reader, writer): (Guard, BoxRead, BoxWrite) = match transport {
+            Transport::Local => {
+                let exe = std::env::current_exe().context("cannot find the twinsync executable")?;
+                let mut cmd = Command::new(exe);
+                cmd.arg("agent")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .kill_on_drop(true);
+                if let Some(level) = agent_log {
+                    cmd.env("TWINSYNC_LOG", level);
+                }
+                let mut child = cmd
+                    .spawn()
+                    .with_context(|| format!("cannot start the {side} agent ({what})"))?;
+                let stdin = child.stdin.take().expect("piped");
+                let stdout = child.stdout.take().expect("piped");
+                (Guard::Local(child), Box::new(stdout), Box::new(stdin))
+            }
+            Transport::Ssh {
+                session, program, ..
+            } => {
+                let mut child = Arc::clone(session)
+                    .arc_command(program.as_str())
+                    .arg("agent")
+                    .stdin(openssh::Stdio::piped())
+                    .stdout(openssh::Stdio::piped())
+                    .stderr(openssh::Stdio::inherit())
+                    .spawn()
+                    .await
+                    .with_context(|| format!("cannot start the {side} agent ({what})"))?;
+                let stdin = child.stdin().take().expect("piped");
+                let stdout = child.stdout().take().expect("piped");
+                (
+                    Guard::Remote(Some(child)),
+                    Box::new(stdout),
+                    Box::new(stdin),
+                )
+            }
+        };
+        let mut reader = BufReader::with_capacity(256 * 1024, reader);
+        let mut writer = BufWriter::new(writer);
 
         let hello = ToAgent::Hello {
             magic: MAGIC.into(),
@@ -77,12 +149,18 @@ impl Link {
         };
         writer.write_all(&encode(&hello)).await?;
         writer.flush().await?;
-        let first = read_msg(&mut reader).await.map_err(|e| {
-            anyhow!(
-                "the {side} agent ({what}) did not answer the handshake: {e}. \
-                 Is twinsync installed there (see --remote-path)?"
-            )
-        })?;
+        let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_msg(&mut reader))
+            .await
+            .map_err(|_| anyhow!("the {side} agent ({what}) did not answer the handshake in time"))?
+            .map_err(|e| {
+                anyhow!(
+                    "the {side} agent ({what}) did not answer the handshake: {e}. Is twinsync \
+                     installed there? Install the same version as here (twinsync {}) on that \
+                     host, e.g. copy this binary to /usr/local/bin/twinsync, or point \
+                     --remote-path at it",
+                    env!("CARGO_PKG_VERSION")
+                )
+            })?;
         let root_dev = match first {
             FromAgent::Hello {
                 magic,
@@ -92,9 +170,10 @@ impl Link {
             } => {
                 if magic != MAGIC || version != PROTOCOL_VERSION {
                     bail!(
-                        "the {side} agent is twinsync {agent_version} speaking protocol {version}; \
-                         this is twinsync {} speaking protocol {PROTOCOL_VERSION}. Install the same \
-                         version on both sides",
+                        "the {side} agent ({what}) is twinsync {agent_version} speaking protocol \
+                         {version}; this is twinsync {} speaking protocol {PROTOCOL_VERSION}. \
+                         Install the same version on both sides (e.g. copy this binary there, or \
+                         point --remote-path at a matching one)",
                         env!("CARGO_PKG_VERSION")
                     );
                 }
@@ -105,6 +184,20 @@ impl Link {
         };
 
         let (tx, mut rx) = mpsc::unbounded_channel::<ToAgent>();
+        {
+            // Heartbeat: a ping every few seconds keeps the agent's watchdog
+            // fed and gives the reader below something to expect.
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(PING_EVERY);
+                loop {
+                    tick.tick().await;
+                    if tx.send(ToAgent::Ping).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
                 if writer.write_all(&encode(&msg)).await.is_err() {
@@ -129,7 +222,14 @@ impl Link {
             let chunks = Arc::clone(&chunks);
             tokio::spawn(async move {
                 let why = loop {
-                    match read_msg(&mut reader).await {
+                    let Ok(msg) = tokio::time::timeout(DEAD_AFTER, read_msg(&mut reader)).await
+                    else {
+                        break format!(
+                            "no word from the agent for {} s: the link is dead",
+                            DEAD_AFTER.as_secs()
+                        );
+                    };
+                    match msg {
                         Ok(FromAgent::Events(evs)) => {
                             if notices.send(Notice::Events(side, evs)).is_err() {
                                 return;
@@ -162,7 +262,7 @@ impl Link {
             waiters,
             chunks,
             next: AtomicU64::new(1),
-            child: tokio::sync::Mutex::new(child),
+            guard: tokio::sync::Mutex::new(guard),
             root_dev,
         })
     }
@@ -252,15 +352,59 @@ impl Link {
         }
     }
 
+    /// Read whole small files (for transfers to or from a remote replica).
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn read_files(
+        &self,
+        paths: Vec<RelPath>,
+    ) -> Result<Vec<Result<twinsync_proto::FileData, String>>> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.request(Request::ReadFiles { paths }).await? {
+            Response::Files(r) => Ok(r),
+            other => bail!("unexpected answer to read: {other:?}"),
+        }
+    }
+
+    /// Write whole small files.
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn write_files(
+        &self,
+        files: Vec<twinsync_proto::FileData>,
+    ) -> Result<Vec<Result<Sig, String>>> {
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.request(Request::WriteFiles { files }).await? {
+            Response::Written(r) => Ok(r),
+            other => bail!("unexpected answer to write: {other:?}"),
+        }
+    }
+
     /// Ask the agent to exit and wait for it.
     pub async fn shutdown(&self) {
         let _ = self.tx.send(ToAgent::Shutdown);
-        let mut child = self.child.lock().await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
+        let mut guard = self.guard.lock().await;
+        let wait = std::time::Duration::from_secs(5);
+        match &mut *guard {
+            Guard::Local(child) => {
+                let _ = tokio::time::timeout(wait, child.wait()).await;
+            }
+            Guard::Remote(child) => {
+                if let Some(child) = child.take() {
+                    let _ = tokio::time::timeout(wait, child.wait()).await;
+                }
+            }
+        }
     }
 }
 
-async fn read_msg(r: &mut BufReader<ChildStdout>) -> Result<FromAgent> {
+async fn read_msg(r: &mut BufReader<BoxRead>) -> Result<FromAgent> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;

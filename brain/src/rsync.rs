@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use anyhow::{Context, Result};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use twinsync_proto::RelPath;
 
@@ -37,6 +37,9 @@ pub struct RsyncOutcome {
     pub code: Option<i32>,
     /// Its standard error.
     pub stderr: String,
+    /// Set when rsync reported every file but has not exited yet: resolves
+    /// to its final code and stderr.
+    pub exit: Option<tokio::sync::oneshot::Receiver<(Option<i32>, String)>>,
 }
 
 impl RsyncOutcome {
@@ -47,27 +50,81 @@ impl RsyncOutcome {
     }
 }
 
-/// Copy `paths` from `src_root` to `dst_root` (both local directories).
+/// One end of a transfer: a local directory, or a directory on a remote
+/// host reached through an existing ssh control socket.
+#[derive(Debug, Clone)]
+pub enum End {
+    /// A local root.
+    Local(std::path::PathBuf),
+    /// `host:path` over the ssh connection whose control socket is `ctl`.
+    Remote {
+        /// `[user@]host`.
+        host: String,
+        /// The root on that host.
+        path: std::path::PathBuf,
+        /// The ssh control socket of the open connection.
+        ctl: std::path::PathBuf,
+        /// An ssh config file to use (`--ssh-config`).
+        config: Option<std::path::PathBuf>,
+    },
+}
+
+impl End {
+    fn root(&self) -> &Path {
+        match self {
+            End::Local(p) | End::Remote { path: p, .. } => p,
+        }
+    }
+
+    fn arg(&self) -> std::ffi::OsString {
+        let mut a = match self {
+            End::Local(p) => p.as_os_str().to_owned(),
+            End::Remote { host, path, .. } => {
+                let mut a = std::ffi::OsString::from(format!("{host}:"));
+                a.push(path);
+                a
+            }
+        };
+        a.push("/");
+        a
+    }
+}
+
+/// Copy `paths` from `src` to `dst` with one rsync. A remote end is reached
+/// over the already-open ssh connection (its control socket), never a new
+/// login.
 ///
 /// # Errors
 /// When rsync cannot be started.
 pub async fn copy(
     opts: &RsyncOptions,
-    src_root: &Path,
-    dst_root: &Path,
+    src: &End,
+    dst: &End,
     paths: &[RelPath],
 ) -> Result<RsyncOutcome> {
+    let dst_root = dst.root();
     let state = dst_root.join(twinsync_filter::STATE_DIR);
     let (y, m, d, hh, mm, ss) = twinsync_helpers::time::civil(twinsync_helpers::time::now_secs());
     let mut temp_dir = std::ffi::OsString::from("--temp-dir=");
     temp_dir.push(state.join("tmp"));
     let mut backup_dir = std::ffi::OsString::from("--backup-dir=");
     backup_dir.push(state.join("trash").join(format!("{y:04}-{m:02}-{d:02}")));
-    let mut src = src_root.as_os_str().to_owned();
-    src.push("/");
-    let mut dst = dst_root.as_os_str().to_owned();
-    dst.push("/");
+    let src_arg = src.arg();
+    let dst_arg = dst.arg();
+    let remote = [src, dst].into_iter().find_map(|e| match e {
+        End::Remote { ctl, config, .. } => Some((ctl, config)),
+        End::Local(_) => None,
+    });
     let mut cmd = Command::new(&opts.program);
+    if let Some((ctl, config)) = remote {
+        // ssh's own argument parsing, not a shell, reads this; paths with
+        // spaces in the control socket are avoided by construction.
+        let mut rsh = format!("ssh -o ControlMaster=no -S {}", ctl.display());
+        if let Some(c) = config {
+            rsh.push_str(&format!(" -F {}", c.display()));
+        }
+        cmd.arg("-e").arg(rsh).arg("--protect-args");
+    }
     cmd.arg("-a")
         .arg("--numeric-ids")
         .arg("--files-from=-")
@@ -76,12 +133,13 @@ pub async fn copy(
         .arg("--backup")
         .arg(backup_dir)
         .arg(format!("--suffix=.{hh:02}{mm:02}{ss:02}"))
+        .arg("--out-format=%i")
         .args(&opts.extra)
         .arg("--")
-        .arg(src)
-        .arg(dst)
+        .arg(src_arg)
+        .arg(dst_arg)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd
@@ -93,14 +151,44 @@ pub async fn copy(
         list.push(0);
     }
     let mut stdin = child.stdin.take().expect("piped");
-    let writer = async move {
+    tokio::spawn(async move {
         let _ = stdin.write_all(&list).await;
-        drop(stdin);
-    };
-    let (_, out) = tokio::join!(writer, child.wait_with_output());
-    let out = out.context("waiting for rsync")?;
+    });
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf).trim().to_string()
+    });
+    // rsync reports each file (`%i`: `>f…`) as it finishes it, but its
+    // processes linger for a few tens of ms before exiting (they poll for
+    // each other in 20 ms sleeps). Once every file is reported, the caller
+    // checks the destination itself and need not wait for the exit, which
+    // is reaped in the background.
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut reported = 0usize;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.starts_with(">f") || line.starts_with("cL") {
+            reported += 1;
+            if reported == paths.len() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move {
+                    let code = child.wait().await.ok().and_then(|s| s.code());
+                    let stderr = stderr_task.await.unwrap_or_default();
+                    let _ = tx.send((code, stderr));
+                });
+                return Ok(RsyncOutcome {
+                    code: Some(0),
+                    stderr: String::new(),
+                    exit: Some(rx),
+                });
+            }
+        }
+    }
+    let status = child.wait().await.context("waiting for rsync")?;
     Ok(RsyncOutcome {
-        code: out.status.code(),
-        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        code: status.code(),
+        stderr: stderr_task.await.unwrap_or_default(),
+        exit: None,
     })
 }

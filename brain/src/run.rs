@@ -3,12 +3,12 @@
 //! I/O around them.
 
 use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use tokio::process::Command;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
@@ -18,8 +18,43 @@ use twinsync_proto::{AgentOptions, Event, RelPath, Sig};
 use crate::config::Settings;
 use crate::engine::{Batch, Engine, Policy, Side, Trace};
 use crate::index::{Header, Index};
-use crate::link::{Link, Notice};
-use crate::rsync::{self, RsyncOptions};
+use crate::link::{Link, Notice, Transport};
+use crate::rsync::{self, End, RsyncOptions};
+
+/// Files up to this size travel inline between hosts.
+const INLINE_MAX: u64 = 1 << 20;
+/// Bytes per inline read/write request.
+const INLINE_CHUNK: u64 = 8 << 20;
+
+/// Group inline copies into requests of at most `INLINE_CHUNK` bytes.
+fn inline_chunks(list: &[(RelPath, Sig)]) -> Vec<&[(RelPath, Sig)]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, (_, sig)) in list.iter().enumerate() {
+        if bytes + sig.size > INLINE_CHUNK && i > start {
+            out.push(&list[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += sig.size;
+    }
+    if start < list.len() {
+        out.push(&list[start..]);
+    }
+    out
+}
+
+fn end_of(t: &Transport, root: &std::path::Path, settings: &Settings) -> End {
+    match t {
+        Transport::Local => End::Local(root.to_path_buf()),
+        Transport::Ssh { session, host, .. } => End::Remote {
+            host: host.clone(),
+            path: root.to_path_buf(),
+            ctl: session.control_socket().to_path_buf(),
+            config: settings.ssh_config.clone(),
+        },
+    }
+}
 
 /// Counters shown in logs (and by `status`).
 #[derive(Debug, Default)]
@@ -37,6 +72,10 @@ pub struct Counters {
 }
 
 struct Brain {
+    transports: [Transport; 2],
+    ends: [End; 2],
+    options: AgentOptions,
+    notices_tx: mpsc::UnboundedSender<Notice>,
     settings: Settings,
     engine: Engine,
     links: [Arc<Link>; 2],
@@ -54,16 +93,6 @@ struct Brain {
 /// Failed copies per destination side, with what was found there instead.
 type Failed = [Vec<(RelPath, Option<Sig>)>; 2];
 
-fn agent_command(settings: &Settings) -> Result<Command> {
-    let exe = std::env::current_exe().context("cannot find the twinsync executable")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("agent");
-    if let Some(level) = &settings.agent_log {
-        cmd.env("TWINSYNC_LOG", level);
-    }
-    Ok(cmd)
-}
-
 /// Run a sync as `settings` say. Returns when stopped by a signal, after a
 /// one-shot merge, or on a fatal error.
 ///
@@ -77,27 +106,38 @@ pub async fn run(settings: Settings) -> Result<()> {
         trash_days: Some(settings.trash_days),
     };
     let roots = [settings.left.clone(), settings.right.clone()];
-    use std::os::unix::ffi::OsStrExt;
+    let right_transport = match &settings.remote {
+        None => Transport::Local,
+        Some(spec) => {
+            let session = crate::remote::connect(spec, settings.ssh_config.as_deref()).await?;
+            Transport::Ssh {
+                session,
+                program: settings.remote_path.clone(),
+                host: spec.display_host(),
+            }
+        }
+    };
+    let transports = [Transport::Local, right_transport];
+    let agent_log = settings.agent_log.clone();
     let (l, r) = tokio::join!(
         Link::start(
             Side::Left,
-            agent_command(&settings)?,
+            &transports[0],
+            agent_log.as_deref(),
             roots[0].as_os_str().as_bytes(),
             options.clone(),
             ntx.clone(),
-            "local",
         ),
         Link::start(
             Side::Right,
-            agent_command(&settings)?,
+            &transports[1],
+            agent_log.as_deref(),
             roots[1].as_os_str().as_bytes(),
-            options,
+            options.clone(),
             ntx.clone(),
-            "local",
         ),
     );
     let links = [Arc::new(l?), Arc::new(r?)];
-    drop(ntx);
     let excludes = Excludes::new(&settings.excludes).map_err(anyhow::Error::msg)?;
     let engine = Engine::new(
         excludes,
@@ -115,7 +155,15 @@ pub async fn run(settings: Settings) -> Result<()> {
         &roots[1].to_string_lossy(),
         [links[0].root_dev, links[1].root_dev],
     );
+    let ends = [
+        End::Local(roots[0].clone()),
+        end_of(&transports[1], &roots[1], &settings),
+    ];
     let mut brain = Brain {
+        transports,
+        ends,
+        options,
+        notices_tx: ntx,
         index,
         header,
         scanned: [0; 2],
@@ -277,6 +325,7 @@ impl Brain {
                 if !batch.is_empty() {
                     let exec = execute(
                         self.links.clone(),
+                        self.ends.clone(),
                         self.roots.clone(),
                         self.rsync.clone(),
                         batch,
@@ -398,6 +447,7 @@ struct BatchStats {
 /// direction, then check that what was copied arrived.
 async fn execute(
     links: [Arc<Link>; 2],
+    ends: [End; 2],
     roots: [PathBuf; 2],
     rsync_opts: RsyncOptions,
     batch: Batch,
@@ -457,36 +507,108 @@ async fn execute(
         record_conflicts(&roots[0], &conflicts);
     }
     let t = Instant::now();
+    let _ = &roots;
+    let all_local = ends.iter().all(|e| matches!(e, End::Local(_)));
     let copy = |dst: Side| {
-        let paths: Vec<RelPath> = copies[dst.idx()].iter().map(|(p, _)| p.clone()).collect();
-        let src_root = roots[dst.other().idx()].clone();
-        let dst_root = roots[dst.idx()].clone();
+        let list = copies[dst.idx()].clone();
+        let (src_end, dst_end) = (ends[dst.other().idx()].clone(), ends[dst.idx()].clone());
+        let (src_link, dst_link) = (
+            Arc::clone(&links[dst.other().idx()]),
+            Arc::clone(&links[dst.idx()]),
+        );
         async move {
-            if paths.is_empty() {
-                return Ok(None);
+            if list.is_empty() {
+                return Ok((None, Vec::new()));
             }
-            rsync::copy(rsync_opts, &src_root, &dst_root, &paths)
-                .await
-                .map(Some)
+            // Across hosts, small files travel inline over the agents' open
+            // channel (no new ssh session); large ones by rsync (delta
+            // transfer) through the same ssh connection's control socket.
+            let (inline, big): (Vec<_>, Vec<_>) = if all_local {
+                (Vec::new(), list)
+            } else {
+                list.into_iter()
+                    .partition(|(_, sig)| sig.size <= INLINE_MAX)
+            };
+            let mut errors = Vec::new();
+            for chunk in inline_chunks(&inline) {
+                let paths: Vec<RelPath> = chunk.iter().map(|(p, _)| p.clone()).collect();
+                let read = src_link.read_files(paths).await?;
+                let mut files = Vec::with_capacity(read.len());
+                for ((path, _), r) in chunk.iter().zip(read) {
+                    match r {
+                        Ok(f) => files.push(f),
+                        Err(e) => errors.push(format!("{path}: {e}")),
+                    }
+                }
+                for (r, path) in dst_link
+                    .write_files(files.clone())
+                    .await?
+                    .into_iter()
+                    .zip(files.iter().map(|f| &f.path))
+                {
+                    if let Err(e) = r {
+                        errors.push(format!("{path}: {e}"));
+                    }
+                }
+            }
+            let paths: Vec<RelPath> = big.iter().map(|(p, _)| p.clone()).collect();
+            let out = if paths.is_empty() {
+                None
+            } else {
+                Some(rsync::copy(rsync_opts, &src_end, &dst_end, &paths).await?)
+            };
+            Ok::<_, anyhow::Error>((out, errors))
         }
     };
     let (to_l, to_r) = tokio::join!(copy(Side::Left), copy(Side::Right));
     let mut failed: Failed = Default::default();
     for (dst, out) in [(Side::Left, to_l?), (Side::Right, to_r?)] {
-        let Some(out) = out else { continue };
+        let (out, inline_errors) = out;
         let list = &copies[dst.idx()];
-        if !out.usable() {
-            error!(
-                to = %dst,
-                code = ?out.code,
-                "rsync failed: {}",
-                out.stderr
-            );
-        } else if !out.stderr.is_empty() {
-            warn!(to = %dst, "rsync: {}", out.stderr);
+        if list.is_empty() {
+            continue;
+        }
+        for e in inline_errors {
+            warn!(to = %dst, "not copied: {e}");
         }
         let paths: Vec<RelPath> = list.iter().map(|(p, _)| p.clone()).collect();
-        let found = links[dst.idx()].stat(paths).await?;
+        let mut out = out;
+        let mut found = links[dst.idx()].stat(paths.clone()).await?;
+        // rsync reported every file but may still be renaming the last ones
+        // into place: look again until they are there or it has exited.
+        if let Some(mut exit) = out.as_mut().and_then(|o| o.exit.take()) {
+            loop {
+                let all = list
+                    .iter()
+                    .zip(&found)
+                    .all(|((_, want), got)| got.is_some_and(|g| g.same_content(want)));
+                if all {
+                    break;
+                }
+                match exit.try_recv() {
+                    Ok((code, stderr)) => {
+                        if let Some(o) = out.as_mut() {
+                            o.code = code;
+                            o.stderr = stderr;
+                        }
+                        found = links[dst.idx()].stat(paths.clone()).await?;
+                        break;
+                    }
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        found = links[dst.idx()].stat(paths.clone()).await?;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        if let Some(out) = &out {
+            if !out.usable() {
+                error!(to = %dst, code = ?out.code, "rsync failed: {}", out.stderr);
+            } else if !out.stderr.is_empty() {
+                warn!(to = %dst, "rsync: {}", out.stderr);
+            }
+        }
         for ((path, want), got) in list.iter().zip(found) {
             match got {
                 Some(g) if g.same_content(want) => stats.copied[dst.idx()] += 1,

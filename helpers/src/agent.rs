@@ -7,6 +7,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use twinsync_filter::{Excludes, Watcher};
@@ -18,6 +19,15 @@ use twinsync_proto::{
 use crate::Replica;
 
 type Out = Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>;
+
+/// Seconds without any frame from the brain after which the agent exits.
+const BRAIN_TIMEOUT_SECS: u64 = 20;
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 fn send(out: &Out, msg: &FromAgent) -> io::Result<()> {
     let mut w = out.lock().expect("agent output");
@@ -146,8 +156,26 @@ pub fn serve(
             .map_err(|e| e.to_string())?;
     }
 
+    // Heartbeat: the brain pings every few seconds; an agent that hears
+    // nothing for this long assumes its brain is gone and exits.
+    let last_seen = Arc::new(AtomicU64::new(now_secs()));
+    {
+        let last_seen = Arc::clone(&last_seen);
+        std::thread::Builder::new()
+            .name("watchdog".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                if now_secs().saturating_sub(last_seen.load(Ordering::Relaxed)) > BRAIN_TIMEOUT_SECS {
+                    eprintln!("twinsync agent: no word from the brain for {BRAIN_TIMEOUT_SECS} s; exiting");
+                    std::process::exit(3);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
     loop {
-        let msg = match read_frame::<_, ToAgent>(&mut input) {
+        let msg = read_frame::<_, ToAgent>(&mut input);
+        last_seen.store(now_secs(), Ordering::Relaxed);
+        let msg = match msg {
             Ok(m) => m,
             Err(FrameError::Eof) => return Ok(()),
             Err(e) => return Err(format!("reading a request: {e}")),
@@ -216,6 +244,18 @@ fn handle(
                         .and_then(|abs| std::fs::read_link(abs).ok())
                         .map(|t| serde_bytes::ByteBuf::from(t.into_os_string().into_vec()))
                 })
+                .collect(),
+        )),
+        Request::ReadFiles { paths } => Ok(Response::Files(
+            paths
+                .iter()
+                .map(|p| replica.read_file(p).map_err(|e| e.to_string()))
+                .collect(),
+        )),
+        Request::WriteFiles { files } => Ok(Response::Written(
+            files
+                .iter()
+                .map(|f| replica.write_file(f).map_err(|e| e.to_string()))
                 .collect(),
         )),
         Request::Apply { ops } => Ok(Response::Applied(

@@ -13,8 +13,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::os::unix::fs::OpenOptionsExt;
 use twinsync_filter::{lstat_sig, IGNORE_SUFFIX, STATE_DIR};
-use twinsync_proto::{Op, OpResult, RelPath, Sig};
+
+use twinsync_proto::{FileData, Op, OpResult, RelPath, Sig};
 
 /// Longest file name the kernel accepts.
 const NAME_MAX: usize = 255;
@@ -237,6 +239,93 @@ impl Replica {
         }
         fs::set_permissions(&p, fs::Permissions::from_mode(mode))
             .map_err(io_err("setting mode of", rel))
+    }
+
+    /// Read a whole regular file with its signature.
+    ///
+    /// # Errors
+    /// Unsafe paths, missing or unreadable files, non-files.
+    pub fn read_file(&self, rel: &RelPath) -> Result<FileData, OpError> {
+        use std::io::Read;
+        let p = self.resolve(rel)?;
+        let mut f = fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+            .map_err(io_err("reading", rel))?;
+        let md = f.metadata().map_err(io_err("reading", rel))?;
+        if !md.is_file() {
+            return Err(OpError::Missing(rel.clone()));
+        }
+        let mut data = Vec::with_capacity(usize::try_from(md.len()).unwrap_or(0));
+        f.read_to_end(&mut data).map_err(io_err("reading", rel))?;
+        Ok(FileData {
+            path: rel.clone(),
+            data: serde_bytes::ByteBuf::from(data),
+            sig: twinsync_filter::sig_of(&md),
+        })
+    }
+
+    /// Write a whole file atomically: temp file under `.twinsync/tmp`, mode
+    /// and mtime set, what it replaces hard-linked into the trash, renamed
+    /// into place. Returns the new signature.
+    ///
+    /// # Errors
+    /// Unsafe paths, failing syscalls.
+    pub fn write_file(&self, f: &FileData) -> Result<Sig, OpError> {
+        use std::io::Write;
+        let rel = &f.path;
+        let p = self.resolve(rel)?;
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).map_err(io_err("creating parents of", rel))?;
+        }
+        let id = (u64::from(std::process::id()) << 24) ^ self.seq.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.state_dir().join("tmp").join(format!("w{id:x}"));
+        let res = (|| -> io::Result<()> {
+            let mut out = fs::File::create(&tmp)?;
+            out.write_all(&f.data)?;
+            out.set_permissions(fs::Permissions::from_mode(f.sig.mode))?;
+            drop(out);
+            set_mtime_nofollow(&tmp, f.sig.mtime_ns)
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("writing", rel)(e));
+        }
+        match fs::symlink_metadata(&p) {
+            Ok(md) if md.is_dir() => {
+                self.trash(rel)?;
+            }
+            Ok(_) => self.backup(rel, &p),
+            Err(_) => {}
+        }
+        if let Err(e) = fs::rename(&tmp, &p) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("writing", rel)(e));
+        }
+        lstat_sig(&p)
+            .map_err(io_err("writing", rel))?
+            .ok_or_else(|| OpError::Missing(rel.clone()))
+    }
+
+    /// Keep a copy of a file about to be replaced: a hard link in the trash.
+    fn backup(&self, rel: &RelPath, abs: &Path) {
+        let day = self.state_dir().join("trash").join(crate::time::today());
+        let mut dst = day.join(rel.as_path());
+        if let Some(parent) = dst.parent() {
+            let _ = fs::create_dir_all(parent);
+        }
+        let mut n = 1;
+        while fs::symlink_metadata(&dst).is_ok() {
+            let mut name = rel.file_name().to_vec();
+            name.extend_from_slice(format!(".{n}").as_bytes());
+            if name.len() > NAME_MAX {
+                name.drain(..name.len() - NAME_MAX);
+            }
+            dst = dst.with_file_name(OsStr::from_bytes(&name));
+            n += 1;
+        }
+        let _ = fs::hard_link(abs, &dst);
     }
 
     /// Create or replace the symlink `rel` → `target` with mtime `mtime_ns`:

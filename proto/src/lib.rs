@@ -191,6 +191,18 @@ pub enum Request {
         /// Paths to read.
         paths: Vec<RelPath>,
     },
+    /// Read small files whole (content carried inline, for remote replicas).
+    ReadFiles {
+        /// Paths to read.
+        paths: Vec<RelPath>,
+    },
+    /// Write small files whole: each is written to a temp file under
+    /// `.twinsync/tmp`, given its mode and mtime, and renamed into place (a
+    /// file it replaces is kept in the trash).
+    WriteFiles {
+        /// The files.
+        files: Vec<FileData>,
+    },
     /// Apply a list of helper operations in order; each gets its own result.
     Apply {
         /// The operations.
@@ -245,6 +257,17 @@ pub enum Op {
     },
 }
 
+/// A whole file carried inline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileData {
+    /// Path relative to the root.
+    pub path: RelPath,
+    /// The content.
+    pub data: serde_bytes::ByteBuf,
+    /// Its signature when read (mode and mtime are applied on write).
+    pub sig: Sig,
+}
+
 /// Result of one [`Op`].
 pub type OpResult = Result<(), String>;
 
@@ -262,6 +285,11 @@ pub enum Response {
     Applied(Vec<OpResult>),
     /// Symlink targets, one per requested path.
     Links(Vec<Option<serde_bytes::ByteBuf>>),
+    /// File contents, one per requested path (`None`: unreadable or gone;
+    /// the reason is in the `String`).
+    Files(Vec<Result<FileData, String>>),
+    /// Write results: the signature each file has now.
+    Written(Vec<Result<Sig, String>>),
 }
 
 /// Messages from an agent to the brain.

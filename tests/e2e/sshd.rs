@@ -14,6 +14,11 @@
 //!   same port with the same keys. Like a real `systemctl restart ssh`, open
 //!   connections survive; only new ones wait for the new listener.
 //!
+//! Dropping an `Sshd` kills its connections and then the listener. Sessions
+//! that outlived a restart are orphans by then (no longer children of the
+//! listener), so neither `kill_connections` nor `Drop` reaches them; they
+//! end when their client does.
+//!
 //! What sshd needs here: an absolute binary path (it re-execs itself), the
 //! privilege separation dir `/run/sshd` when run as root, host keys no more
 //! open than 0600 (ssh-keygen's default), and `StrictModes no` because the
@@ -62,15 +67,21 @@ impl Sshd {
     /// installed; panics instead if `$CI` is set. Panics with the sshd log if
     /// the server does not come up within 10 s.
     pub fn start() -> Option<Sshd> {
-        if !Path::new(SSHD).exists() || !on_path("ssh") || !on_path("ssh-keygen") {
+        let missing = if !Path::new(SSHD).exists() {
+            Some("sshd missing: .ci/run must apt-get install openssh-server")
+        } else if !on_path("ssh") || !on_path("ssh-keygen") {
+            Some("ssh or ssh-keygen missing: .ci/run must apt-get install openssh-client")
+        } else {
+            None
+        };
+        if let Some(missing) = missing {
             if std::env::var_os("CI").is_some() {
-                panic!("sshd missing: .ci/run must apt-get install openssh-server");
+                panic!("{missing}");
             }
             eprintln!(
-                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-                 !!! SKIPPING SSH TEST: {SSHD}, ssh or ssh-keygen is missing.\n\
-                 !!! Install them: apt-get install -y openssh-server openssh-client\n\
-                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+                "\n{bar}\n!!! SKIPPING SSH TEST: {missing}\n\
+                 !!! (apt-get install -y openssh-server openssh-client)\n{bar}\n",
+                bar = "!".repeat(76)
             );
             return None;
         }
@@ -114,7 +125,8 @@ impl Sshd {
         }
     }
 
-    /// A `ssh -F <ssh_config> <host> <cmd>` command, ready to run or spawn.
+    /// A `ssh -F <ssh_config> <host> <cmd>` command, ready to run or spawn
+    /// (stdin is null unless set otherwise).
     pub fn command(&self, cmd: &str) -> Command {
         ssh_command(&self.ssh_config, cmd)
     }
@@ -137,7 +149,11 @@ impl Sshd {
         // a live child in its place (or panics): a live `child` pid is ours.
         let pid = self.child.id() as i32;
         if alive(pid) {
-            kill_sshd_descendants(pid);
+            let survivors = kill_sshd_descendants(pid);
+            assert!(
+                survivors.is_empty(),
+                "sshd pids {survivors:?} survived SIGKILL"
+            );
         }
     }
 
@@ -254,7 +270,11 @@ fn launch(dir: &Path, port: u16, ssh_config: &Path) -> Result<Child, Failure> {
 
 fn ssh_command(ssh_config: &Path, cmd: &str) -> Command {
     let mut c = Command::new("ssh");
-    c.arg("-F").arg(ssh_config).arg(HOST).arg(cmd);
+    c.arg("-F")
+        .arg(ssh_config)
+        .arg(HOST)
+        .arg(cmd)
+        .stdin(Stdio::null());
     c
 }
 
@@ -359,8 +379,9 @@ fn terminate(child: &mut Child) {
 }
 
 /// SIGKILL the processes named sshd* descending from `root`, and wait
-/// until they are gone.
-fn kill_sshd_descendants(root: i32) {
+/// until they are gone. Returns the survivors (none, unless stuck in D state);
+/// it does not panic, as it also runs in `Drop`.
+fn kill_sshd_descendants(root: i32) -> Vec<i32> {
     let procs = processes();
     let mut todo = vec![root];
     let mut victims = Vec::new();
@@ -377,11 +398,11 @@ fn kill_sshd_descendants(root: i32) {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     let t = Instant::now();
-    while victims.iter().any(|&pid| alive(pid)) {
-        assert!(
-            t.elapsed() < DIE,
-            "sshd connection processes {victims:?} survived SIGKILL"
-        );
+    loop {
+        victims.retain(|&pid| alive(pid));
+        if victims.is_empty() || t.elapsed() > DIE {
+            return victims;
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
 }
