@@ -159,6 +159,9 @@ pub struct Engine {
     policy: Policy,
     /// Index keys changed since the last [`Engine::take_delta`].
     changed: std::collections::BTreeSet<RelPath>,
+    /// Previous values of the index entries the current batch changed, to
+    /// undo it when it could not be carried out (a link lost mid-batch).
+    undo: Vec<(RelPath, Option<Sig>)>,
 }
 
 fn range_within<'a, V>(
@@ -208,26 +211,50 @@ impl Engine {
             excludes,
             policy,
             changed: std::collections::BTreeSet::new(),
+            undo: Vec::new(),
         }
     }
 
-    fn k_insert(&mut self, path: RelPath, sig: Sig) {
+    fn k_record(&mut self, path: &RelPath) {
+        self.undo
+            .push((path.clone(), self.known.get(path).copied()));
         self.changed.insert(path.clone());
+    }
+
+    fn k_insert(&mut self, path: RelPath, sig: Sig) {
+        self.k_record(&path);
         self.known.insert(path, sig);
     }
 
     fn k_remove_within(&mut self, dir: &RelPath) {
         for k in keys_within(&self.known, dir) {
+            self.k_record(&k);
             self.known.remove(&k);
-            self.changed.insert(k);
         }
     }
 
     fn k_rekey(&mut self, from: &RelPath, to: &RelPath) {
-        self.changed.extend(keys_within(&self.known, from));
-        self.changed.extend(keys_within(&self.known, to));
+        let from_keys = keys_within(&self.known, from);
+        for k in from_keys.iter().chain(keys_within(&self.known, to).iter()) {
+            self.k_record(k);
+        }
+        for k in &from_keys {
+            self.k_record(&k.rebase(from, to).expect("within from"));
+        }
         rekey(&mut self.known, from, to);
-        self.changed.extend(keys_within(&self.known, to));
+    }
+
+    /// The batch planned last could not be carried out (a link was lost):
+    /// put the index back as it was before it. A full rescan follows.
+    pub fn abort(&mut self) {
+        while let Some((path, old)) = self.undo.pop() {
+            match old {
+                Some(sig) => self.known.insert(path.clone(), sig),
+                None => self.known.remove(&path),
+            };
+            self.changed.insert(path);
+        }
+        self.inflight = Default::default();
     }
 
     /// The index changes since the last call: entries set, entries removed.
@@ -410,6 +437,7 @@ impl Engine {
     /// conflict copies.
     pub fn plan(&mut self, now: i64) -> Batch {
         let mut b = Batch::default();
+        self.undo.clear();
         let mut pend = [
             std::mem::take(&mut self.pending[0]),
             std::mem::take(&mut self.pending[1]),
@@ -725,18 +753,16 @@ impl Engine {
     /// arrive as planned (with the signature actually found there, if any).
     /// They leave the index, so the next change or rescan retries them.
     pub fn complete(&mut self, failed: [Vec<(RelPath, Option<Sig>)>; 2]) {
+        // A copy that did not arrive as planned (unreadable source, or the
+        // destination changed again meanwhile, which its own event reports)
+        // leaves the index: the next change or rescan retries it.
         for side in Side::BOTH {
-            for (path, found) in &failed[side.idx()] {
-                match found {
-                    // Changed again on the destination meanwhile: its event
-                    // will say so; the copy itself was superseded.
-                    Some(_) | None => {
-                        self.known.remove(path);
-                        self.changed.insert(path.clone());
-                    }
-                }
+            for (path, _found) in &failed[side.idx()] {
+                self.known.remove(path);
+                self.changed.insert(path.clone());
             }
         }
+        self.undo.clear();
         self.inflight = Default::default();
     }
 

@@ -61,10 +61,10 @@ enum Guard {
 /// What an agent tells the main loop.
 #[derive(Debug)]
 pub enum Notice {
-    /// Filter events.
-    Events(Side, Vec<Event>),
+    /// Filter events (side, link id, events).
+    Events(Side, u64, Vec<Event>),
     /// The agent stopped (stream closed) or reported a fatal error.
-    Lost(Side, String),
+    Lost(Side, u64, String),
 }
 
 type Waiters = Arc<DashMap<u64, oneshot::Sender<Result<Response, String>>>>;
@@ -80,6 +80,9 @@ pub struct Link {
     guard: tokio::sync::Mutex<Guard>,
     /// Device of the replica root, from the hello.
     pub root_dev: u64,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+    /// Distinguishes this link's notices from those of a replaced one.
+    pub id: u64,
 }
 
 impl Link {
@@ -217,7 +220,11 @@ impl Link {
 
         let waiters: Waiters = Arc::default();
         let chunks: Chunks = Arc::default();
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
+        let link_id = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
         {
+            let alive = Arc::clone(&alive);
             let waiters = Arc::clone(&waiters);
             let chunks = Arc::clone(&chunks);
             tokio::spawn(async move {
@@ -231,7 +238,7 @@ impl Link {
                     };
                     match msg {
                         Ok(FromAgent::Events(evs)) => {
-                            if notices.send(Notice::Events(side, evs)).is_err() {
+                            if notices.send(Notice::Events(side, link_id, evs)).is_err() {
                                 return;
                             }
                         }
@@ -251,9 +258,10 @@ impl Link {
                         Err(e) => break format!("connection to the agent lost: {e}"),
                     }
                 };
+                alive.store(false, Ordering::Relaxed);
                 waiters.clear();
                 chunks.clear();
-                let _ = notices.send(Notice::Lost(side, why));
+                let _ = notices.send(Notice::Lost(side, link_id, why));
             });
         }
         Ok(Link {
@@ -264,7 +272,15 @@ impl Link {
             next: AtomicU64::new(1),
             guard: tokio::sync::Mutex::new(guard),
             root_dev,
+            alive,
+            id: link_id,
         })
+    }
+
+    /// False once the agent's stream has ended or gone silent.
+    #[must_use]
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
     }
 
     async fn request(&self, req: Request) -> Result<Response> {

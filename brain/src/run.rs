@@ -88,6 +88,8 @@ struct Brain {
     scanned: [usize; 2],
     /// The next batch is a merge of full scans (safety nets apply).
     merging: bool,
+    /// The remote link is down: reconnect before planning more.
+    down: bool,
 }
 
 /// Failed copies per destination side, with what was found there instead.
@@ -168,6 +170,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         header,
         scanned: [0; 2],
         merging: true,
+        down: false,
         rsync: RsyncOptions {
             program: "rsync".into(),
             extra: settings.rsync_extra.clone(),
@@ -302,8 +305,11 @@ impl Brain {
         }
         let mut stopping = false;
         loop {
+            if self.down && !stopping {
+                self.reconnect(notices).await?;
+            }
             // Run batches while there is work; events keep arriving meanwhile.
-            while self.engine.has_work() && !stopping {
+            while self.engine.has_work() && !stopping && !self.down {
                 let snapshot = self.settings.dry_run.then(|| self.engine.snapshot());
                 let batch = self.engine.plan(now());
                 let was_merge = std::mem::replace(&mut self.merging, false);
@@ -339,7 +345,16 @@ impl Brain {
                             _ = sigint.recv() => { stopping = true; }
                         }
                     };
-                    let (failed, stats) = outcome?;
+                    let (failed, stats) = match outcome {
+                        Ok(x) => x,
+                        Err(e) if self.down || !self.links.iter().all(|l| l.alive()) => {
+                            warn!("batch interrupted by a lost link: {e:#}");
+                            self.engine.abort();
+                            self.down = true;
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     self.tally(&stats);
                     self.engine.complete(failed);
                     if was_merge {
@@ -396,7 +411,9 @@ impl Brain {
 
     fn on_notice(&mut self, n: Notice) -> Result<()> {
         match n {
-            Notice::Events(side, events) => {
+            Notice::Events(side, id, _) if id != self.links[side.idx()].id => Ok(()),
+            Notice::Lost(side, id, _) if id != self.links[side.idx()].id => Ok(()),
+            Notice::Events(side, _, events) => {
                 for ev in events {
                     match &ev {
                         Event::RootGone => bail!(
@@ -422,7 +439,12 @@ impl Brain {
                 }
                 Ok(())
             }
-            Notice::Lost(side, why) => {
+            Notice::Lost(side, _, why) => {
+                if matches!(self.transports[side.idx()], Transport::Ssh { .. }) {
+                    warn!(%side, "link lost: {why}");
+                    self.down = true;
+                    return Ok(());
+                }
                 if !self.roots[side.idx()].is_dir() {
                     bail!(
                         "the {side} replica root {} vanished; stopping without changing the other side",
@@ -430,6 +452,73 @@ impl Brain {
                     );
                 }
                 bail!("{side} agent: {why}")
+            }
+        }
+    }
+
+    /// The remote link is gone: reconnect with backoff, then reconcile what
+    /// changed on either side while apart by a full merge against the index
+    /// (nothing made during the outage is lost, no deletion comes back).
+    async fn reconnect(&mut self, notices: &mut mpsc::UnboundedReceiver<Notice>) -> Result<()> {
+        let side = Side::Right;
+        let Some(spec) = self.settings.remote.clone() else {
+            bail!("the right agent is gone");
+        };
+        let mut delay = std::time::Duration::from_millis(500);
+        let mut sigterm = signal(SignalKind::terminate())?;
+        loop {
+            // Drop the stale link (its agent, if still alive remotely, exits
+            // on its own watchdog).
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = sigterm.recv() => bail!("stopped while reconnecting"),
+            }
+            // Events of the live side keep queueing; a full rescan follows.
+            while let Ok(n) = notices.try_recv() {
+                if let Notice::Events(Side::Left, _, evs) = n {
+                    for ev in evs {
+                        if matches!(ev, Event::RootGone) {
+                            bail!("the left replica root vanished; stopping");
+                        }
+                    }
+                }
+            }
+            info!(host = %spec.display_host(), "reconnecting");
+            let attempt = async {
+                let session =
+                    crate::remote::connect(&spec, self.settings.ssh_config.as_deref()).await?;
+                let transport = Transport::Ssh {
+                    session,
+                    program: self.settings.remote_path.clone(),
+                    host: spec.display_host(),
+                };
+                let link = Link::start(
+                    side,
+                    &transport,
+                    self.settings.agent_log.as_deref(),
+                    self.roots[side.idx()].as_os_str().as_bytes(),
+                    self.options.clone(),
+                    self.notices_tx.clone(),
+                )
+                .await?;
+                Ok::<_, anyhow::Error>((transport, link))
+            };
+            match attempt.await {
+                Ok((transport, link)) => {
+                    self.ends[side.idx()] =
+                        end_of(&transport, &self.roots[side.idx()], &self.settings);
+                    self.transports[side.idx()] = transport;
+                    self.links[side.idx()] = Arc::new(link);
+                    self.down = false;
+                    info!("reconnected; reconciling both replicas");
+                    // Stale notices of the old link are dropped.
+                    while notices.try_recv().is_ok() {}
+                    return self.rescan().await;
+                }
+                Err(e) => {
+                    warn!("reconnect failed: {e:#}");
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                }
             }
         }
     }

@@ -139,6 +139,8 @@ pub struct Pair {
     pub right: Replica,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// When set, the right replica is given as this (e.g. `host:/path`).
+    pub right_arg: Option<String>,
 }
 
 impl Pair {
@@ -163,6 +165,7 @@ impl Pair {
             right,
             child: None,
             log,
+            right_arg: None,
         }
     }
 
@@ -179,7 +182,11 @@ impl Pair {
             .args(["-d", "2"])
             .args(args)
             .arg(&self.left.root)
-            .arg(&self.right.root)
+            .arg(
+                self.right_arg
+                    .clone()
+                    .map_or(self.right.root.clone().into_os_string(), Into::into),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

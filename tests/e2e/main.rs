@@ -20,4 +20,5 @@ mod faults;
 mod merge;
 mod moves;
 mod names;
+mod remote;
 mod ssh_smoke;

@@ -1,0 +1,255 @@
+//! A remote right replica over a real sshd on loopback.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use crate::harness::{bin, eventually, run_once, Pair};
+use crate::sshd::Sshd;
+
+fn remote_pair(sshd: &Sshd) -> Pair {
+    let mut p = Pair::new();
+    p.right_arg = Some(format!("{}:{}", sshd.host, p.right.root.display()));
+    p
+}
+
+fn ssh_args(sshd: &Sshd) -> Vec<String> {
+    vec![
+        "--ssh-config".into(),
+        sshd.ssh_config.display().to_string(),
+        "--remote-path".into(),
+        bin().into(),
+    ]
+}
+
+fn start(p: &mut Pair, sshd: &Sshd, extra: &[&str]) {
+    let mut args = ssh_args(sshd);
+    args.extend(extra.iter().map(ToString::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    p.start(&args);
+}
+
+#[test]
+fn live_sync_both_ways_over_ssh() {
+    let Some(sshd) = Sshd::start() else { return };
+    let mut p = remote_pair(&sshd);
+    p.left.write("start/l", b"from left");
+    p.right.write("start/r", b"from right");
+    start(&mut p, &sshd, &[]);
+    p.eventually_equal();
+    p.left.write("a/new", b"L1");
+    p.right.eventually_has("a/new", b"L1");
+    p.right.write("a/new", b"R2 longer");
+    p.left.eventually_has("a/new", b"R2 longer");
+    let big: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    p.right.write("big.bin", &big);
+    p.left.eventually_has("big.bin", &big);
+    std::os::unix::fs::symlink("a/new", p.right.path("link")).unwrap();
+    fs::create_dir_all(p.left.path("empty/dir")).unwrap();
+    fs::remove_file(p.right.path("start/l")).unwrap();
+    p.left.eventually_gone("start/l");
+    p.eventually_equal();
+    let log = p.log_text();
+    assert!(
+        !log.contains("copy R→L: new on right side=left path=a/new"),
+        "echo:\n{log}"
+    );
+}
+
+#[test]
+fn a_renamed_directory_is_moved_remotely_without_sending_data() {
+    let Some(sshd) = Sshd::start() else { return };
+    let mut p = remote_pair(&sshd);
+    for i in 0..20 {
+        p.left.write(format!("d/f{i}"), &vec![b'x'; 100_000]);
+    }
+    start(&mut p, &sshd, &[]);
+    p.eventually_equal();
+    let inos: Vec<u64> = (0..20).map(|i| p.right.ino(format!("d/f{i}"))).collect();
+    let t = Instant::now();
+    fs::rename(p.left.path("d"), p.left.path("moved")).unwrap();
+    eventually("moved on the remote", || {
+        p.right.exists("moved/f19") && !p.right.exists("d")
+    });
+    eprintln!("remote directory rename reflected in {:?}", t.elapsed());
+    let after: Vec<u64> = (0..20)
+        .map(|i| p.right.ino(format!("moved/f{i}")))
+        .collect();
+    assert_eq!(inos, after, "re-copied instead of moved");
+}
+
+#[test]
+fn sync_only_over_ssh() {
+    let Some(sshd) = Sshd::start() else { return };
+    let p = remote_pair(&sshd);
+    p.left.write("x/l", b"l");
+    p.right.write("y/r", b"r");
+    let mut args: Vec<std::ffi::OsString> = ssh_args(&sshd).into_iter().map(Into::into).collect();
+    args.push("--sync-only".into());
+    args.push(p.left.root.clone().into());
+    args.push(p.right_arg.clone().unwrap().into());
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (st, err) = run_once(&refs);
+    assert!(st.success(), "{err}");
+    assert_eq!(p.left.tree(), p.right.tree());
+}
+
+#[test]
+fn a_missing_remote_agent_is_a_clear_error() {
+    let Some(sshd) = Sshd::start() else { return };
+    let p = remote_pair(&sshd);
+    let args: Vec<String> = vec![
+        "--ssh-config".into(),
+        sshd.ssh_config.display().to_string(),
+        "--remote-path".into(),
+        "/nonexistent/twinsync".into(),
+        p.left.root.display().to_string(),
+        p.right_arg.clone().unwrap(),
+    ];
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let (st, err) = run_once(&refs);
+    assert_eq!(st.code(), Some(1));
+    assert!(
+        err.contains("Is twinsync installed there") && err.contains("--remote-path"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_agent_of_another_protocol_version_is_refused_with_advice() {
+    let Some(sshd) = Sshd::start() else { return };
+    let p = remote_pair(&sshd);
+    // A fake agent that answers the hello as protocol 999.
+    let hello = twinsync_proto::encode(&twinsync_proto::FromAgent::Hello {
+        magic: twinsync_proto::MAGIC.into(),
+        version: 999,
+        agent_version: "9.9.9".into(),
+        root_dev: 0,
+    });
+    let frame = p.dir.path().join("hello999.bin");
+    fs::write(&frame, hello).unwrap();
+    let fake = p.dir.path().join("fake-agent");
+    fs::write(
+        &fake,
+        format!("#!/bin/sh\ncat '{}'\nsleep 2\n", frame.display()),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut fs::metadata(&fake).unwrap().permissions(),
+        0o755,
+    );
+    fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let args: Vec<String> = vec![
+        "--ssh-config".into(),
+        sshd.ssh_config.display().to_string(),
+        "--remote-path".into(),
+        fake.display().to_string(),
+        p.left.root.display().to_string(),
+        p.right_arg.clone().unwrap(),
+    ];
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let (st, err) = run_once(&refs);
+    assert_eq!(st.code(), Some(1));
+    assert!(
+        err.contains("protocol 999") && err.contains("same version"),
+        "{err}"
+    );
+}
+
+#[test]
+fn path_escapes_are_refused_by_the_agent() {
+    // Talk to an agent directly, as a hostile brain would, over ssh.
+    let Some(sshd) = Sshd::start() else { return };
+    let p = Pair::new();
+    std::os::unix::fs::symlink(p.dir.path(), p.right.path("out")).unwrap();
+    fs::write(p.dir.path().join("victim"), b"keep").unwrap();
+    let mut child = sshd
+        .command(&format!("{} agent", bin()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    use twinsync_proto::{read_frame, write_frame, FromAgent, Op, Request, Response, ToAgent};
+    write_frame(
+        &mut stdin,
+        &ToAgent::Hello {
+            magic: twinsync_proto::MAGIC.into(),
+            version: twinsync_proto::PROTOCOL_VERSION,
+            root: p.right.root.display().to_string().into_bytes(),
+            options: Default::default(),
+        },
+    )
+    .unwrap();
+    let hello: FromAgent = read_frame(&mut stdout).unwrap();
+    assert!(matches!(hello, FromAgent::Hello { .. }), "{hello:?}");
+    let ops = vec![
+        Op::Trash {
+            path: "../victim".into(),
+        },
+        Op::Trash {
+            path: "out/victim".into(),
+        },
+        Op::Move {
+            from: "/etc/hostname".into(),
+            to: "x".into(),
+        },
+        Op::Mkdir {
+            path: "out/evil".into(),
+            mode: 0o755,
+        },
+    ];
+    write_frame(
+        &mut stdin,
+        &ToAgent::Request {
+            id: 1,
+            req: Request::Apply { ops },
+        },
+    )
+    .unwrap();
+    let resp = loop {
+        match read_frame::<_, FromAgent>(&mut stdout).unwrap() {
+            FromAgent::Response { result, .. } => break result,
+            _ => continue,
+        }
+    };
+    let Ok(Response::Applied(results)) = resp else {
+        panic!("{resp:?}")
+    };
+    for r in &results {
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("refused")),
+            "{results:?}"
+        );
+    }
+    assert_eq!(fs::read(p.dir.path().join("victim")).unwrap(), b"keep");
+    assert!(!p.dir.path().join("evil").exists());
+    drop(stdin);
+    let _ = child.wait();
+}
+
+#[test]
+fn a_dropped_connection_reconnects_and_converges() {
+    let Some(sshd) = Sshd::start() else { return };
+    let mut p = remote_pair(&sshd);
+    p.left.write("before", b"b");
+    start(&mut p, &sshd, &[]);
+    p.eventually_equal();
+    sshd.kill_connections();
+    // Changes on both sides while the link is down.
+    p.left.write("during/left", b"written while apart");
+    p.right.write("during/right", b"also while apart");
+    fs::remove_file(p.right.path("before")).unwrap();
+    let t = Instant::now();
+    p.right
+        .eventually_has("during/left", b"written while apart");
+    p.left.eventually_has("during/right", b"also while apart");
+    p.left.eventually_gone("before");
+    eprintln!("converged {:?} after the link was cut", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(20));
+    p.eventually_equal();
+    assert!(
+        p.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "twinsync exited"
+    );
+}
