@@ -1,62 +1,70 @@
-//! The command line: clap's raw structs, turned into [`Settings`] here and
-//! nowhere else.
+//! The command line: clap's raw structs and the dispatch of subcommands. The
+//! raw values are turned into validated [`Settings`] by [`crate::config`];
+//! nothing downstream sees clap.
 //!
-//! Exit codes: 0 success (stopped by a signal, or a one-shot merge done);
-//! 1 a runtime error (an agent lost, a root vanished, rsync missing);
-//! 2 a usage or configuration error (nothing was started).
+//! Exit codes: 0 success (stopped by a signal, a one-shot merge done, or
+//! `--exit-on-no-events` converged); 1 a runtime error (an agent lost for
+//! good, a root vanished, a safety net tripped, rsync missing); 2 a usage or
+//! configuration error (nothing was started); 3 a banned program is running.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::config::{check_pair, check_root, Settings, UsageError};
-use crate::engine::Side;
+use crate::config::{Settings, UsageError};
 
 /// Real-time two-way file replicator.
 ///
 /// Keeps LEFT and RIGHT identical, live: creates, writes, deletes, renames
-/// (moved in place, never re-copied), modes, mtimes and symlinks go both ways.
-/// When both sides change a file before it is synced, the newer wins and the
-/// other is kept as NAME.conflict-DATE-SIDE.EXT. Deleted and overwritten files
-/// are kept in each root's .twinsync/trash/.
+/// (replayed in place, never re-copied), modes, mtimes and symlinks go both
+/// ways. RIGHT may be remote: HOST:/PATH, USER@HOST:/PATH or
+/// ssh://USER@HOST:PORT/PATH (twinsync must be installed there too). When
+/// both sides change a file before it is synced, the newer wins and the other
+/// is kept as NAME.conflict-DATE-SIDE.EXT. Deleted and overwritten files are
+/// kept in each root's .twinsync/trash/ for --trash-days.
+///
+/// Exit status: 0 done or stopped by SIGTERM/SIGINT; 1 runtime error or a
+/// safety net tripped; 2 usage or configuration error; 3 a banned program is
+/// running.
 #[derive(Debug, Parser)]
-#[command(name = "twinsync", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "twinsync",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "Signals: SIGTERM/SIGINT finish the batch in flight and exit; SIGHUP reloads \
+                  excludes from the config file; SIGUSR1 forces a full re-merge."
+)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Option<Cmd>,
+    pub(crate) command: Option<Cmd>,
     /// The left (local) replica root.
-    left: Option<PathBuf>,
-    /// The right replica root.
-    right: Option<PathBuf>,
+    pub(crate) left: Option<PathBuf>,
+    /// The right replica root: a local path or a remote one.
+    pub(crate) right: Option<PathBuf>,
+    /// Read options from this TOML file (command-line flags override it).
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     /// The right replica is on HOST (psync's -r): RIGHT is a path there.
     #[arg(short = 'r', long = "remote-host", value_name = "HOST")]
-    remote_host: Option<String>,
-    /// The twinsync binary on the remote host.
-    #[arg(long, value_name = "PATH", default_value = "twinsync")]
-    remote_path: String,
+    pub(crate) remote_host: Option<String>,
+    /// The twinsync binary on the remote host [default: twinsync].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) remote_path: Option<String>,
     /// ssh config file to use (ssh -F) instead of ~/.ssh/config.
     #[arg(long, value_name = "FILE")]
-    ssh_config: Option<PathBuf>,
+    pub(crate) ssh_config: Option<PathBuf>,
     /// Exclude paths matching this regex (relative to the root; repeatable).
     #[arg(short = 'e', long = "exclude", value_name = "REGEX")]
-    exclude: Vec<String>,
-    /// Trace every event and decision; change nothing on either side.
-    #[arg(short = 'n', long)]
-    dry_run: bool,
-    /// Merge both replicas once, then exit.
-    #[arg(short = 's', long)]
-    sync_only: bool,
-    /// Start live mode without the initial merge.
-    #[arg(short = 'k', long)]
-    skip_initial_sync: bool,
-    /// Exit 0 once a pass finds nothing more to do.
-    #[arg(long)]
-    exit_on_no_events: bool,
-    /// Side that wins a conflict when both mtimes are equal.
-    #[arg(long, value_enum, default_value_t = Prefer::Left)]
-    prefer: Prefer,
+    pub(crate) exclude: Vec<String>,
+    /// Temporary files, never synced; a save-by-rename from one syncs the
+    /// final name [default: (?i)\.tmp$|\.~tmp~|/~\$].
+    #[arg(short = 't', long, value_name = "REGEX")]
+    pub(crate) tempfiles: Option<String>,
+    /// A file of rsync exclude rules, passed to rsync (--exclude-from).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) rsync_excludes: Option<PathBuf>,
     /// Extra argument passed to rsync (repeatable).
     #[arg(
         short = 'x',
@@ -64,52 +72,89 @@ pub struct Cli {
         value_name = "ARG",
         allow_hyphen_values = true
     )]
-    rsync_extra: Vec<String>,
-    /// Log level: 0 warnings, 1 info (default), 2 debug (decisions), 3 trace.
-    #[arg(short = 'd', long = "debug", value_name = "LEVEL", default_value_t = 1,
-          value_parser = clap::value_parser!(u8).range(0..=3))]
-    debug: u8,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Go ahead even when a safety net trips (mass deletion, emptied root,
-    /// root on another device than at the last sync).
+    pub(crate) rsync_extra: Vec<String>,
+    /// Exit (status 3) while a program of this name runs (repeatable).
+    #[arg(short = 'b', long = "banned", value_name = "PROGRAM")]
+    pub(crate) banned: Vec<String>,
+    /// Trace every event and decision; change nothing on either side.
+    #[arg(short = 'n', long)]
+    pub(crate) dry_run: bool,
+    /// Merge both replicas once, then exit.
+    #[arg(short = 's', long)]
+    pub(crate) sync_only: bool,
+    /// Start live mode without the initial merge.
+    #[arg(short = 'k', long)]
+    pub(crate) skip_initial_sync: bool,
+    /// Go on when a safety net trips (mass deletion, an emptied root, a root
+    /// on another device than at the last sync).
     #[arg(short = 'f', long)]
-    force: bool,
+    pub(crate) force: bool,
+    /// Converge, then exit 0 once a pass finds nothing more to do.
+    #[arg(long)]
+    pub(crate) exit_on_no_events: bool,
+    /// Side that wins a conflict when both mtimes are equal [default: left].
+    #[arg(long, value_enum)]
+    pub(crate) prefer: Option<Prefer>,
+    /// Log level: 0 warnings, 1 info, 2 debug (every decision), 3 trace
+    /// [default: 1].
+    #[arg(short = 'd', long = "debug", value_name = "LEVEL",
+          value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub(crate) debug: Option<u8>,
+    /// Log format: human text, or one JSON object per line [default: text].
+    #[arg(long, value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
     /// Instance name: one index, lock and status entry per instance
-    /// (default: derived from the two roots).
+    /// [default: derived from the two roots].
     #[arg(long, value_name = "NAME")]
-    instance: Option<String>,
-    /// Refuse a merge that would delete more than this percentage of a
-    /// side's entries (unless --force).
-    #[arg(long, value_name = "PERCENT", default_value_t = 50,
-          value_parser = clap::value_parser!(u8).range(0..=100))]
-    max_delete: u8,
-    /// Days deleted files and conflict copies are kept in .twinsync/trash.
-    #[arg(long, value_name = "DAYS", default_value_t = 30)]
-    trash_days: u32,
+    pub(crate) instance: Option<String>,
+    /// Refuse a merge that deletes more than this share of a side's entries
+    /// [default: 50].
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub(crate) max_delete: Option<u8>,
+    /// Days deleted files and conflict copies are kept in .twinsync/trash
+    /// [default: 30].
+    #[arg(long, value_name = "DAYS")]
+    pub(crate) trash_days: Option<u32>,
 }
 
+/// `--prefer`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum Prefer {
+pub(crate) enum Prefer {
     Left,
     Right,
 }
 
+/// `--log-format`.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum LogFormat {
+pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-enum Cmd {
+pub(crate) enum Cmd {
     /// Serve one replica to a brain over stdin/stdout (started by the brain,
     /// locally or over ssh; not for interactive use).
     Agent {
         /// Serve only this root (for an ssh forced command).
         #[arg(long, value_name = "ROOT")]
         restrict: Option<PathBuf>,
+    },
+    /// List the instances running on this machine, with their state and
+    /// counters.
+    Status {
+        /// One JSON object per instance.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the manual page (roff) to stdout.
+    Man,
+    /// Print shell completions to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -139,7 +184,10 @@ fn init_logs(filter: &str, json: bool) {
 
 /// Parse `args` and run; returns the process exit code.
 pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::command()
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -150,105 +198,71 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
             };
         }
     };
-    if let Some(Cmd::Agent { restrict }) = cli.command {
-        init_logs("warn", false);
-        return match twinsync_helpers::agent::serve(
-            Box::new(std::io::stdin()),
-            Box::new(std::io::stdout()),
-            restrict,
-        ) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("twinsync agent: {e}");
-                ExitCode::from(1)
-            }
-        };
+    match cli.command {
+        Some(Cmd::Agent { restrict }) => {
+            init_logs("warn", false);
+            return match twinsync_helpers::agent::serve(
+                Box::new(std::io::stdin()),
+                Box::new(std::io::stdout()),
+                restrict,
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("twinsync agent: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Some(Cmd::Status { json }) => return crate::status::print_status(json),
+        Some(Cmd::Man) => {
+            let man = clap_mangen::Man::new(Cli::command());
+            return match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("twinsync: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Some(Cmd::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "twinsync",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        None => {}
     }
-    init_logs(level(cli.debug), cli.log_format == LogFormat::Json);
-    let settings = match settings(cli) {
+    let settings = match Settings::from_cli(cli) {
         Ok(s) => s,
-        Err(e) => {
+        Err(UsageError(e)) => {
             eprintln!("twinsync: {e}");
             return ExitCode::from(2);
         }
     };
+    let json = settings.log_format == LogFormat::Json;
+    init_logs(level(settings.debug), json);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("twinsync: cannot start the runtime: {e}");
+            tracing::error!("cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match rt.block_on(crate::run::run(settings)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(crate::run::Exit::Done) => ExitCode::SUCCESS,
+        Ok(crate::run::Exit::Banned(p)) => {
+            tracing::warn!(program = %p, "a banned program is running: exiting");
+            ExitCode::from(3)
+        }
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("twinsync: {e:#}");
             ExitCode::from(1)
         }
     }
-}
-
-fn settings(cli: Cli) -> Result<Settings, UsageError> {
-    let (Some(left), Some(right)) = (cli.left, cli.right) else {
-        return Err(UsageError(
-            "two replica roots are needed: twinsync LEFT RIGHT (see --help)".into(),
-        ));
-    };
-    let left = check_root("left", &left)?;
-    let remote = crate::remote::parse(&right.to_string_lossy(), cli.remote_host.as_deref())
-        .map_err(UsageError)?;
-    let right = match &remote {
-        Some(r) => r.path.clone(),
-        None => {
-            let right = check_root("right", &right)?;
-            check_pair(&left, &right)?;
-            right
-        }
-    };
-    let instance_right = match &remote {
-        Some(r) => format!("{}:{}", r.display_host(), r.path.display()),
-        None => right.to_string_lossy().into_owned(),
-    };
-    twinsync_filter::Excludes::new(&cli.exclude).map_err(UsageError)?;
-    Ok(Settings {
-        left: left.clone(),
-        right: right.clone(),
-        excludes: cli.exclude,
-        dry_run: cli.dry_run,
-        sync_only: cli.sync_only,
-        skip_initial_sync: cli.skip_initial_sync,
-        exit_on_no_events: cli.exit_on_no_events,
-        prefer: match cli.prefer {
-            Prefer::Left => Side::Left,
-            Prefer::Right => Side::Right,
-        },
-        rsync_extra: cli.rsync_extra,
-        agent_log: std::env::var("TWINSYNC_LOG").ok(),
-        force: cli.force,
-        instance: match cli.instance {
-            Some(i) => {
-                if i.is_empty()
-                    || i.len() > 64
-                    || !i
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-                {
-                    return Err(UsageError(format!(
-                        "bad instance name {i:?}: use 1 to 64 of A-Z a-z 0-9 _ . -"
-                    )));
-                }
-                i
-            }
-            None => crate::config::default_instance(&left, &instance_right),
-        },
-        max_delete_percent: cli.max_delete,
-        trash_days: cli.trash_days,
-        remote,
-        remote_path: cli.remote_path,
-        ssh_config: cli.ssh_config,
-    })
 }

@@ -275,6 +275,11 @@ impl Engine {
         self.changed.clear();
     }
 
+    /// Replace the exclude rules (SIGHUP).
+    pub fn set_excludes(&mut self, excludes: Excludes) {
+        self.excludes = excludes;
+    }
+
     /// Replace the index (loaded from disk).
     pub fn set_known(&mut self, known: BTreeMap<RelPath, Sig>) {
         self.known = known;

@@ -15,5 +15,6 @@ pub mod link;
 pub mod remote;
 pub mod rsync;
 pub mod run;
+pub mod status;
 
 pub use cli::main_with_args;

@@ -20,6 +20,7 @@ use crate::engine::{Batch, Engine, Policy, Side, Trace};
 use crate::index::{Header, Index};
 use crate::link::{Link, Notice, Transport};
 use crate::rsync::{self, End, RsyncOptions};
+use crate::status;
 
 /// Files up to this size travel inline between hosts.
 const INLINE_MAX: u64 = 1 << 20;
@@ -61,6 +62,8 @@ fn end_of(t: &Transport, root: &std::path::Path, settings: &Settings) -> End {
 pub struct Counters {
     /// Files copied into each side.
     pub copied: [u64; 2],
+    /// Bytes copied into each side.
+    pub bytes: [u64; 2],
     /// Helper operations applied on each side.
     pub ops: [u64; 2],
     /// Events dropped as echoes.
@@ -71,7 +74,42 @@ pub struct Counters {
     pub errors: u64,
 }
 
+/// How a run ended without error.
+#[derive(Debug)]
+pub enum Exit {
+    /// Stopped by a signal, or a one-shot merge is done.
+    Done,
+    /// A banned program (`-b`) is running.
+    Banned(String),
+}
+
+/// The first of `programs` that is running now (by process name).
+fn banned_running(programs: &[String]) -> Option<String> {
+    if programs.is_empty() {
+        return None;
+    }
+    let rd = std::fs::read_dir("/proc").ok()?;
+    for e in rd.flatten() {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        if let Ok(comm) = std::fs::read_to_string(e.path().join("comm")) {
+            let comm = comm.trim();
+            if let Some(p) = programs.iter().find(|p| p.as_str() == comm) {
+                return Some(p.clone());
+            }
+        }
+    }
+    None
+}
+
 struct Brain {
+    status: status::Shared,
     transports: [Transport; 2],
     ends: [End; 2],
     options: AgentOptions,
@@ -100,13 +138,28 @@ type Failed = [Vec<(RelPath, Option<Sig>)>; 2];
 ///
 /// # Errors
 /// Fatal errors: an agent that cannot start or is lost, a vanished root.
-pub async fn run(settings: Settings) -> Result<()> {
+pub async fn run(settings: Settings) -> Result<Exit> {
+    if let Some(p) = banned_running(&settings.banned) {
+        return Ok(Exit::Banned(p));
+    }
     let (ntx, mut notices) = mpsc::unbounded_channel();
     let options = AgentOptions {
         excludes: settings.excludes.clone(),
         watch: !settings.sync_only,
         trash_days: Some(settings.trash_days),
+        lock: Some(settings.instance.clone()),
     };
+    let status: status::Shared = Arc::new(std::sync::Mutex::new(status::Status {
+        instance: settings.instance.clone(),
+        left: settings.left.display().to_string(),
+        right: match &settings.remote {
+            Some(r) => format!("{}:{}", r.display_host(), r.path.display()),
+            None => settings.right.display().to_string(),
+        },
+        pid: std::process::id(),
+        state: "starting".into(),
+        ..Default::default()
+    }));
     let roots = [settings.left.clone(), settings.right.clone()];
     let right_transport = match &settings.remote {
         None => Transport::Local,
@@ -161,7 +214,18 @@ pub async fn run(settings: Settings) -> Result<()> {
         End::Local(roots[0].clone()),
         end_of(&transports[1], &roots[1], &settings),
     ];
+    let _status_server = match status::serve(Arc::clone(&status)) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(
+                "no status socket in {}: {e}",
+                status::runtime_dir().display()
+            );
+            None
+        }
+    };
     let mut brain = Brain {
+        status,
         transports,
         ends,
         options,
@@ -294,10 +358,69 @@ impl Brain {
         }
     }
 
-    async fn main_loop(&mut self, notices: &mut mpsc::UnboundedReceiver<Notice>) -> Result<()> {
+    fn set_state(&self, state: &str) {
+        let mut st = self.status.lock().expect("status");
+        st.state = state.into();
+        st.queue = self.engine.queue_depth();
+        st.files = self.counters.copied;
+        st.bytes = self.counters.bytes;
+        st.echoes = self.counters.echoes;
+        st.conflicts = self.counters.conflicts;
+        st.errors = self.counters.errors;
+    }
+
+    /// SIGHUP: re-read the excludes from the config file; when they changed,
+    /// restart both agents with them and reconcile.
+    async fn reload(&mut self) -> Result<()> {
+        let Some(path) = self.settings.config_file.clone() else {
+            info!("SIGHUP: no config file to reload (-c)");
+            return Ok(());
+        };
+        let file = match crate::config_file::load(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                error!("SIGHUP: keeping the current excludes: {e}");
+                return Ok(());
+            }
+        };
+        let mut excludes = file.exclude.unwrap_or_default();
+        excludes.extend(self.settings.cli_excludes.iter().cloned());
+        if !self.settings.tempfiles.is_empty() {
+            excludes.push(self.settings.tempfiles.clone());
+        }
+        if excludes == self.settings.excludes {
+            info!("SIGHUP: excludes unchanged");
+            return Ok(());
+        }
+        let compiled = Excludes::new(&excludes).map_err(anyhow::Error::msg)?;
+        info!(?excludes, "SIGHUP: new excludes; restarting the agents");
+        self.settings.excludes = excludes.clone();
+        self.options.excludes = excludes;
+        self.engine.set_excludes(compiled);
+        for side in Side::BOTH {
+            self.links[side.idx()].shutdown().await;
+            let link = Link::start(
+                side,
+                &self.transports[side.idx()],
+                self.settings.agent_log.as_deref(),
+                self.roots[side.idx()].as_os_str().as_bytes(),
+                self.options.clone(),
+                self.notices_tx.clone(),
+            )
+            .await?;
+            self.links[side.idx()] = Arc::new(link);
+        }
+        self.rescan().await
+    }
+
+    async fn main_loop(&mut self, notices: &mut mpsc::UnboundedReceiver<Notice>) -> Result<Exit> {
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        let mut sigusr1 = signal(SignalKind::user_defined1())?;
+        let mut banned_check = tokio::time::interval(std::time::Duration::from_secs(2));
         self.load_index()?;
+        self.set_state("scanning");
         self.rescan().await?;
         if self.settings.skip_initial_sync {
             self.engine.adopt_equal();
@@ -313,6 +436,7 @@ impl Brain {
                 let snapshot = self.settings.dry_run.then(|| self.engine.snapshot());
                 let batch = self.engine.plan(now());
                 let was_merge = std::mem::replace(&mut self.merging, false);
+                self.set_state(if was_merge { "merging" } else { "live" });
                 if was_merge {
                     self.check_mass_deletion(&batch)?;
                 }
@@ -357,6 +481,7 @@ impl Brain {
                     };
                     self.tally(&stats);
                     self.engine.complete(failed);
+                    self.status.lock().expect("status").last_sync = Some(now());
                     if was_merge {
                         self.save_snapshot();
                     } else {
@@ -366,13 +491,15 @@ impl Brain {
                     self.save_snapshot();
                 }
                 if rescan && !stopping {
+                    self.set_state("scanning");
                     self.rescan().await?;
                 }
             }
             if stopping {
+                self.set_state("stopping");
                 self.save_snapshot();
                 info!("stopped");
-                return Ok(());
+                return Ok(Exit::Done);
             }
             if self.settings.sync_only
                 || (self.settings.exit_on_no_events && !self.engine.has_work())
@@ -384,8 +511,9 @@ impl Brain {
                     "in sync"
                 );
                 self.save_snapshot();
-                return Ok(());
+                return Ok(Exit::Done);
             }
+            self.set_state("live");
             tokio::select! {
                 Some(n) = notices.recv() => {
                     self.on_notice(n)?;
@@ -396,6 +524,18 @@ impl Brain {
                 }
                 _ = sigterm.recv() => stopping = true,
                 _ = sigint.recv() => stopping = true,
+                _ = sighup.recv() => self.reload().await?,
+                _ = sigusr1.recv() => {
+                    info!("SIGUSR1: full re-merge");
+                    self.set_state("scanning");
+                    self.rescan().await?;
+                }
+                _ = banned_check.tick() => {
+                    if let Some(p) = banned_running(&self.settings.banned) {
+                        self.save_snapshot();
+                        return Ok(Exit::Banned(p));
+                    }
+                }
             }
         }
     }
@@ -403,6 +543,7 @@ impl Brain {
     fn tally(&mut self, stats: &BatchStats) {
         for s in 0..2 {
             self.counters.copied[s] += stats.copied[s];
+            self.counters.bytes[s] += stats.bytes[s];
             self.counters.ops[s] += stats.ops[s];
         }
         self.counters.errors += stats.errors;
@@ -484,6 +625,7 @@ impl Brain {
                 }
             }
             info!(host = %spec.display_host(), "reconnecting");
+            self.set_state("reconnecting");
             let attempt = async {
                 let session =
                     crate::remote::connect(&spec, self.settings.ssh_config.as_deref()).await?;
@@ -527,6 +669,7 @@ impl Brain {
 #[derive(Debug, Default)]
 struct BatchStats {
     copied: [u64; 2],
+    bytes: [u64; 2],
     ops: [u64; 2],
     errors: u64,
     conflicts: u64,
@@ -700,7 +843,10 @@ async fn execute(
         }
         for ((path, want), got) in list.iter().zip(found) {
             match got {
-                Some(g) if g.same_content(want) => stats.copied[dst.idx()] += 1,
+                Some(g) if g.same_content(want) => {
+                    stats.copied[dst.idx()] += 1;
+                    stats.bytes[dst.idx()] += want.size;
+                }
                 other => {
                     if other.is_none() {
                         stats.errors += 1;

@@ -114,6 +114,13 @@ pub fn serve(
             format!("cannot create {}: {e}", replica.state_dir().display()),
         );
     }
+    let _lock = match &options.lock {
+        Some(instance) => match crate::lock::Lock::take(&replica.state_dir(), instance) {
+            Ok(l) => Some(l),
+            Err(e) => return fatal(&out, format!("replica {}: {e}", replica.root().display())),
+        },
+        None => None,
+    };
     if let Some(days) = options.trash_days {
         let state = replica.state_dir();
         std::thread::spawn(move || crate::ops::clean_trash(&state, days));

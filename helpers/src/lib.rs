@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod lock;
 pub mod ops;
 pub mod time;
 

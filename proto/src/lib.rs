@@ -145,6 +145,8 @@ pub struct AgentOptions {
     /// Trash day-folders older than this many days are removed at start
     /// (`None`: keep everything).
     pub trash_days: Option<u32>,
+    /// Take the replica's lock (`.twinsync/lock`) for this instance name.
+    pub lock: Option<String>,
 }
 
 /// Messages from the brain to an agent.

@@ -456,6 +456,9 @@ struct World {
     mishaps: Vec<String>,
     /// Helper operations of the last batch that failed.
     failed_ops: usize,
+    /// Both trees as they were when the helper operations of the running
+    /// batch started (what a directory they create stands for).
+    before_ops: Option<[Tree; 2]>,
     /// What the last batch trashed or moved away, per side.
     removed_last: [Vec<RelPath>; 2],
     /// Paths the batch being run writes, on either side: a user deleting
@@ -486,6 +489,7 @@ impl World {
             failed_ops: 0,
             batch_paths: Vec::new(),
             removed_last: Default::default(),
+            before_ops: None,
         };
         // Start from two empty replicas, merged.
         w.engine.load_scan(Side::Left, Vec::new());
@@ -934,7 +938,11 @@ impl World {
     /// The id of the directory at `p` on `s`, or a fresh one: what a
     /// directory the engine creates at `p` on the other side stands for.
     fn dir_id_from(&mut self, s: Side, p: &RelPath) -> u64 {
-        if let Some(Node::Dir { id, .. }) = self.tree(s).get(p) {
+        let tree = self
+            .before_ops
+            .as_ref()
+            .map_or(self.tree(s), |t| &t[s.idx()]);
+        if let Some(Node::Dir { id, .. }) = tree.get(p) {
             return *id;
         }
         self.next_content += 1;
@@ -1203,6 +1211,10 @@ impl World {
 
     fn execute(&mut self, b: &Batch, left_copy_first: bool) -> [Vec<(RelPath, Option<Sig>)>; 2] {
         self.failed_ops = 0;
+        self.before_ops = Some([
+            self.tree(Side::Left).clone(),
+            self.tree(Side::Right).clone(),
+        ]);
         for s in Side::BOTH {
             for op in &b.ops[s.idx()] {
                 let r = self.apply_op(s, op);
@@ -1213,6 +1225,7 @@ impl World {
                 }
             }
         }
+        self.before_ops = None;
         let order = if left_copy_first {
             [Side::Left, Side::Right]
         } else {

@@ -1,0 +1,176 @@
+//! Instance status: each running instance serves a snapshot of its state on
+//! a Unix socket in the runtime directory; `twinsync status` collects them.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What `twinsync status` shows of one instance.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// Instance name.
+    pub instance: String,
+    /// Left root.
+    pub left: String,
+    /// Right root.
+    pub right: String,
+    /// Brain pid.
+    pub pid: u32,
+    /// `scanning`, `merging`, `live`, `reconnecting`, `stopping`.
+    pub state: String,
+    /// Changes waiting for the next batch.
+    pub queue: usize,
+    /// End of the last batch (seconds since the epoch).
+    pub last_sync: Option<i64>,
+    /// Files copied into left, into right.
+    pub files: [u64; 2],
+    /// Bytes copied into left, into right.
+    pub bytes: [u64; 2],
+    /// Events dropped as echoes.
+    pub echoes: u64,
+    /// Conflicts kept.
+    pub conflicts: u64,
+    /// Errors logged.
+    pub errors: u64,
+}
+
+/// Shared, updated by the main loop.
+pub type Shared = Arc<Mutex<Status>>;
+
+/// The directory holding the instances' control sockets:
+/// `$TWINSYNC_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/twinsync`, else
+/// `/run/twinsync` for root, else `/tmp/twinsync-UID`.
+#[must_use]
+pub fn runtime_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("TWINSYNC_RUNTIME_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+        return PathBuf::from(d).join("twinsync");
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    if uid == 0 {
+        PathBuf::from("/run/twinsync")
+    } else {
+        PathBuf::from(format!("/tmp/twinsync-{uid}"))
+    }
+}
+
+/// Removes the socket when dropped.
+pub struct Server {
+    path: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Serve `status` on `<runtime dir>/<instance>.sock`.
+///
+/// # Errors
+/// When the socket cannot be created.
+pub fn serve(status: Shared) -> std::io::Result<Server> {
+    let dir = runtime_dir();
+    std::fs::create_dir_all(&dir)?;
+    let name = status.lock().expect("status").instance.clone();
+    let path = dir.join(format!("{name}.sock"));
+    if std::os::unix::net::UnixStream::connect(&path).is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let line = {
+                let s = status.lock().expect("status");
+                let mut l = serde_json::to_string(&*s).unwrap_or_default();
+                l.push('\n');
+                l
+            };
+            tokio::spawn(async move {
+                let _ = conn.write_all(line.as_bytes()).await;
+            });
+        }
+    });
+    Ok(Server { path })
+}
+
+fn collect() -> Vec<Status> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(runtime_dir()) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "sock") {
+            continue;
+        }
+        let Ok(conn) = std::os::unix::net::UnixStream::connect(&p) else {
+            continue; // a dead instance's leftover
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut line = String::new();
+        if BufReader::new(conn).read_line(&mut line).is_ok() {
+            if let Ok(s) = serde_json::from_str::<Status>(&line) {
+                out.push(s);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.instance.cmp(&b.instance));
+    out
+}
+
+/// `twinsync status`.
+#[must_use]
+pub fn print_status(json: bool) -> ExitCode {
+    let all = collect();
+    if json {
+        for s in &all {
+            println!("{}", serde_json::to_string(s).unwrap_or_default());
+        }
+        return ExitCode::SUCCESS;
+    }
+    if all.is_empty() {
+        println!(
+            "no twinsync instance is running (looked in {})",
+            runtime_dir().display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:<24} {:<12} {:>6} {:>8} {:>14} {:>14} {:>7} {:>9} {:>6}  PAIR",
+        "INSTANCE",
+        "STATE",
+        "QUEUE",
+        "PID",
+        "FILES L←/→R",
+        "BYTES L←/→R",
+        "ECHOES",
+        "CONFLICTS",
+        "ERRORS"
+    );
+    for s in &all {
+        println!(
+            "{:<24} {:<12} {:>6} {:>8} {:>14} {:>14} {:>7} {:>9} {:>6}  {} ⇄ {}",
+            s.instance,
+            s.state,
+            s.queue,
+            s.pid,
+            format!("{}/{}", s.files[0], s.files[1]),
+            format!("{}/{}", s.bytes[0], s.bytes[1]),
+            s.echoes,
+            s.conflicts,
+            s.errors,
+            s.left,
+            s.right
+        );
+    }
+    ExitCode::SUCCESS
+}
