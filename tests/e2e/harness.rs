@@ -141,6 +141,8 @@ pub struct Pair {
     pub log: PathBuf,
     /// When set, the right replica is given as this (e.g. `host:/path`).
     pub right_arg: Option<String>,
+    /// Extra environment for the twinsync process.
+    pub envs: Vec<(String, PathBuf)>,
 }
 
 impl Pair {
@@ -166,6 +168,7 @@ impl Pair {
             child: None,
             log,
             right_arg: None,
+            envs: Vec::new(),
         }
     }
 
@@ -191,6 +194,7 @@ impl Pair {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .env("NO_COLOR", "1")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .spawn()
             .unwrap();
         self.child = Some(child);

@@ -20,5 +20,6 @@ mod faults;
 mod merge;
 mod moves;
 mod names;
+mod ops;
 mod remote;
 mod ssh_smoke;

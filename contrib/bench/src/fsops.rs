@@ -14,20 +14,31 @@ use crate::error::{interrupted, io_ctx, Failure, Res};
 /// Name of twinsync's own state directory at each root; never compared.
 pub const STATE_DIR: &str = ".twinsync";
 
-/// `/tmp/twinsync-bench-<pid>/`, removed with everything in it on drop.
+/// `/tmp/twinsync-bench-<pid>/`, removed with everything in it on drop
+/// (unless kept, for looking at the logs afterwards).
 pub struct TempRoot {
     path: PathBuf,
+    keep: bool,
 }
 
 impl TempRoot {
-    /// Create a fresh, empty temp root.
-    pub fn create() -> Res<Self> {
+    /// Create a fresh, empty temp root; `keep` leaves it (and every pair
+    /// in it) in place at the end.
+    pub fn create(keep: bool) -> Res<Self> {
         let path = std::env::temp_dir().join(format!("twinsync-bench-{}", std::process::id()));
         if path.exists() {
             io_ctx(fs::remove_dir_all(&path), path.display())?;
         }
         io_ctx(fs::create_dir_all(&path), path.display())?;
-        Ok(TempRoot { path })
+        // Absolute and free of symlinks: the ssh scenarios name the right
+        // root by this path on the "remote" side.
+        let path = io_ctx(path.canonicalize(), path.display())?;
+        Ok(TempRoot { path, keep })
+    }
+
+    /// The root directory itself.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// A fresh `NAME/{L,R}` pair under the root.
@@ -38,27 +49,37 @@ impl TempRoot {
         for d in [&left, &right] {
             io_ctx(fs::create_dir_all(d), d.display())?;
         }
-        Ok(Pair { dir, left, right })
+        Ok(Pair {
+            dir,
+            left,
+            right,
+            keep: self.keep,
+        })
     }
 }
 
 impl Drop for TempRoot {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
+        if !self.keep {
+            let _ = fs::remove_dir_all(&self.path);
+        }
     }
 }
 
 /// Two replica roots (`left`, `right`) and a place for logs and configs
-/// (`dir`); the whole `dir` is removed on drop.
+/// (`dir`); the whole `dir` is removed on drop unless kept.
 pub struct Pair {
     pub dir: PathBuf,
     pub left: PathBuf,
     pub right: PathBuf,
+    keep: bool,
 }
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -242,4 +263,40 @@ pub fn diff(
         }
     }
     (lines, total)
+}
+
+/// Regular files present on both sides (per `a`/`b` snapshots, same size)
+/// whose bytes differ: one line each (at most `max`), plus the total count.
+pub fn content_diff(
+    root_a: &Path,
+    root_b: &Path,
+    a: &BTreeMap<PathBuf, Kind>,
+    b: &BTreeMap<PathBuf, Kind>,
+    max: usize,
+) -> Res<(Vec<String>, usize)> {
+    let mut lines = Vec::new();
+    let mut total = 0;
+    for (path, ka) in a {
+        if !matches!(ka, Kind::File(_)) || b.get(path) != Some(ka) {
+            continue;
+        }
+        let read = |root: &Path| match fs::read(root.join(path)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            // Gone in between: the tree comparison reports such changes.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Failure::Other(format!(
+                "{}: {e}",
+                root.join(path).display()
+            ))),
+        };
+        if let (Some(x), Some(y)) = (read(root_a)?, read(root_b)?) {
+            if x != y {
+                total += 1;
+                if lines.len() < max {
+                    lines.push(format!("{}: same size, different content", path.display()));
+                }
+            }
+        }
+    }
+    Ok((lines, total))
 }

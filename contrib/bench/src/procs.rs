@@ -24,6 +24,18 @@ pub enum Kind {
 pub struct Tool {
     pub kind: Kind,
     pub program: PathBuf,
+    /// Set for the `ssh-*` scenarios: the right side is reached over ssh.
+    pub remote: Option<Remote>,
+    /// twinsync's `-d` level (0 = warnings only).
+    pub log_level: u8,
+}
+
+/// How to reach the right side over ssh: `ssh -F <client_config> <host>`,
+/// the right root being the same absolute path there (same machine).
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub client_config: PathBuf,
+    pub host: &'static str,
 }
 
 impl Tool {
@@ -40,8 +52,9 @@ impl Tool {
         self.kind == Kind::Twinsync
     }
 
-    /// Start the tool live on `pair` (left → right for lsyncd). Output goes
-    /// to `pair.dir/<slug>.log`.
+    /// Start the tool live on `pair` (left → right for lsyncd), the right
+    /// side over ssh if [`Tool::remote`] is set. Output goes to
+    /// `pair.dir/<slug>.log`.
     pub fn start(&self, pair: &Pair) -> Res<Running> {
         let mut cmd = match self.kind {
             Kind::Twinsync => self.twinsync_command(pair),
@@ -69,19 +82,65 @@ impl Tool {
 
     fn twinsync_command(&self, pair: &Pair) -> Command {
         let mut cmd = Command::new(&self.program);
-        cmd.arg("-d").arg("0").arg(&pair.left).arg(&pair.right);
+        cmd.arg("-d").arg(self.log_level.to_string());
+        match &self.remote {
+            None => {
+                cmd.arg(&pair.left).arg(&pair.right);
+            }
+            Some(r) => {
+                // The remote agent is this very binary, on the same machine.
+                let mut right = std::ffi::OsString::from(format!("{}:", r.host));
+                right.push(&pair.right);
+                cmd.arg("--ssh-config")
+                    .arg(&r.client_config)
+                    .arg("--remote-path")
+                    .arg(&self.program)
+                    .arg(&pair.left)
+                    .arg(right);
+            }
+        }
         cmd
     }
 
     fn lsyncd_command(&self, pair: &Pair) -> Res<Command> {
         let config = pair.dir.join("lsyncd.conf.lua");
-        let text = format!(
-            "settings {{ nodaemon = true, logfile = {} }}\n\
-             sync {{ default.rsync, source = {}, target = {}, delay = 0 }}\n",
+        let status = match &self.remote {
+            None => String::new(),
+            Some(_) => format!(
+                ", statusFile = {}",
+                lua_string(&pair.dir.join("lsyncd.status"))
+            ),
+        };
+        let settings = format!(
+            "settings {{ nodaemon = true, logfile = {}{status} }}\n",
             lua_string(&pair.dir.join("lsyncd-file.log")),
-            lua_string(&pair.left),
-            lua_string(&pair.right),
         );
+        let sync = match &self.remote {
+            None => format!(
+                "sync {{ default.rsync, source = {}, target = {}, delay = 0 }}\n",
+                lua_string(&pair.left),
+                lua_string(&pair.right),
+            ),
+            // lsyncd 2.2.3: `rsync.rsh` becomes rsync's --rsh, and
+            // `ssh._extra` is added to its own `ssh HOST mv …` / `rm …`
+            // calls (`ssh.options` would only make `-o KEY=VALUE` pairs).
+            Some(r) => {
+                let ssh = "/usr/bin/ssh";
+                let cfg = r.client_config.to_string_lossy();
+                format!(
+                    "sync {{ default.rsyncssh, source = {}, host = {}, targetdir = {}, \
+                     delay = 0,\n  rsync = {{ rsh = {} }},\n  \
+                     ssh = {{ binary = {}, _extra = {{ \"-F\", {} }} }} }}\n",
+                    lua_string(&pair.left),
+                    lua_str(r.host),
+                    lua_string(&pair.right),
+                    lua_str(&format!("{ssh} -F {cfg}")),
+                    lua_str(ssh),
+                    lua_str(&cfg),
+                )
+            }
+        };
+        let text = format!("{settings}{sync}");
         io_ctx(fs::write(&config, text), config.display())?;
         let mut cmd = Command::new(&self.program);
         cmd.arg(&config);
@@ -91,7 +150,11 @@ impl Tool {
 
 /// A path as a double-quoted Lua string literal.
 fn lua_string(path: &Path) -> String {
-    let s = path.to_string_lossy();
+    lua_str(&path.to_string_lossy())
+}
+
+/// A double-quoted Lua string literal.
+fn lua_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
@@ -137,6 +200,11 @@ impl Running {
             Failure::Interrupted => f,
             _ => self.exited().unwrap_or(f),
         }
+    }
+
+    /// Where the tool's stdout/stderr go.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// The last `max` bytes of the tool's stdout/stderr, on one line.
@@ -222,14 +290,21 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     })
 }
 
-/// Pids whose parent is `pid` (scanning `/proc/*/stat`).
-pub fn children_of(pid: u32) -> Vec<u32> {
+/// Every pid in `/proc`.
+pub fn all_pids() -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// Pids whose parent is `pid` (scanning `/proc/*/stat`).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    all_pids()
+        .into_iter()
         .filter(|&p| proc_stat(p).is_some_and(|s| s.ppid == pid))
         .collect()
 }
