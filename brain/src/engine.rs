@@ -159,6 +159,8 @@ pub struct Engine {
     policy: Policy,
     /// Index keys changed since the last [`Engine::take_delta`].
     changed: std::collections::BTreeSet<RelPath>,
+    /// Whether to record a [`Trace`] per decision (dry runs, debug logs).
+    pub tracing: bool,
     /// Previous values of the index entries the current batch changed, to
     /// undo it when it could not be carried out (a link lost mid-batch).
     undo: Vec<(RelPath, Option<Sig>)>,
@@ -212,6 +214,7 @@ impl Engine {
             policy,
             changed: std::collections::BTreeSet::new(),
             undo: Vec::new(),
+            tracing: true,
         }
     }
 
@@ -450,11 +453,13 @@ impl Engine {
         self.inflight = Default::default();
         if pend[0].rescan || pend[1].rescan {
             b.rescan = true;
-            b.traces.push(Trace {
-                side: Side::Left,
-                path: RelPath::root(),
-                decision: "rescan both replicas and reconcile".into(),
-            });
+            if self.tracing {
+                b.traces.push(Trace {
+                    side: Side::Left,
+                    path: RelPath::root(),
+                    decision: "rescan both replicas and reconcile".into(),
+                });
+            }
             return b;
         }
 
@@ -469,20 +474,26 @@ impl Engine {
                     // The other side changed the same entry meanwhile, or it
                     // is not there: reconcile by a full merge.
                     b.rescan = true;
-                    b.traces.push(Trace {
-                        side: s,
-                        path: to.clone(),
-                        decision: format!(
-                            "move from {from} conflicts with a change on {t}: rescan"
-                        ),
-                    });
+                    if self.tracing {
+                        b.traces.push(Trace {
+                            side: s,
+                            path: to.clone(),
+                            decision: format!(
+                                "move from {from} conflicts with a change on {t}: rescan"
+                            ),
+                        });
+                    }
                     continue;
                 }
-                b.traces.push(Trace {
-                    side: t,
-                    path: to.clone(),
-                    decision: format!("move {from} -> {to} on {t} (moved on {s}; no data sent)"),
-                });
+                if self.tracing {
+                    b.traces.push(Trace {
+                        side: t,
+                        path: to.clone(),
+                        decision: format!(
+                            "move {from} -> {to} on {t} (moved on {s}; no data sent)"
+                        ),
+                    });
+                }
                 b.ops[t.idx()].push(Op::Move {
                     from: from.clone(),
                     to: to.clone(),
@@ -512,11 +523,13 @@ impl Engine {
                 (Some(Some(a)), Some(Some(c))) => self.both_changed(&mut b, now, &path, a, c),
                 (Some(None), Some(None)) => {
                     self.k_remove_within(&path);
-                    b.traces.push(Trace {
-                        side: Side::Left,
-                        path: path.clone(),
-                        decision: "nothing to do: removed on both sides".into(),
-                    });
+                    if self.tracing {
+                        b.traces.push(Trace {
+                            side: Side::Left,
+                            path: path.clone(),
+                            decision: "nothing to do: removed on both sides".into(),
+                        });
+                    }
                 }
                 (Some(Some(a)), Some(None)) => {
                     self.copy_to(
@@ -589,11 +602,13 @@ impl Engine {
     ) {
         let t_changed_below = range_within(&pend[t.idx()].state, path).any(|(_, v)| v.is_some());
         if !t_changed_below {
-            b.traces.push(Trace {
-                side: t,
-                path: path.clone(),
-                decision: format!("delete on {t} (to trash): {why}"),
-            });
+            if self.tracing {
+                b.traces.push(Trace {
+                    side: t,
+                    path: path.clone(),
+                    decision: format!("delete on {t} (to trash): {why}"),
+                });
+            }
             b.ops[t.idx()].push(Op::Trash { path: path.clone() });
             b.deleted[t.idx()] += range_within(&self.known, path).count();
             self.k_remove_within(path);
@@ -608,11 +623,13 @@ impl Engine {
                 path: path.clone(),
                 mode: k.mode,
             });
-            b.traces.push(Trace {
-                side: s,
-                path: path.clone(),
-                decision: format!("keep directory: {t} changed entries inside it"),
-            });
+            if self.tracing {
+                b.traces.push(Trace {
+                    side: s,
+                    path: path.clone(),
+                    decision: format!("keep directory: {t} changed entries inside it"),
+                });
+            }
         }
         let depth = path.depth();
         let children: Vec<RelPath> = range_within(&self.known, path)
@@ -648,22 +665,26 @@ impl Engine {
                 path: path.clone(),
                 mode: sig.mode,
             });
-            b.traces.push(Trace {
-                side: t,
-                path: path.clone(),
-                decision: format!("mkdir on {t}: {why}"),
-            });
+            if self.tracing {
+                b.traces.push(Trace {
+                    side: t,
+                    path: path.clone(),
+                    decision: format!("mkdir on {t}: {why}"),
+                });
+            }
         } else if attr_only {
             b.ops[t.idx()].push(Op::SetAttr {
                 path: path.clone(),
                 mode: Some(sig.mode),
                 mtime_ns: None,
             });
-            b.traces.push(Trace {
-                side: t,
-                path: path.clone(),
-                decision: format!("chmod {:o} on {t}: {why}", sig.mode),
-            });
+            if self.tracing {
+                b.traces.push(Trace {
+                    side: t,
+                    path: path.clone(),
+                    decision: format!("chmod {:o} on {t}: {why}", sig.mode),
+                });
+            }
         } else {
             if let Some(k) = base.filter(|k| k.kind == Kind::Dir) {
                 // A directory replaced by a file: the directory goes to the trash.
@@ -673,11 +694,13 @@ impl Engine {
             }
             b.copies[t.idx()].push((path.clone(), sig));
             self.inflight[t.idx()].insert(path.clone(), base);
-            b.traces.push(Trace {
-                side: t,
-                path: path.clone(),
-                decision: format!("copy {}→{}: {why}", s.letter(), t.letter()),
-            });
+            if self.tracing {
+                b.traces.push(Trace {
+                    side: t,
+                    path: path.clone(),
+                    decision: format!("copy {}→{}: {why}", s.letter(), t.letter()),
+                });
+            }
         }
         self.k_insert(path.clone(), sig);
     }
@@ -685,11 +708,13 @@ impl Engine {
     fn both_changed(&mut self, b: &mut Batch, now: i64, path: &RelPath, l: Sig, r: Sig) {
         if l.same_content(&r) {
             self.k_insert(path.clone(), l);
-            b.traces.push(Trace {
-                side: Side::Left,
-                path: path.clone(),
-                decision: "nothing to do: same on both sides".into(),
-            });
+            if self.tracing {
+                b.traces.push(Trace {
+                    side: Side::Left,
+                    path: path.clone(),
+                    decision: "nothing to do: same on both sides".into(),
+                });
+            }
             return;
         }
         let (winner, reason) = match l.mtime_ns.cmp(&r.mtime_ns) {
@@ -710,14 +735,16 @@ impl Engine {
                 mtime_ns: None,
             });
             self.k_insert(path.clone(), w);
-            b.traces.push(Trace {
-                side: loser,
-                path: path.clone(),
-                decision: format!(
-                    "chmod {:o} on {loser}: directory mode changed on both sides, {reason}",
-                    w.mode
-                ),
-            });
+            if self.tracing {
+                b.traces.push(Trace {
+                    side: loser,
+                    path: path.clone(),
+                    decision: format!(
+                        "chmod {:o} on {loser}: directory mode changed on both sides, {reason}",
+                        w.mode
+                    ),
+                });
+            }
             return;
         }
         let kept_as = conflict_name(path, now, loser);
@@ -725,11 +752,13 @@ impl Engine {
             from: path.clone(),
             to: kept_as.clone(),
         });
-        b.traces.push(Trace {
-            side: loser,
-            path: path.clone(),
-            decision: format!("conflict {reason}: keep {loser}'s version as {kept_as}"),
-        });
+        if self.tracing {
+            b.traces.push(Trace {
+                side: loser,
+                path: path.clone(),
+                decision: format!("conflict {reason}: keep {loser}'s version as {kept_as}"),
+            });
+        }
         if lo.kind == Kind::Dir {
             // The losing directory's contents are not listed here: a full
             // merge copies them over.

@@ -200,6 +200,8 @@ pub async fn run(settings: Settings) -> Result<Exit> {
             prefer: settings.prefer,
         },
     );
+    let mut engine = engine;
+    engine.tracing = settings.dry_run || settings.debug >= 2;
     let index = Index::open(
         &roots[0].join(".twinsync").join("index"),
         &settings.instance,

@@ -1,8 +1,10 @@
-//! `twinsync-bench`: twinsync against lsyncd (`-rsync`, delay 0), side by side.
+//! `twinsync-bench`: twinsync against lsyncd (`-rsync`, delay 0), side by
+//! side, locally and over ssh (against lsyncd `-rsyncssh`, delay 0).
 //!
 //! ```text
 //! cargo build --release
-//! cargo run --release -p twinsync-bench -- [--quick] [--json PATH] [--only latency|burst|rename]
+//! cargo run --release -p twinsync-bench -- [--quick] [--json PATH] [--keep]
+//!     [--only latency|burst|rename|ssh-latency|ssh-burst|ssh-rename]
 //! ```
 //!
 //! Scenarios, each run on a fresh pair of directories under
@@ -20,8 +22,28 @@
 //!   (and twinsync's two `agent` children) and CPU use over 2 s idle; the
 //!   table shows the worst run.
 //!
-//! After every scenario the two trees are compared (ignoring `.twinsync/`);
-//! differences left after 5 s are printed as notes under the table.
+//! * **ssh-latency**, **ssh-burst**, **ssh-rename** — the same three with
+//!   the right side behind a private OpenSSH server that the bench starts on
+//!   a free port of 127.0.0.1 (fresh host and client keys, own
+//!   `sshd_config` and client `ssh_config` in the temp root; see
+//!   `sshd.rs`), on the same machine: twinsync runs as `twinsync
+//!   --ssh-config CFG --remote-path <this twinsync> L twinsync-bench:/abs/R`
+//!   (brain and left agent local, right agent under sshd), lsyncd as
+//!   `default.rsyncssh` using the same config for rsync and its `ssh mv`.
+//!   ssh-burst also shows each tool's ssh burst time over its local one
+//!   when both ran (twinsync's target: ≤ 2×); ssh-rename also shows about
+//!   how many KiB crossed the loopback interface for the rename (noisy).
+//!   No resource figures over ssh. Part of the default run when
+//!   `/usr/sbin/sshd` exists; otherwise skipped with a message.
+//!
+//! After every scenario the two trees are compared (ignoring `.twinsync/`),
+//! entries and sizes, then file contents; differences left after 5 s are
+//! printed as notes under the table, and so are the WARN/ERROR lines of
+//! the tool's log (lsyncd: `Error:` lines).
+//!
+//! `--keep` leaves `/tmp/twinsync-bench-<pid>/` in place at the end and
+//! runs twinsync with `-d 1` instead of `-d 0`, so that every run's log
+//! (`<tool>-<scenario>/<tool>.log`) and the sshd files can be read.
 //!
 //! twinsync is `$TWINSYNC_BIN` or the workspace's `target/release/twinsync`;
 //! lsyncd is looked up in `$PATH`. Every wait is bounded (20 s to get ready,
@@ -34,6 +56,7 @@ mod fsops;
 mod procs;
 mod report;
 mod scenarios;
+mod sshd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,10 +64,12 @@ use std::time::Duration;
 
 use error::{Failure, Res};
 use fsops::TempRoot;
-use procs::{Kind, Running, Tool};
-use report::{Labels, ToolReport};
+use procs::{Kind, Remote, Running, Tool};
+use report::{Labels, Section, SshJson, ToolReport};
+use sshd::SshServer;
 
-const USAGE: &str = "usage: twinsync-bench [--quick] [--json PATH] [--only latency|burst|rename]";
+const USAGE: &str = "usage: twinsync-bench [--quick] [--json PATH] [--keep] \
+                     [--only latency|burst|rename|ssh-latency|ssh-burst|ssh-rename]";
 
 /// Default location of the twinsync binary: the workspace's release build,
 /// `$CARGO_MANIFEST_DIR/../../target/release/twinsync`.
@@ -64,16 +89,47 @@ enum Scenario {
     Latency,
     Burst,
     Rename,
+    SshLatency,
+    SshBurst,
+    SshRename,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 3] = [Scenario::Latency, Scenario::Burst, Scenario::Rename];
+    const ALL: [Scenario; 6] = [
+        Scenario::Latency,
+        Scenario::Burst,
+        Scenario::Rename,
+        Scenario::SshLatency,
+        Scenario::SshBurst,
+        Scenario::SshRename,
+    ];
 
     fn slug(self) -> &'static str {
         match self {
             Scenario::Latency => "latency",
             Scenario::Burst => "burst",
             Scenario::Rename => "rename",
+            Scenario::SshLatency => "ssh-latency",
+            Scenario::SshBurst => "ssh-burst",
+            Scenario::SshRename => "ssh-rename",
+        }
+    }
+
+    /// Whether the right side is reached over ssh.
+    fn ssh(self) -> bool {
+        matches!(
+            self,
+            Scenario::SshLatency | Scenario::SshBurst | Scenario::SshRename
+        )
+    }
+
+    /// The measurement, local or not.
+    fn base(self) -> Scenario {
+        match self {
+            Scenario::SshLatency => Scenario::Latency,
+            Scenario::SshBurst => Scenario::Burst,
+            Scenario::SshRename => Scenario::Rename,
+            local => local,
         }
     }
 
@@ -88,7 +144,17 @@ struct Options {
     quick: bool,
     json: Option<PathBuf>,
     only: Option<Scenario>,
+    keep: bool,
     help: bool,
+}
+
+impl Options {
+    fn selected(&self) -> Vec<Scenario> {
+        match self.only {
+            Some(sc) => vec![sc],
+            None => Scenario::ALL.to_vec(),
+        }
+    }
 }
 
 /// Sizes of the workloads.
@@ -125,6 +191,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         };
         match flag.as_str() {
             "--quick" => opts.quick = true,
+            "--keep" => opts.keep = true,
             "--json" => opts.json = Some(PathBuf::from(value("--json")?)),
             "--only" => {
                 let v = value("--only")?;
@@ -177,7 +244,7 @@ fn measure(
     running: &mut Running,
     rep: &mut ToolReport,
 ) -> Res<()> {
-    match sc {
+    match sc.base() {
         Scenario::Latency => {
             let n = p.latency_samples;
             let lr = scenarios::latency(&pair.left, &pair.right, n, "lr");
@@ -192,15 +259,19 @@ fn measure(
             record(&mut rep.burst, b, running)?;
         }
         Scenario::Rename => {
-            let r = scenarios::rename(pair, p.rename_files);
+            let r = scenarios::rename(pair, p.rename_files, sc.ssh());
             record(&mut rep.rename, r, running)?;
+        }
+        Scenario::SshLatency | Scenario::SshBurst | Scenario::SshRename => {
+            unreachable!("base() is a local scenario")
         }
     }
     Ok(())
 }
 
 /// Start `tool` on a fresh pair, wait until live, measure `sc`, check the
-/// trees converged, and take the resource figures.
+/// trees converged, and take the resource figures; then stop the tool and
+/// note the trouble its log reports.
 fn live_run(
     tool: &Tool,
     sc: Scenario,
@@ -210,17 +281,44 @@ fn live_run(
 ) -> Res<()> {
     let pair = root.pair(&format!("{}-{}", tool.slug(), sc.slug()))?;
     let mut running = tool.start(&pair)?;
-    scenarios::wait_ready(&pair, tool.two_way()).map_err(|f| running.explain(f))?;
-    measure(sc, tool, &pair, p, &mut running, rep)?;
+    let log = running.log_path().to_path_buf();
+    let r = measure_live(tool, sc, &pair, p, &mut running, rep);
+    drop(running);
+    let (lines, total) = scenarios::log_trouble(&log, 5);
+    if total > 0 {
+        rep.notes.push(format!(
+            "{}: {total} warning/error line(s) in {}: {}",
+            sc.slug(),
+            log.display(),
+            lines.join(" | ")
+        ));
+    }
+    r
+}
+
+/// The part of [`live_run`] with the tool running.
+fn measure_live(
+    tool: &Tool,
+    sc: Scenario,
+    pair: &fsops::Pair,
+    p: &Params,
+    running: &mut Running,
+    rep: &mut ToolReport,
+) -> Res<()> {
+    scenarios::wait_ready(pair, tool.two_way()).map_err(|f| running.explain(f))?;
+    measure(sc, tool, pair, p, running, rep)?;
     if let Some(f) = running.exited() {
         rep.notes.push(format!("after {}: {f}", sc.slug()));
         return Ok(());
     }
-    if let Some(d) = scenarios::settle_and_compare(&pair, SETTLE_LIMIT)? {
+    if let Some(d) = scenarios::settle_and_compare(pair, SETTLE_LIMIT)? {
         rep.notes.push(format!("after {}: {d}", sc.slug()));
     }
-    let res = scenarios::resources(&mut running);
-    rep.resources.push((sc.slug(), res));
+    // Over ssh the right agent is not the tool's child: no figures.
+    if !sc.ssh() {
+        let res = scenarios::resources(running);
+        rep.resources.push((sc.slug(), res));
+    }
     Ok(())
 }
 
@@ -239,7 +337,7 @@ fn run_scenario(
         Err(Failure::Interrupted) => Err(Failure::Interrupted),
         Err(f) => {
             eprintln!("[bench] {} {}: {f}", tool.slug(), sc.slug());
-            match sc {
+            match sc.base() {
                 Scenario::Latency => {
                     rep.latency_lr.get_or_insert(Err(f.clone()));
                     if tool.two_way() {
@@ -252,28 +350,128 @@ fn run_scenario(
                 Scenario::Rename => {
                     rep.rename.get_or_insert(Err(f));
                 }
+                Scenario::SshLatency | Scenario::SshBurst | Scenario::SshRename => {
+                    unreachable!("base() is a local scenario")
+                }
             }
             Ok(())
         }
     }
 }
 
-/// All selected scenarios, each for every available tool in turn.
-fn run_all(opts: &Options, tools: &[Option<Tool>], reports: &mut [ToolReport]) -> Res<()> {
-    let root = TempRoot::create()?;
+/// The local tools and their reports.
+struct Side<'a> {
+    tools: &'a [Option<Tool>],
+    reports: &'a mut [ToolReport],
+}
+
+/// The ssh scenarios' server, started at the first of them.
+enum SshState {
+    /// No ssh scenario reached yet.
+    NotStarted,
+    Running {
+        /// Kept for its `Drop`, which stops sshd and its sessions.
+        _server: SshServer,
+        tools: Vec<Option<Tool>>,
+    },
+    /// They cannot run here; the reason was printed.
+    Unavailable(String),
+}
+
+impl SshState {
+    /// The tools over ssh, starting the server on first use.
+    fn tools(&mut self, local: &[Option<Tool>], root: &TempRoot) -> Res<Option<&[Option<Tool>]>> {
+        if let SshState::NotStarted = self {
+            *self = match sshd::unavailable() {
+                Some(why) => SshState::Unavailable(why),
+                None => {
+                    eprintln!("[bench] starting sshd on 127.0.0.1 ...");
+                    match SshServer::start(&root.path().join("sshd")) {
+                        Ok(server) => {
+                            eprintln!("[bench] sshd listens on 127.0.0.1:{}", server.port);
+                            let tools = over_ssh(local, &server);
+                            SshState::Running {
+                                _server: server,
+                                tools,
+                            }
+                        }
+                        Err(Failure::Interrupted) => return Err(Failure::Interrupted),
+                        Err(f) => SshState::Unavailable(format!("sshd: failed to start: {f}")),
+                    }
+                }
+            };
+            if let SshState::Unavailable(why) = self {
+                eprintln!("{why}; skipping the ssh scenarios");
+            }
+        }
+        Ok(match self {
+            SshState::Running { tools, .. } => Some(tools),
+            _ => None,
+        })
+    }
+
+    fn unavailable(&self) -> Option<&str> {
+        match self {
+            SshState::Unavailable(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+/// The local tools, reaching the right side through `server`.
+fn over_ssh(local: &[Option<Tool>], server: &SshServer) -> Vec<Option<Tool>> {
+    local
+        .iter()
+        .map(|t| {
+            t.clone().map(|t| Tool {
+                remote: Some(Remote {
+                    client_config: server.client_config.clone(),
+                    host: sshd::HOST,
+                }),
+                ..t
+            })
+        })
+        .collect()
+}
+
+/// All selected scenarios, each for every available tool in turn (the ssh
+/// ones with `local`'s tools reaching the right side over ssh, recorded in
+/// `ssh_reports`). Returns why the ssh scenarios could not run, if so.
+fn run_all(opts: &Options, local: Side, ssh_reports: &mut [ToolReport]) -> Res<Option<String>> {
+    let root = TempRoot::create(opts.keep)?;
+    if opts.keep {
+        eprintln!("[bench] keeping {}", root.path().display());
+    }
     let p = Params::new(opts.quick);
-    let selected: Vec<Scenario> = match opts.only {
-        Some(sc) => vec![sc],
-        None => Scenario::ALL.to_vec(),
-    };
-    for sc in selected {
+    // Declared after `root`, so dropped (sshd stopped) before it.
+    let mut ssh_state = SshState::NotStarted;
+    for sc in opts.selected() {
+        let (tools, reports) = if sc.ssh() {
+            match ssh_state.tools(local.tools, &root)? {
+                Some(tools) => (tools, &mut *ssh_reports),
+                None => continue,
+            }
+        } else {
+            (local.tools, &mut *local.reports)
+        };
         for (tool, rep) in tools.iter().zip(reports.iter_mut()) {
             if let Some(tool) = tool {
                 run_scenario(tool, sc, &root, &p, rep)?;
             }
         }
     }
-    Ok(())
+    Ok(ssh_state.unavailable().map(str::to_string))
+}
+
+/// Each tool's ssh burst time over its local one, when both were measured.
+fn burst_ratios(local: &[ToolReport], ssh: &mut [ToolReport]) {
+    for (l, s) in local.iter().zip(ssh.iter_mut()) {
+        if let (Some(Ok(lb)), Some(Ok(sb))) = (&l.burst, &s.burst) {
+            if lb.secs > 0.0 {
+                s.burst_vs_local = Some(sb.secs / lb.secs);
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -296,41 +494,88 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let log_level = if opts.keep { 1 } else { 0 };
     let tools = [
         Some(Tool {
             kind: Kind::Twinsync,
             program: twinsync.clone(),
+            remote: None,
+            log_level,
         }),
         procs::find_in_path("lsyncd").map(|program| Tool {
             kind: Kind::Lsyncd,
             program,
+            remote: None,
+            log_level,
         }),
     ];
     let mut reports = [ToolReport::new("twinsync"), ToolReport::new("lsyncd")];
+    let mut ssh_reports = [
+        ToolReport::new_ssh("twinsync"),
+        ToolReport::new_ssh("lsyncd"),
+    ];
     if tools[1].is_none() {
-        reports[1].missing = Some("not installed (apt-get install lsyncd)".into());
+        for r in [&mut reports[1], &mut ssh_reports[1]] {
+            r.missing = Some("not installed (apt-get install lsyncd)".into());
+        }
     }
 
-    if let Err(f) = run_all(&opts, &tools, &mut reports) {
-        eprintln!("twinsync-bench: {f}");
-        return ExitCode::from(if matches!(f, Failure::Interrupted) {
-            130
-        } else {
-            1
-        });
-    }
+    let local = Side {
+        tools: &tools,
+        reports: &mut reports,
+    };
+    let ssh_unavailable = match run_all(&opts, local, &mut ssh_reports) {
+        Ok(u) => u,
+        Err(f) => {
+            eprintln!("twinsync-bench: {f}");
+            return ExitCode::from(if matches!(f, Failure::Interrupted) {
+                130
+            } else {
+                1
+            });
+        }
+    };
+    burst_ratios(&reports, &mut ssh_reports);
 
     let p = Params::new(opts.quick);
     let labels = Labels {
         burst_files: p.burst_files,
         rename_mib: p.rename_files as u64,
     };
-    print!("{}", report::table(&reports[0], &reports[1], &labels));
+    let selected = opts.selected();
+    let mut sections = Vec::new();
+    if selected.iter().any(|sc| !sc.ssh()) {
+        sections.push(Section {
+            title: None,
+            unavailable: None,
+            ours: &reports[0],
+            peer: &reports[1],
+            ssh: false,
+        });
+    }
+    let ssh_selected = selected.iter().any(|sc| sc.ssh());
+    if ssh_selected {
+        sections.push(Section {
+            title: Some("over ssh: twinsync vs lsyncd(-rsyncssh, delay 0)".into()),
+            unavailable: ssh_unavailable.clone(),
+            ours: &ssh_reports[0],
+            peer: &ssh_reports[1],
+            ssh: true,
+        });
+    }
+    print!("{}", report::table(&sections, &labels));
     if let Some(path) = &opts.json {
+        let ssh_refs = [&ssh_reports[0], &ssh_reports[1]];
+        let ssh_json = match (&ssh_unavailable, ssh_selected) {
+            (_, false) => SshJson::NotRun,
+            (Some(why), true) => SshJson::Unavailable(why),
+            (None, true) => SshJson::Ran(&ssh_refs),
+        };
         let json = report::json(
             opts.quick,
             &twinsync.to_string_lossy(),
             &[&reports[0], &reports[1]],
+            ssh_json,
         );
         if let Err(e) = std::fs::write(path, json.render()) {
             eprintln!("twinsync-bench: cannot write {}: {e}", path.display());

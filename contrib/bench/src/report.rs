@@ -10,6 +10,11 @@ use crate::scenarios::{Burst, Latency, Rename, Resources};
 #[derive(Debug, Default)]
 pub struct ToolReport {
     pub slug: &'static str,
+    /// The `ssh-*` scenarios: the right side over ssh.
+    pub ssh: bool,
+    /// Over ssh: this tool's burst time over ssh / its local burst time,
+    /// when both ran.
+    pub burst_vs_local: Option<f64>,
     /// Set when the tool could not be run at all.
     pub missing: Option<String>,
     pub latency_lr: Option<Res<Latency>>,
@@ -27,6 +32,24 @@ impl ToolReport {
         ToolReport {
             slug,
             ..Default::default()
+        }
+    }
+
+    /// The report of the tool's runs over ssh.
+    pub fn new_ssh(slug: &'static str) -> Self {
+        ToolReport {
+            slug,
+            ssh: true,
+            ..Default::default()
+        }
+    }
+
+    /// The tool's name in notes: "twinsync", "lsyncd (ssh)".
+    fn name(&self) -> String {
+        if self.ssh {
+            format!("{} (ssh)", self.slug)
+        } else {
+            self.slug.to_string()
         }
     }
 
@@ -111,6 +134,49 @@ fn rename_cell(r: &Rename) -> Cell {
 /// The rows: label and a cell builder applied to each tool.
 type RowFn = fn(&ToolReport) -> Cell;
 
+/// The rows of the ssh section.
+fn ssh_rows(labels: &Labels) -> Vec<(String, RowFn)> {
+    vec![
+        ("latency L→R p50/p90 ms (ssh)".into(), |t| {
+            cell(&t.latency_lr, latency_cell)
+        }),
+        ("latency R→L p50/p90 ms (ssh)".into(), |t| {
+            cell(&t.latency_rl, latency_cell)
+        }),
+        (format!("burst {} files s (ssh)", labels.burst_files), |t| {
+            cell(&t.burst, |b| Cell::num(format!("{:.3}", b.secs), b.secs))
+        }),
+        // Each tool against itself: no ratio between the tools.
+        ("burst ssh / local (ssh)".into(), |t| {
+            let text = match t.burst_vs_local {
+                None => return Cell::dash(),
+                Some(x) if t.slug == "twinsync" => {
+                    let verdict = if x <= 2.0 { "ok" } else { "MISSED" };
+                    format!("{x:.2}× (target ≤ 2×: {verdict})")
+                }
+                Some(x) => format!("{x:.2}×"),
+            };
+            Cell { text, value: None }
+        }),
+        (format!("copy {}MiB dir s (ssh)", labels.rename_mib), |t| {
+            cell(&t.rename, |r| {
+                Cell::num(format!("{:.3}", r.copy_secs), r.copy_secs)
+            })
+        }),
+        (
+            format!("rename {}MiB dir ms (ssh)", labels.rename_mib),
+            |t| cell(&t.rename, rename_cell),
+        ),
+        ("rename: sent over lo (ssh)".into(), |t| {
+            cell(&t.rename, |r| match r.net_kib {
+                None => Cell::dash(),
+                Some(k) if k < 10.0 => Cell::num(format!("≈ {k:.1} KiB"), k),
+                Some(k) => Cell::num(format!("≈ {k:.0} KiB"), k),
+            })
+        }),
+    ]
+}
+
 fn rows(labels: &Labels) -> Vec<(String, RowFn)> {
     vec![
         ("latency L→R p50/p90 ms".into(), |t| {
@@ -161,10 +227,11 @@ fn rows(labels: &Labels) -> Vec<(String, RowFn)> {
 }
 
 /// Column header for a tool.
-fn header(slug: &str) -> &str {
-    match slug {
-        "lsyncd" => "lsyncd(-rsync,delay 0)",
-        other => other,
+fn header(t: &ToolReport) -> &'static str {
+    match (t.slug, t.ssh) {
+        ("lsyncd", false) => "lsyncd(-rsync,delay 0)",
+        ("lsyncd", true) => "lsyncd(-rsyncssh,delay 0)",
+        (other, _) => other,
     }
 }
 
@@ -175,37 +242,96 @@ fn ratio(a: &Cell, b: &Cell) -> String {
     }
 }
 
-/// The side-by-side table (`ours` vs `peer`) and the notes under it.
-pub fn table(ours: &ToolReport, peer: &ToolReport, labels: &Labels) -> String {
-    let mut lines: Vec<[String; 4]> = vec![[
-        "scenario".into(),
-        header(ours.slug).into(),
-        header(peer.slug).into(),
-        "ratio".into(),
-    ]];
-    for (i, (label, build)) in rows(labels).into_iter().enumerate() {
-        let a = tool_cell(ours, build, i);
-        let b = tool_cell(peer, build, i);
-        let r = ratio(&a, &b);
-        lines.push([label, a.text, b.text, r]);
+/// One part of the table: a title line (if any), then either a reason it
+/// did not run or the two tools side by side.
+pub struct Section<'a> {
+    pub title: Option<String>,
+    pub unavailable: Option<String>,
+    pub ours: &'a ToolReport,
+    pub peer: &'a ToolReport,
+    pub ssh: bool,
+}
+
+/// A line of the table: a title, or four aligned columns.
+enum Line {
+    Title(String),
+    Cols([String; 4]),
+}
+
+/// The side-by-side table, section after section (`ours` vs `peer`), and
+/// the notes under it.
+pub fn table(sections: &[Section], labels: &Labels) -> String {
+    let mut lines = Vec::new();
+    let mut notes_out = String::new();
+    for sec in sections {
+        if let Some(t) = &sec.title {
+            lines.push(Line::Title(t.clone()));
+        }
+        if let Some(why) = &sec.unavailable {
+            lines.push(Line::Title(format!("  {why}")));
+            continue;
+        }
+        let scenario = if sec.ssh {
+            "scenario (ssh)"
+        } else {
+            "scenario"
+        };
+        lines.push(Line::Cols([
+            scenario.into(),
+            header(sec.ours).into(),
+            header(sec.peer).into(),
+            "ratio".into(),
+        ]));
+        let rows = if sec.ssh {
+            ssh_rows(labels)
+        } else {
+            rows(labels)
+        };
+        for (i, (label, build)) in rows.into_iter().enumerate() {
+            let a = tool_cell(sec.ours, build, i);
+            let b = tool_cell(sec.peer, build, i);
+            let r = ratio(&a, &b);
+            lines.push(Line::Cols([label, a.text, b.text, r]));
+        }
+        notes_out.push_str(&notes(&[sec.ours, sec.peer]));
+        if sec.ssh && [sec.ours, sec.peer].iter().any(|t| measured_net(t)) {
+            notes_out.push_str(
+                "note: \"sent over lo\" = growth of /sys/class/net/lo tx_bytes from the \
+                 rename until 0.5 s after it showed on the right, minus an idle sample of \
+                 the same length; both directions, ssh and TCP/IP overhead and any other \
+                 loopback traffic included: noisy, an order of magnitude only\n",
+            );
+        }
     }
     let mut widths = [0usize; 4];
     for line in &lines {
-        for (w, c) in widths.iter_mut().zip(line) {
-            *w = (*w).max(c.chars().count());
+        if let Line::Cols(cols) = line {
+            for (w, c) in widths.iter_mut().zip(cols) {
+                *w = (*w).max(c.chars().count());
+            }
         }
     }
     let mut out = String::new();
     for line in &lines {
-        let mut row = String::new();
-        for (c, w) in line.iter().zip(widths) {
-            let _ = write!(row, "{c}{}   ", " ".repeat(w - c.chars().count()));
+        match line {
+            Line::Title(t) => out.push_str(t),
+            Line::Cols(cols) => {
+                let mut row = String::new();
+                for (c, w) in cols.iter().zip(widths) {
+                    let _ = write!(row, "{c}{}   ", " ".repeat(w - c.chars().count()));
+                }
+                out.push_str(row.trim_end());
+            }
         }
-        out.push_str(row.trim_end());
         out.push('\n');
     }
-    out.push_str(&notes(&[ours, peer]));
+    out.push_str(&notes_out);
     out
+}
+
+/// Whether the rename's loopback traffic was measured for `t`.
+fn measured_net(t: &ToolReport) -> bool {
+    matches!(&t.rename, Some(Ok(r)) if r.net_kib.is_some())
 }
 
 /// A tool's cell, or (first row only) why the tool did not run.
@@ -236,18 +362,19 @@ fn notes(tools: &[&ToolReport]) -> String {
             ("burst", t.burst.as_ref().and_then(|r| r.as_ref().err())),
             ("rename", t.rename.as_ref().and_then(|r| r.as_ref().err())),
         ];
+        let name = t.name();
         for (what, f) in failures {
             if let Some(f) = f {
-                let _ = writeln!(out, "note: {} {what}: {f}", t.slug);
+                let _ = writeln!(out, "note: {name} {what}: {f}");
             }
         }
         for (sc, r) in &t.resources {
             if let Err(f) = r {
-                let _ = writeln!(out, "note: {} resources after {sc}: {f}", t.slug);
+                let _ = writeln!(out, "note: {name} resources after {sc}: {f}");
             }
         }
         for n in &t.notes {
-            let _ = writeln!(out, "note: {}: {n}", t.slug);
+            let _ = writeln!(out, "note: {name}: {n}");
         }
     }
     out
@@ -383,14 +510,18 @@ fn burst_json(b: &Burst) -> Json {
 }
 
 fn rename_json(r: &Rename) -> Json {
-    Json::obj([
+    let mut j = Json::obj([
         ("mib", Json::Num(r.mib as f64)),
         ("files", Json::Num(r.files as f64)),
         ("copy_secs", Json::num(r.copy_secs)),
         ("rename_ms", Json::num(r.secs * 1e3)),
         ("inodes_kept", Json::Num(r.inodes_kept as f64)),
         ("no_data_copied", Json::Bool(r.inodes_kept == r.files)),
-    ])
+    ]);
+    if let (Json::Obj(fields), Some(k)) = (&mut j, r.net_kib) {
+        fields.push(("loopback_kib_approx".into(), Json::num(k)));
+    }
+    j
 }
 
 fn resources_json(r: &Resources) -> Json {
@@ -423,7 +554,7 @@ pub fn tool_json(t: &ToolReport) -> Json {
             )
         })
         .collect();
-    Json::obj([
+    let mut j = Json::obj([
         ("available", Json::Bool(true)),
         ("latency_lr", result_json(&t.latency_lr, latency_json)),
         ("latency_rl", result_json(&t.latency_rl, latency_json)),
@@ -438,15 +569,41 @@ pub fn tool_json(t: &ToolReport) -> Json {
             "notes",
             Json::Arr(t.notes.iter().map(|n| Json::Str(n.clone())).collect()),
         ),
-    ])
+    ]);
+    if let (Json::Obj(fields), true) = (&mut j, t.ssh) {
+        let ratio = t.burst_vs_local.map_or(Json::Null, Json::num);
+        fields.push(("burst_ssh_over_local".into(), ratio));
+    }
+    j
 }
 
-/// The whole run as one JSON object.
-pub fn json(quick: bool, twinsync_bin: &str, tools: &[&ToolReport]) -> Json {
+/// The ssh part of the JSON output: `null` if no ssh scenario was
+/// selected, `{available: false, error}` if they could not run.
+pub enum SshJson<'a> {
+    NotRun,
+    Unavailable(&'a str),
+    Ran(&'a [&'a ToolReport]),
+}
+
+/// The whole run as one JSON object; the ssh figures under `"ssh"`.
+pub fn json(quick: bool, twinsync_bin: &str, tools: &[&ToolReport], ssh: SshJson) -> Json {
     let mut fields = vec![
         ("quick".to_string(), Json::Bool(quick)),
         ("twinsync_bin".to_string(), Json::Str(twinsync_bin.into())),
     ];
     fields.extend(tools.iter().map(|t| (t.slug.to_string(), tool_json(t))));
+    let ssh = match ssh {
+        SshJson::NotRun => Json::Null,
+        SshJson::Unavailable(why) => Json::obj([
+            ("available", Json::Bool(false)),
+            ("error", Json::Str(why.into())),
+        ]),
+        SshJson::Ran(tools) => {
+            let mut f = vec![("available".to_string(), Json::Bool(true))];
+            f.extend(tools.iter().map(|t| (t.slug.to_string(), tool_json(t))));
+            Json::Obj(f)
+        }
+    };
+    fields.push(("ssh".to_string(), ssh));
     Json::Obj(fields)
 }

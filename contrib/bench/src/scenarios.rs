@@ -172,6 +172,9 @@ pub struct Rename {
     /// Files on the right whose inode survived the rename.
     pub inodes_kept: usize,
     pub files: usize,
+    /// Over ssh: KiB that crossed the loopback interface for the rename
+    /// (see [`loopback_kib`]); `None` when not measured.
+    pub net_kib: Option<f64>,
 }
 
 /// Bytes per file in the rename scenario (1 MiB).
@@ -179,8 +182,9 @@ const MIB: u64 = 1 << 20;
 
 /// Fill `left/big` with `files` files of 1 MiB, wait for the copy, then
 /// rename it to `big2` and time until the right has `big2` (all files) and
-/// no `big`; count right-side inodes that survived.
-pub fn rename(pair: &Pair, files: usize) -> Res<Rename> {
+/// no `big`; count right-side inodes that survived. With `net`, also
+/// measure the loopback traffic the rename caused.
+pub fn rename(pair: &Pair, files: usize, net: bool) -> Res<Rename> {
     let want: Vec<(String, u64)> = (0..files).map(|i| (format!("blob{i:03}"), MIB)).collect();
     let (big, big2) = (pair.left.join("big"), pair.left.join("big2"));
     let (rbig, rbig2) = (pair.right.join("big"), pair.right.join("big2"));
@@ -201,6 +205,7 @@ pub fn rename(pair: &Pair, files: usize) -> Res<Rename> {
     // recycled by a re-copy, so "same inode" really means "not copied".
     let pinned = pin_files(&rbig, &want)?;
 
+    let lo_before = if net { lo_tx_bytes() } else { None };
     let since = Instant::now();
     io_ctx(fs::rename(&big, &big2), big.display())?;
     let took = fsops::poll_until(
@@ -213,13 +218,62 @@ pub fn rename(pair: &Pair, files: usize) -> Res<Rename> {
         || rename_progress(&rbig, &rbig2, &want),
     )?;
     let after = fsops::list_files(&rbig2)?;
+    let net_kib = match lo_before {
+        Some(before) => loopback_kib(before, since)?,
+        None => None,
+    };
     Ok(Rename {
         mib: files as u64, // 1 MiB each
         copy_secs: copy.as_secs_f64(),
         secs: took.as_secs_f64(),
         inodes_kept: inodes_kept(&pinned, &after)?,
         files,
+        net_kib,
     })
+}
+
+/// The loopback interface's transmit counter. On `lo` every packet is sent
+/// once and received once, so this counts both directions of every local
+/// connection (payload, ssh framing and TCP/IP headers).
+fn lo_tx_bytes() -> Option<u64> {
+    fs::read_to_string("/sys/class/net/lo/statistics/tx_bytes")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// How long to keep counting after the rename was seen on the right, for
+/// the traffic that trails it (acknowledgements, bookkeeping).
+const NET_TAIL: Duration = Duration::from_millis(500);
+
+/// KiB sent over `lo` since `since` (counter `before` then), after
+/// [`NET_TAIL`] more, minus an idle baseline taken right after over a
+/// window of the same length. Noisy: anything else using the loopback
+/// counts too. `None` if the counter cannot be read.
+fn loopback_kib(before: u64, since: Instant) -> Res<Option<f64>> {
+    sleep(NET_TAIL);
+    let Some(after) = lo_tx_bytes() else {
+        return Ok(None);
+    };
+    let window = since.elapsed();
+    let Some(base0) = lo_tx_bytes() else {
+        return Ok(None);
+    };
+    let t = Instant::now();
+    while t.elapsed() < window {
+        if interrupted() {
+            return Err(Failure::Interrupted);
+        }
+        sleep(Duration::from_millis(20).min(window));
+    }
+    let Some(base1) = lo_tx_bytes() else {
+        return Ok(None);
+    };
+    let busy = after.saturating_sub(before) as f64;
+    let idle = base1.saturating_sub(base0) as f64 * window.as_secs_f64()
+        / t.elapsed().as_secs_f64().max(1e-6);
+    Ok(Some(((busy - idle) / 1024.0).max(0.0)))
 }
 
 /// Open every file of `want` in `dir`, by name.
@@ -282,14 +336,18 @@ fn inodes_kept(pinned: &[(String, fs::File)], after: &BTreeMap<String, (u64, u64
 }
 
 /// Wait (bounded) until the destination mirrors the source, ignoring
-/// `.twinsync/`. Returns the differences still left after `limit`, if any.
+/// `.twinsync/`: same entries, same sizes, then the same bytes in every
+/// file. Returns the differences still left after `limit`, if any.
 pub fn settle_and_compare(pair: &Pair, limit: Duration) -> Res<Option<String>> {
     let since = Instant::now();
     loop {
         let (src, dst) = (fsops::snapshot(&pair.left)?, fsops::snapshot(&pair.right)?);
-        let (lines, total) = fsops::diff(&src, &dst, 8);
+        let (mut lines, mut total) = fsops::diff(&src, &dst, 8);
         if total == 0 {
-            return Ok(None);
+            (lines, total) = fsops::content_diff(&pair.left, &pair.right, &src, &dst, 8)?;
+            if total == 0 {
+                return Ok(None);
+            }
         }
         if interrupted() {
             return Err(Failure::Interrupted);
@@ -303,6 +361,25 @@ pub fn settle_and_compare(pair: &Pair, limit: Duration) -> Res<Option<String>> {
         }
         sleep(Duration::from_millis(50));
     }
+}
+
+/// Lines of a tool's log that report trouble: twinsync's `WARN`/`ERROR`
+/// records, lsyncd's `Error:` lines. At most `max`, plus the total count.
+pub fn log_trouble(log: &Path, max: usize) -> (Vec<String>, usize) {
+    let text = fs::read(log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let bad: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("Error:"))
+        .collect();
+    let total = bad.len();
+    let lines = bad
+        .into_iter()
+        .take(max)
+        .map(|l| l.chars().take(300).collect())
+        .collect();
+    (lines, total)
 }
 
 /// Memory and idle CPU of a tool's long-lived processes.

@@ -51,8 +51,6 @@ pub fn unavailable() -> Option<String> {
 
 /// A running sshd on 127.0.0.1 and a client config that logs into it.
 pub struct SshServer {
-    /// Keys, configs, `authorized_keys`, pid file and `sshd.log`.
-    pub dir: PathBuf,
     /// The port sshd listens on, on 127.0.0.1.
     pub port: u16,
     /// Client config: `ssh -F <client_config> twinsync-bench` logs in.
@@ -87,7 +85,6 @@ impl SshServer {
             match launch(dir, port, &client_config) {
                 Ok(child) => {
                     return Ok(SshServer {
-                        dir: dir.to_path_buf(),
                         port,
                         client_config,
                         child,
@@ -271,7 +268,16 @@ fn write_configs(dir: &Path, port: u16, user: &str) -> Res<()> {
 fn keygen(path: &Path) -> Res<()> {
     let out = io_ctx(
         Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "twinsync-bench", "-f"])
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "twinsync-bench",
+                "-f",
+            ])
             .arg(path)
             .stdin(Stdio::null())
             .output(),
