@@ -116,3 +116,102 @@ fn dry_run_prints_the_plan_and_changes_nothing_not_even_the_index() {
         "dry run wrote the index"
     );
 }
+
+/// Every file content in the tree, its trash and conflict copies.
+fn all_versions(p: &Pair) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = Vec::new();
+    for r in [&p.left, &p.right] {
+        for (k, _) in r.tree() {
+            if let Some(data) = r.read(&k) {
+                v.push(data);
+            }
+        }
+        v.extend(r.trash_contents());
+    }
+    v
+}
+
+#[test]
+fn kill_9_at_any_point_of_a_merge_loses_nothing_and_the_next_merge_converges() {
+    use std::process::{Command, Stdio};
+    let p = Pair::new();
+    let mut expected = Vec::new();
+    for i in 0..400 {
+        let l = format!("left {i}");
+        p.left.write(format!("d{}/l{i}", i % 20), l.as_bytes());
+        expected.push(l.into_bytes());
+        let r = format!("right {i}");
+        p.right.write(format!("d{}/r{i}", i % 20), r.as_bytes());
+        expected.push(r.into_bytes());
+        if i % 10 == 0 {
+            // both sides wrote the same path: a conflict to keep
+            let (a, b) = (format!("both-left {i}"), format!("both-right {i}!"));
+            p.left.write(format!("c{i}"), a.as_bytes());
+            p.right.write(format!("c{i}"), b.as_bytes());
+            expected.push(a.into_bytes());
+            expected.push(b.into_bytes());
+        }
+    }
+    for delay_ms in [5u64, 20, 40, 80, 150] {
+        let mut child = Command::new(crate::harness::bin())
+            .args(["--sync-only", "-d", "0"])
+            .arg(&p.left.root)
+            .arg(&p.right.root)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // its agents see their stdin close and exit; wait for the locks
+        for _ in 0..200 {
+            if !p.left.path(".twinsync/lock").exists() && !p.right.path(".twinsync/lock").exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    let (st, err) = sync_only(&p, &[]);
+    assert!(st.success(), "{err}");
+    assert_eq!(p.left.tree(), p.right.tree());
+    let present = all_versions(&p);
+    for v in &expected {
+        assert!(present.contains(v), "lost {:?}", String::from_utf8_lossy(v));
+    }
+    // and a merge after that changes nothing
+    let before = p.left.tree();
+    assert!(sync_only(&p, &[]).0.success());
+    assert_eq!(before, p.left.tree());
+}
+
+#[test]
+fn odd_names_and_symlinks_merge_both_ways() {
+    let p = Pair::new();
+    let names: Vec<Vec<u8>> = vec![
+        b"new\nline".to_vec(),
+        b"\xff\xfe".to_vec(),
+        b"-dash".to_vec(),
+        vec![b'z'; 255],
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let side = if i % 2 == 0 { &p.left } else { &p.right };
+        side.write(n, n);
+    }
+    std::os::unix::fs::symlink("new\nline", p.left.path("link-to-odd")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", p.right.path("dangling")).unwrap();
+    let (st, err) = sync_only(&p, &[]);
+    assert!(st.success(), "{err}");
+    assert_eq!(p.left.tree(), p.right.tree());
+    assert_eq!(
+        fs::read_link(p.right.path("link-to-odd"))
+            .unwrap()
+            .as_os_str(),
+        std::ffi::OsStr::new("new\nline")
+    );
+    // deleted while stopped, on the other side
+    fs::remove_file(p.right.path(&names[0])).unwrap();
+    fs::remove_file(p.left.path("dangling")).unwrap();
+    assert!(sync_only(&p, &[]).0.success());
+    assert!(!p.left.exists(&names[0]) && !p.right.exists("dangling"));
+    assert_eq!(p.left.tree(), p.right.tree());
+}
