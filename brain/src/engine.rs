@@ -94,6 +94,17 @@ pub struct Conflict {
     pub reason: String,
 }
 
+/// A copy that did not arrive as planned, and what was found after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// The path.
+    pub path: RelPath,
+    /// The source's state after the batch.
+    pub src: Option<Sig>,
+    /// The destination's state after the batch.
+    pub dst: Option<Sig>,
+}
+
 /// The work of one batch. `ops[s]` run on side `s` in order before any
 /// content moves; then `copies[s]` are copied *into* side `s` from the other
 /// side (one rsync per direction).
@@ -161,6 +172,9 @@ pub struct Engine {
     changed: std::collections::BTreeSet<RelPath>,
     /// Whether to record a [`Trace`] per decision (dry runs, debug logs).
     pub tracing: bool,
+    /// Rescans in a row caused by failed helper operations (at most one, so
+    /// a lasting failure such as a permission error does not loop).
+    failed_ops_rescans: u32,
     /// Previous values of the index entries the current batch changed, to
     /// undo it when it could not be carried out (a link lost mid-batch).
     undo: Vec<(RelPath, Option<Sig>)>,
@@ -215,6 +229,7 @@ impl Engine {
             changed: std::collections::BTreeSet::new(),
             undo: Vec::new(),
             tracing: true,
+            failed_ops_rescans: 0,
         }
     }
 
@@ -783,21 +798,62 @@ impl Engine {
         });
     }
 
-    /// The batch is done; `failed[s]` lists copies into side `s` that did not
-    /// arrive as planned (with the signature actually found there, if any).
-    /// They leave the index, so the next change or rescan retries them.
-    pub fn complete(&mut self, failed: [Vec<(RelPath, Option<Sig>)>; 2]) {
-        // A copy that did not arrive as planned (unreadable source, or the
-        // destination changed again meanwhile, which its own event reports)
-        // leaves the index: the next change or rescan retries it.
-        for side in Side::BOTH {
-            for (path, _found) in &failed[side.idx()] {
-                self.known.remove(path);
-                self.changed.insert(path.clone());
+    /// The batch is done. `missed[t]` lists the copies into side `t` that did
+    /// not arrive as planned, with what was found afterwards on the source
+    /// and on the destination; `ops_failed` tells that some helper operation
+    /// failed (the index then cannot be trusted: both sides are rescanned).
+    pub fn complete(&mut self, missed: [Vec<Copied>; 2], ops_failed: bool) {
+        for t in Side::BOTH {
+            let s = t.other();
+            for c in &missed[t.idx()] {
+                let base = self
+                    .undo
+                    .iter()
+                    .find(|(p, _)| *p == c.path)
+                    .map_or_else(|| self.known.get(&c.path).copied(), |(_, old)| *old);
+                match (c.src, c.dst) {
+                    // rsync read a newer version of the source: both agree.
+                    (Some(a), Some(b)) if a.same_content(&b) => self.k_insert(c.path.clone(), b),
+                    // Deleted on the source while we copied it: what arrived
+                    // is ours, and the deletion follows it.
+                    (None, Some(b)) => {
+                        self.k_insert(c.path.clone(), b);
+                        self.pending[s.idx()].state.insert(c.path.clone(), None);
+                    }
+                    // Not copied (unreadable source, refused destination):
+                    // left as it was; the next change or rescan retries.
+                    (Some(_), None) | (None, None) => self.k_restore(&c.path, base),
+                    // The destination was written meanwhile: merge it again.
+                    (Some(_), Some(b)) => {
+                        self.k_restore(&c.path, base);
+                        if !base.is_some_and(|k| k.same_content(&b)) {
+                            self.pending[t.idx()]
+                                .state
+                                .entry(c.path.clone())
+                                .or_insert(Some(b));
+                        }
+                    }
+                }
             }
         }
         self.undo.clear();
         self.inflight = Default::default();
+        if ops_failed {
+            if self.failed_ops_rescans < 1 {
+                self.failed_ops_rescans += 1;
+                self.pending[0].rescan = true;
+            }
+        } else {
+            self.failed_ops_rescans = 0;
+        }
+    }
+
+    fn k_restore(&mut self, path: &RelPath, base: Option<Sig>) {
+        self.changed.insert(path.clone());
+        match base {
+            Some(b) => self.known.insert(path.clone(), b),
+            None => self.known.remove(path),
+        };
     }
 
     /// `--skip-initial-sync`: after both full scans, take into the index

@@ -131,7 +131,7 @@ struct Brain {
 }
 
 /// Failed copies per destination side, with what was found there instead.
-type Failed = [Vec<(RelPath, Option<Sig>)>; 2];
+type Failed = [Vec<crate::engine::Copied>; 2];
 
 /// Run a sync as `settings` say. Returns when stopped by a signal, after a
 /// one-shot merge, or on a fatal error.
@@ -482,7 +482,7 @@ impl Brain {
                         Err(e) => return Err(e),
                     };
                     self.tally(&stats);
-                    self.engine.complete(failed);
+                    self.engine.complete(failed, stats.ops_failed);
                     self.status.lock().expect("status").last_sync = Some(now());
                     if was_merge {
                         self.save_snapshot();
@@ -670,6 +670,7 @@ impl Brain {
 
 #[derive(Debug, Default)]
 struct BatchStats {
+    ops_failed: bool,
     copied: [u64; 2],
     bytes: [u64; 2],
     ops: [u64; 2],
@@ -732,6 +733,7 @@ async fn execute(
             stats.ops[side.idx()] += 1;
             if let Err(e) = r {
                 stats.errors += 1;
+                stats.ops_failed = true;
                 warn!(%side, "{op:?} failed: {e}");
             }
         }
@@ -843,20 +845,31 @@ async fn execute(
                 warn!(to = %dst, "rsync: {}", out.stderr);
             }
         }
+        let mut missed = Vec::new();
         for ((path, want), got) in list.iter().zip(found) {
             match got {
                 Some(g) if g.same_content(want) => {
                     stats.copied[dst.idx()] += 1;
                     stats.bytes[dst.idx()] += want.size;
                 }
-                other => {
-                    if other.is_none() {
-                        stats.errors += 1;
-                        warn!(to = %dst, %path, "not copied (unreadable or vanished on the source; see rsync's message)");
-                    }
-                    failed[dst.idx()].push((path.clone(), other));
-                }
+                other => missed.push((path.clone(), other)),
             }
+        }
+        // What does the source hold now? (It may have changed or gone while
+        // we copied: the engine decides from both ends.)
+        let src_now = links[dst.other().idx()]
+            .stat(missed.iter().map(|(p, _)| p.clone()).collect())
+            .await?;
+        for ((path, dst_sig), src_sig) in missed.into_iter().zip(src_now) {
+            if dst_sig.is_none() && src_sig.is_some() {
+                stats.errors += 1;
+                warn!(to = %dst, %path, "not copied (unreadable on the source or refused on the destination; see rsync's message)");
+            }
+            failed[dst.idx()].push(crate::engine::Copied {
+                path,
+                src: src_sig,
+                dst: dst_sig,
+            });
         }
         debug!(
             to = %dst,

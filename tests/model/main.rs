@@ -1287,14 +1287,24 @@ impl World {
         failed
     }
 
-    /// The engine is told which copies failed (not which helper
-    /// operations: its API has no room for them).
+    /// The engine is told which copies missed (with both ends' states, as
+    /// the brain stats them) and whether any helper operation failed.
     fn complete(&mut self, failed: [Vec<(RelPath, Option<Sig>)>; 2]) {
         if self.failed_ops > 0 {
             self.log
                 .push(format!("  ({} helper ops failed)", self.failed_ops));
         }
-        self.engine.complete(failed);
+        let missed = [Side::Left, Side::Right].map(|t| {
+            failed[t.idx()]
+                .iter()
+                .map(|(p, got)| twinsync::engine::Copied {
+                    path: p.clone(),
+                    src: self.tree(t.other()).get(p).map(Node::sig),
+                    dst: *got,
+                })
+                .collect::<Vec<_>>()
+        });
+        self.engine.complete(missed, self.failed_ops > 0);
     }
 
     fn sync(
