@@ -110,18 +110,13 @@ impl Index {
         }
         if let Ok(f) = File::open(&self.journal_path) {
             let mut r = BufReader::new(f);
-            loop {
-                match twinsync_proto::read_frame::<_, Delta>(&mut r) {
-                    Ok(d) => {
-                        self.journal_records += 1;
-                        for p in d.remove {
-                            known.remove(&p);
-                        }
-                        known.extend(d.set);
-                    }
-                    // End of journal, or a torn last record from a crash.
-                    Err(_) => break,
+            // Until the end of the journal, or a torn last record from a crash.
+            while let Ok(d) = twinsync_proto::read_frame::<_, Delta>(&mut r) {
+                self.journal_records += 1;
+                for p in d.remove {
+                    known.remove(&p);
                 }
+                known.extend(d.set);
             }
         }
         Ok(Some(Loaded { header, known }))

@@ -492,17 +492,14 @@ impl EventLoop {
                 } else {
                     // A regular file is reported when closed after writing;
                     // anything else (symlink, hard link) now.
-                    match std::fs::symlink_metadata(path.under(&w.root)) {
-                        Ok(md) => {
-                            use std::os::unix::fs::MetadataExt;
-                            if !md.file_type().is_file() || md.nlink() > 1 {
-                                out.push(Event::Changed {
-                                    path,
-                                    sig: sig_of(&md),
-                                });
-                            }
+                    if let Ok(md) = std::fs::symlink_metadata(path.under(&w.root)) {
+                        use std::os::unix::fs::MetadataExt;
+                        if !md.file_type().is_file() || md.nlink() > 1 {
+                            out.push(Event::Changed {
+                                path,
+                                sig: sig_of(&md),
+                            });
                         }
-                        Err(_) => {}
                     }
                 }
             } else if r

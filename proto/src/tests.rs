@@ -63,12 +63,14 @@ fn golden_wire_format() {
         options: AgentOptions {
             excludes: vec![],
             watch: true,
+            trash_days: None,
+            lock: None,
         },
     };
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001981a548656c6c6f94a87477696e73796e6301c4022f729290c3"
+        "0000001b81a548656c6c6f94a87477696e73796e6301c4022f729490c3c0c0"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();

@@ -202,6 +202,7 @@ fn a_banned_program_makes_it_exit_with_status_3() {
     std::thread::sleep(Duration::from_millis(50));
     let (st, err) = run_with(&p, &["-b", "sleep"]);
     let _ = sleeper.kill();
+    let _ = sleeper.wait();
     assert_eq!(st.code(), Some(3), "{err}");
     assert!(err.contains("banned"), "{err}");
 }
