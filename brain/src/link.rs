@@ -20,6 +20,8 @@ use crate::engine::Side;
 
 /// How long the agent may take to answer the hello.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often long work logs its progress.
+pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often the brain pings an agent.
 const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 /// Silence after which a link is declared dead.
@@ -312,8 +314,13 @@ impl Link {
             })
             .map_err(|_| anyhow!("the {} agent is gone", self.side))?;
         let mut all = Vec::new();
+        let mut last = std::time::Instant::now();
         while let Some(mut c) = crx.recv().await {
             all.append(&mut c);
+            if last.elapsed() >= PROGRESS_EVERY {
+                last = std::time::Instant::now();
+                tracing::info!(side = %self.side, entries = all.len(), "scanning…");
+            }
         }
         match rx.await {
             Ok(Ok(Response::ScanDone { .. })) => Ok(all),

@@ -300,3 +300,189 @@ pub fn content_diff(
     }
     Ok((lines, total))
 }
+
+/// A generated tree: `dirs` directories `dNNNNN`, each with `per_dir`
+/// files `fNNNNNNN` (numbered across the whole tree).
+#[derive(Debug, Clone, Copy)]
+pub struct TreeSpec {
+    pub dirs: usize,
+    pub per_dir: usize,
+    /// Files of 1–200 pseudo-random bytes when set, else empty.
+    pub content: bool,
+    /// Give every file and directory (the root too) this mtime, seconds
+    /// since the epoch, so that two trees made one after the other are
+    /// identical.
+    pub mtime: Option<u64>,
+}
+
+impl TreeSpec {
+    pub fn files(&self) -> usize {
+        self.dirs * self.per_dir
+    }
+
+    /// The relative path of file number `i`.
+    pub fn file_path(&self, i: usize) -> PathBuf {
+        let d = i / self.per_dir.max(1);
+        PathBuf::from(format!("d{d:05}")).join(format!("f{i:07}"))
+    }
+
+    /// The size of file number `i`.
+    pub fn size(&self, i: usize) -> usize {
+        if !self.content {
+            return 0;
+        }
+        // splitmix64's finaliser: sizes spread evenly over 1..=200.
+        let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        1 + (z % 200) as usize
+    }
+
+    fn times(&self) -> Option<fs::FileTimes> {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(self.mtime?);
+        Some(fs::FileTimes::new().set_modified(t).set_accessed(t))
+    }
+}
+
+/// Create the tree `spec` describes in the existing, empty `root`, with a
+/// few threads; returns how long it took.
+pub fn make_tree(root: &Path, spec: &TreeSpec) -> Res<Duration> {
+    let since = Instant::now();
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let results: Vec<Res<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| s.spawn(move || make_dirs(root, spec, t, threads)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Failure::Other("tree generator panicked".into())))
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    set_times(root, spec)?;
+    Ok(since.elapsed())
+}
+
+/// The directories `first, first + step, …` of `spec` under `root`.
+fn make_dirs(root: &Path, spec: &TreeSpec, first: usize, step: usize) -> Res<()> {
+    use std::io::Write as _;
+    let times = spec.times();
+    for d in (first..spec.dirs).step_by(step) {
+        if interrupted() {
+            return Err(Failure::Interrupted);
+        }
+        let first_file = d * spec.per_dir;
+        let dir = root.join(spec.file_path(first_file).parent().unwrap_or(Path::new("")));
+        mkdir(&dir)?;
+        for i in first_file..first_file + spec.per_dir {
+            let path = root.join(spec.file_path(i));
+            let mut f = io_ctx(fs::File::create(&path), path.display())?;
+            let size = spec.size(i);
+            if size > 0 {
+                io_ctx(f.write_all(&pseudo_random(i as u64 + 1, size)), path.display())?;
+            }
+            if let Some(t) = times {
+                io_ctx(f.set_times(t), path.display())?;
+            }
+        }
+        set_times(&dir, spec)?;
+    }
+    Ok(())
+}
+
+/// Give directory `dir` the mtime of `spec`, if it sets one.
+fn set_times(dir: &Path, spec: &TreeSpec) -> Res<()> {
+    if let Some(t) = spec.times() {
+        let f = io_ctx(fs::File::open(dir), dir.display())?;
+        io_ctx(f.set_times(t), dir.display())?;
+    }
+    Ok(())
+}
+
+/// How a copy compares with its source (see [`check_tree`]).
+#[derive(Debug, Clone, Default)]
+pub struct TreeCheck {
+    /// Entries in the source (without `.twinsync/`).
+    pub entries: usize,
+    /// Entries missing, extra, or of another type or size.
+    pub diffs: usize,
+    /// Files whose bytes and mtime (whole seconds) were compared.
+    pub sampled: usize,
+    pub content_diffs: usize,
+    pub mtime_diffs: usize,
+    /// The first few differences, one line each.
+    pub lines: Vec<String>,
+}
+
+impl TreeCheck {
+    pub fn matches(&self) -> bool {
+        self.diffs == 0 && self.content_diffs == 0 && self.mtime_diffs == 0
+    }
+
+    /// "identical (…)" or what differs.
+    pub fn summary(&self) -> String {
+        if self.matches() {
+            return format!(
+                "identical ({} entries; {} files' bytes and mtimes compared)",
+                self.entries, self.sampled
+            );
+        }
+        format!(
+            "{} entries missing/extra/different, {} of {} sampled files with other bytes, \
+             {} with another mtime: {}",
+            self.diffs,
+            self.content_diffs,
+            self.sampled,
+            self.mtime_diffs,
+            self.lines.join("; ")
+        )
+    }
+}
+
+/// Compare `dst` with `src` (both without `.twinsync/`): every entry's
+/// name, type and size, then the bytes and mtime (to the second) of about
+/// `sample` files spread over the tree.
+pub fn check_tree(src: &Path, dst: &Path, sample: usize) -> Res<TreeCheck> {
+    let (a, b) = (snapshot(src)?, snapshot(dst)?);
+    let (mut lines, diffs) = diff(&a, &b, 5);
+    let files: Vec<&PathBuf> = a
+        .iter()
+        .filter(|(p, k)| matches!(k, Kind::File(_)) && b.get(*p) == Some(k))
+        .map(|(p, _)| p)
+        .collect();
+    let step = (files.len() / sample.max(1)).max(1);
+    let mut check = TreeCheck {
+        entries: a.len(),
+        diffs,
+        ..TreeCheck::default()
+    };
+    for rel in files.iter().step_by(step).take(sample) {
+        let (x, y) = (src.join(rel), dst.join(rel));
+        check.sampled += 1;
+        let bytes = |p: &Path| io_ctx(fs::read(p), p.display());
+        if bytes(&x)? != bytes(&y)? {
+            check.content_diffs += 1;
+            if lines.len() < 8 {
+                lines.push(format!("{}: different content", rel.display()));
+            }
+        }
+        let mtime = |p: &Path| io_ctx(fs::symlink_metadata(p), p.display()).map(|m| m.mtime());
+        let (mx, my) = (mtime(&x)?, mtime(&y)?);
+        if mx != my {
+            check.mtime_diffs += 1;
+            if lines.len() < 8 {
+                lines.push(format!("{}: mtime {mx} vs {my}", rel.display()));
+            }
+        }
+    }
+    check.lines = lines;
+    Ok(check)
+}

@@ -1,15 +1,18 @@
 //! The tools under test: how each is started on a directory pair, the guard
 //! that stops its whole process group, and readers for `/proc`.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::error::{io_ctx, Failure, Res};
+use crate::error::{interrupted, io_ctx, Failure, Res};
 use crate::fsops::Pair;
 
 /// Which program a [`Tool`] is.
@@ -272,6 +275,8 @@ fn read_tail(path: &Path, max: u64) -> io::Result<String> {
 #[derive(Debug, Clone, Copy)]
 pub struct ProcStat {
     pub ppid: u32,
+    /// Process group id.
+    pub pgrp: u32,
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
 }
@@ -286,6 +291,7 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
     Some(ProcStat {
         ppid: u32::try_from(num(1)?).ok()?,
+        pgrp: u32::try_from(num(2)?).ok()?,
         cpu_ticks: num(11)? + num(12)?,
     })
 }
@@ -323,11 +329,219 @@ pub fn cmdline(pid: u32) -> String {
 
 /// Peak resident set size (`VmHWM`) in KiB.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+/// A `KEY: N kB` line of `/proc/PID/status` (`VmHWM`, `VmRSS`), in KiB;
+/// `None` if the process is gone or has no memory any more (a zombie).
+pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     text.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Direct children of `pid`, from `/proc/PID/task/*/children` (a child
+/// is listed under the thread that forked it), or by scanning `/proc`
+/// when the kernel lacks those files.
+pub fn children_fast(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        match fs::read_to_string(task.path().join("children")) {
+            Ok(text) => out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return children_of(pid),
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+/// Whether `pid` runs as a twinsync agent (an `agent` argument).
+pub fn is_agent(pid: u32) -> bool {
+    cmdline(pid).split(' ').any(|a| a == "agent")
+}
+
+/// The inotify watches `pid` holds: the `inotify wd:` lines of
+/// `/proc/PID/fdinfo/*`. `None` if that cannot be read.
+pub fn inotify_watches(pid: u32) -> Option<usize> {
+    let fds = fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    let mut n = 0;
+    for fd in fds.flatten() {
+        if let Ok(text) = fs::read_to_string(fd.path()) {
+            n += text.lines().filter(|l| l.starts_with("inotify wd:")).count();
+        }
+    }
+    Some(n)
+}
+
+/// Members of process group `pgid` other than `pgid` itself.
+fn group_others(pgid: u32) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|&p| p != pgid && proc_stat(p).is_some_and(|s| s.pgrp == pgid))
+        .collect()
+}
+
+/// A command run to completion by [`run_timed`].
+#[derive(Debug, Clone)]
+pub struct Timed {
+    /// Wall time from spawn until the main process exited.
+    pub secs: f64,
+    /// `ru_maxrss` from `wait4`: the largest peak RSS of the process and
+    /// of the descendants it waited for, KiB.
+    pub rusage_maxrss_kib: u64,
+    /// Highest `VmHWM` of the main process seen while it ran (sampled
+    /// every [`SAMPLE_EVERY`]: growth in its last moments can be missed).
+    pub main_hwm_kib: Option<u64>,
+    /// The same for each child running as `agent`, in order of pid.
+    pub agents_hwm_kib: Vec<u64>,
+    /// Where its stdout/stderr went.
+    pub log: PathBuf,
+}
+
+impl Timed {
+    /// The main process's peak RSS: the sampled `VmHWM`, or, when it has
+    /// no agents to be confused with, the larger of that and `ru_maxrss`.
+    pub fn main_peak_kib(&self) -> u64 {
+        let sampled = self.main_hwm_kib.unwrap_or(0);
+        if self.agents_hwm_kib.is_empty() {
+            sampled.max(self.rusage_maxrss_kib)
+        } else {
+            sampled
+        }
+    }
+}
+
+/// How often [`run_timed`] samples `/proc`.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
+/// The peaks seen by the sampler thread of [`run_timed`].
+#[derive(Default)]
+struct Peaks {
+    main: Option<u64>,
+    agents: BTreeMap<u32, u64>,
+}
+
+/// Sample the `VmHWM` of `pid` and of its `agent` children every
+/// [`SAMPLE_EVERY`] until `stop`.
+fn sample_peaks(pid: u32, stop: &AtomicBool) -> Peaks {
+    let mut peaks = Peaks::default();
+    loop {
+        if let Some(h) = status_kib(pid, "VmHWM") {
+            peaks.main = Some(peaks.main.unwrap_or(0).max(h));
+        }
+        for c in children_fast(pid) {
+            // Not cached: between fork and exec a child still shows the
+            // brain's command line.
+            if peaks.agents.contains_key(&c) || is_agent(c) {
+                if let Some(h) = status_kib(c, "VmHWM") {
+                    let e = peaks.agents.entry(c).or_insert(0);
+                    *e = (*e).max(h);
+                }
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            return peaks;
+        }
+        sleep(SAMPLE_EVERY);
+    }
+}
+
+/// Run `cmd` (in its own process group, stdin from /dev/null, stdout and
+/// stderr to `log`) to completion, at most `limit`; time it and sample the
+/// memory of it and its agents. A non-zero exit is a failure with the
+/// log's tail. After the main process exits, the rest of its group gets
+/// up to 5 s to follow, then SIGKILL.
+pub fn run_timed(cmd: &mut Command, name: &str, log: &Path, limit: Duration) -> Res<Timed> {
+    let out = io_ctx(File::create(log), log.display())?;
+    let err = io_ctx(out.try_clone(), log.display())?;
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    let start = Instant::now();
+    // Reaped below with wait4 (for its rusage), not through `Child`.
+    let child = io_ctx(cmd.spawn(), format!("cannot start {name}"))?;
+    let pid = child.id();
+    drop(child);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || sample_peaks(pid, &stop))
+    };
+    let outcome = loop {
+        if exited_unreaped(pid) {
+            break Ok(start.elapsed());
+        }
+        if interrupted() {
+            break Err(Failure::Interrupted);
+        }
+        if start.elapsed() > limit {
+            break Err(Failure::Timeout(format!(
+                "{name} still running after {} s",
+                limit.as_secs()
+            )));
+        }
+        sleep(Duration::from_millis(1));
+    };
+    stop.store(true, Ordering::SeqCst);
+    let peaks = sampler.join().unwrap_or_default();
+    let gpid = pid as libc::pid_t;
+    if outcome.is_err() {
+        // SAFETY: plain syscall on our unreaped child.
+        unsafe { libc::kill(gpid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !exited_unreaped(pid) && Instant::now() < deadline {
+            sleep(Duration::from_millis(10));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !group_others(pid).is_empty() && Instant::now() < deadline {
+        sleep(Duration::from_millis(10));
+    }
+    // SAFETY: the leader is not reaped yet, so the group id is still ours.
+    unsafe { libc::kill(-gpid, libc::SIGKILL) };
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 only writes it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = loop {
+        // SAFETY: valid pointers to writable locals; `pid` is our child.
+        let rc = unsafe { libc::wait4(gpid, &mut status, 0, &mut usage) };
+        if rc >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break rc;
+        }
+    };
+    let elapsed = outcome?;
+    if rc < 0 {
+        return Err(Failure::Other(format!(
+            "{name}: wait4: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let how = if libc::WIFEXITED(status) {
+            format!("exit status {}", libc::WEXITSTATUS(status))
+        } else {
+            format!("signal {}", libc::WTERMSIG(status))
+        };
+        let tail = read_tail(log, 400)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(Failure::Other(format!("{name} failed ({how}); log tail: {tail}")));
+    }
+    Ok(Timed {
+        secs: elapsed.as_secs_f64(),
+        rusage_maxrss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        main_hwm_kib: peaks.main,
+        agents_hwm_kib: peaks.agents.into_values().collect(),
+        log: log.to_path_buf(),
+    })
 }
 
 /// Clock ticks per second (for `/proc/PID/stat` CPU times).

@@ -21,6 +21,18 @@ const SAMPLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Wait until a probe written in `from` shows up in `to`.
 fn wait_probe(from: &Path, to: &Path, tag: &str) -> Res<Duration> {
+    wait_probe_within(from, to, tag, READY_LIMIT, || None)
+}
+
+/// Wait, at most `limit`, until a probe written in `from` shows up in
+/// `to`; `dead` says why to give up early (the tool exited).
+pub fn wait_probe_within(
+    from: &Path,
+    to: &Path,
+    tag: &str,
+    limit: Duration,
+    mut dead: impl FnMut() -> Option<Failure>,
+) -> Res<Duration> {
     let name = format!("bench-probe-{tag}");
     let content = format!("probe {tag}\n").into_bytes();
     let since = Instant::now();
@@ -29,10 +41,13 @@ fn wait_probe(from: &Path, to: &Path, tag: &str) -> Res<Duration> {
     fsops::poll_until(
         Wait {
             since,
-            limit: READY_LIMIT,
+            limit,
             every: Duration::from_millis(5),
         },
-        || fsops::has_content(&dest, &content),
+        || match dead() {
+            Some(f) => Err(f),
+            None => fsops::has_content(&dest, &content),
+        },
         || format!("probe {} never arrived", dest.display()),
     )
 }
