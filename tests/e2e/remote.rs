@@ -253,3 +253,76 @@ fn a_dropped_connection_reconnects_and_converges() {
         "twinsync exited"
     );
 }
+
+#[test]
+fn killing_the_remote_agent_or_restarting_sshd_ends_in_convergence() {
+    let Some(mut sshd) = Sshd::start() else {
+        return;
+    };
+    let mut p = remote_pair(&sshd);
+    start(&mut p, &sshd, &[]);
+    // 1. the remote agent dies (its brain-side link notices the stream end)
+    let agents: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| {
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            args.contains(&&b"agent"[..])
+                && fs::read_to_string(format!("/proc/{pid}/environ"))
+                    .map_or(false, |e| e.contains("SSH_CONNECTION"))
+        })
+        .collect();
+    assert!(!agents.is_empty(), "no remote agent found");
+    for a in &agents {
+        unsafe { libc::kill(*a, libc::SIGKILL) };
+    }
+    p.left.write("after-agent-kill", b"1");
+    p.right.write("from-right-too", b"2");
+    p.right.eventually_has("after-agent-kill", b"1");
+    p.left.eventually_has("from-right-too", b"2");
+    // 2. sshd restarted and every connection cut
+    sshd.kill_connections();
+    sshd.restart();
+    p.left.write("after-sshd-restart", b"3");
+    p.right.eventually_has("after-sshd-restart", b"3");
+    p.eventually_equal();
+    assert!(
+        p.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "twinsync exited"
+    );
+}
+
+#[test]
+fn remote_errors_come_back_with_the_path_and_the_sync_goes_on() {
+    let Some(sshd) = Sshd::start() else { return };
+    let mut p = remote_pair(&sshd);
+    p.left.write("ro/keep", b"k");
+    start(&mut p, &sshd, &[]);
+    p.eventually_equal();
+    // Make the remote directory refuse writes, even for root.
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(p.right.path("ro"))
+            .status()
+    };
+    if !chattr("+i").is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: chattr +i is not supported here");
+        return;
+    }
+    p.left.write("ro/inner", b"x");
+    p.left.write("fine", b"ok");
+    p.right.eventually_has("fine", b"ok");
+    eventually("the remote error, with its path, in the log", || {
+        let log = p.log_text();
+        log.lines()
+            .any(|l| l.contains("ro/inner") && (l.contains("WARN") || l.contains("ERROR")))
+    });
+    let _ = chattr("-i");
+    assert!(
+        p.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "twinsync exited"
+    );
+}
