@@ -375,6 +375,20 @@ impl Link {
         }
     }
 
+    /// BLAKE3 digests of files.
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn hash(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Vec<u8>>>> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.request(Request::Hash { paths }).await? {
+            Response::Hashes(r) => Ok(r.into_iter().map(|h| h.map(serde_bytes::ByteBuf::into_vec)).collect()),
+            other => bail!("unexpected answer to hash: {other:?}"),
+        }
+    }
+
     /// Read whole small files (for transfers to or from a remote replica).
     ///
     /// # Errors

@@ -253,6 +253,12 @@ fn handle(
                 })
                 .collect(),
         )),
+        Request::Hash { paths } => Ok(Response::Hashes(
+            paths
+                .iter()
+                .map(|p| replica.hash_file(p).ok().map(|h| serde_bytes::ByteBuf::from(h.to_vec())))
+                .collect(),
+        )),
         Request::ReadFiles { paths } => Ok(Response::Files(
             paths
                 .iter()

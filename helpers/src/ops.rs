@@ -241,6 +241,25 @@ impl Replica {
             .map_err(io_err("setting mode of", rel))
     }
 
+    /// BLAKE3 digest of a regular file (never following a symlink).
+    ///
+    /// # Errors
+    /// Unsafe paths, unreadable files, non-files.
+    pub fn hash_file(&self, rel: &RelPath) -> Result<[u8; 32], OpError> {
+        let p = self.resolve(rel)?;
+        let f = fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+            .map_err(io_err("hashing", rel))?;
+        if !f.metadata().map_err(io_err("hashing", rel))?.is_file() {
+            return Err(OpError::Missing(rel.clone()));
+        }
+        let mut h = blake3::Hasher::new();
+        h.update_reader(f).map_err(io_err("hashing", rel))?;
+        Ok(*h.finalize().as_bytes())
+    }
+
     /// Read a whole regular file with its signature.
     ///
     /// # Errors

@@ -193,6 +193,11 @@ pub enum Request {
         /// Paths to read.
         paths: Vec<RelPath>,
     },
+    /// Hash files (BLAKE3), to tell equal content under different mtimes.
+    Hash {
+        /// Paths to hash.
+        paths: Vec<RelPath>,
+    },
     /// Read small files whole (content carried inline, for remote replicas).
     ReadFiles {
         /// Paths to read.
@@ -290,6 +295,8 @@ pub enum Response {
     /// File contents, one per requested path (`None`: unreadable or gone;
     /// the reason is in the `String`).
     Files(Vec<Result<FileData, String>>),
+    /// Digests, one per requested path (`None`: unreadable or not a file).
+    Hashes(Vec<Option<serde_bytes::ByteBuf>>),
     /// Write results: the signature each file has now.
     Written(Vec<Result<Sig, String>>),
 }
