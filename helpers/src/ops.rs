@@ -122,6 +122,7 @@ impl Replica {
         let r = match op {
             Op::Move { from, to } => self.move_entry(from, to),
             Op::Trash { path } => self.trash(path).map(|_| ()),
+            Op::KeepConflict { path } => self.stash(path, "conflicts").map(|_| ()),
             Op::Mkdir { path, mode } => self.mkdir(path, *mode),
             Op::SetAttr {
                 path,
@@ -195,11 +196,17 @@ impl Replica {
     /// # Errors
     /// Unsafe paths and failing renames.
     pub fn trash(&self, rel: &RelPath) -> Result<bool, OpError> {
+        self.stash(rel, "trash")
+    }
+
+    /// Move `rel` into `.twinsync/<into>/YYYY-MM-DD/` (the trash, or the
+    /// conflicts folder), through the dance; true when it existed.
+    fn stash(&self, rel: &RelPath, into: &str) -> Result<bool, OpError> {
         let src = self.resolve(rel)?;
         if fs::symlink_metadata(&src).is_err() {
             return Ok(false);
         }
-        let day = self.state_dir().join("trash").join(crate::time::today());
+        let day = self.state_dir().join(into).join(crate::time::today());
         let mut dst = day.join(rel.as_path());
         if let Some(parent) = dst.parent() {
             fs::create_dir_all(parent).map_err(io_err("creating trash folder for", rel))?;
@@ -397,20 +404,23 @@ impl Replica {
     }
 }
 
-/// Remove trash day-folders (`.twinsync/trash/YYYY-MM-DD`) older than `days`.
+/// Remove day-folders (`.twinsync/{trash,conflicts}/YYYY-MM-DD`) older than
+/// `days`.
 pub fn clean_trash(state_dir: &Path, days: u32) {
     let cutoff = crate::time::now_secs() - i64::from(days) * 86_400;
     let (y, m, d, ..) = crate::time::civil(cutoff);
     let cutoff_name = format!("{y:04}-{m:02}-{d:02}");
-    let Ok(rd) = fs::read_dir(state_dir.join("trash")) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.len() == 10 && name.as_ref() < cutoff_name.as_str() {
-            if let Err(err) = fs::remove_dir_all(e.path()) {
-                tracing::warn!("cannot clean {}: {err}", e.path().display());
+    for folder in ["trash", "conflicts"] {
+        let Ok(rd) = fs::read_dir(state_dir.join(folder)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.len() == 10 && name.as_ref() < cutoff_name.as_str() {
+                if let Err(err) = fs::remove_dir_all(e.path()) {
+                    tracing::warn!("cannot clean {}: {err}", e.path().display());
+                }
             }
         }
     }
@@ -487,6 +497,21 @@ mod tests {
             );
         }
         assert!(r.trash(&"link/x".into()).is_err());
+    }
+
+    #[test]
+    fn old_day_folders_are_cleaned_and_recent_ones_kept() {
+        let (d, r) = replica();
+        let old = d.path().join(".twinsync/trash/2001-01-01");
+        let conflicts_old = d.path().join(".twinsync/conflicts/2001-01-01");
+        fs::create_dir_all(old.join("x")).unwrap();
+        fs::create_dir_all(&conflicts_old).unwrap();
+        fs::write(d.path().join("f"), "x").unwrap();
+        r.trash(&"f".into()).unwrap();
+        clean_trash(&r.state_dir(), 30);
+        assert!(!old.exists() && !conflicts_old.exists());
+        let today = d.path().join(".twinsync/trash").join(crate::time::today()).join("f");
+        assert!(today.exists());
     }
 
     #[test]

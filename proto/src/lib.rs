@@ -234,6 +234,12 @@ pub enum Op {
         /// The entry.
         path: RelPath,
     },
+    /// Move the losing version of a conflict into the replica's
+    /// `.twinsync/conflicts/` (when conflict copies are not kept beside).
+    KeepConflict {
+        /// The entry.
+        path: RelPath,
+    },
     /// Create a directory (and missing parents) with this mode; an existing
     /// directory just gets the mode.
     Mkdir {

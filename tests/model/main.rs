@@ -241,7 +241,10 @@ fn batch_paths(b: &Batch) -> Vec<RelPath> {
         for op in &b.ops[s.idx()] {
             match op {
                 Op::Move { from, to } => v.extend([from.clone(), to.clone()]),
-                Op::Trash { path } | Op::Mkdir { path, .. } | Op::SetAttr { path, .. } => {
+                Op::Trash { path }
+                | Op::KeepConflict { path }
+                | Op::Mkdir { path, .. }
+                | Op::SetAttr { path, .. } => {
                     v.push(path.clone());
                 }
                 Op::Symlink { path, .. } => v.push(path.clone()),
@@ -1018,7 +1021,8 @@ impl World {
                 }
                 Ok(())
             }
-            Op::Trash { path } => {
+            // The conflicts folder is kept like the trash in the model.
+            Op::Trash { path } | Op::KeepConflict { path } => {
                 self.resolve(s, path)?;
                 if self.tree(s).contains_key(path) {
                     self.trash(s, path);
