@@ -70,10 +70,14 @@ fn unreadable_files_are_logged_and_skipped_without_stopping() {
             Command::new("setpriv").arg("--version").output().is_ok(),
             "setpriv (util-linux) is needed"
         );
+        // A copy of the binary nobody can run, wherever the build lives.
+        let exe = p.dir.path().join("twinsync");
+        fs::copy(crate::harness::bin(), &exe).unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
         let log = fs::File::create(&p.log).unwrap();
         let child = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(crate::harness::bin())
+            .arg(&exe)
             .args(["-d", "2"])
             .arg(&p.left.root)
             .arg(&p.right.root)
