@@ -9,11 +9,16 @@
 //!   matches it exactly and is dropped.
 //! - `pending[side]`: what changed on a side since the last batch: the latest
 //!   state of each changed path (`None`: gone) and the moves, in order.
+//!   Events after a pending move are judged against the *view* of that side:
+//!   the index with the side's pending moves applied (an overlay: the moves
+//!   are undone on the path looked up, not applied to a copy of the index),
+//!   which is also what the other side will have once they are replayed.
 //! - `inflight[side]`: for each path the running batch overwrites, the state
 //!   it had before; a report of that old state while the write is in flight
 //!   is not a change either.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use twinsync_filter::Excludes;
@@ -136,6 +141,9 @@ impl Batch {
 
 #[derive(Debug, Default)]
 struct Pending {
+    /// The moves of indexed entries, to replay on the other side in this
+    /// order. Composed as they come in (see [`Engine::compose_move`]): a
+    /// move never needs a parent directory that a later one moves away.
     moves: Vec<(RelPath, RelPath)>,
     state: BTreeMap<RelPath, Option<Sig>>,
     rescan: bool,
@@ -145,6 +153,44 @@ impl Pending {
     fn is_empty(&self) -> bool {
         self.moves.is_empty() && self.state.is_empty() && !self.rescan
     }
+
+    /// Where the entry at `path` in this side's view (the index with this
+    /// side's pending moves applied) is in the index: the moves undone, last
+    /// first. `None` when the entry there was moved away (the view has
+    /// nothing at `path`). Costs one step per pending move of the side.
+    fn origin<'a>(&self, path: &'a RelPath) -> Option<Cow<'a, RelPath>> {
+        let mut cur = Cow::Borrowed(path);
+        for (from, to) in self.moves.iter().rev() {
+            if let Some(back) = cur.rebase(to, from) {
+                cur = Cow::Owned(back);
+            } else if cur.is_within(from) {
+                return None;
+            }
+        }
+        Some(cur)
+    }
+}
+
+/// True when one of `a` and `b` is within the other.
+fn nested(a: &RelPath, b: &RelPath) -> bool {
+    a.is_within(b) || b.is_within(a)
+}
+
+/// True when the moves `a` and `b` can be replayed in either order: neither
+/// touches what the other moves or replaces.
+fn independent(a: &(RelPath, RelPath), b: &(RelPath, RelPath)) -> bool {
+    !(nested(&a.0, &b.0) || nested(&a.0, &b.1) || nested(&a.1, &b.0) || nested(&a.1, &b.1))
+}
+
+/// `p` itself when `and_self`, then its ancestors, deepest first (the root
+/// excluded).
+fn ancestors(p: &RelPath, and_self: bool) -> impl Iterator<Item = RelPath> {
+    let first = if and_self {
+        Some(p.clone())
+    } else {
+        p.parent()
+    };
+    std::iter::successors(first, RelPath::parent).take_while(|a| !a.is_root())
 }
 
 /// Tunables of the decisions.
@@ -324,6 +370,51 @@ impl Engine {
             .sum()
     }
 
+    /// The entry at `path` in side `p`'s view: the index with `p`'s pending
+    /// moves applied.
+    fn view_get(&self, p: usize, path: &RelPath) -> Option<Sig> {
+        let origin = self.pending[p].origin(path)?;
+        self.known.get(origin.as_ref()).copied()
+    }
+
+    /// True when side `p`'s view has something at or below `path`. May
+    /// over-approximate (it then only makes the caller queue a `None` for a
+    /// path that is not there, which the plan skips: nothing is indexed
+    /// there): an entry moved into `path` counts even if a later move took
+    /// it away again, and so does an indexed entry below `path` that a move
+    /// took away.
+    fn view_any_within(&self, p: usize, path: &RelPath) -> bool {
+        if self.pending[p].moves.is_empty() {
+            return range_within(&self.known, path).next().is_some();
+        }
+        let mut cur = Cow::Borrowed(path);
+        for (from, to) in self.pending[p].moves.iter().rev() {
+            if to.is_within(&cur) {
+                return true;
+            }
+            if let Some(back) = cur.rebase(to, from) {
+                cur = Cow::Owned(back);
+            } else if cur.is_within(from) {
+                return false;
+            }
+        }
+        range_within(&self.known, &cur).next().is_some()
+    }
+
+    /// The paths at or below `path` in side `p`'s view. Entries that
+    /// earlier moves put strictly below `path` are not listed: a rename onto
+    /// `path` (the only caller) needs it to be a file or an empty directory,
+    /// so the side already reported them gone.
+    fn view_keys_within(&self, p: usize, path: &RelPath) -> Vec<RelPath> {
+        let Some(origin) = self.pending[p].origin(path) else {
+            return Vec::new();
+        };
+        range_within(&self.known, &origin)
+            .map(|(k, _)| k.rebase(&origin, path).expect("within origin"))
+            .filter(|k| self.view_get(p, k).is_some())
+            .collect()
+    }
+
     /// Take in one event from `side`, returning what was decided.
     pub fn on_event(&mut self, side: Side, ev: Event) -> Trace {
         let p = side.idx();
@@ -343,8 +434,11 @@ impl Engine {
                         "dropped: special file (fifo, socket or device) is not synced",
                     );
                 }
+                let view_same = self
+                    .view_get(p, &path)
+                    .is_some_and(|k| k.same_content(&sig));
                 if let Some(slot) = self.pending[p].state.get_mut(&path) {
-                    if self.known.get(&path).is_some_and(|k| k.same_content(&sig)) {
+                    if view_same {
                         // Back to the synced state (e.g. the last step of our own write).
                         self.pending[p].state.remove(&path);
                         return trace(&path, "dropped: echo (back to the ledger's state)");
@@ -352,7 +446,7 @@ impl Engine {
                     *slot = Some(sig);
                     return trace(&path, "coalesced with a queued change");
                 }
-                if self.known.get(&path).is_some_and(|k| k.same_content(&sig)) {
+                if view_same {
                     return trace(
                         &path,
                         "dropped: echo (matches the ledger: what we wrote or already synced)",
@@ -370,21 +464,28 @@ impl Engine {
                 if self.excludes.excluded(&path) {
                     return trace(&path, "dropped: excluded");
                 }
-                let known_here = range_within(&self.known, &path).next().is_some();
-                let pend = &mut self.pending[p].state;
-                let queued: Vec<RelPath> = keys_within(pend, &path);
+                self.cancel_moves_into(p, &path);
+                let known_here = self.view_any_within(p, &path);
+                let queued: Vec<RelPath> = keys_within(&self.pending[p].state, &path);
                 if !known_here && queued.is_empty() {
                     return trace(&path, "dropped: echo (not in the ledger)");
                 }
                 for k in queued {
-                    if self.known.contains_key(&k) {
-                        pend.insert(k, None);
+                    // Still queued as gone when the view has it (the other
+                    // side has it) or when a pending move took it away (the
+                    // mark that makes a change of the other side there
+                    // conflict with the move); dropped when it was new.
+                    let new = self.pending[p]
+                        .origin(&k)
+                        .is_some_and(|o| !self.known.contains_key(o.as_ref()));
+                    if new {
+                        self.pending[p].state.remove(&k);
                     } else {
-                        pend.remove(&k);
+                        self.pending[p].state.insert(k, None);
                     }
                 }
                 if known_here {
-                    pend.insert(path.clone(), None);
+                    self.pending[p].state.insert(path.clone(), None);
                 }
                 trace(&path, "queued: removed")
             }
@@ -400,23 +501,16 @@ impl Engine {
                 if from_x {
                     return self.on_event(side, Event::Changed { path: to, sig });
                 }
-                let pend = &mut self.pending[p];
-                rekey(&mut pend.state, &from, &to);
-                let from_known =
-                    self.known.contains_key(&from) && !matches!(pend.state.get(&to), Some(None));
-                if from_known {
-                    pend.moves.push((from.clone(), to.clone()));
-                    if !self.known[&from].same_content(&sig) {
-                        pend.state.insert(to.clone(), Some(sig));
-                    }
-                    trace(&to, &format!("queued: moved from {from}"))
-                } else {
-                    pend.state.insert(to.clone(), Some(sig));
-                    trace(
-                        &to,
-                        &format!("queued: moved from {from} (not yet synced: copy)"),
-                    )
+                if from == to {
+                    return self.on_event(side, Event::Changed { path: to, sig });
                 }
+                if to.is_within(&from) || from.is_within(&to) {
+                    // Not a rename a file system makes: do not guess.
+                    self.pending[p].rescan = true;
+                    return trace(&to, &format!("moved from {from} into itself: rescan"));
+                }
+                let decision = self.on_moved(p, &from, &to, sig);
+                trace(&to, &decision)
             }
             Event::RescanNeeded { reason } => {
                 self.pending[p].rescan = true;
@@ -424,6 +518,158 @@ impl Engine {
             }
             Event::RootGone => trace(&RelPath::root(), "replica root gone"),
             Event::Error { path, message } => trace(&path, &format!("error: {message}")),
+        }
+    }
+
+    /// `from` was renamed to `to` on side `p` (neither is excluded, neither
+    /// is within the other). Returns the decision.
+    fn on_moved(&mut self, p: usize, from: &RelPath, to: &RelPath, sig: Sig) -> String {
+        let from_known = self.view_get(p, from).is_some()
+            && !matches!(self.pending[p].state.get(from), Some(None));
+        if !from_known && range_within(&self.pending[p].state, from).next().is_none() {
+            // Nothing is known of the source: `to` is new, or this reports a
+            // move the batch made (the filter finds a moved directory by its
+            // watch when it scans a new directory above it).
+            return match self
+                .on_event(
+                    Side::BOTH[p],
+                    Event::Changed {
+                        path: to.clone(),
+                        sig,
+                    },
+                )
+                .decision
+            {
+                d if d.starts_with("dropped") => format!("{d}; moved from {from}"),
+                _ => format!("queued: moved from {from} (not synced: as new)"),
+            };
+        }
+        // Removals queued below `to` (a rename needs it empty): the rekey
+        // below drops them, yet the other side still has those entries,
+        // unless the replay of this move replaces them there.
+        let gone_below: Vec<RelPath> = range_within(&self.pending[p].state, to)
+            .filter(|(k, v)| {
+                v.is_none()
+                    && !(from_known
+                        && self
+                            .view_get(p, &k.rebase(to, from).expect("within to"))
+                            .is_some())
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        rekey(&mut self.pending[p].state, from, to);
+        for k in gone_below {
+            self.pending[p].state.entry(k).or_insert(None);
+        }
+        let decision = if from_known {
+            self.compose_move(p, from, to);
+            // The source is gone from this side: a change of the other side
+            // there conflicts with the move.
+            self.pending[p].state.insert(from.clone(), None);
+            format!("queued: moved from {from}")
+        } else {
+            if self.pending[p].moves.iter().any(|(_, t)| t.is_within(from)) {
+                // Indexed entries were moved into this new directory, which
+                // moves on: their replays would aim at a stale place.
+                self.pending[p].rescan = true;
+            }
+            format!("queued: moved from {from} (not yet synced: copy)")
+        };
+        // Queued even when the move is replayed (dropped before merging if it
+        // leaves the destination as indexed): a change of the other side at
+        // the destination then conflicts with the move.
+        self.pending[p].state.insert(to.clone(), Some(sig));
+        decision
+    }
+
+    /// Side `p` removed `path`: its pending moves of entries that are gone
+    /// with it are dropped (unless a later move depends on them) and their
+    /// sources queued as gone instead. Replaying them would make the other
+    /// side create the missing directories above their destinations, which
+    /// it would report after the batch trashed them.
+    fn cancel_moves_into(&mut self, p: usize, path: &RelPath) {
+        let moves = &mut self.pending[p].moves;
+        let mut cancelled = Vec::new();
+        let mut i = moves.len();
+        while i > 0 {
+            i -= 1;
+            if moves[i].1.is_within(path)
+                && moves[i + 1..].iter().all(|o| independent(&moves[i], o))
+            {
+                cancelled.push(moves.remove(i));
+            }
+        }
+        // Without the move, the view has the source's entries at the source
+        // and what the index has at the destination at the destination: all
+        // gone from this side.
+        for (f, t) in cancelled {
+            for k in self
+                .view_keys_within(p, &f)
+                .into_iter()
+                .chain(self.view_keys_within(p, &t))
+            {
+                self.pending[p].state.entry(k).or_insert(None);
+            }
+        }
+    }
+
+    /// Add the indexed move `from` -> `to` of side `p` to its pending moves,
+    /// composing it with earlier ones so that replaying them in order on the
+    /// other side never makes a directory at a place a later move empties
+    /// (the filter would report it after the batch, as a new directory):
+    /// - an earlier move into what moves now (`x` -> `from/y`) is retargeted
+    ///   (`x` -> `to/y`) and replayed after this one;
+    /// - an earlier move to `from` itself (`x` -> `from`) becomes `x` -> `to`
+    ///   (what the other side has at `from`, which this side replaced, is
+    ///   then queued as gone).
+    ///
+    /// When the new order could change what a replay does (a move that now
+    /// comes first touches what a postponed one moves, or a composed move
+    /// goes into itself), the side is rescanned instead.
+    fn compose_move(&mut self, p: usize, from: &RelPath, to: &RelPath) {
+        let pend = &mut self.pending[p];
+        let moves = std::mem::take(&mut pend.moves);
+        let chain = moves.iter().rposition(|(_, t)| t == from);
+        let mut rescan = false;
+        let mut kept: Vec<(RelPath, RelPath)> = Vec::with_capacity(moves.len() + 1);
+        let mut later: Vec<(RelPath, RelPath)> = Vec::new();
+        // The moves taken out of their place (in their old form): those that
+        // now come before them must not depend on them.
+        let mut postponed: Vec<(RelPath, RelPath)> = Vec::new();
+        let mut chain_src = None;
+        for (i, m) in moves.into_iter().enumerate() {
+            if Some(i) == chain {
+                rescan |= !postponed.iter().all(|o| independent(&m, o));
+                chain_src = Some(m.0.clone());
+                postponed.push(m);
+            } else if m.1.is_within(from) && m.1 != *from {
+                let f = m.0.rebase(from, to).unwrap_or_else(|| m.0.clone());
+                let t = m.1.rebase(from, to).expect("within from");
+                rescan |= nested(&f, &t) || (!m.0.is_within(from) && nested(&m.0, to));
+                later.push((f, t));
+                postponed.push(m);
+            } else {
+                rescan |= !postponed.iter().all(|o| independent(&m, o));
+                kept.push(m);
+            }
+        }
+        match chain_src {
+            // Moved back where it was: nothing to replay.
+            Some(f) if f == *to => {}
+            Some(f) => {
+                rescan |= nested(&f, to);
+                kept.push((f, to.clone()));
+            }
+            None => kept.push((from.clone(), to.clone())),
+        }
+        kept.extend(later);
+        pend.moves = kept;
+        pend.rescan |= rescan;
+        // What the other side will have at `from` once the moves are
+        // replayed (after a chain was merged: what this side had there
+        // before a move replaced it) is gone from this side.
+        for k in self.view_keys_within(p, from) {
+            self.pending[p].state.entry(k).or_insert(None);
         }
     }
 
@@ -478,27 +724,46 @@ impl Engine {
             return b;
         }
 
-        // 1. Moves, in the order they happened, replayed on the other side.
+        // 1. Moves (composed as they came in, see `compose_move`), replayed
+        //    in order on the other side. If one conflicts, the batch is only
+        //    a rescan.
         for s in Side::BOTH {
             let t = s.other();
             let moves = std::mem::take(&mut pend[s.idx()].moves);
             for (from, to) in moves {
-                let t_touched = pend[t.idx()].state.contains_key(&from)
-                    || pend[t.idx()].state.get(&to).is_some_and(Option::is_some);
-                if !self.known.contains_key(&from) || t_touched {
-                    // The other side changed the same entry meanwhile, or it
-                    // is not there: reconcile by a full merge.
-                    b.rescan = true;
+                if let Some(why) = self.move_conflict(&pend[t.idx()].state, &from, &to) {
+                    // Reconcile by a full merge, and nothing else in this
+                    // batch (the rest of it may depend on the move): undo
+                    // the index changes of the moves replayed so far.
                     if self.tracing {
                         b.traces.push(Trace {
                             side: s,
                             path: to.clone(),
-                            decision: format!(
-                                "move from {from} conflicts with a change on {t}: rescan"
-                            ),
+                            decision: format!("move from {from} {why} on {t}: rescan"),
                         });
                     }
-                    continue;
+                    self.abort();
+                    return Batch {
+                        rescan: true,
+                        traces: b.traces,
+                        ..Batch::default()
+                    };
+                }
+                // New directories above the destination are made first, with
+                // their modes on `s`. Made by the move itself (as parents),
+                // one could be reported after the batch together with what
+                // the batch put in it and then removed again.
+                let mut missing: Vec<RelPath> = ancestors(&to, false)
+                    .take_while(|a| !self.known.contains_key(a))
+                    .collect();
+                while let Some(a) = missing.pop() {
+                    let Some(Some(sig)) = pend[s.idx()].state.get(&a).copied() else {
+                        break;
+                    };
+                    if sig.kind != Kind::Dir {
+                        break;
+                    }
+                    self.copy_to(&mut b, t, &a, sig, None, &format!("new on {s}, moved into"));
                 }
                 if self.tracing {
                     b.traces.push(Trace {
@@ -518,16 +783,45 @@ impl Engine {
             }
         }
 
+        // A pending state that is the index's (once the moves are replayed)
+        // is no change.
+        for p in &mut pend {
+            let known = &self.known;
+            p.state.retain(|k, v| {
+                !v.is_some_and(|x| known.get(k).is_some_and(|y| y.same_content(&x)))
+            });
+        }
+
         // 2. Every changed path, merged three ways (index, left, right).
         let mut paths: Vec<RelPath> = pend[0].state.keys().cloned().collect();
         paths.extend(pend[1].state.keys().cloned());
         paths.sort();
         paths.dedup();
-        let mut trashed: [Vec<RelPath>; 2] = Default::default();
+        let mut trashed: [BTreeSet<RelPath>; 2] = Default::default();
+        // Directories that lost a conflict: set aside with their contents,
+        // which the rescan that follows merges.
+        let mut aside: BTreeSet<RelPath> = BTreeSet::new();
         for path in paths {
-            let l = pend[0].state.get(&path).copied();
-            let r = pend[1].state.get(&path).copied();
+            if !aside.is_empty() && ancestors(&path, false).any(|a| aside.contains(&a)) {
+                continue;
+            }
+            let mut l = pend[0].state.get(&path).copied();
+            let mut r = pend[1].state.get(&path).copied();
             let base = self.known.get(&path).copied();
+            if let Some(k) = base.filter(|k| k.kind == Kind::Dir) {
+                // A directory replaced by a file (or symlink) on one side
+                // while the other side put something in it: both changed it.
+                let to_file =
+                    |x: Option<Option<Sig>>| x.flatten().is_some_and(|x| x.kind != Kind::Dir);
+                let grew = |st: &BTreeMap<RelPath, Option<Sig>>| {
+                    range_within(st, &path).any(|(q, v)| *q != path && v.is_some())
+                };
+                if r.is_none() && to_file(l) && grew(&pend[1].state) {
+                    r = Some(Some(k));
+                } else if l.is_none() && to_file(r) && grew(&pend[0].state) {
+                    l = Some(Some(k));
+                }
+            }
             match (l, r) {
                 (Some(x), None) => {
                     self.propagate(&mut b, &pend, &mut trashed, Side::Left, &path, x, base)
@@ -535,7 +829,11 @@ impl Engine {
                 (None, Some(x)) => {
                     self.propagate(&mut b, &pend, &mut trashed, Side::Right, &path, x, base)
                 }
-                (Some(Some(a)), Some(Some(c))) => self.both_changed(&mut b, now, &path, a, c),
+                (Some(Some(a)), Some(Some(c))) => {
+                    if self.both_changed(&mut b, now, &path, a, c) {
+                        aside.insert(path.clone());
+                    }
+                }
                 (Some(None), Some(None)) => {
                     self.k_remove_within(&path);
                     if self.tracing {
@@ -566,10 +864,41 @@ impl Engine {
                         "modified on right, removed on left: modification wins",
                     );
                 }
-                (None, None) => unreachable!("path came from a pending map"),
+                (None, None) => {}
             }
         }
         b
+    }
+
+    /// Why the replay of the move `from` -> `to` on the side whose pending
+    /// changes are `t_state` cannot go ahead, if it cannot.
+    fn move_conflict(
+        &self,
+        t_state: &BTreeMap<RelPath, Option<Sig>>,
+        from: &RelPath,
+        to: &RelPath,
+    ) -> Option<&'static str> {
+        if !self.known.contains_key(from) {
+            return Some("is not indexed");
+        }
+        // The other side changed the entry or a directory above either end
+        // (removed, replaced or moved it), or put something where it goes.
+        if ancestors(from, true)
+            .chain(ancestors(to, true))
+            .any(|a| t_state.contains_key(&a))
+        {
+            return Some("conflicts with a change");
+        }
+        if range_within(t_state, to).any(|(_, v)| v.is_some()) {
+            return Some("goes where something was added");
+        }
+        // A directory above the destination is not one in the index: the
+        // mover made it in place of a file, which is only merged after the
+        // moves.
+        if ancestors(to, false).any(|a| self.known.get(&a).is_some_and(|k| k.kind != Kind::Dir)) {
+            return Some("goes below what is not a directory");
+        }
+        None
     }
 
     /// `path` changed on `s` only: bring the other side to `x`.
@@ -578,7 +907,7 @@ impl Engine {
         &mut self,
         b: &mut Batch,
         pend: &[Pending; 2],
-        trashed: &mut [Vec<RelPath>; 2],
+        trashed: &mut [BTreeSet<RelPath>; 2],
         s: Side,
         path: &RelPath,
         x: Option<Sig>,
@@ -595,7 +924,7 @@ impl Engine {
                 if base.is_none() && range_within(&self.known, path).next().is_none() {
                     return;
                 }
-                if trashed[t.idx()].iter().any(|d| path.is_within(d)) {
+                if ancestors(path, true).any(|a| trashed[t.idx()].contains(&a)) {
                     self.k_remove_within(path);
                     return;
                 }
@@ -610,7 +939,7 @@ impl Engine {
         &mut self,
         b: &mut Batch,
         pend: &[Pending; 2],
-        trashed: &mut [Vec<RelPath>; 2],
+        trashed: &mut [BTreeSet<RelPath>; 2],
         t: Side,
         path: &RelPath,
         why: &str,
@@ -627,7 +956,7 @@ impl Engine {
             b.ops[t.idx()].push(Op::Trash { path: path.clone() });
             b.deleted[t.idx()] += range_within(&self.known, path).count();
             self.k_remove_within(path);
-            trashed[t.idx()].push(path.clone());
+            trashed[t.idx()].insert(path.clone());
             return;
         }
         // Keep the directory (recreate it on the other side) and remove only
@@ -720,7 +1049,10 @@ impl Engine {
         self.k_insert(path.clone(), sig);
     }
 
-    fn both_changed(&mut self, b: &mut Batch, now: i64, path: &RelPath, l: Sig, r: Sig) {
+    /// Both sides changed `path`, to `l` and `r`. Returns true when a
+    /// directory lost: it is set aside with its contents, which the rescan
+    /// that follows merges (what is queued below it is not merged now).
+    fn both_changed(&mut self, b: &mut Batch, now: i64, path: &RelPath, l: Sig, r: Sig) -> bool {
         if l.same_content(&r) {
             self.k_insert(path.clone(), l);
             if self.tracing {
@@ -730,7 +1062,7 @@ impl Engine {
                     decision: "nothing to do: same on both sides".into(),
                 });
             }
-            return;
+            return false;
         }
         let (winner, reason) = match l.mtime_ns.cmp(&r.mtime_ns) {
             std::cmp::Ordering::Greater => (Side::Left, "newer-left".to_string()),
@@ -760,7 +1092,7 @@ impl Engine {
                     ),
                 });
             }
-            return;
+            return false;
         }
         let kept_as = conflict_name(path, now, loser);
         b.ops[loser.idx()].push(Op::Move {
@@ -796,6 +1128,7 @@ impl Engine {
             kept_as,
             reason,
         });
+        lo.kind == Kind::Dir
     }
 
     /// The batch is done. `missed[t]` lists the copies into side `t` that did

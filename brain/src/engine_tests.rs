@@ -294,3 +294,303 @@ fn save_by_rename_over_an_existing_file_copies_the_new_content() {
     assert_eq!(b.copies[1], vec![("f".into(), file(2, 20))]);
     assert!(b.ops[1].is_empty());
 }
+
+fn moved(e: &mut Engine, side: Side, from: &str, to: &str, sig: Sig) -> Trace {
+    e.on_event(
+        side,
+        Event::Moved {
+            from: from.into(),
+            to: to.into(),
+            sig,
+        },
+    )
+}
+
+fn origin(e: &Engine, side: Side, path: &str) -> Option<String> {
+    let p = RelPath::from(path);
+    e.pending[side.idx()]
+        .origin(&p)
+        .map(|o| o.as_ref().to_string())
+}
+
+#[test]
+fn the_view_undoes_pending_moves_last_first() {
+    let mut e = synced(&[
+        ("a", dir()),
+        ("a/x", file(1, 10)),
+        ("b", file(2, 10)),
+        ("c", file(3, 10)),
+    ]);
+    moved(&mut e, Side::Left, "a", "d", dir());
+    moved(&mut e, Side::Left, "c", "a", file(3, 10));
+    // d is the old a, a is the old c; what a had is not at a any more.
+    assert_eq!(origin(&e, Side::Left, "d").as_deref(), Some("a"));
+    assert_eq!(origin(&e, Side::Left, "d/x").as_deref(), Some("a/x"));
+    assert_eq!(origin(&e, Side::Left, "a").as_deref(), Some("c"));
+    assert_eq!(origin(&e, Side::Left, "a/x").as_deref(), Some("c/x"));
+    assert_eq!(origin(&e, Side::Left, "c"), None);
+    assert_eq!(origin(&e, Side::Left, "b").as_deref(), Some("b"));
+    // The other side's view is the index.
+    assert_eq!(origin(&e, Side::Right, "a/x").as_deref(), Some("a/x"));
+    let l = Side::Left.idx();
+    assert_eq!(e.view_get(l, &"d/x".into()), Some(file(1, 10)));
+    assert_eq!(e.view_get(l, &"a".into()), Some(file(3, 10)));
+    assert_eq!(e.view_get(l, &"a/x".into()), None);
+    assert_eq!(e.view_get(l, &"c".into()), None);
+    assert!(e.view_any_within(l, &"d".into()));
+    assert!(!e.view_any_within(l, &"c".into()));
+    assert_eq!(
+        e.view_keys_within(l, &"d".into()),
+        vec![RelPath::from("d"), RelPath::from("d/x")]
+    );
+    assert_eq!(e.view_keys_within(l, &"a".into()), vec![RelPath::from("a")]);
+    assert!(e.view_keys_within(l, &"c".into()).is_empty());
+    // Nothing of this is in the index yet.
+    assert!(e.known().contains_key(&RelPath::from("a/x")));
+}
+
+#[test]
+fn the_view_counts_what_was_moved_into_a_directory() {
+    let mut e = synced(&[("d", dir()), ("f", file(1, 10))]);
+    moved(&mut e, Side::Left, "f", "d/g", file(1, 10));
+    let l = Side::Left.idx();
+    assert!(e.view_any_within(l, &"d".into()));
+    assert!(e.view_any_within(l, &"d/g".into()));
+    assert!(!e.view_any_within(l, &"f".into()));
+    assert_eq!(e.view_get(l, &"d/g".into()), Some(file(1, 10)));
+}
+
+#[test]
+fn a_change_of_a_moved_entry_is_judged_against_the_view() {
+    let mut e = synced(&[("a", file(1, 10)), ("b", file(2, 20))]);
+    moved(&mut e, Side::Left, "a", "c", file(1, 10));
+    // What a had, reported at its new place: nothing new.
+    let t = e.on_event(
+        Side::Left,
+        Event::Changed {
+            path: "c".into(),
+            sig: file(1, 10),
+        },
+    );
+    assert!(t.decision.starts_with("dropped: echo"), "{t:?}");
+    // A new a is new, even with the content the index has for a.
+    let t = e.on_event(
+        Side::Left,
+        Event::Changed {
+            path: "a".into(),
+            sig: file(1, 10),
+        },
+    );
+    assert!(!t.decision.starts_with("dropped"), "{t:?}");
+}
+
+#[test]
+fn a_move_then_a_delete_of_the_moved_entry_trashes_it_on_the_other_side() {
+    let mut e = synced(&[("a", file(1, 10))]);
+    moved(&mut e, Side::Left, "a", "b", file(1, 10));
+    let t = e.on_event(Side::Left, Event::Removed { path: "b".into() });
+    assert_eq!(t.decision, "queued: removed");
+    let b = e.plan(0);
+    // The move is not replayed (its destination is gone): its source is
+    // trashed.
+    assert_eq!(b.ops[1], vec![Op::Trash { path: "a".into() }]);
+    assert!(e.known().is_empty());
+}
+
+#[test]
+fn a_deletion_inside_a_moved_directory_follows_the_move() {
+    let mut e = synced(&[("a", dir()), ("a/x", file(1, 10)), ("a/y", file(2, 10))]);
+    moved(&mut e, Side::Left, "a", "c", dir());
+    e.on_event(Side::Left, Event::Removed { path: "c/x".into() });
+    let b = e.plan(0);
+    assert_eq!(
+        b.ops[1],
+        vec![
+            Op::Move {
+                from: "a".into(),
+                to: "c".into()
+            },
+            Op::Trash { path: "c/x".into() }
+        ]
+    );
+    let keys: Vec<String> = e.known().keys().map(ToString::to_string).collect();
+    assert_eq!(keys, ["c", "c/y"]);
+}
+
+#[test]
+fn a_chain_of_moves_is_replayed_as_one() {
+    let mut e = synced(&[("a", file(1, 10)), ("b", file(2, 10))]);
+    // a replaces b, then moves on to c: the other side's b goes too.
+    moved(&mut e, Side::Left, "a", "b", file(1, 10));
+    moved(&mut e, Side::Left, "b", "c", file(1, 10));
+    let b = e.plan(0);
+    assert_eq!(
+        b.ops[1],
+        vec![
+            Op::Move {
+                from: "a".into(),
+                to: "c".into()
+            },
+            Op::Trash { path: "b".into() }
+        ]
+    );
+    assert!(!b.rescan);
+    let keys: Vec<String> = e.known().keys().map(ToString::to_string).collect();
+    assert_eq!(keys, ["c"]);
+}
+
+#[test]
+fn a_move_into_a_directory_that_moves_later_is_retargeted() {
+    let mut e = synced(&[("a", dir()), ("c", file(1, 10))]);
+    e.on_event(
+        Side::Left,
+        Event::Changed {
+            path: "a/n".into(),
+            sig: dir(),
+        },
+    );
+    moved(&mut e, Side::Left, "c", "a/n/c", file(1, 10));
+    moved(&mut e, Side::Left, "a", "b", dir());
+    let b = e.plan(0);
+    assert!(!b.rescan);
+    // The directory moves first, then the file goes where it is now, into
+    // the new directory made first (not by the move).
+    assert_eq!(
+        b.ops[1],
+        vec![
+            Op::Move {
+                from: "a".into(),
+                to: "b".into()
+            },
+            Op::Mkdir {
+                path: "b/n".into(),
+                mode: 0o755
+            },
+            Op::Move {
+                from: "c".into(),
+                to: "b/n/c".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn moves_onto_the_same_name_on_both_sides_rescan_without_acting() {
+    let mut e = synced(&[("a", file(1, 10)), ("b", file(2, 10)), ("c", file(3, 10))]);
+    moved(&mut e, Side::Left, "b", "a", file(2, 10));
+    moved(&mut e, Side::Right, "c", "a", file(3, 10));
+    let before = e.known().clone();
+    let b = e.plan(0);
+    assert!(b.rescan);
+    assert!(b.ops.iter().all(Vec::is_empty), "{b:?}");
+    assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
+    // The index is as it was: the rescan merges from there.
+    assert_eq!(*e.known(), before);
+}
+
+#[test]
+fn a_move_into_what_the_other_side_made_a_file_rescans() {
+    let mut e = synced(&[("a", file(1, 10))]);
+    e.on_event(
+        Side::Left,
+        Event::Changed {
+            path: "c".into(),
+            sig: file(2, 20),
+        },
+    );
+    e.on_event(
+        Side::Right,
+        Event::Changed {
+            path: "c".into(),
+            sig: dir(),
+        },
+    );
+    moved(&mut e, Side::Right, "a", "c/a", file(1, 10));
+    let b = e.plan(0);
+    assert!(b.rescan);
+    assert!(b.ops.iter().all(Vec::is_empty), "{b:?}");
+}
+
+#[test]
+fn a_directory_replaced_by_a_file_keeps_what_the_other_side_put_inside() {
+    let mut e = synced(&[("a", dir())]);
+    e.on_event(Side::Left, Event::Removed { path: "a".into() });
+    e.on_event(
+        Side::Left,
+        Event::Changed {
+            path: "a".into(),
+            sig: file(1, 10),
+        },
+    );
+    e.on_event(
+        Side::Right,
+        Event::Changed {
+            path: "a/b".into(),
+            sig: file(2, 20),
+        },
+    );
+    let b = e.plan(100);
+    // A conflict: the directory is kept aside, not trashed.
+    assert_eq!(b.conflicts.len(), 1, "{b:?}");
+    assert!(!b.ops[1].contains(&Op::Trash { path: "a".into() }), "{b:?}");
+    assert!(
+        b.copies[0].iter().all(|(p, _)| !p.is_within(&"a".into())),
+        "{b:?}"
+    );
+}
+
+#[test]
+fn a_source_made_and_removed_again_still_conflicts_with_a_move_out_of_it() {
+    let mut e = synced(&[("a", dir()), ("b", dir()), ("b/a", file(1, 10))]);
+    // Left moves the file out of b; right moves b, then makes and removes
+    // a new b.
+    moved(&mut e, Side::Left, "b/a", "a/b", file(1, 10));
+    moved(&mut e, Side::Right, "b", "a/a", dir());
+    e.on_event(
+        Side::Right,
+        Event::Changed {
+            path: "b".into(),
+            sig: file(2, 20),
+        },
+    );
+    e.on_event(Side::Right, Event::Removed { path: "b".into() });
+    let b = e.plan(0);
+    assert!(b.rescan, "{b:?}");
+    assert!(b.ops.iter().all(Vec::is_empty), "{b:?}");
+}
+
+#[test]
+fn a_reported_move_of_our_own_replay_is_an_echo() {
+    // The filter finds a directory the batch moved in by its watch, when it
+    // scans a new directory above it, and reports that as a move.
+    let mut e = synced(&[("d", dir()), ("d/s", dir()), ("d/s/f", file(1, 10))]);
+    moved(&mut e, Side::Left, "d", "x/d2", dir());
+    e.on_event(
+        Side::Left,
+        Event::Changed {
+            path: "x".into(),
+            sig: dir(),
+        },
+    );
+    let b = e.plan(0);
+    assert!(!b.rescan);
+    let t = moved(&mut e, Side::Right, "d", "x/d2", dir());
+    assert!(t.decision.starts_with("dropped: echo"), "{t:?}");
+    assert!(!e.has_work());
+}
+
+#[test]
+fn a_new_directory_renamed_over_an_emptied_one_removes_what_was_in_it() {
+    let mut e = synced(&[("b", dir()), ("b/c", dir())]);
+    e.on_event(Side::Left, Event::Removed { path: "b/c".into() });
+    e.on_event(
+        Side::Left,
+        Event::Changed {
+            path: "a".into(),
+            sig: dir(),
+        },
+    );
+    moved(&mut e, Side::Left, "a", "b", dir());
+    let b = e.plan(0);
+    assert_eq!(b.ops[1], vec![Op::Trash { path: "b/c".into() }]);
+}
