@@ -111,6 +111,11 @@ pub struct Cli {
     /// [default: 50].
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
     pub(crate) max_delete: Option<u8>,
+    /// Where a conflict's losing version is kept: beside the file as
+    /// NAME.conflict-DATE-SIDE.EXT on both sides, or in the losing replica's
+    /// .twinsync/conflicts/ [default: beside].
+    #[arg(long, value_enum, value_name = "PLACE")]
+    pub(crate) conflict_copies: Option<ConflictPlace>,
     /// Days deleted files and conflict copies are kept in .twinsync/trash
     /// [default: 30].
     #[arg(long, value_name = "DAYS")]
@@ -122,6 +127,15 @@ pub struct Cli {
 pub(crate) enum Prefer {
     Left,
     Right,
+}
+
+/// `--conflict-copies`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum ConflictPlace {
+    /// Beside the file, on both sides.
+    Beside,
+    /// In the losing replica's `.twinsync/conflicts/`.
+    StateDir,
 }
 
 /// `--log-format`.

@@ -53,6 +53,8 @@ pub struct Settings {
     pub tempfiles: String,
     /// The excludes given on the command line (kept on SIGHUP).
     pub cli_excludes: Vec<String>,
+    /// Conflict copies beside the file (true) or in `.twinsync/conflicts/`.
+    pub conflicts_beside: bool,
 }
 
 /// psync's default temp-file pattern.
@@ -184,6 +186,19 @@ impl Settings {
             config_file: cli.config,
             tempfiles,
             cli_excludes,
+            conflicts_beside: match (cli.conflict_copies, file.conflict_dir.as_deref()) {
+                (Some(crate::cli::ConflictPlace::Beside), _) | (None, None | Some("beside")) => {
+                    true
+                }
+                (Some(crate::cli::ConflictPlace::StateDir), _)
+                | (None, Some(".twinsync/conflicts" | "state-dir")) => false,
+                (None, Some(other)) => {
+                    return Err(UsageError(format!(
+                        "conflict_dir = {other:?}: use \"beside\" (NAME.conflict-… next to the \
+                         file) or \".twinsync/conflicts\""
+                    )))
+                }
+            },
         })
     }
 }

@@ -198,11 +198,18 @@ fn ancestors(p: &RelPath, and_self: bool) -> impl Iterator<Item = RelPath> {
 pub struct Policy {
     /// Which side wins a conflict when both mtimes are equal.
     pub prefer: Side,
+    /// Keep a conflict's loser beside the file as
+    /// `NAME.conflict-DATE-SIDE.EXT` on both sides (true, the default), or in
+    /// the losing replica's `.twinsync/conflicts/` (false).
+    pub conflicts_beside: bool,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { prefer: Side::Left }
+        Policy {
+            prefer: Side::Left,
+            conflicts_beside: true,
+        }
     }
 }
 
@@ -218,6 +225,8 @@ pub struct Engine {
     changed: std::collections::BTreeSet<RelPath>,
     /// Whether to record a [`Trace`] per decision (dry runs, debug logs).
     pub tracing: bool,
+    /// Attributes to give one side for files found equal by content.
+    attr_fixes: Vec<(Side, RelPath, Sig)>,
     /// Rescans in a row caused by failed helper operations (at most one, so
     /// a lasting failure such as a permission error does not loop).
     failed_ops_rescans: u32,
@@ -275,6 +284,7 @@ impl Engine {
             changed: std::collections::BTreeSet::new(),
             undo: Vec::new(),
             tracing: true,
+            attr_fixes: Vec::new(),
             failed_ops_rescans: 0,
         }
     }
@@ -358,7 +368,7 @@ impl Engine {
     /// True when something waits to be planned.
     #[must_use]
     pub fn has_work(&self) -> bool {
-        self.pending.iter().any(|p| !p.is_empty())
+        self.pending.iter().any(|p| !p.is_empty()) || !self.attr_fixes.is_empty()
     }
 
     /// Number of queued changes (both sides).
@@ -375,6 +385,14 @@ impl Engine {
     fn view_get(&self, p: usize, path: &RelPath) -> Option<Sig> {
         let origin = self.pending[p].origin(path)?;
         self.known.get(origin.as_ref()).copied()
+    }
+
+    /// True when what side `p` has at `path` is new: neither in its view nor
+    /// moved away from there by one of its pending moves.
+    fn is_new(&self, p: usize, path: &RelPath) -> bool {
+        self.pending[p]
+            .origin(path)
+            .is_some_and(|o| !self.known.contains_key(o.as_ref()))
     }
 
     /// True when side `p`'s view has something at or below `path`. May
@@ -475,10 +493,7 @@ impl Engine {
                     // side has it) or when a pending move took it away (the
                     // mark that makes a change of the other side there
                     // conflict with the move); dropped when it was new.
-                    let new = self.pending[p]
-                        .origin(&k)
-                        .is_some_and(|o| !self.known.contains_key(o.as_ref()));
-                    if new {
+                    if self.is_new(p, &k) {
                         self.pending[p].state.remove(&k);
                     } else {
                         self.pending[p].state.insert(k, None);
@@ -572,6 +587,11 @@ impl Engine {
                 // Indexed entries were moved into this new directory, which
                 // moves on: their replays would aim at a stale place.
                 self.pending[p].rescan = true;
+            }
+            // As for a removal: still queued as gone unless it was new (an
+            // earlier move took the indexed entry away: keep that mark).
+            if !self.is_new(p, from) {
+                self.pending[p].state.insert(from.clone(), None);
             }
             format!("queued: moved from {from} (not yet synced: copy)")
         };
@@ -722,6 +742,24 @@ impl Engine {
                 });
             }
             return b;
+        }
+
+        // 0. Files found equal by content (same bytes, other mtime or mode):
+        //    only their attributes move, and no conflict copy is made.
+        for (t, path, w) in std::mem::take(&mut self.attr_fixes) {
+            if self.tracing {
+                b.traces.push(Trace {
+                    side: t,
+                    path: path.clone(),
+                    decision: format!("set mtime and mode on {t}: same content on both sides"),
+                });
+            }
+            b.ops[t.idx()].push(Op::SetAttr {
+                path: path.clone(),
+                mode: Some(w.mode),
+                mtime_ns: Some(w.mtime_ns),
+            });
+            self.k_insert(path, w);
         }
 
         // 1. Moves (composed as they came in, see `compose_move`), replayed
@@ -1094,6 +1132,46 @@ impl Engine {
             }
             return false;
         }
+        if !self.policy.conflicts_beside {
+            // osync's way: the loser goes to its replica's
+            // .twinsync/conflicts/, kept for --trash-days, not synced.
+            let kept_as = RelPath::from_bytes(
+                format!(
+                    ".twinsync/conflicts/{}/",
+                    twinsync_helpers::time::date_of(now)
+                )
+                .into_bytes(),
+            )
+            .join(path.as_bytes());
+            b.ops[loser.idx()].push(Op::KeepConflict { path: path.clone() });
+            if self.tracing {
+                b.traces.push(Trace {
+                    side: loser,
+                    path: path.clone(),
+                    decision: format!(
+                        "conflict {reason}: keep {loser}'s version in {loser}'s {kept_as}"
+                    ),
+                });
+            }
+            if lo.kind == Kind::Dir {
+                self.k_remove_within(path);
+            }
+            self.copy_to(
+                b,
+                loser,
+                path,
+                w,
+                None,
+                &format!("conflict winner ({reason})"),
+            );
+            b.conflicts.push(Conflict {
+                path: path.clone(),
+                winner,
+                kept_as,
+                reason,
+            });
+            return false;
+        }
         let kept_as = conflict_name(path, now, loser);
         b.ops[loser.idx()].push(Op::Move {
             from: path.clone(),
@@ -1212,6 +1290,52 @@ impl Engine {
     #[must_use]
     pub fn snapshot(&self) -> BTreeMap<RelPath, Sig> {
         self.known.clone()
+    }
+}
+
+/// Content checks: equal bytes under different mtimes are not a conflict.
+impl Engine {
+    /// Paths both sides changed into regular files of the same size whose
+    /// signatures differ (mtime or mode): they may hold the same bytes, which
+    /// a content check (hash) tells before they are called a conflict.
+    #[must_use]
+    pub fn same_size_conflicts(&self) -> Vec<RelPath> {
+        self.pending[0]
+            .state
+            .iter()
+            .filter_map(|(p, l)| {
+                let l = (*l)?;
+                let r = (*self.pending[1].state.get(p)?)?;
+                (l.kind == Kind::File
+                    && r.kind == Kind::File
+                    && l.size == r.size
+                    && !l.same_content(&r))
+                .then(|| p.clone())
+            })
+            .collect()
+    }
+
+    /// These paths hold the same bytes on both sides: the newer signature
+    /// (mtime, mode) is given to the other side by the next batch, as
+    /// attributes only; nothing is copied and no conflict copy is made.
+    pub fn settle_equal_content(&mut self, paths: &[RelPath]) {
+        for p in paths {
+            let (Some(Some(l)), Some(Some(r))) = (
+                self.pending[0].state.get(p).copied(),
+                self.pending[1].state.get(p).copied(),
+            ) else {
+                continue;
+            };
+            let winner = match l.mtime_ns.cmp(&r.mtime_ns) {
+                std::cmp::Ordering::Greater => Side::Left,
+                std::cmp::Ordering::Less => Side::Right,
+                std::cmp::Ordering::Equal => self.policy.prefer,
+            };
+            let w = if winner == Side::Left { l } else { r };
+            self.pending[0].state.remove(p);
+            self.pending[1].state.remove(p);
+            self.attr_fixes.push((winner.other(), p.clone(), w));
+        }
     }
 }
 

@@ -594,3 +594,23 @@ fn a_new_directory_renamed_over_an_emptied_one_removes_what_was_in_it() {
     let b = e.plan(0);
     assert_eq!(b.ops[1], vec![Op::Trash { path: "b/c".into() }]);
 }
+
+#[test]
+fn a_move_into_a_directory_the_other_side_moved_away_rescans_even_if_remade() {
+    let mut e = synced(&[("a", dir()), ("b", dir())]);
+    moved(&mut e, Side::Left, "b", "c", dir());
+    // A new b comes and goes again (moved away, then removed).
+    e.on_event(
+        Side::Left,
+        Event::Changed {
+            path: "b".into(),
+            sig: file(3, 30),
+        },
+    );
+    moved(&mut e, Side::Left, "b", "a/a", file(3, 30));
+    e.on_event(Side::Left, Event::Removed { path: "a/a".into() });
+    moved(&mut e, Side::Right, "a", "b/a", dir());
+    let b = e.plan(0);
+    assert!(b.rescan, "{b:?}");
+    assert!(b.ops.iter().all(Vec::is_empty), "{b:?}");
+}

@@ -384,7 +384,10 @@ impl Link {
             return Ok(Vec::new());
         }
         match self.request(Request::Hash { paths }).await? {
-            Response::Hashes(r) => Ok(r.into_iter().map(|h| h.map(serde_bytes::ByteBuf::into_vec)).collect()),
+            Response::Hashes(r) => Ok(r
+                .into_iter()
+                .map(|h| h.map(serde_bytes::ByteBuf::into_vec))
+                .collect()),
             other => bail!("unexpected answer to hash: {other:?}"),
         }
     }

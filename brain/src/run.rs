@@ -198,6 +198,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         excludes,
         Policy {
             prefer: settings.prefer,
+            conflicts_beside: settings.conflicts_beside,
         },
     );
     let mut engine = engine;
@@ -329,6 +330,33 @@ impl Brain {
         }
     }
 
+    /// Before a merge calls a conflict: files of the same size changed on
+    /// both sides are hashed on both; equal bytes are no conflict.
+    async fn settle_equal_content(&mut self) -> Result<()> {
+        let paths = self.engine.same_size_conflicts();
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let (l, r) = tokio::join!(
+            self.links[0].hash(paths.clone()),
+            self.links[1].hash(paths.clone())
+        );
+        let (l, r) = (l?, r?);
+        let equal: Vec<RelPath> = paths
+            .into_iter()
+            .zip(l.into_iter().zip(r))
+            .filter_map(|(p, (a, b))| (a.is_some() && a == b).then_some(p))
+            .collect();
+        if !equal.is_empty() {
+            info!(
+                files = equal.len(),
+                "same content on both sides: only attributes to align"
+            );
+            self.engine.settle_equal_content(&equal);
+        }
+        Ok(())
+    }
+
     /// The mass-deletion safety net, for batches that merge full scans.
     fn check_mass_deletion(&self, batch: &Batch) -> Result<()> {
         if self.settings.force {
@@ -435,6 +463,9 @@ impl Brain {
             }
             // Run batches while there is work; events keep arriving meanwhile.
             while self.engine.has_work() && !stopping && !self.down {
+                if self.merging {
+                    self.settle_equal_content().await?;
+                }
                 let snapshot = self.settings.dry_run.then(|| self.engine.snapshot());
                 let batch = self.engine.plan(now());
                 let was_merge = std::mem::replace(&mut self.merging, false);

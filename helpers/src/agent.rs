@@ -256,7 +256,12 @@ fn handle(
         Request::Hash { paths } => Ok(Response::Hashes(
             paths
                 .iter()
-                .map(|p| replica.hash_file(p).ok().map(|h| serde_bytes::ByteBuf::from(h.to_vec())))
+                .map(|p| {
+                    replica
+                        .hash_file(p)
+                        .ok()
+                        .map(|h| serde_bytes::ByteBuf::from(h.to_vec()))
+                })
                 .collect(),
         )),
         Request::ReadFiles { paths } => Ok(Response::Files(

@@ -510,7 +510,11 @@ mod tests {
         r.trash(&"f".into()).unwrap();
         clean_trash(&r.state_dir(), 30);
         assert!(!old.exists() && !conflicts_old.exists());
-        let today = d.path().join(".twinsync/trash").join(crate::time::today()).join("f");
+        let today = d
+            .path()
+            .join(".twinsync/trash")
+            .join(crate::time::today())
+            .join("f");
         assert!(today.exists());
     }
 

@@ -36,6 +36,13 @@ pub fn now_secs() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// `YYYY-MM-DD` (UTC) of a time in seconds since the epoch.
+#[must_use]
+pub fn date_of(secs: i64) -> String {
+    let (y, m, d, ..) = civil(secs);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// `YYYY-MM-DD` for today (UTC).
 #[must_use]
 pub fn today() -> String {

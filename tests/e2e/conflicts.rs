@@ -94,3 +94,27 @@ fn deleted_and_overwritten_files_are_kept_in_the_trash() {
         t.contains(&b"precious".to_vec()) && t.contains(&b"first".to_vec())
     });
 }
+
+#[test]
+fn conflict_losers_can_be_kept_in_the_state_dir_instead_of_beside() {
+    let mut p = Pair::new();
+    p.left.write("doc.txt", b"left version");
+    p.right.write("doc.txt", b"right version, newer");
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(p.left.path("doc.txt"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    p.start(&["--conflict-copies", "state-dir"]);
+    p.eventually_equal();
+    assert_eq!(p.left.read("doc.txt").unwrap(), b"right version, newer");
+    assert!(versions(&p.left, "doc.conflict-").is_empty(), "kept beside");
+    let kept = p.left.root.join(".twinsync/conflicts");
+    let found = fs::read_dir(&kept)
+        .unwrap()
+        .flatten()
+        .any(|day| fs::read(day.path().join("doc.txt")).is_ok_and(|d| d == b"left version"));
+    assert!(found, "the loser is not in {}", kept.display());
+}

@@ -215,3 +215,37 @@ fn odd_names_and_symlinks_merge_both_ways() {
     assert!(!p.left.exists(&names[0]) && !p.right.exists("dangling"));
     assert_eq!(p.left.tree(), p.right.tree());
 }
+
+#[test]
+fn same_content_with_different_mtimes_is_no_conflict() {
+    let p = Pair::new();
+    p.left.write("same.txt", b"identical bytes");
+    p.right.write("same.txt", b"identical bytes");
+    p.left.write("diff.txt", b"left bytes!!");
+    p.right.write("diff.txt", b"right bytes!"); // same size, other bytes
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for f in ["same.txt", "diff.txt"] {
+        fs::File::options()
+            .write(true)
+            .open(p.left.path(f))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let (st, err) = sync_only(&p, &[]);
+    assert!(st.success(), "{err}");
+    assert_eq!(p.left.tree(), p.right.tree(), "mtimes not aligned");
+    let names: Vec<String> = fs::read_dir(&p.left.root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("same.conflict-")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("diff.conflict-")),
+        "{names:?}"
+    );
+}
