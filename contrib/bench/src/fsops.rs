@@ -387,7 +387,10 @@ fn make_dirs(root: &Path, spec: &TreeSpec, first: usize, step: usize) -> Res<()>
             let mut f = io_ctx(fs::File::create(&path), path.display())?;
             let size = spec.size(i);
             if size > 0 {
-                io_ctx(f.write_all(&pseudo_random(i as u64 + 1, size)), path.display())?;
+                io_ctx(
+                    f.write_all(&pseudo_random(i as u64 + 1, size)),
+                    path.display(),
+                )?;
             }
             if let Some(t) = times {
                 io_ctx(f.set_times(t), path.display())?;
@@ -485,4 +488,30 @@ pub fn check_tree(src: &Path, dst: &Path, sample: usize) -> Res<TreeCheck> {
     }
     check.lines = lines;
     Ok(check)
+}
+
+/// The type of the file system holding `path` ("tmpfs", "ext4/3/2", …, or
+/// the magic number), for the notes: timings on a disk depend on its
+/// writeback, on tmpfs they do not.
+pub fn fs_type(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return "?".into();
+    };
+    // SAFETY: an all-zero statfs is a valid value; statfs only writes it.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `st` a writable statfs.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return "?".into();
+    }
+    let magic = st.f_type as u64;
+    match magic {
+        0x0102_1994 => "tmpfs".into(),
+        0xEF53 => "ext4/3/2".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0x794C_7630 => "overlayfs".into(),
+        0x2FC1_2FC1 => "zfs".into(),
+        other => format!("fs magic {other:#x}"),
+    }
 }

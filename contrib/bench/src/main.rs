@@ -4,7 +4,7 @@
 //! ```text
 //! cargo build --release
 //! cargo run --release -p twinsync-bench -- [--quick] [--json PATH] [--keep]
-//!     [--only latency|burst|rename|ssh-latency|ssh-burst|ssh-rename]
+//!     [--only latency|burst|rename|ssh-latency|ssh-burst|ssh-rename|merge|watch1m]
 //! ```
 //!
 //! Scenarios, each run on a fresh pair of directories under
@@ -36,10 +36,27 @@
 //!   No resource figures over ssh. Part of the default run when
 //!   `/usr/sbin/sshd` exists; otherwise skipped with a message.
 //!
-//! After every scenario the two trees are compared (ignoring `.twinsync/`),
-//! entries and sizes, then file contents; differences left after 5 s are
-//! printed as notes under the table, and so are the WARN/ERROR lines of
-//! the tool's log (lsyncd: `Error:` lines).
+//! * **merge** — a fresh tree of 100,000 files of 1–200 bytes (100 in each
+//!   of 1000 directories; 20,000 with `--quick`) against an empty right
+//!   side: `rsync -a L/ R/`, twinsync's first `--sync-only` merge (wall
+//!   time, the brain's and agents' peak RSS sampled from `/proc` every
+//!   20 ms, the brain's bytes per file; then the right tree is compared
+//!   with the left, all names and sizes and the bytes of 1000 files), a
+//!   second `--sync-only` on the now identical pair (wall time, and that
+//!   it copied nothing), and unison (`-batch -auto -times -perms 0`, with
+//!   a fresh `$UNISON`). Each tool gets its own `cp -a` of one generated
+//!   tree, made before any tool runs; see `merge.rs`. Own table section
+//!   and `"merge"` in the JSON.
+//! * **watch1m** — only with `--only watch1m`: twinsync live on two
+//!   identical trees of 1,000,000 empty files in 10,000 directories; once
+//!   live, the brain's and agents' `VmRSS`/`VmHWM` and the agents'
+//!   inotify watches. Takes minutes and about 2 × 1M inodes; see
+//!   `watch1m.rs`.
+//!
+//! After every live-tool scenario the two trees are compared (ignoring
+//! `.twinsync/`), entries and sizes, then file contents; differences left
+//! after 5 s are printed as notes under the table, and so are the
+//! WARN/ERROR lines of the tool's log (lsyncd: `Error:` lines).
 //!
 //! `--keep` leaves `/tmp/twinsync-bench-<pid>/` in place at the end and
 //! runs twinsync with `-d 1` instead of `-d 0`, so that every run's log
@@ -53,10 +70,12 @@
 
 mod error;
 mod fsops;
+mod merge;
 mod procs;
 mod report;
 mod scenarios;
 mod sshd;
+mod watch1m;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,11 +84,11 @@ use std::time::Duration;
 use error::{Failure, Res};
 use fsops::TempRoot;
 use procs::{Kind, Remote, Running, Tool};
-use report::{Labels, Section, SshJson, ToolReport};
+use report::{Body, BulkJson, Labels, Section, SshJson, ToolReport};
 use sshd::SshServer;
 
 const USAGE: &str = "usage: twinsync-bench [--quick] [--json PATH] [--keep] \
-                     [--only latency|burst|rename|ssh-latency|ssh-burst|ssh-rename]";
+                     [--only latency|burst|rename|ssh-latency|ssh-burst|ssh-rename|merge|watch1m]";
 
 /// Default location of the twinsync binary: the workspace's release build,
 /// `$CARGO_MANIFEST_DIR/../../target/release/twinsync`.
@@ -92,17 +111,29 @@ enum Scenario {
     SshLatency,
     SshBurst,
     SshRename,
+    Merge,
+    Watch1m,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 6] = [
+    const ALL: [Scenario; 8] = [
         Scenario::Latency,
         Scenario::Burst,
         Scenario::Rename,
         Scenario::SshLatency,
         Scenario::SshBurst,
         Scenario::SshRename,
+        Scenario::Merge,
+        Scenario::Watch1m,
     ];
+
+    /// Those of the default run: all but watch1m.
+    fn default_run() -> Vec<Scenario> {
+        Self::ALL
+            .into_iter()
+            .filter(|&sc| sc != Scenario::Watch1m)
+            .collect()
+    }
 
     fn slug(self) -> &'static str {
         match self {
@@ -112,7 +143,14 @@ impl Scenario {
             Scenario::SshLatency => "ssh-latency",
             Scenario::SshBurst => "ssh-burst",
             Scenario::SshRename => "ssh-rename",
+            Scenario::Merge => "merge",
+            Scenario::Watch1m => "watch1m",
         }
+    }
+
+    /// Whether it runs each live tool on a pair (not merge, watch1m).
+    fn live(self) -> bool {
+        !matches!(self, Scenario::Merge | Scenario::Watch1m)
     }
 
     /// Whether the right side is reached over ssh.
@@ -152,7 +190,7 @@ impl Options {
     fn selected(&self) -> Vec<Scenario> {
         match self.only {
             Some(sc) => vec![sc],
-            None => Scenario::ALL.to_vec(),
+            None => Scenario::default_run(),
         }
     }
 }
@@ -265,6 +303,7 @@ fn measure(
         Scenario::SshLatency | Scenario::SshBurst | Scenario::SshRename => {
             unreachable!("base() is a local scenario")
         }
+        Scenario::Merge | Scenario::Watch1m => unreachable!("not a live-tool scenario"),
     }
     Ok(())
 }
@@ -353,6 +392,9 @@ fn run_scenario(
                 Scenario::SshLatency | Scenario::SshBurst | Scenario::SshRename => {
                     unreachable!("base() is a local scenario")
                 }
+                Scenario::Merge | Scenario::Watch1m => {
+                    unreachable!("not a live-tool scenario")
+                }
             }
             Ok(())
         }
@@ -434,10 +476,35 @@ fn over_ssh(local: &[Option<Tool>], server: &SshServer) -> Vec<Option<Tool>> {
         .collect()
 }
 
+/// The results of the scenarios outside the two-tool table.
+#[derive(Default)]
+struct Bulk {
+    merge: Option<Res<merge::MergeBench>>,
+    watch1m: Option<Res<watch1m::Watch1m>>,
+}
+
+/// Keep a scenario's result; only an interruption stops the run.
+fn keep_bulk<T>(slot: &mut Option<Res<T>>, r: Res<T>) -> Res<()> {
+    if let Err(Failure::Interrupted) = r {
+        return Err(Failure::Interrupted);
+    }
+    if let Err(f) = &r {
+        eprintln!("[bench] {f}");
+    }
+    *slot = Some(r);
+    Ok(())
+}
+
 /// All selected scenarios, each for every available tool in turn (the ssh
 /// ones with `local`'s tools reaching the right side over ssh, recorded in
-/// `ssh_reports`). Returns why the ssh scenarios could not run, if so.
-fn run_all(opts: &Options, local: Side, ssh_reports: &mut [ToolReport]) -> Res<Option<String>> {
+/// `ssh_reports`; merge and watch1m into `bulk`). Returns why the ssh
+/// scenarios could not run, if so.
+fn run_all(
+    opts: &Options,
+    local: Side,
+    ssh_reports: &mut [ToolReport],
+    bulk: &mut Bulk,
+) -> Res<Option<String>> {
     let root = TempRoot::create(opts.keep)?;
     if opts.keep {
         eprintln!("[bench] keeping {}", root.path().display());
@@ -446,6 +513,21 @@ fn run_all(opts: &Options, local: Side, ssh_reports: &mut [ToolReport]) -> Res<O
     // Declared after `root`, so dropped (sshd stopped) before it.
     let mut ssh_state = SshState::NotStarted;
     for sc in opts.selected() {
+        let twinsync = local.tools.first().and_then(Option::as_ref);
+        match (sc, twinsync) {
+            (Scenario::Merge, Some(t)) => {
+                eprintln!("[bench] merge ...");
+                keep_bulk(&mut bulk.merge, merge::run(&root, &t.program, opts.quick))?;
+                continue;
+            }
+            (Scenario::Watch1m, Some(t)) => {
+                eprintln!("[bench] watch1m ...");
+                keep_bulk(&mut bulk.watch1m, watch1m::run(&root, t))?;
+                continue;
+            }
+            (Scenario::Merge | Scenario::Watch1m, None) => continue,
+            _ => {}
+        }
         let (tools, reports) = if sc.ssh() {
             match ssh_state.tools(local.tools, &root)? {
                 Some(tools) => (tools, &mut *ssh_reports),
@@ -524,7 +606,8 @@ fn main() -> ExitCode {
         tools: &tools,
         reports: &mut reports,
     };
-    let ssh_unavailable = match run_all(&opts, local, &mut ssh_reports) {
+    let mut bulk = Bulk::default();
+    let ssh_unavailable = match run_all(&opts, local, &mut ssh_reports, &mut bulk) {
         Ok(u) => u,
         Err(f) => {
             eprintln!("twinsync-bench: {f}");
@@ -544,13 +627,15 @@ fn main() -> ExitCode {
     };
     let selected = opts.selected();
     let mut sections = Vec::new();
-    if selected.iter().any(|sc| !sc.ssh()) {
+    if selected.iter().any(|sc| sc.live() && !sc.ssh()) {
         sections.push(Section {
             title: None,
             unavailable: None,
-            ours: &reports[0],
-            peer: &reports[1],
-            ssh: false,
+            body: Body::Tools {
+                ours: &reports[0],
+                peer: &reports[1],
+                ssh: false,
+            },
         });
     }
     let ssh_selected = selected.iter().any(|sc| sc.ssh());
@@ -558,9 +643,36 @@ fn main() -> ExitCode {
         sections.push(Section {
             title: Some("over ssh: twinsync vs lsyncd(-rsyncssh, delay 0)".into()),
             unavailable: ssh_unavailable.clone(),
-            ours: &ssh_reports[0],
-            peer: &ssh_reports[1],
-            ssh: true,
+            body: Body::Tools {
+                ours: &ssh_reports[0],
+                peer: &ssh_reports[1],
+                ssh: true,
+            },
+        });
+    }
+    if let Some(m) = &bulk.merge {
+        let spec = merge::spec(opts.quick);
+        sections.push(Section {
+            title: Some(format!(
+                "merge of a fresh {}k-file tree ({} dirs × {} files of 1–200 bytes; right empty)",
+                spec.files() / 1000,
+                spec.dirs,
+                spec.per_dir
+            )),
+            unavailable: None,
+            body: Body::Merge(m),
+        });
+    }
+    if let Some(w) = &bulk.watch1m {
+        let spec = watch1m::SPEC;
+        sections.push(Section {
+            title: Some(format!(
+                "live on {} empty files in {} dirs (both sides pre-made, identical)",
+                spec.files(),
+                spec.dirs
+            )),
+            unavailable: None,
+            body: Body::Watch1m(w),
         });
     }
     print!("{}", report::table(&sections, &labels));
@@ -576,6 +688,10 @@ fn main() -> ExitCode {
             &twinsync.to_string_lossy(),
             &[&reports[0], &reports[1]],
             ssh_json,
+            BulkJson {
+                merge: bulk.merge.as_ref(),
+                watch1m: bulk.watch1m.as_ref(),
+            },
         );
         if let Err(e) = std::fs::write(path, json.render()) {
             eprintln!("twinsync-bench: cannot write {}: {e}", path.display());

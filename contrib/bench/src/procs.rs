@@ -352,7 +352,10 @@ pub fn children_fast(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for task in tasks.flatten() {
         match fs::read_to_string(task.path().join("children")) {
-            Ok(text) => out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok())),
+            Ok(text) => out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            ),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return children_of(pid),
             Err(_) => {}
         }
@@ -372,7 +375,10 @@ pub fn inotify_watches(pid: u32) -> Option<usize> {
     let mut n = 0;
     for fd in fds.flatten() {
         if let Ok(text) = fs::read_to_string(fd.path()) {
-            n += text.lines().filter(|l| l.starts_with("inotify wd:")).count();
+            n += text
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count();
         }
     }
     Some(n)
@@ -399,8 +405,6 @@ pub struct Timed {
     pub main_hwm_kib: Option<u64>,
     /// The same for each child running as `agent`, in order of pid.
     pub agents_hwm_kib: Vec<u64>,
-    /// Where its stdout/stderr went.
-    pub log: PathBuf,
 }
 
 impl Timed {
@@ -533,14 +537,15 @@ pub fn run_timed(cmd: &mut Command, name: &str, log: &Path, limit: Duration) -> 
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        return Err(Failure::Other(format!("{name} failed ({how}); log tail: {tail}")));
+        return Err(Failure::Other(format!(
+            "{name} failed ({how}); log tail: {tail}"
+        )));
     }
     Ok(Timed {
         secs: elapsed.as_secs_f64(),
         rusage_maxrss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
         main_hwm_kib: peaks.main,
         agents_hwm_kib: peaks.agents.into_values().collect(),
-        log: log.to_path_buf(),
     })
 }
 

@@ -1,10 +1,15 @@
 //! What was measured per tool, and its two renderings: the side-by-side
 //! table on stdout and the JSON object for `--json`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::error::{Failure, Res};
+use crate::fsops::TreeCheck;
+use crate::merge::{MergeBench, TwinsyncMerge};
+use crate::procs::Timed;
 use crate::scenarios::{Burst, Latency, Rename, Resources};
+use crate::watch1m::{Mem, Watch1m};
 
 /// Everything measured for one tool. `None` = not run / not applicable.
 #[derive(Debug, Default)]
@@ -243,23 +248,35 @@ fn ratio(a: &Cell, b: &Cell) -> String {
 }
 
 /// One part of the table: a title line (if any), then either a reason it
-/// did not run or the two tools side by side.
+/// did not run or its rows.
 pub struct Section<'a> {
     pub title: Option<String>,
     pub unavailable: Option<String>,
-    pub ours: &'a ToolReport,
-    pub peer: &'a ToolReport,
-    pub ssh: bool,
+    pub body: Body<'a>,
 }
 
-/// A line of the table: a title, or four aligned columns.
+/// What a [`Section`] shows.
+pub enum Body<'a> {
+    /// The two live tools side by side.
+    Tools {
+        ours: &'a ToolReport,
+        peer: &'a ToolReport,
+        ssh: bool,
+    },
+    /// The merge scenario: twinsync, rsync -a and unison.
+    Merge(&'a Res<MergeBench>),
+    /// The watch1m scenario: twinsync alone.
+    Watch1m(&'a Res<Watch1m>),
+}
+
+/// A line of the table: a title, or aligned columns (lines with the same
+/// number of columns share their widths).
 enum Line {
     Title(String),
-    Cols([String; 4]),
+    Cols(Vec<String>),
 }
 
-/// The side-by-side table, section after section (`ours` vs `peer`), and
-/// the notes under it.
+/// The table, section after section, and the notes under it.
 pub fn table(sections: &[Section], labels: &Labels) -> String {
     let mut lines = Vec::new();
     let mut notes_out = String::new();
@@ -271,42 +288,21 @@ pub fn table(sections: &[Section], labels: &Labels) -> String {
             lines.push(Line::Title(format!("  {why}")));
             continue;
         }
-        let scenario = if sec.ssh {
-            "scenario (ssh)"
-        } else {
-            "scenario"
-        };
-        lines.push(Line::Cols([
-            scenario.into(),
-            header(sec.ours).into(),
-            header(sec.peer).into(),
-            "ratio".into(),
-        ]));
-        let rows = if sec.ssh {
-            ssh_rows(labels)
-        } else {
-            rows(labels)
-        };
-        for (i, (label, build)) in rows.into_iter().enumerate() {
-            let a = tool_cell(sec.ours, build, i);
-            let b = tool_cell(sec.peer, build, i);
-            let r = ratio(&a, &b);
-            lines.push(Line::Cols([label, a.text, b.text, r]));
-        }
-        notes_out.push_str(&notes(&[sec.ours, sec.peer]));
-        if sec.ssh && [sec.ours, sec.peer].iter().any(|t| measured_net(t)) {
-            notes_out.push_str(
-                "note: \"sent over lo\" = growth of /sys/class/net/lo tx_bytes from the \
-                 rename until 0.5 s after it showed on the right, minus an idle sample of \
-                 the same length; both directions, ssh and TCP/IP overhead and any other \
-                 loopback traffic included: noisy, an order of magnitude only\n",
-            );
+        match &sec.body {
+            Body::Tools { ours, peer, ssh } => {
+                tools_lines(ours, peer, *ssh, labels, &mut lines, &mut notes_out);
+            }
+            Body::Merge(m) => merge_lines(m, &mut lines, &mut notes_out),
+            Body::Watch1m(w) => watch_lines(w, &mut lines, &mut notes_out),
         }
     }
-    let mut widths = [0usize; 4];
+    let mut widths: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for line in &lines {
         if let Line::Cols(cols) = line {
-            for (w, c) in widths.iter_mut().zip(cols) {
+            let w = widths
+                .entry(cols.len())
+                .or_insert_with(|| vec![0; cols.len()]);
+            for (w, c) in w.iter_mut().zip(cols) {
                 *w = (*w).max(c.chars().count());
             }
         }
@@ -317,7 +313,7 @@ pub fn table(sections: &[Section], labels: &Labels) -> String {
             Line::Title(t) => out.push_str(t),
             Line::Cols(cols) => {
                 let mut row = String::new();
-                for (c, w) in cols.iter().zip(widths) {
+                for (c, w) in cols.iter().zip(&widths[&cols.len()]) {
                     let _ = write!(row, "{c}{}   ", " ".repeat(w - c.chars().count()));
                 }
                 out.push_str(row.trim_end());
@@ -327,6 +323,334 @@ pub fn table(sections: &[Section], labels: &Labels) -> String {
     }
     out.push_str(&notes_out);
     out
+}
+
+/// The rows of two live tools side by side, and their notes.
+fn tools_lines(
+    ours: &ToolReport,
+    peer: &ToolReport,
+    ssh: bool,
+    labels: &Labels,
+    lines: &mut Vec<Line>,
+    notes_out: &mut String,
+) {
+    let scenario = if ssh { "scenario (ssh)" } else { "scenario" };
+    lines.push(Line::Cols(vec![
+        scenario.into(),
+        header(ours).into(),
+        header(peer).into(),
+        "ratio".into(),
+    ]));
+    let rows = if ssh { ssh_rows(labels) } else { rows(labels) };
+    for (i, (label, build)) in rows.into_iter().enumerate() {
+        let a = tool_cell(ours, build, i);
+        let b = tool_cell(peer, build, i);
+        let r = ratio(&a, &b);
+        lines.push(Line::Cols(vec![label, a.text, b.text, r]));
+    }
+    notes_out.push_str(&notes(&[ours, peer]));
+    if ssh && [ours, peer].iter().any(|t| measured_net(t)) {
+        notes_out.push_str(
+            "note: \"sent over lo\" = growth of /sys/class/net/lo tx_bytes from the \
+             rename until 0.5 s after it showed on the right, minus an idle sample of \
+             the same length; both directions, ssh and TCP/IP overhead and any other \
+             loopback traffic included: noisy, an order of magnitude only\n",
+        );
+    }
+}
+
+/// "ok" or "MISSED".
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "MISSED"
+    }
+}
+
+/// KiB as MiB with one decimal.
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// A cell of an optional run: "-" if not run, the failure's short form,
+/// or `show`'s text.
+fn run_text<T>(r: Option<&Res<T>>, show: impl Fn(&T) -> String) -> String {
+    match r {
+        None => "-".into(),
+        Some(Err(f)) => f.short().into(),
+        Some(Ok(t)) => show(t),
+    }
+}
+
+/// The target for twinsync's first merge over `rsync -a`.
+pub const MERGE_RATIO_TARGET: f64 = 1.2;
+/// The target for twinsync's second merge, seconds.
+pub const SECOND_MERGE_TARGET_SECS: f64 = 1.0;
+/// The target for the brain's peak RSS per file, bytes.
+pub const BYTES_PER_FILE_TARGET: f64 = 256.0;
+/// The target for watch1m's total memory, MiB.
+pub const WATCH_TOTAL_TARGET_MIB: f64 = 256.0;
+
+/// The merge section's rows and notes.
+fn merge_lines(m: &Res<MergeBench>, lines: &mut Vec<Line>, notes_out: &mut String) {
+    let m = match m {
+        Ok(m) => m,
+        Err(f) => {
+            lines.push(Line::Title(format!("  {}: see the note", f.short())));
+            let _ = writeln!(notes_out, "note: merge: {f}");
+            return;
+        }
+    };
+    let first = Some(&m.first);
+    let second = m.second.as_ref();
+    let (rsync, unison) = (m.rsync.as_ref(), m.unison.as_ref());
+    let row = |cols: [String; 5]| Line::Cols(cols.into());
+    lines.push(row([
+        "merge".into(),
+        "twinsync".into(),
+        "rsync -a".into(),
+        "unison".into(),
+        "ratio / target".into(),
+    ]));
+    let secs = |t: &Timed| format!("{:.3}", t.secs);
+    let mut ratios = Vec::new();
+    if let Some(x) = m.first_over_rsync() {
+        ratios.push(format!(
+            "twinsync/rsync {x:.2} (target ≤ {MERGE_RATIO_TARGET}: {})",
+            verdict(x <= MERGE_RATIO_TARGET)
+        ));
+    }
+    if let Some(x) = m.unison_over_rsync() {
+        ratios.push(format!("unison/rsync {x:.2}"));
+    }
+    lines.push(row([
+        "first sync s (right empty)".into(),
+        run_text(first, |t| secs(&t.run)),
+        run_text(rsync, secs),
+        run_text(unison, secs),
+        ratios.join("; "),
+    ]));
+    let copied = |t: &TwinsyncMerge| match t.copied {
+        Some((l, r)) => format!("{l} / {r}"),
+        None => "? (no in sync line)".into(),
+    };
+    lines.push(row([
+        "  files copied to L / to R".into(),
+        run_text(first, copied),
+        "-".into(),
+        "-".into(),
+        String::new(),
+    ]));
+    let second_target = match second {
+        Some(Ok(t)) => format!(
+            "target ≤ {SECOND_MERGE_TARGET_SECS} s: {}",
+            verdict(t.run.secs <= SECOND_MERGE_TARGET_SECS)
+        ),
+        _ => String::new(),
+    };
+    lines.push(row([
+        "second sync s (identical pair)".into(),
+        run_text(second, |t| {
+            let what = match t.copied {
+                Some((0, 0)) => "copied nothing".to_string(),
+                Some((l, r)) => format!("COPIED {l} / {r}"),
+                None => "no in sync line".into(),
+            };
+            format!("{} ({what})", secs(&t.run))
+        }),
+        "-".into(),
+        "-".into(),
+        second_target,
+    ]));
+    let brain_kib = m.first.as_ref().ok().and_then(|t| t.run.main_hwm_kib);
+    let unison_kib = unison
+        .and_then(|u| u.as_ref().ok())
+        .map(Timed::main_peak_kib);
+    let rss_ratio = match (brain_kib, unison_kib) {
+        (Some(b), Some(u)) if u > 0 => format!("twinsync/unison {:.2}", b as f64 / u as f64),
+        _ => String::new(),
+    };
+    lines.push(row([
+        "peak RSS MiB (brain | biggest proc)".into(),
+        run_text(first, |t| t.run.main_hwm_kib.map_or("?".into(), mib)),
+        run_text(rsync, |t| mib(t.main_peak_kib())),
+        run_text(unison, |t| mib(t.main_peak_kib())),
+        rss_ratio,
+    ]));
+    lines.push(row([
+        "  agents peak RSS MiB".into(),
+        run_text(first, |t| {
+            let each: Vec<String> = t.run.agents_hwm_kib.iter().map(|&k| mib(k)).collect();
+            if each.is_empty() {
+                "?".into()
+            } else {
+                each.join(" + ")
+            }
+        }),
+        "-".into(),
+        "-".into(),
+        String::new(),
+    ]));
+    let mut per_file = Vec::new();
+    if let Some(b) = m.brain_bytes_per_file() {
+        per_file.push(format!(
+            "target ≤ {BYTES_PER_FILE_TARGET}: {}",
+            verdict(b <= BYTES_PER_FILE_TARGET)
+        ));
+        if let Some(u) = m.unison_bytes_per_file().filter(|&u| u > 0.0) {
+            per_file.push(format!("twinsync/unison {:.2}", b / u));
+        }
+    }
+    lines.push(row([
+        "peak bytes/file (brain | unison)".into(),
+        m.brain_bytes_per_file()
+            .map_or_else(|| run_text(first, |_| "?".into()), |b| format!("{b:.0}")),
+        "-".into(),
+        m.unison_bytes_per_file()
+            .map_or_else(|| run_text(unison, |_| "?".into()), |u| format!("{u:.0}")),
+        per_file.join("; "),
+    ]));
+    lines.push(row([
+        "right = left after first sync".into(),
+        match &m.first_check {
+            None => "-".into(),
+            Some(Err(f)) => f.short().into(),
+            Some(Ok(c)) if c.matches() => format!("yes ({} sampled)", c.sampled),
+            Some(Ok(_)) => "NO (see notes)".into(),
+        },
+        "-".into(),
+        "-".into(),
+        String::new(),
+    ]));
+    let failures = [
+        ("twinsync first merge", Some(&m.first)),
+        ("twinsync second merge", second),
+    ];
+    for (what, r) in failures {
+        if let Some(Err(f)) = r {
+            let _ = writeln!(notes_out, "note: merge: {what}: {f}");
+        }
+    }
+    for (what, r) in [("rsync -a", rsync), ("unison", unison)] {
+        if let Some(Err(f)) = r {
+            let _ = writeln!(notes_out, "note: merge: {what}: {f}");
+        }
+    }
+    if let Some(Err(f)) = &m.first_check {
+        let _ = writeln!(notes_out, "note: merge: comparing the trees: {f}");
+    }
+    for n in &m.notes {
+        let _ = writeln!(notes_out, "note: merge: {n}");
+    }
+    let _ = writeln!(
+        notes_out,
+        "note: merge: on {} ({}); tree generated in {:.1} s and copied (cp -a) for each \
+         tool, not timed; page cache not dropped (needs root): a find over every source \
+         warmed them all alike, and sync ran before each tool; peak RSS sampled from /proc \
+         every 20 ms (rsync and unison: also wait4's ru_maxrss, the larger kept)",
+        m.fs,
+        std::env::temp_dir().display(),
+        m.generate_secs
+    );
+    if m.fs != "tmpfs" {
+        let _ = writeln!(
+            notes_out,
+            "note: merge: timings on a disk vary with its writeback from run to run; \
+             TMPDIR=/dev/shm (tmpfs) gives steadier figures"
+        );
+    }
+}
+
+/// The watch1m section's rows and notes.
+fn watch_lines(w: &Res<Watch1m>, lines: &mut Vec<Line>, notes_out: &mut String) {
+    let w = match w {
+        Ok(w) => w,
+        Err(f) => {
+            lines.push(Line::Title(format!("  {}: see the note", f.short())));
+            let _ = writeln!(notes_out, "note: watch1m: {f}");
+            return;
+        }
+    };
+    let row = |a: &str, b: String, c: String| Line::Cols(vec![a.into(), b, c]);
+    let mem = |m: &Mem| format!("{} / {}", mib(m.rss_kib), mib(m.hwm_kib));
+    lines.push(row("watch1m", "twinsync".into(), "target".into()));
+    lines.push(row(
+        "generate both trees s",
+        format!("{:.1}", w.generate_secs),
+        String::new(),
+    ));
+    lines.push(row(
+        "time to live s (probe both ways)",
+        format!("{:.1}", w.live_secs),
+        String::new(),
+    ));
+    lines.push(row("brain VmRSS / VmHWM MiB", mem(&w.brain), String::new()));
+    let agents: Vec<String> = w.agents.iter().map(|a| mem(&a.mem)).collect();
+    lines.push(row(
+        "agents VmRSS / VmHWM MiB",
+        agents.join(" + "),
+        String::new(),
+    ));
+    let total = w.total_kib(true) as f64 / 1024.0;
+    lines.push(row(
+        "total VmRSS / VmHWM MiB",
+        format!("{} / {}", mib(w.total_kib(false)), mib(w.total_kib(true))),
+        format!(
+            "≤ {WATCH_TOTAL_TARGET_MIB} MiB: {}",
+            verdict(total <= WATCH_TOTAL_TARGET_MIB)
+        ),
+    ));
+    let watches: Vec<String> = w
+        .agents
+        .iter()
+        .map(|a| a.watches.map_or("?".into(), |n| n.to_string()))
+        .collect();
+    let all_watched = w.agents.len() == 2
+        && w.agents
+            .iter()
+            .all(|a| a.watches.is_some_and(|n| n > w.dirs));
+    lines.push(row(
+        "inotify watches (per agent)",
+        watches.join(" + "),
+        format!(
+            "one per directory, > {} each: {}",
+            w.dirs,
+            verdict(all_watched)
+        ),
+    ));
+    lines.push(row(
+        "idle CPU % (2 s)",
+        match &w.idle {
+            Ok(r) => format!("{:.1}", r.idle_cpu_pct),
+            Err(f) => f.short().into(),
+        },
+        String::new(),
+    ));
+    let (l, r) = w.inodes_kept;
+    lines.push(row(
+        "sampled inodes kept L / R",
+        format!("{l}/{} / {r}/{}", w.sampled, w.sampled),
+        format!(
+            "all (nothing re-copied): {}",
+            verdict(l == w.sampled && r == w.sampled)
+        ),
+    ));
+    if let Err(f) = &w.idle {
+        let _ = writeln!(notes_out, "note: watch1m: idle CPU: {f}");
+    }
+    for n in &w.notes {
+        let _ = writeln!(notes_out, "note: watch1m: {n}");
+    }
+    let _ = writeln!(
+        notes_out,
+        "note: watch1m: {} empty files in {} directories on each side, same names and \
+         mtimes; fs.inotify.max_user_watches = {}",
+        w.files,
+        w.dirs,
+        w.max_user_watches
+            .map_or_else(|| "?".to_string(), |m| m.to_string())
+    );
 }
 
 /// Whether the rename's loopback traffic was measured for `t`.
@@ -585,8 +909,233 @@ pub enum SshJson<'a> {
     Ran(&'a [&'a ToolReport]),
 }
 
-/// The whole run as one JSON object; the ssh figures under `"ssh"`.
-pub fn json(quick: bool, twinsync_bin: &str, tools: &[&ToolReport], ssh: SshJson) -> Json {
+fn timed_json(t: &Timed) -> Json {
+    Json::obj([
+        ("secs", Json::num(t.secs)),
+        ("peak_rss_mib", Json::num(t.main_peak_kib() as f64 / 1024.0)),
+        (
+            "rusage_maxrss_mib",
+            Json::num(t.rusage_maxrss_kib as f64 / 1024.0),
+        ),
+    ])
+}
+
+fn twinsync_merge_json(t: &TwinsyncMerge, files: usize) -> Json {
+    let brain = t.run.main_hwm_kib;
+    let (l, r) = t.copied.unzip();
+    Json::obj([
+        ("secs", Json::num(t.run.secs)),
+        (
+            "scan_ms",
+            t.scan_ms.map_or(Json::Null, |ms| Json::Num(ms as f64)),
+        ),
+        (
+            "copied_to_left",
+            l.map_or(Json::Null, |n| Json::Num(n as f64)),
+        ),
+        (
+            "copied_to_right",
+            r.map_or(Json::Null, |n| Json::Num(n as f64)),
+        ),
+        (
+            "brain_peak_rss_mib",
+            brain.map_or(Json::Null, |k| Json::num(k as f64 / 1024.0)),
+        ),
+        (
+            "brain_peak_bytes_per_file",
+            brain.map_or(Json::Null, |k| {
+                Json::num(k as f64 * 1024.0 / files.max(1) as f64)
+            }),
+        ),
+        (
+            "agents_peak_rss_mib",
+            Json::Arr(
+                t.run
+                    .agents_hwm_kib
+                    .iter()
+                    .map(|&k| Json::num(k as f64 / 1024.0))
+                    .collect(),
+            ),
+        ),
+        (
+            "rusage_maxrss_mib",
+            Json::num(t.run.rusage_maxrss_kib as f64 / 1024.0),
+        ),
+    ])
+}
+
+fn check_json(c: &TreeCheck) -> Json {
+    Json::obj([
+        ("matches", Json::Bool(c.matches())),
+        ("entries", Json::Num(c.entries as f64)),
+        ("differences", Json::Num(c.diffs as f64)),
+        ("sampled", Json::Num(c.sampled as f64)),
+        ("content_differences", Json::Num(c.content_diffs as f64)),
+        ("mtime_differences", Json::Num(c.mtime_diffs as f64)),
+    ])
+}
+
+fn opt_num(x: Option<f64>) -> Json {
+    x.map_or(Json::Null, Json::num)
+}
+
+/// The merge scenario as JSON.
+pub fn merge_json(m: &Res<MergeBench>) -> Json {
+    let m = match m {
+        Ok(m) => m,
+        Err(f) => return failure_json(f),
+    };
+    let files = m.files;
+    let second_ok = m.second.as_ref().and_then(|r| r.as_ref().ok());
+    Json::obj([
+        ("fs", Json::Str(m.fs.clone())),
+        ("files", Json::Num(files as f64)),
+        ("dirs", Json::Num(m.dirs as f64)),
+        ("generate_secs", Json::num(m.generate_secs)),
+        ("rsync", result_json(&m.rsync, timed_json)),
+        (
+            "twinsync_first",
+            result_json(&Some(m.first.clone()), |t| twinsync_merge_json(t, files)),
+        ),
+        (
+            "twinsync_first_check",
+            result_json(&m.first_check, check_json),
+        ),
+        (
+            "twinsync_second",
+            result_json(&m.second, |t| twinsync_merge_json(t, files)),
+        ),
+        (
+            "twinsync_second_copied_nothing",
+            second_ok.map_or(Json::Null, |t| Json::Bool(t.copied == Some((0, 0)))),
+        ),
+        ("unison", result_json(&m.unison, timed_json)),
+        (
+            "ratios",
+            Json::obj([
+                ("twinsync_first_over_rsync", opt_num(m.first_over_rsync())),
+                ("unison_over_rsync", opt_num(m.unison_over_rsync())),
+                (
+                    "twinsync_second_secs",
+                    opt_num(second_ok.map(|t| t.run.secs)),
+                ),
+                ("brain_bytes_per_file", opt_num(m.brain_bytes_per_file())),
+                ("unison_bytes_per_file", opt_num(m.unison_bytes_per_file())),
+            ]),
+        ),
+        (
+            "targets_met",
+            Json::obj([
+                (
+                    "first_over_rsync",
+                    m.first_over_rsync()
+                        .map_or(Json::Null, |x| Json::Bool(x <= MERGE_RATIO_TARGET)),
+                ),
+                (
+                    "second_secs",
+                    second_ok.map_or(Json::Null, |t| {
+                        Json::Bool(t.run.secs <= SECOND_MERGE_TARGET_SECS)
+                    }),
+                ),
+                (
+                    "brain_bytes_per_file",
+                    m.brain_bytes_per_file()
+                        .map_or(Json::Null, |b| Json::Bool(b <= BYTES_PER_FILE_TARGET)),
+                ),
+            ]),
+        ),
+        (
+            "notes",
+            Json::Arr(m.notes.iter().map(|n| Json::Str(n.clone())).collect()),
+        ),
+    ])
+}
+
+fn mem_json(m: &Mem) -> Json {
+    Json::obj([
+        ("rss_mib", Json::num(m.rss_kib as f64 / 1024.0)),
+        ("hwm_mib", Json::num(m.hwm_kib as f64 / 1024.0)),
+    ])
+}
+
+/// The watch1m scenario as JSON.
+pub fn watch1m_json(w: &Res<Watch1m>) -> Json {
+    let w = match w {
+        Ok(w) => w,
+        Err(f) => return failure_json(f),
+    };
+    let total_hwm = w.total_kib(true) as f64 / 1024.0;
+    Json::obj([
+        ("files", Json::Num(w.files as f64)),
+        ("dirs", Json::Num(w.dirs as f64)),
+        (
+            "max_user_watches",
+            w.max_user_watches
+                .map_or(Json::Null, |m| Json::Num(m as f64)),
+        ),
+        ("generate_secs", Json::num(w.generate_secs)),
+        ("live_secs", Json::num(w.live_secs)),
+        ("brain", mem_json(&w.brain)),
+        (
+            "agents",
+            Json::Arr(
+                w.agents
+                    .iter()
+                    .map(|a| {
+                        let mut j = mem_json(&a.mem);
+                        if let Json::Obj(f) = &mut j {
+                            f.push((
+                                "inotify_watches".into(),
+                                a.watches.map_or(Json::Null, |n| Json::Num(n as f64)),
+                            ));
+                        }
+                        j
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "total_rss_mib",
+            Json::num(w.total_kib(false) as f64 / 1024.0),
+        ),
+        ("total_hwm_mib", Json::num(total_hwm)),
+        (
+            "total_within_target",
+            Json::Bool(total_hwm <= WATCH_TOTAL_TARGET_MIB),
+        ),
+        (
+            "idle_cpu_percent",
+            match &w.idle {
+                Ok(r) => Json::num(r.idle_cpu_pct),
+                Err(f) => failure_json(f),
+            },
+        ),
+        ("sampled", Json::Num(w.sampled as f64)),
+        ("inodes_kept_left", Json::Num(w.inodes_kept.0 as f64)),
+        ("inodes_kept_right", Json::Num(w.inodes_kept.1 as f64)),
+        (
+            "notes",
+            Json::Arr(w.notes.iter().map(|n| Json::Str(n.clone())).collect()),
+        ),
+    ])
+}
+
+/// The scenarios outside the two-tool table, for [`json`]; `None` = not
+/// run.
+pub struct BulkJson<'a> {
+    pub merge: Option<&'a Res<MergeBench>>,
+    pub watch1m: Option<&'a Res<Watch1m>>,
+}
+
+/// The whole run as one JSON object; the ssh figures under `"ssh"`, the
+/// merge and watch1m scenarios under `"merge"` and `"watch1m"`.
+pub fn json(
+    quick: bool,
+    twinsync_bin: &str,
+    tools: &[&ToolReport],
+    ssh: SshJson,
+    bulk: BulkJson,
+) -> Json {
     let mut fields = vec![
         ("quick".to_string(), Json::Bool(quick)),
         ("twinsync_bin".to_string(), Json::Str(twinsync_bin.into())),
@@ -605,5 +1154,13 @@ pub fn json(quick: bool, twinsync_bin: &str, tools: &[&ToolReport], ssh: SshJson
         }
     };
     fields.push(("ssh".to_string(), ssh));
+    fields.push((
+        "merge".to_string(),
+        bulk.merge.map_or(Json::Null, merge_json),
+    ));
+    fields.push((
+        "watch1m".to_string(),
+        bulk.watch1m.map_or(Json::Null, watch1m_json),
+    ));
     Json::Obj(fields)
 }
