@@ -260,7 +260,7 @@ impl Link {
                         Err(e) => break format!("connection to the agent lost: {e}"),
                     }
                 };
-                alive.store(false, Ordering::Relaxed);
+                alive.store(false, Ordering::SeqCst);
                 waiters.clear();
                 chunks.clear();
                 let _ = notices.send(Notice::Lost(side, link_id, why));
@@ -282,13 +282,19 @@ impl Link {
     /// False once the agent's stream has ended or gone silent.
     #[must_use]
     pub fn alive(&self) -> bool {
-        self.alive.load(Ordering::Relaxed)
+        self.alive.load(Ordering::SeqCst)
     }
 
     async fn request(&self, req: Request) -> Result<Response> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiters.insert(id, tx);
+        // The reader marks the link dead *before* dropping the waiters, so a
+        // waiter inserted after that is caught here instead of waiting forever.
+        if !self.alive() {
+            self.waiters.remove(&id);
+            bail!("the {} agent is gone", self.side);
+        }
         self.tx
             .send(ToAgent::Request { id, req })
             .map_err(|_| anyhow!("the {} agent is gone", self.side))?;
@@ -307,6 +313,11 @@ impl Link {
         self.chunks.insert(id, ctx);
         let (tx, rx) = oneshot::channel();
         self.waiters.insert(id, tx);
+        if !self.alive() {
+            self.waiters.remove(&id);
+            self.chunks.remove(&id);
+            bail!("the {} agent is gone", self.side);
+        }
         self.tx
             .send(ToAgent::Request {
                 id,

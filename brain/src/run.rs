@@ -678,6 +678,12 @@ impl Brain {
                 .await?;
                 Ok::<_, anyhow::Error>((transport, link))
             };
+            // Bounded: a connection that hangs half-open is retried.
+            let attempt = async {
+                tokio::time::timeout(std::time::Duration::from_secs(8), attempt)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("no answer within 8 s"))?
+            };
             match attempt.await {
                 Ok((transport, link)) => {
                     self.ends[side.idx()] =

@@ -113,10 +113,14 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, String>) {
         if dir == root && rel == b".twinsync" {
             continue;
         }
-        let md = fs::symlink_metadata(&p).unwrap();
+        // The tree may change while we look (that is what eventually_* wait
+        // for): an entry gone meanwhile is just not listed this time.
+        let Ok(md) = fs::symlink_metadata(&p) else {
+            continue;
+        };
         let mode = md.mode() & 0o7777;
         let desc = if md.file_type().is_symlink() {
-            format!("link {:?}", fs::read_link(&p).unwrap())
+            format!("link {:?}", fs::read_link(&p).unwrap_or_default())
         } else if md.is_dir() {
             walk(root, &p, out);
             format!("dir {mode:o}")
