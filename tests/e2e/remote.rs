@@ -274,7 +274,7 @@ fn killing_the_remote_agent_or_restarting_sshd_ends_in_convergence() {
             let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
             args.contains(&&b"agent"[..])
                 && fs::read_to_string(format!("/proc/{pid}/environ"))
-                    .map_or(false, |e| e.contains("SSH_CONNECTION"))
+                    .is_ok_and(|e| e.contains("SSH_CONNECTION"))
         })
         .collect();
     assert!(!agents.is_empty(), "no remote agent found");
