@@ -12,6 +12,7 @@ pub mod engine;
 pub mod index;
 mod json;
 pub mod link;
+pub mod progress;
 pub mod remote;
 pub mod rsync;
 pub mod run;

@@ -20,8 +20,6 @@ use crate::engine::Side;
 
 /// How long the agent may take to answer the hello.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// How often long work logs its progress.
-pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often the brain pings an agent.
 const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 /// Silence after which a link is declared dead.
@@ -325,14 +323,12 @@ impl Link {
             })
             .map_err(|_| anyhow!("the {} agent is gone", self.side))?;
         let mut all = Vec::new();
-        let mut last = std::time::Instant::now();
+        let mut progress = crate::progress::Progress::new(format!("scanning {}", self.side), None);
         while let Some(mut c) = crx.recv().await {
             all.append(&mut c);
-            if last.elapsed() >= PROGRESS_EVERY {
-                last = std::time::Instant::now();
-                tracing::info!(side = %self.side, entries = all.len(), "scanning…");
-            }
+            progress.set(all.len() as u64);
         }
+        drop(progress);
         match rx.await {
             Ok(Ok(Response::ScanDone { .. })) => Ok(all),
             Ok(Ok(other)) => bail!("unexpected answer to a scan: {other:?}"),

@@ -196,13 +196,13 @@ pub async fn copy(
     // is reaped in the background.
     let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
     let mut reported = 0usize;
-    let mut last = std::time::Instant::now();
+    let mut progress = (paths.len() >= LIST_FILE_MIN)
+        .then(|| crate::progress::Progress::new("copying", Some(paths.len() as u64)));
     while let Ok(Some(line)) = lines.next_line().await {
         if line.starts_with(">f") || line.starts_with("cL") {
             reported += 1;
-            if last.elapsed() >= crate::link::PROGRESS_EVERY {
-                last = std::time::Instant::now();
-                tracing::info!(files = reported, of = paths.len(), "copying…");
+            if let Some(p) = progress.as_mut() {
+                p.set(reported as u64);
             }
             if reported == paths.len() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
