@@ -225,6 +225,9 @@ pub struct Engine {
     changed: std::collections::BTreeSet<RelPath>,
     /// Whether to record a [`Trace`] per decision (dry runs, debug logs).
     pub tracing: bool,
+    /// Whether index changes are collected for the journal. A full merge is
+    /// followed by a full snapshot instead, so it need not keep them.
+    pub journaling: bool,
     /// Attributes to give one side for files found equal by content.
     attr_fixes: Vec<(Side, RelPath, Sig)>,
     /// Rescans in a row caused by failed helper operations (at most one, so
@@ -284,6 +287,7 @@ impl Engine {
             changed: std::collections::BTreeSet::new(),
             undo: Vec::new(),
             tracing: true,
+            journaling: true,
             attr_fixes: Vec::new(),
             failed_ops_rescans: 0,
         }
@@ -292,7 +296,9 @@ impl Engine {
     fn k_record(&mut self, path: &RelPath) {
         self.undo
             .push((path.clone(), self.known.get(path).copied()));
-        self.changed.insert(path.clone());
+        if self.journaling {
+            self.changed.insert(path.clone());
+        }
     }
 
     fn k_insert(&mut self, path: RelPath, sig: Sig) {
@@ -1088,8 +1094,9 @@ impl Engine {
     }
 
     /// Both sides changed `path`, to `l` and `r`. Returns true when a
-    /// directory lost: it is set aside with its contents, which the rescan
-    /// that follows merges (what is queued below it is not merged now).
+    /// directory lost: it is set aside with its contents, so what is queued
+    /// below it is not merged now (a conflict copy in the tree is merged by
+    /// the rescan that follows).
     fn both_changed(&mut self, b: &mut Batch, now: i64, path: &RelPath, l: Sig, r: Sig) -> bool {
         if l.same_content(&r) {
             self.k_insert(path.clone(), l);
@@ -1170,7 +1177,8 @@ impl Engine {
                 kept_as,
                 reason,
             });
-            return false;
+            // A losing directory left the tree with its contents.
+            return lo.kind == Kind::Dir;
         }
         let kept_as = conflict_name(path, now, loser);
         b.ops[loser.idx()].push(Op::Move {

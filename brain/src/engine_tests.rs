@@ -614,3 +614,37 @@ fn a_move_into_a_directory_the_other_side_moved_away_rescans_even_if_remade() {
     assert!(b.rescan, "{b:?}");
     assert!(b.ops.iter().all(Vec::is_empty), "{b:?}");
 }
+
+#[test]
+fn a_directory_losing_a_conflict_kept_in_the_state_dir_takes_its_contents_along() {
+    let mut e = Engine::new(
+        Excludes::default(),
+        Policy {
+            conflicts_beside: false,
+            ..Policy::default()
+        },
+    );
+    e.load_scan(
+        Side::Left,
+        entries(&[(
+            "b",
+            Sig {
+                kind: Kind::Symlink,
+                size: 1,
+                mtime_ns: 30,
+                mode: 0o777,
+                ino: 3,
+            },
+        )]),
+    );
+    e.load_scan(Side::Right, entries(&[("b", dir()), ("b/a", file(1, 10))]));
+    let b = e.plan(0);
+    assert_eq!(
+        b.ops[1],
+        vec![Op::KeepConflict { path: "b".into() }],
+        "{b:?}"
+    );
+    // What was in the losing directory went with it: nothing of it is copied.
+    assert!(b.copies[0].is_empty(), "{b:?}");
+    assert!(!e.known().contains_key(&RelPath::from("b/a")));
+}

@@ -227,9 +227,16 @@ impl Link {
             let alive = Arc::clone(&alive);
             let waiters = Arc::clone(&waiters);
             let chunks = Arc::clone(&chunks);
+            // Silence means a dead link only across hosts: a local agent's
+            // pipe cannot half-die (its end is seen as EOF), and a local agent
+            // stopped by a signal is not gone.
+            let dead_after = match transport {
+                Transport::Ssh { .. } => DEAD_AFTER,
+                Transport::Local => std::time::Duration::from_secs(u64::from(u32::MAX)),
+            };
             tokio::spawn(async move {
                 let why = loop {
-                    let Ok(msg) = tokio::time::timeout(DEAD_AFTER, read_msg(&mut reader)).await
+                    let Ok(msg) = tokio::time::timeout(dead_after, read_msg(&mut reader)).await
                     else {
                         break format!(
                             "no word from the agent for {} s: the link is dead",

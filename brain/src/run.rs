@@ -467,7 +467,10 @@ impl Brain {
                     self.settle_equal_content().await?;
                 }
                 let snapshot = self.settings.dry_run.then(|| self.engine.snapshot());
+                // A merge is saved as a full snapshot: no journal delta needed.
+                self.engine.journaling = !self.merging;
                 let batch = self.engine.plan(now());
+                self.engine.journaling = true;
                 let was_merge = std::mem::replace(&mut self.merging, false);
                 self.set_state(if was_merge { "merging" } else { "live" });
                 if was_merge {

@@ -170,33 +170,70 @@ pub fn serve(
         let last_seen = Arc::clone(&last_seen);
         std::thread::Builder::new()
             .name("watchdog".into())
-            .spawn(move || loop {
+            .spawn(move || {
+                let mut prev = now_secs();
+                loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
-                if now_secs().saturating_sub(last_seen.load(Ordering::Relaxed)) > BRAIN_TIMEOUT_SECS {
+                let now = now_secs();
+                if now.saturating_sub(prev) > 5 {
+                    // This process itself was stopped (SIGSTOP, suspend):
+                    // the silence was ours, not the brain's.
+                    last_seen.store(now, Ordering::Relaxed);
+                }
+                prev = now;
+                if now.saturating_sub(last_seen.load(Ordering::Relaxed)) > BRAIN_TIMEOUT_SECS {
                     eprintln!("twinsync agent: no word from the brain for {BRAIN_TIMEOUT_SECS} s; exiting");
                     std::process::exit(3);
+                }
                 }
             })
             .map_err(|e| e.to_string())?;
     }
-    loop {
+    // Requests run one at a time, in order, on a worker thread, so that a
+    // long one (a big scan, hashing a large file) never delays the answer to
+    // a ping: this thread only reads.
+    let (work_tx, work_rx) = std::sync::mpsc::channel::<(u64, Request)>();
+    let worker = {
+        let out = Arc::clone(&out);
+        std::thread::Builder::new()
+            .name("requests".into())
+            .spawn(move || {
+                for (id, req) in work_rx {
+                    let result = handle(&watcher, &replica, &out, id, req);
+                    if send(&out, &FromAgent::Response { id, result }).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?
+    };
+    let outcome = loop {
         let msg = read_frame::<_, ToAgent>(&mut input);
         last_seen.store(now_secs(), Ordering::Relaxed);
         let msg = match msg {
             Ok(m) => m,
-            Err(FrameError::Eof) => return Ok(()),
-            Err(e) => return Err(format!("reading a request: {e}")),
+            Err(FrameError::Eof) => break Ok(()),
+            Err(e) => break Err(format!("reading a request: {e}")),
         };
         match msg {
-            ToAgent::Ping => send(&out, &FromAgent::Pong).map_err(|e| e.to_string())?,
-            ToAgent::Shutdown => return Ok(()),
-            ToAgent::Hello { .. } => return fatal(&out, "unexpected second hello".into()),
+            ToAgent::Ping => {
+                if let Err(e) = send(&out, &FromAgent::Pong) {
+                    break Err(e.to_string());
+                }
+            }
+            ToAgent::Shutdown => break Ok(()),
+            ToAgent::Hello { .. } => break fatal(&out, "unexpected second hello".into()),
             ToAgent::Request { id, req } => {
-                let result = handle(&watcher, &replica, &out, id, req);
-                send(&out, &FromAgent::Response { id, result }).map_err(|e| e.to_string())?;
+                if work_tx.send((id, req)).is_err() {
+                    break Err("the request worker stopped".into());
+                }
             }
         }
-    }
+    };
+    // Let the requests already taken finish (and answer) before leaving.
+    drop(work_tx);
+    let _ = worker.join();
+    outcome
 }
 
 fn handle(
