@@ -18,15 +18,20 @@ pub fn bin() -> &'static str {
 }
 
 /// Poll `f` until it returns true or `WAIT` passes.
-pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(WAIT, what, f);
+}
+
+/// Poll `f` until it returns true or `bound` passes (for big workloads).
+pub fn eventually_within(bound: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
-    while t.elapsed() < WAIT {
+    while t.elapsed() < bound {
         if f() {
             return;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    panic!("timed out after {WAIT:?} waiting for: {what}");
+    panic!("timed out after {bound:?} waiting for: {what}");
 }
 
 /// One replica root.
