@@ -1081,7 +1081,11 @@ impl Engine {
                 self.k_remove_within(path);
             }
             b.copies[t.idx()].push((path.clone(), sig));
-            self.inflight[t.idx()].insert(path.clone(), base);
+            // Only a previous state can be reported while the write is in
+            // flight; a new entry has none to remember.
+            if base.is_some() {
+                self.inflight[t.idx()].insert(path.clone(), base);
+            }
             if self.tracing {
                 b.traces.push(Trace {
                     side: t,
