@@ -1148,7 +1148,7 @@ impl Engine {
             // .twinsync/conflicts/, kept for --trash-days, not synced.
             let kept_as = RelPath::from_bytes(
                 format!(
-                    ".twinsync/conflicts/{}/",
+                    ".twinsync/conflicts/{}",
                     twinsync_helpers::time::date_of(now)
                 )
                 .into_bytes(),

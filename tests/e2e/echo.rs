@@ -26,11 +26,10 @@ fn writes_are_never_echoed_back() {
     let back: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("path=a") || l.contains("path=e"))
-        .filter(|l| {
-            (l.contains("side=right") && l.contains("queued"))
-                || l.contains("copy R→L")
-                || l.contains("on left:")
-        })
+        // An action sent back is an echo. (A report from the right can be
+        // queued when the file changed again while it was copied: the engine
+        // then finds it equal to the index and sends nothing back.)
+        .filter(|l| l.contains("copy R→L") || l.contains("on left:"))
         .collect();
     assert!(back.is_empty(), "echo sent back:\n{}", back.join("\n"));
     assert!(
