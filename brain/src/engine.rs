@@ -1143,67 +1143,48 @@ impl Engine {
             }
             return false;
         }
-        if !self.policy.conflicts_beside {
+        let kept_as = if self.policy.conflicts_beside {
+            // Syncthing's way: beside the file, on both sides.
+            let kept_as = conflict_name(path, now, loser);
+            b.ops[loser.idx()].push(Op::Move {
+                from: path.clone(),
+                to: kept_as.clone(),
+            });
+            if lo.kind == Kind::Dir {
+                // The losing directory's contents are not listed here: a full
+                // merge copies them over.
+                b.rescan = true;
+            } else {
+                b.copies[winner.idx()].push((kept_as.clone(), lo));
+            }
+            self.k_insert(kept_as.clone(), lo);
+            kept_as
+        } else {
             // osync's way: the loser goes to its replica's
             // .twinsync/conflicts/, kept for --trash-days, not synced.
-            let kept_as = RelPath::from_bytes(
+            b.ops[loser.idx()].push(Op::KeepConflict { path: path.clone() });
+            if lo.kind == Kind::Dir {
+                // A losing directory left the tree with its contents.
+                self.k_remove_within(path);
+            }
+            RelPath::from_bytes(
                 format!(
                     ".twinsync/conflicts/{}",
                     twinsync_helpers::time::date_of(now)
                 )
                 .into_bytes(),
             )
-            .join(path.as_bytes());
-            b.ops[loser.idx()].push(Op::KeepConflict { path: path.clone() });
-            if self.tracing {
-                b.traces.push(Trace {
-                    side: loser,
-                    path: path.clone(),
-                    decision: format!(
-                        "conflict {reason}: keep {loser}'s version in {loser}'s {kept_as}"
-                    ),
-                });
-            }
-            if lo.kind == Kind::Dir {
-                self.k_remove_within(path);
-            }
-            self.copy_to(
-                b,
-                loser,
-                path,
-                w,
-                None,
-                &format!("conflict winner ({reason})"),
-            );
-            b.conflicts.push(Conflict {
-                path: path.clone(),
-                winner,
-                kept_as,
-                reason,
-            });
-            // A losing directory left the tree with its contents.
-            return lo.kind == Kind::Dir;
-        }
-        let kept_as = conflict_name(path, now, loser);
-        b.ops[loser.idx()].push(Op::Move {
-            from: path.clone(),
-            to: kept_as.clone(),
-        });
+            .join(path.as_bytes())
+        };
         if self.tracing {
             b.traces.push(Trace {
                 side: loser,
                 path: path.clone(),
-                decision: format!("conflict {reason}: keep {loser}'s version as {kept_as}"),
+                decision: format!(
+                    "conflict {reason}: keep {loser}'s version as {loser}'s {kept_as}"
+                ),
             });
         }
-        if lo.kind == Kind::Dir {
-            // The losing directory's contents are not listed here: a full
-            // merge copies them over.
-            b.rescan = true;
-        } else {
-            b.copies[winner.idx()].push((kept_as.clone(), lo));
-        }
-        self.k_insert(kept_as.clone(), lo);
         self.copy_to(
             b,
             loser,

@@ -206,21 +206,9 @@ impl Replica {
         if fs::symlink_metadata(&src).is_err() {
             return Ok(false);
         }
-        let day = self.state_dir().join(into).join(crate::time::today());
-        let mut dst = day.join(rel.as_path());
-        if let Some(parent) = dst.parent() {
-            fs::create_dir_all(parent).map_err(io_err("creating trash folder for", rel))?;
-        }
-        let mut n = 1;
-        while fs::symlink_metadata(&dst).is_ok() {
-            let mut name = rel.file_name().to_vec();
-            name.extend_from_slice(format!(".{n}").as_bytes());
-            if name.len() > NAME_MAX {
-                name.drain(..name.len() - NAME_MAX);
-            }
-            dst = dst.with_file_name(OsStr::from_bytes(&name));
-            n += 1;
-        }
+        let dst = self
+            .keep_place(into, rel)
+            .map_err(io_err("creating trash folder for", rel))?;
         let tmp = self.ignore_name(&src);
         fs::rename(&src, &tmp).map_err(io_err("trashing", rel))?;
         if let Err(e) = fs::rename(&tmp, &dst) {
@@ -336,10 +324,18 @@ impl Replica {
 
     /// Keep a copy of a file about to be replaced: a hard link in the trash.
     fn backup(&self, rel: &RelPath, abs: &Path) {
-        let day = self.state_dir().join("trash").join(crate::time::today());
+        if let Ok(dst) = self.keep_place("trash", rel) {
+            let _ = fs::hard_link(abs, &dst);
+        }
+    }
+
+    /// A free place for `rel` in `.twinsync/<into>/YYYY-MM-DD/` (its parents
+    /// created): the same relative path, with `.1`, `.2`… when taken.
+    fn keep_place(&self, into: &str, rel: &RelPath) -> io::Result<PathBuf> {
+        let day = self.state_dir().join(into).join(crate::time::today());
         let mut dst = day.join(rel.as_path());
         if let Some(parent) = dst.parent() {
-            let _ = fs::create_dir_all(parent);
+            fs::create_dir_all(parent)?;
         }
         let mut n = 1;
         while fs::symlink_metadata(&dst).is_ok() {
@@ -351,7 +347,7 @@ impl Replica {
             dst = dst.with_file_name(OsStr::from_bytes(&name));
             n += 1;
         }
-        let _ = fs::hard_link(abs, &dst);
+        Ok(dst)
     }
 
     /// Create or replace the symlink `rel` → `target` with mtime `mtime_ns`:
