@@ -831,7 +831,7 @@ async fn execute(
             let out = if paths.is_empty() {
                 None
             } else {
-                Some(rsync::copy(rsync_opts, &src_end, &dst_end, &paths).await?)
+                Some(rsync::copy_split(rsync_opts, &src_end, &dst_end, &paths).await?)
             };
             Ok::<_, anyhow::Error>((out, errors))
         }
