@@ -228,6 +228,10 @@ pub struct Engine {
     /// Whether index changes are collected for the journal. A full merge is
     /// followed by a full snapshot instead, so it need not keep them.
     pub journaling: bool,
+    /// Whether [`Engine::abort`] can undo the current batch. A full merge
+    /// is undone by reloading the index from disk instead (it equals the
+    /// state before the merge), so it need not keep an undo log.
+    pub undoable: bool,
     /// Attributes to give one side for files found equal by content.
     attr_fixes: Vec<(Side, RelPath, Sig)>,
     /// Rescans in a row caused by failed helper operations (at most one, so
@@ -288,14 +292,17 @@ impl Engine {
             undo: Vec::new(),
             tracing: true,
             journaling: true,
+            undoable: true,
             attr_fixes: Vec::new(),
             failed_ops_rescans: 0,
         }
     }
 
     fn k_record(&mut self, path: &RelPath) {
-        self.undo
-            .push((path.clone(), self.known.get(path).copied()));
+        if self.undoable {
+            self.undo
+                .push((path.clone(), self.known.get(path).copied()));
+        }
         if self.journaling {
             self.changed.insert(path.clone());
         }
@@ -1210,11 +1217,9 @@ impl Engine {
         for t in Side::BOTH {
             let s = t.other();
             for c in &missed[t.idx()] {
-                let base = self
-                    .undo
-                    .iter()
-                    .find(|(p, _)| *p == c.path)
-                    .map_or_else(|| self.known.get(&c.path).copied(), |(_, old)| *old);
+                // The state the destination had just before the copy (only
+                // a previous state is remembered: none means there was none).
+                let base = self.inflight[t.idx()].get(&c.path).copied().flatten();
                 match (c.src, c.dst) {
                     // rsync read a newer version of the source: both agree.
                     (Some(a), Some(b)) if a.same_content(&b) => self.k_insert(c.path.clone(), b),

@@ -469,8 +469,10 @@ impl Brain {
                 let snapshot = self.settings.dry_run.then(|| self.engine.snapshot());
                 // A merge is saved as a full snapshot: no journal delta needed.
                 self.engine.journaling = !self.merging;
+                self.engine.undoable = !self.merging;
                 let batch = self.engine.plan(now());
                 self.engine.journaling = true;
+                self.engine.undoable = true;
                 let was_merge = std::mem::replace(&mut self.merging, false);
                 self.set_state(if was_merge { "merging" } else { "live" });
                 if was_merge {
@@ -509,7 +511,19 @@ impl Brain {
                         Ok(x) => x,
                         Err(e) if self.down || !self.links.iter().all(|l| l.alive()) => {
                             warn!("batch interrupted by a lost link: {e:#}");
-                            self.engine.abort();
+                            if was_merge {
+                                // The index on disk is the state before the merge.
+                                let known = self
+                                    .index
+                                    .load()
+                                    .context("cannot reread the index")?
+                                    .map(|l| l.known)
+                                    .unwrap_or_default();
+                                self.engine.set_known(known);
+                                self.engine.clear_delta();
+                            } else {
+                                self.engine.abort();
+                            }
                             self.down = true;
                             break;
                         }
