@@ -423,6 +423,26 @@ impl Link {
         }
     }
 
+    /// Copy files from another local replica (when rsync is missing).
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn copy_from(
+        &self,
+        src_root: &std::path::Path,
+        paths: Vec<RelPath>,
+    ) -> Result<Vec<Result<Sig, String>>> {
+        use std::os::unix::ffi::OsStrExt;
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let src_root = src_root.as_os_str().as_bytes().to_vec();
+        match self.request(Request::CopyFrom { src_root, paths }).await? {
+            Response::Written(r) => Ok(r),
+            other => bail!("unexpected answer to copy: {other:?}"),
+        }
+    }
+
     /// Write whole small files.
     ///
     /// # Errors

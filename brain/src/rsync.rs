@@ -92,6 +92,8 @@ pub struct RsyncOptions {
     pub program: String,
     /// Extra arguments from the user (`-x/--rsync-extra`).
     pub extra: Vec<String>,
+    /// Whether the program was found on `PATH`.
+    pub available: bool,
 }
 
 impl Default for RsyncOptions {
@@ -99,8 +101,24 @@ impl Default for RsyncOptions {
         RsyncOptions {
             program: "rsync".into(),
             extra: Vec::new(),
+            available: true,
         }
     }
+}
+
+/// Whether `program` is an executable on `PATH` (or a path to one).
+#[must_use]
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return runnable(Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| runnable(&d.join(program))))
 }
 
 /// What one rsync run said.

@@ -227,6 +227,9 @@ pub async fn run(settings: Settings) -> Result<Exit> {
             None
         }
     };
+    // `TWINSYNC_RSYNC` names another rsync binary (or a missing one, to
+    // exercise the fallback).
+    let rsync_program = std::env::var("TWINSYNC_RSYNC").unwrap_or_else(|_| "rsync".into());
     let mut brain = Brain {
         status,
         transports,
@@ -239,8 +242,19 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         merging: true,
         down: false,
         rsync: RsyncOptions {
-            program: "rsync".into(),
+            program: rsync_program.clone(),
             extra: settings.rsync_extra.clone(),
+            available: {
+                let found = rsync::on_path(&rsync_program);
+                if !found {
+                    warn!(
+                        "rsync is not installed: local copies are made by twinsync's own helper \
+                         (no delta transfer). Install rsync (apt-get install rsync) for that, and \
+                         for large files to or from a remote replica"
+                    );
+                }
+                found
+            },
         },
         settings,
         engine,
@@ -843,6 +857,18 @@ async fn execute(
             }
             let paths: Vec<RelPath> = big.iter().map(|(p, _)| p.clone()).collect();
             let out = if paths.is_empty() {
+                None
+            } else if let (false, End::Local(src_root)) = (rsync_opts.available, &src_end) {
+                // No rsync here: the destination's helper copies from the
+                // other local root itself.
+                for chunk in paths.chunks(2000) {
+                    let results = dst_link.copy_from(src_root, chunk.to_vec()).await?;
+                    for (path, r) in chunk.iter().zip(results) {
+                        if let Err(e) = r {
+                            errors.push(format!("{path}: {e}"));
+                        }
+                    }
+                }
                 None
             } else {
                 Some(rsync::copy_split(rsync_opts, &src_end, &dst_end, &paths).await?)

@@ -313,6 +313,15 @@ fn handle(
                 .map(|f| replica.write_file(f).map_err(|e| e.to_string()))
                 .collect(),
         )),
+        Request::CopyFrom { src_root, paths } => {
+            let src_root = PathBuf::from(std::ffi::OsStr::from_bytes(&src_root));
+            Ok(Response::Written(
+                paths
+                    .iter()
+                    .map(|p| replica.copy_from(&src_root, p).map_err(|e| e.to_string()))
+                    .collect(),
+            ))
+        }
         Request::Apply { ops } => Ok(Response::Applied(
             ops.iter().map(|op| replica.apply(op)).collect(),
         )),

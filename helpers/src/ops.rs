@@ -288,7 +288,45 @@ impl Replica {
     /// Unsafe paths, failing syscalls.
     pub fn write_file(&self, f: &FileData) -> Result<Sig, OpError> {
         use std::io::Write;
-        let rel = &f.path;
+        self.put_file(&f.path, f.sig.mode, f.sig.mtime_ns, |out| {
+            out.write_all(&f.data)
+        })
+    }
+
+    /// Copy `rel` from another local replica rooted at `src_root` (used
+    /// when rsync is not installed): streamed (copy_file_range where the
+    /// kernel can), with the source's mode and mtime, atomically as
+    /// [`Replica::write_file`].
+    ///
+    /// # Errors
+    /// Unsafe paths, an unreadable or vanished source, failing syscalls.
+    pub fn copy_from(&self, src_root: &Path, rel: &RelPath) -> Result<Sig, OpError> {
+        let src = Replica::new(src_root.to_path_buf()).resolve(rel)?;
+        let mut from = fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&src)
+            .map_err(io_err("reading", rel))?;
+        let md = from.metadata().map_err(io_err("reading", rel))?;
+        if !md.is_file() {
+            return Err(OpError::Missing(rel.clone()));
+        }
+        let sig = twinsync_filter::sig_of(&md);
+        self.put_file(rel, sig.mode, sig.mtime_ns, |out| {
+            io::copy(&mut from, out).map(|_| ())
+        })
+    }
+
+    /// Write a file through a temp file under `.twinsync/tmp` (filled by
+    /// `fill`), give it `mode` and `mtime_ns`, keep what it replaces in the
+    /// trash, rename it into place, and return its new signature.
+    fn put_file(
+        &self,
+        rel: &RelPath,
+        mode: u32,
+        mtime_ns: i64,
+        fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
+    ) -> Result<Sig, OpError> {
         let p = self.resolve(rel)?;
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent).map_err(io_err("creating parents of", rel))?;
@@ -297,10 +335,10 @@ impl Replica {
         let tmp = self.state_dir().join("tmp").join(format!("w{id:x}"));
         let res = (|| -> io::Result<()> {
             let mut out = fs::File::create(&tmp)?;
-            out.write_all(&f.data)?;
-            out.set_permissions(fs::Permissions::from_mode(f.sig.mode))?;
+            fill(&mut out)?;
+            out.set_permissions(fs::Permissions::from_mode(mode))?;
             drop(out);
-            set_mtime_nofollow(&tmp, f.sig.mtime_ns)
+            set_mtime_nofollow(&tmp, mtime_ns)
         })();
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);

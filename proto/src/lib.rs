@@ -210,6 +210,15 @@ pub enum Request {
         /// The files.
         files: Vec<FileData>,
     },
+    /// Copy files from another replica on the same host (when rsync is not
+    /// installed), answered by [`Response::Written`].
+    CopyFrom {
+        /// The other replica's root, as bytes.
+        #[serde(with = "serde_bytes")]
+        src_root: Vec<u8>,
+        /// Paths to copy.
+        paths: Vec<RelPath>,
+    },
     /// Apply a list of helper operations in order; each gets its own result.
     Apply {
         /// The operations.

@@ -126,3 +126,25 @@ fn modes_and_mtimes_arrive() {
     });
     p.eventually_equal();
 }
+
+#[test]
+fn without_rsync_the_helpers_copy_and_nothing_is_lost() {
+    let mut p = Pair::new();
+    p.envs
+        .push(("TWINSYNC_RSYNC".into(), "/nonexistent/rsync".into()));
+    p.left.write("before", b"from the start");
+    p.start(&[]);
+    p.right.eventually_has("before", b"from the start");
+    p.right.write("d/new", b"made on the right");
+    p.left.eventually_has("d/new", b"made on the right");
+    p.left.write("before", b"overwritten");
+    p.right.eventually_has("before", b"overwritten");
+    p.eventually_equal();
+    assert!(
+        p.right
+            .trash_contents()
+            .contains(&b"from the start".to_vec()),
+        "overwritten version not kept"
+    );
+    assert!(p.log_text().contains("rsync is not installed"));
+}
