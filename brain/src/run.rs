@@ -829,6 +829,9 @@ async fn execute(
             // transfer) through the same ssh connection's control socket.
             let (inline, big): (Vec<_>, Vec<_>) = if all_local {
                 (Vec::new(), list)
+            } else if !rsync_opts.available {
+                // No rsync: everything inline (up to the frame limit).
+                (list, Vec::new())
             } else {
                 list.into_iter()
                     .partition(|(_, sig)| sig.size <= INLINE_MAX)

@@ -18,6 +18,9 @@ use twinsync_filter::{lstat_sig, IGNORE_SUFFIX, STATE_DIR};
 
 use twinsync_proto::{FileData, Op, OpResult, RelPath, Sig};
 
+/// Largest file carried inline in one frame (below the protocol's limit).
+const INLINE_LIMIT: u64 = (twinsync_proto::MAX_FRAME as u64) * 3 / 4;
+
 /// Longest file name the kernel accepts.
 const NAME_MAX: usize = 255;
 
@@ -270,6 +273,15 @@ impl Replica {
         let md = f.metadata().map_err(io_err("reading", rel))?;
         if !md.is_file() {
             return Err(OpError::Missing(rel.clone()));
+        }
+        if md.len() > INLINE_LIMIT {
+            return Err(OpError::Io {
+                what: "reading",
+                path: rel.clone(),
+                source: io::Error::other(
+                    "too large to carry in a frame: install rsync on both hosts",
+                ),
+            });
         }
         let mut data = Vec::with_capacity(usize::try_from(md.len()).unwrap_or(0));
         f.read_to_end(&mut data).map_err(io_err("reading", rel))?;
