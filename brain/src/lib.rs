@@ -10,7 +10,6 @@ pub mod config_file;
 pub mod conflict;
 pub mod engine;
 pub mod index;
-mod json;
 pub mod link;
 pub mod progress;
 pub mod remote;

@@ -984,14 +984,15 @@ fn record_conflicts(left_root: &std::path::Path, conflicts: &[crate::engine::Con
         }
     };
     for c in conflicts {
-        let line = format!(
-            "{{\"time\":{},\"path\":{},\"winner\":\"{}\",\"kept_as\":{},\"reason\":\"{}\"}}\n",
-            now(),
-            crate::json::string(&c.path.to_string()),
-            c.winner,
-            crate::json::string(&c.kept_as.to_string()),
-            c.reason
-        );
+        let mut line = serde_json::json!({
+            "time": now(),
+            "path": c.path.to_string(),
+            "winner": c.winner.to_string(),
+            "kept_as": c.kept_as.to_string(),
+            "reason": c.reason,
+        })
+        .to_string();
+        line.push('\n');
         let _ = f.write_all(line.as_bytes());
         warn!(path = %c.path, kept_as = %c.kept_as, winner = %c.winner, "conflict: {}", c.reason);
     }
