@@ -81,8 +81,40 @@ pub struct Trace {
     pub side: Side,
     /// The path.
     pub path: RelPath,
-    /// The decision and its reason, e.g. `dropped: echo of our write`.
-    pub decision: String,
+    /// The decision and its reason, e.g. `dropped: echo of our write`
+    /// (borrowed for the fixed ones: no allocation per event).
+    pub decision: std::borrow::Cow<'static, str>,
+}
+
+impl Trace {
+    /// A decision about `path` on `side`.
+    #[must_use]
+    pub fn new(
+        side: Side,
+        path: &RelPath,
+        decision: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Trace {
+        Trace {
+            side,
+            path: path.clone(),
+            decision: decision.into(),
+        }
+    }
+
+    /// True when the event was dropped as an echo of the brain's own write.
+    #[must_use]
+    pub fn is_echo(&self) -> bool {
+        self.decision.starts_with("dropped: echo")
+    }
+}
+
+impl Batch {
+    /// Record a decision, when tracing (the text is only built then).
+    fn trace(&mut self, on: bool, side: Side, path: &RelPath, decision: impl FnOnce() -> String) {
+        if on {
+            self.traces.push(Trace::new(side, path, decision()));
+        }
+    }
 }
 
 /// A kept conflict: the loser's version was renamed to `kept_as` on its side
@@ -449,20 +481,16 @@ impl Engine {
     /// Take in one event from `side`, returning what was decided.
     pub fn on_event(&mut self, side: Side, ev: Event) -> Trace {
         let p = side.idx();
-        let trace = |path: &RelPath, d: &str| Trace {
-            side,
-            path: path.clone(),
-            decision: d.to_string(),
-        };
+        let trace = |path: &RelPath, d: std::borrow::Cow<'static, str>| Trace::new(side, path, d);
         match ev {
             Event::Changed { path, sig } => {
                 if self.excludes.excluded(&path) {
-                    return trace(&path, "dropped: excluded");
+                    return trace(&path, "dropped: excluded".into());
                 }
                 if sig.kind == Kind::Other {
                     return trace(
                         &path,
-                        "dropped: special file (fifo, socket or device) is not synced",
+                        "dropped: special file (fifo, socket or device) is not synced".into(),
                     );
                 }
                 let view_same = self
@@ -472,34 +500,38 @@ impl Engine {
                     if view_same {
                         // Back to the synced state (e.g. the last step of our own write).
                         self.pending[p].state.remove(&path);
-                        return trace(&path, "dropped: echo (back to the ledger's state)");
+                        return trace(&path, "dropped: echo (back to the ledger's state)".into());
                     }
                     *slot = Some(sig);
-                    return trace(&path, "coalesced with a queued change");
+                    return trace(&path, "coalesced with a queued change".into());
                 }
                 if view_same {
                     return trace(
                         &path,
-                        "dropped: echo (matches the ledger: what we wrote or already synced)",
+                        "dropped: echo (matches the ledger: what we wrote or already synced)"
+                            .into(),
                     );
                 }
                 if let Some(Some(prev)) = self.inflight[p].get(&path) {
                     if prev.same_content(&sig) {
-                        return trace(&path, "dropped: echo (state before our in-flight write)");
+                        return trace(
+                            &path,
+                            "dropped: echo (state before our in-flight write)".into(),
+                        );
                     }
                 }
                 self.pending[p].state.insert(path.clone(), Some(sig));
-                trace(&path, "queued: changed")
+                trace(&path, "queued: changed".into())
             }
             Event::Removed { path } => {
                 if self.excludes.excluded(&path) {
-                    return trace(&path, "dropped: excluded");
+                    return trace(&path, "dropped: excluded".into());
                 }
                 self.cancel_moves_into(p, &path);
                 let known_here = self.view_any_within(p, &path);
                 let queued: Vec<RelPath> = keys_within(&self.pending[p].state, &path);
                 if !known_here && queued.is_empty() {
-                    return trace(&path, "dropped: echo (not in the ledger)");
+                    return trace(&path, "dropped: echo (not in the ledger)".into());
                 }
                 for k in queued {
                     // Still queued as gone when the view has it (the other
@@ -515,13 +547,13 @@ impl Engine {
                 if known_here {
                     self.pending[p].state.insert(path.clone(), None);
                 }
-                trace(&path, "queued: removed")
+                trace(&path, "queued: removed".into())
             }
             Event::Moved { from, to, sig } => {
                 let from_x = self.excludes.excluded(&from);
                 let to_x = self.excludes.excluded(&to);
                 if from_x && to_x {
-                    return trace(&to, "dropped: excluded");
+                    return trace(&to, "dropped: excluded".into());
                 }
                 if to_x {
                     return self.on_event(side, Event::Removed { path: from });
@@ -535,17 +567,17 @@ impl Engine {
                 if to.is_within(&from) || from.is_within(&to) {
                     // Not a rename a file system makes: do not guess.
                     self.pending[p].rescan = true;
-                    return trace(&to, &format!("moved from {from} into itself: rescan"));
+                    return trace(&to, format!("moved from {from} into itself: rescan").into());
                 }
                 let decision = self.on_moved(p, &from, &to, sig);
-                trace(&to, &decision)
+                trace(&to, decision.into())
             }
             Event::RescanNeeded { reason } => {
                 self.pending[p].rescan = true;
-                trace(&RelPath::root(), &format!("rescan needed: {reason}"))
+                trace(&RelPath::root(), format!("rescan needed: {reason}").into())
             }
-            Event::RootGone => trace(&RelPath::root(), "replica root gone"),
-            Event::Error { path, message } => trace(&path, &format!("error: {message}")),
+            Event::RootGone => trace(&RelPath::root(), "replica root gone".into()),
+            Event::Error { path, message } => trace(&path, format!("error: {message}").into()),
         }
     }
 
@@ -747,26 +779,18 @@ impl Engine {
         self.inflight = Default::default();
         if pend[0].rescan || pend[1].rescan {
             b.rescan = true;
-            if self.tracing {
-                b.traces.push(Trace {
-                    side: Side::Left,
-                    path: RelPath::root(),
-                    decision: "rescan both replicas and reconcile".into(),
-                });
-            }
+            b.trace(self.tracing, Side::Left, &RelPath::root(), || {
+                "rescan both replicas and reconcile".to_string()
+            });
             return b;
         }
 
         // 0. Files found equal by content (same bytes, other mtime or mode):
         //    only their attributes move, and no conflict copy is made.
         for (t, path, w) in std::mem::take(&mut self.attr_fixes) {
-            if self.tracing {
-                b.traces.push(Trace {
-                    side: t,
-                    path: path.clone(),
-                    decision: format!("set mtime and mode on {t}: same content on both sides"),
-                });
-            }
+            b.trace(self.tracing, t, &path, || {
+                format!("set mtime and mode on {t}: same content on both sides")
+            });
             b.ops[t.idx()].push(Op::SetAttr {
                 path: path.clone(),
                 mode: Some(w.mode),
@@ -786,13 +810,9 @@ impl Engine {
                     // Reconcile by a full merge, and nothing else in this
                     // batch (the rest of it may depend on the move): undo
                     // the index changes of the moves replayed so far.
-                    if self.tracing {
-                        b.traces.push(Trace {
-                            side: s,
-                            path: to.clone(),
-                            decision: format!("move from {from} {why} on {t}: rescan"),
-                        });
-                    }
+                    b.trace(self.tracing, s, &to, || {
+                        format!("move from {from} {why} on {t}: rescan")
+                    });
                     self.abort();
                     return Batch {
                         rescan: true,
@@ -816,15 +836,9 @@ impl Engine {
                     }
                     self.copy_to(&mut b, t, &a, sig, None, &format!("new on {s}, moved into"));
                 }
-                if self.tracing {
-                    b.traces.push(Trace {
-                        side: t,
-                        path: to.clone(),
-                        decision: format!(
-                            "move {from} -> {to} on {t} (moved on {s}; no data sent)"
-                        ),
-                    });
-                }
+                b.trace(self.tracing, t, &to, || {
+                    format!("move {from} -> {to} on {t} (moved on {s}; no data sent)")
+                });
                 b.ops[t.idx()].push(Op::Move {
                     from: from.clone(),
                     to: to.clone(),
@@ -887,13 +901,9 @@ impl Engine {
                 }
                 (Some(None), Some(None)) => {
                     self.k_remove_within(&path);
-                    if self.tracing {
-                        b.traces.push(Trace {
-                            side: Side::Left,
-                            path: path.clone(),
-                            decision: "nothing to do: removed on both sides".into(),
-                        });
-                    }
+                    b.trace(self.tracing, Side::Left, &path, || {
+                        "nothing to do: removed on both sides".to_string()
+                    });
                 }
                 (Some(Some(a)), Some(None)) => {
                     self.copy_to(
@@ -997,13 +1007,9 @@ impl Engine {
     ) {
         let t_changed_below = range_within(&pend[t.idx()].state, path).any(|(_, v)| v.is_some());
         if !t_changed_below {
-            if self.tracing {
-                b.traces.push(Trace {
-                    side: t,
-                    path: path.clone(),
-                    decision: format!("delete on {t} (to trash): {why}"),
-                });
-            }
+            b.trace(self.tracing, t, path, || {
+                format!("delete on {t} (to trash): {why}")
+            });
             b.ops[t.idx()].push(Op::Trash { path: path.clone() });
             b.deleted[t.idx()] += range_within(&self.known, path).count();
             self.k_remove_within(path);
@@ -1018,13 +1024,9 @@ impl Engine {
                 path: path.clone(),
                 mode: k.mode,
             });
-            if self.tracing {
-                b.traces.push(Trace {
-                    side: s,
-                    path: path.clone(),
-                    decision: format!("keep directory: {t} changed entries inside it"),
-                });
-            }
+            b.trace(self.tracing, s, path, || {
+                format!("keep directory: {t} changed entries inside it")
+            });
         }
         let depth = path.depth();
         let children: Vec<RelPath> = range_within(&self.known, path)
@@ -1060,26 +1062,16 @@ impl Engine {
                 path: path.clone(),
                 mode: sig.mode,
             });
-            if self.tracing {
-                b.traces.push(Trace {
-                    side: t,
-                    path: path.clone(),
-                    decision: format!("mkdir on {t}: {why}"),
-                });
-            }
+            b.trace(self.tracing, t, path, || format!("mkdir on {t}: {why}"));
         } else if attr_only {
             b.ops[t.idx()].push(Op::SetAttr {
                 path: path.clone(),
                 mode: Some(sig.mode),
                 mtime_ns: None,
             });
-            if self.tracing {
-                b.traces.push(Trace {
-                    side: t,
-                    path: path.clone(),
-                    decision: format!("chmod {:o} on {t}: {why}", sig.mode),
-                });
-            }
+            b.trace(self.tracing, t, path, || {
+                format!("chmod {:o} on {t}: {why}", sig.mode)
+            });
         } else {
             if let Some(k) = base.filter(|k| k.kind == Kind::Dir) {
                 // A directory replaced by a file: the directory goes to the trash.
@@ -1093,13 +1085,9 @@ impl Engine {
             if base.is_some() {
                 self.inflight[t.idx()].insert(path.clone(), base);
             }
-            if self.tracing {
-                b.traces.push(Trace {
-                    side: t,
-                    path: path.clone(),
-                    decision: format!("copy {}→{}: {why}", s.letter(), t.letter()),
-                });
-            }
+            b.trace(self.tracing, t, path, || {
+                format!("copy {}→{}: {why}", s.letter(), t.letter())
+            });
         }
         self.k_insert(path.clone(), sig);
     }
@@ -1111,13 +1099,9 @@ impl Engine {
     fn both_changed(&mut self, b: &mut Batch, now: i64, path: &RelPath, l: Sig, r: Sig) -> bool {
         if l.same_content(&r) {
             self.k_insert(path.clone(), l);
-            if self.tracing {
-                b.traces.push(Trace {
-                    side: Side::Left,
-                    path: path.clone(),
-                    decision: "nothing to do: same on both sides".into(),
-                });
-            }
+            b.trace(self.tracing, Side::Left, path, || {
+                "nothing to do: same on both sides".to_string()
+            });
             return false;
         }
         let (winner, reason) = match l.mtime_ns.cmp(&r.mtime_ns) {
@@ -1138,16 +1122,12 @@ impl Engine {
                 mtime_ns: None,
             });
             self.k_insert(path.clone(), w);
-            if self.tracing {
-                b.traces.push(Trace {
-                    side: loser,
-                    path: path.clone(),
-                    decision: format!(
-                        "chmod {:o} on {loser}: directory mode changed on both sides, {reason}",
-                        w.mode
-                    ),
-                });
-            }
+            b.trace(self.tracing, loser, path, || {
+                format!(
+                    "chmod {:o} on {loser}: directory mode changed on both sides, {reason}",
+                    w.mode
+                )
+            });
             return false;
         }
         let kept_as = if self.policy.conflicts_beside {
@@ -1183,15 +1163,9 @@ impl Engine {
             )
             .join(path.as_bytes())
         };
-        if self.tracing {
-            b.traces.push(Trace {
-                side: loser,
-                path: path.clone(),
-                decision: format!(
-                    "conflict {reason}: keep {loser}'s version as {loser}'s {kept_as}"
-                ),
-            });
-        }
+        b.trace(self.tracing, loser, path, || {
+            format!("conflict {reason}: keep {loser}'s version as {loser}'s {kept_as}")
+        });
         self.copy_to(
             b,
             loser,

@@ -231,13 +231,16 @@ impl Link {
             // pipe cannot half-die (its end is seen as EOF), and a local agent
             // stopped by a signal is not gone.
             let dead_after = match transport {
-                Transport::Ssh { .. } => DEAD_AFTER,
-                Transport::Local => std::time::Duration::from_secs(u64::from(u32::MAX)),
+                Transport::Ssh { .. } => Some(DEAD_AFTER),
+                Transport::Local => None,
             };
             tokio::spawn(async move {
                 let why = loop {
-                    let Ok(msg) = tokio::time::timeout(dead_after, read_msg(&mut reader)).await
-                    else {
+                    let msg = match dead_after {
+                        Some(limit) => tokio::time::timeout(limit, read_msg(&mut reader)).await,
+                        None => Ok(read_msg(&mut reader).await),
+                    };
+                    let Ok(msg) = msg else {
                         break format!(
                             "no word from the agent for {} s: the link is dead",
                             DEAD_AFTER.as_secs()

@@ -633,7 +633,7 @@ impl Brain {
                         _ => {}
                     }
                     let t = self.engine.on_event(side, ev);
-                    if t.decision.starts_with("dropped: echo") {
+                    if t.is_echo() {
                         self.counters.echoes += 1;
                     }
                     if self.settings.dry_run {
@@ -795,14 +795,15 @@ async fn execute(
             }
         }
     }
-    let (rl, rr) = tokio::join!(links[0].apply(ops_l.clone()), links[1].apply(ops_r.clone()));
-    for (side, ops, res) in [(Side::Left, &ops_l, rl?), (Side::Right, &ops_r, rr?)] {
-        for (op, r) in ops.iter().zip(res) {
+    let (rl, rr) = tokio::join!(links[0].apply(ops_l), links[1].apply(ops_r));
+    for (side, res) in [(Side::Left, rl?), (Side::Right, rr?)] {
+        for r in res {
             stats.ops[side.idx()] += 1;
+            // The helper's error names the operation and its path.
             if let Err(e) = r {
                 stats.errors += 1;
                 stats.ops_failed = true;
-                warn!(%side, "{op:?} failed: {e}");
+                warn!(%side, "{e}");
             }
         }
     }
