@@ -26,14 +26,15 @@
 //! `start` returns `None` (and panics when `$CI` is set, so CI cannot skip).
 
 use std::fs::{self, File};
-use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The sshd binary; it must be an absolute path, since sshd re-execs itself.
-const SSHD: &str = "/usr/sbin/sshd";
+#[path = "../support/sshd_setup.rs"]
+mod setup;
+use setup::SSHD;
 
 /// The `Host` alias in the client config.
 const HOST: &str = "twinsync-test";
@@ -94,11 +95,13 @@ impl Sshd {
             .tempdir()
             .expect("create sshd temp dir");
         let d = dir.path();
-        keygen(&d.join("host_key"));
-        keygen(&d.join("client_key"));
+        for key in ["host_key", "client_key"] {
+            setup::keygen(&d.join(key), HOST).unwrap_or_else(|e| panic!("{e}"));
+        }
         fs::copy(d.join("client_key.pub"), d.join("authorized_keys"))
             .expect("write authorized_keys");
-        let user = current_user();
+        let user = setup::current_user()
+            .expect("cannot tell the current user: `id -un` failed and $USER is unset");
         let ssh_config = d.join("ssh_config");
 
         // The free port may be taken by someone else before sshd binds it:
@@ -106,8 +109,8 @@ impl Sshd {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let port = free_port();
-            write_configs(d, port, &user);
+            let port = setup::free_port().expect("bind 127.0.0.1:0");
+            setup::write_configs(d, port, &user, HOST).expect("write ssh configs");
             match launch(d, port, &ssh_config) {
                 Ok(child) => {
                     return Some(Sshd {
@@ -276,82 +279,6 @@ fn ssh_command(ssh_config: &Path, cmd: &str) -> Command {
         .arg(cmd)
         .stdin(Stdio::null());
     c
-}
-
-/// Write `dir/sshd_config` and `dir/ssh_config` for `port`.
-fn write_configs(dir: &Path, port: u16, user: &str) {
-    let d = dir.display();
-    let sshd_config = format!(
-        "ListenAddress 127.0.0.1\n\
-         Port {port}\n\
-         HostKey {d}/host_key\n\
-         AuthorizedKeysFile {d}/authorized_keys\n\
-         PidFile {d}/sshd.pid\n\
-         StrictModes no\n\
-         UsePAM no\n\
-         PasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\n\
-         PubkeyAuthentication yes\n\
-         PermitRootLogin yes\n\
-         LogLevel ERROR\n\
-         MaxSessions 50\n\
-         MaxStartups 50\n"
-    );
-    let ssh_config = format!(
-        "Host {HOST}\n\
-         \x20   HostName 127.0.0.1\n\
-         \x20   Port {port}\n\
-         \x20   User {user}\n\
-         \x20   IdentityFile {d}/client_key\n\
-         \x20   IdentitiesOnly yes\n\
-         \x20   StrictHostKeyChecking no\n\
-         \x20   UserKnownHostsFile /dev/null\n\
-         \x20   GlobalKnownHostsFile /dev/null\n\
-         \x20   ConnectTimeout 10\n\
-         \x20   LogLevel ERROR\n\
-         \x20   BatchMode yes\n"
-    );
-    for (name, text) in [("sshd_config", sshd_config), ("ssh_config", ssh_config)] {
-        File::create(dir.join(name))
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .unwrap_or_else(|e| panic!("write {name}: {e}"));
-    }
-}
-
-/// Make an ed25519 key pair without passphrase at `path` and `path.pub`.
-fn keygen(path: &Path) {
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "twinsync-test", "-f"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ssh-keygen");
-    assert!(
-        out.status.success(),
-        "ssh-keygen failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-/// The current user name, from `id -un`, else `$USER`.
-fn current_user() -> String {
-    Command::new("id")
-        .arg("-un")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|u| !u.is_empty())
-        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-        .expect("cannot tell the current user: `id -un` failed and $USER is unset")
 }
 
 /// Whether `prog` is an executable file in some `$PATH` dir.

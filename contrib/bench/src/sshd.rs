@@ -11,7 +11,7 @@
 //! them, e.g. twinsync's remote agents) and then the listener itself.
 
 use std::fs::{self, File};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,7 +22,9 @@ use crate::error::{interrupted, io_ctx, Failure, Res};
 use crate::procs;
 
 /// The sshd binary; absolute, since sshd re-execs itself.
-pub const SSHD: &str = "/usr/sbin/sshd";
+#[path = "../../../tests/support/sshd_setup.rs"]
+mod setup;
+pub use setup::SSHD;
 
 /// The `Host` alias in the client config.
 pub const HOST: &str = "twinsync-bench";
@@ -67,21 +69,23 @@ impl SshServer {
         // it neither needs it nor may create it, so a failure is not fatal.
         let _ = fs::create_dir_all("/run/sshd");
         io_ctx(fs::create_dir_all(dir), dir.display())?;
-        keygen(&dir.join("host_key"))?;
-        keygen(&dir.join("client_key"))?;
+        for key in ["host_key", "client_key"] {
+            setup::keygen(&dir.join(key), HOST).map_err(Failure::Other)?;
+        }
         io_ctx(
             fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")),
             "write authorized_keys",
         )?;
-        let user = current_user()?;
+        let user = setup::current_user()
+            .ok_or_else(|| Failure::Other("cannot tell the current user (id -un, $USER)".into()))?;
         let client_config = dir.join("ssh_config");
         // The free port may be taken by someone else before sshd binds it:
         // then sshd exits at once, and we try another port.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let port = free_port()?;
-            write_configs(dir, port, &user)?;
+            let port = io_ctx(setup::free_port(), "bind 127.0.0.1:0")?;
+            io_ctx(setup::write_configs(dir, port, &user, HOST), dir.display())?;
             match launch(dir, port, &client_config) {
                 Ok(child) => {
                     return Ok(SshServer {
@@ -222,95 +226,6 @@ fn log_text(dir: &Path) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Write `dir/sshd_config` and `dir/ssh_config` for `port`.
-fn write_configs(dir: &Path, port: u16, user: &str) -> Res<()> {
-    let d = dir.display();
-    let sshd_config = format!(
-        "ListenAddress 127.0.0.1\n\
-         Port {port}\n\
-         HostKey {d}/host_key\n\
-         AuthorizedKeysFile {d}/authorized_keys\n\
-         PidFile {d}/sshd.pid\n\
-         StrictModes no\n\
-         UsePAM no\n\
-         PasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\n\
-         PubkeyAuthentication yes\n\
-         PermitRootLogin yes\n\
-         LogLevel ERROR\n\
-         MaxSessions 50\n\
-         MaxStartups 50\n"
-    );
-    let ssh_config = format!(
-        "Host {HOST}\n\
-         \x20   HostName 127.0.0.1\n\
-         \x20   Port {port}\n\
-         \x20   User {user}\n\
-         \x20   IdentityFile {d}/client_key\n\
-         \x20   IdentitiesOnly yes\n\
-         \x20   StrictHostKeyChecking no\n\
-         \x20   UserKnownHostsFile /dev/null\n\
-         \x20   GlobalKnownHostsFile /dev/null\n\
-         \x20   ConnectTimeout 10\n\
-         \x20   LogLevel ERROR\n\
-         \x20   BatchMode yes\n"
-    );
-    for (name, text) in [("sshd_config", sshd_config), ("ssh_config", ssh_config)] {
-        let path = dir.join(name);
-        io_ctx(fs::write(&path, text), path.display())?;
-    }
-    Ok(())
-}
-
-/// An ed25519 key pair without passphrase at `path` and `path.pub`.
-fn keygen(path: &Path) -> Res<()> {
-    let out = io_ctx(
-        Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "twinsync-bench",
-                "-f",
-            ])
-            .arg(path)
-            .stdin(Stdio::null())
-            .output(),
-        "cannot run ssh-keygen",
-    )?;
-    if !out.status.success() {
-        return Err(Failure::Other(format!(
-            "ssh-keygen failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> Res<u16> {
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port());
-    io_ctx(port, "bind 127.0.0.1:0")
-}
-
-/// The current user name, from `id -un`, else `$USER`.
-fn current_user() -> Res<String> {
-    Command::new("id")
-        .arg("-un")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|u| !u.is_empty())
-        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-        .ok_or_else(|| Failure::Other("cannot tell the current user (id -un, $USER)".into()))
 }
 
 /// Every live process descending from `root` (children first found,
