@@ -20,12 +20,7 @@ fn both_sides_changed_before_start_newer_wins_loser_kept() {
     p.left.write("doc.txt", b"left version");
     p.right.write("doc.txt", b"right version");
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);
-    fs::File::options()
-        .write(true)
-        .open(p.left.path("doc.txt"))
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    p.left.set_mtime("doc.txt", old);
     p.start(&[]);
     p.eventually_equal();
     assert_eq!(p.left.read("doc.txt").unwrap(), b"right version");
@@ -101,12 +96,7 @@ fn conflict_losers_can_be_kept_in_the_state_dir_instead_of_beside() {
     p.left.write("doc.txt", b"left version");
     p.right.write("doc.txt", b"right version, newer");
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);
-    fs::File::options()
-        .write(true)
-        .open(p.left.path("doc.txt"))
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    p.left.set_mtime("doc.txt", old);
     p.start(&["--conflict-copies", "state-dir"]);
     p.eventually_equal();
     assert_eq!(p.left.read("doc.txt").unwrap(), b"right version, newer");

@@ -59,6 +59,16 @@ impl Replica {
         fs::symlink_metadata(self.path(rel)).is_ok()
     }
 
+    /// Give `rel` this modification time.
+    pub fn set_mtime(&self, rel: impl AsRef<[u8]>, t: std::time::SystemTime) {
+        fs::File::options()
+            .write(true)
+            .open(self.path(rel))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
     pub fn ino(&self, rel: impl AsRef<[u8]>) -> u64 {
         fs::symlink_metadata(self.path(rel)).unwrap().ino()
     }

@@ -225,12 +225,7 @@ fn same_content_with_different_mtimes_is_no_conflict() {
     p.right.write("diff.txt", b"right bytes!"); // same size, other bytes
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
     for f in ["same.txt", "diff.txt"] {
-        fs::File::options()
-            .write(true)
-            .open(p.left.path(f))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        p.left.set_mtime(f, old);
     }
     let (st, err) = sync_only(&p, &[]);
     assert!(st.success(), "{err}");

@@ -21,6 +21,24 @@ fn ssh_args(sshd: &Sshd) -> Vec<String> {
     ]
 }
 
+/// Run `twinsync [extra] LEFT host:RIGHT` once over `sshd`, with the agent
+/// at `remote_path`; (status, stderr).
+fn run_remote_once(
+    sshd: &Sshd,
+    p: &Pair,
+    remote_path: &str,
+    extra: &[&str],
+) -> (std::process::ExitStatus, String) {
+    let cfg = sshd.ssh_config.display().to_string();
+    let left = p.left.root.display().to_string();
+    let right = p.right_arg.clone().expect("a remote pair");
+    let mut args = vec!["--ssh-config", &cfg, "--remote-path", remote_path];
+    args.extend_from_slice(extra);
+    args.extend([left.as_str(), right.as_str()]);
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    run_once(&refs)
+}
+
 fn start(p: &mut Pair, sshd: &Sshd, extra: &[&str]) {
     let mut args = ssh_args(sshd);
     args.extend(extra.iter().map(ToString::to_string));
@@ -86,12 +104,7 @@ fn sync_only_over_ssh() {
     let p = remote_pair(&sshd);
     p.left.write("x/l", b"l");
     p.right.write("y/r", b"r");
-    let mut args: Vec<std::ffi::OsString> = ssh_args(&sshd).into_iter().map(Into::into).collect();
-    args.push("--sync-only".into());
-    args.push(p.left.root.clone().into());
-    args.push(p.right_arg.clone().unwrap().into());
-    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    let (st, err) = run_once(&refs);
+    let (st, err) = run_remote_once(&sshd, &p, bin(), &["--sync-only"]);
     assert!(st.success(), "{err}");
     assert_eq!(p.left.tree(), p.right.tree());
 }
@@ -100,16 +113,7 @@ fn sync_only_over_ssh() {
 fn a_missing_remote_agent_is_a_clear_error() {
     let Some(sshd) = Sshd::start() else { return };
     let p = remote_pair(&sshd);
-    let args: Vec<String> = vec![
-        "--ssh-config".into(),
-        sshd.ssh_config.display().to_string(),
-        "--remote-path".into(),
-        "/nonexistent/twinsync".into(),
-        p.left.root.display().to_string(),
-        p.right_arg.clone().unwrap(),
-    ];
-    let refs: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-    let (st, err) = run_once(&refs);
+    let (st, err) = run_remote_once(&sshd, &p, "/nonexistent/twinsync", &[]);
     assert_eq!(st.code(), Some(1));
     assert!(
         err.contains("Is twinsync installed there") && err.contains("--remote-path"),
@@ -136,21 +140,8 @@ fn an_agent_of_another_protocol_version_is_refused_with_advice() {
         format!("#!/bin/sh\ncat '{}'\nsleep 2\n", frame.display()),
     )
     .unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut fs::metadata(&fake).unwrap().permissions(),
-        0o755,
-    );
     fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let args: Vec<String> = vec![
-        "--ssh-config".into(),
-        sshd.ssh_config.display().to_string(),
-        "--remote-path".into(),
-        fake.display().to_string(),
-        p.left.root.display().to_string(),
-        p.right_arg.clone().unwrap(),
-    ];
-    let refs: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-    let (st, err) = run_once(&refs);
+    let (st, err) = run_remote_once(&sshd, &p, &fake.display().to_string(), &[]);
     assert_eq!(st.code(), Some(1));
     assert!(
         err.contains("protocol 999") && err.contains("same version"),
