@@ -70,7 +70,7 @@ impl Sshd {
     pub fn start() -> Option<Sshd> {
         let missing = if !Path::new(SSHD).exists() {
             Some("sshd missing: .ci/run must apt-get install openssh-server")
-        } else if !on_path("ssh") || !on_path("ssh-keygen") {
+        } else if !twinsync::rsync::on_path("ssh") || !twinsync::rsync::on_path("ssh-keygen") {
             Some("ssh or ssh-keygen missing: .ci/run must apt-get install openssh-client")
         } else {
             None
@@ -279,17 +279,6 @@ fn ssh_command(ssh_config: &Path, cmd: &str) -> Command {
         .arg(cmd)
         .stdin(Stdio::null());
     c
-}
-
-/// Whether `prog` is an executable file in some `$PATH` dir.
-fn on_path(prog: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|d| {
-            fs::metadata(d.join(prog))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
 }
 
 /// SIGTERM has been sent: reap `child`, SIGKILLing it if it lingers.
