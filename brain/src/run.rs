@@ -111,7 +111,6 @@ fn banned_running(programs: &[String]) -> Option<String> {
 struct Brain {
     status: status::Shared,
     transports: [Transport; 2],
-    ends: [End; 2],
     options: AgentOptions,
     notices_tx: mpsc::UnboundedSender<Notice>,
     settings: Settings,
@@ -213,10 +212,6 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         &roots[1].to_string_lossy(),
         [links[0].root_dev, links[1].root_dev],
     );
-    let ends = [
-        End::Local(roots[0].clone()),
-        end_of(&transports[1], &roots[1], &settings),
-    ];
     let _status_server = match status::serve(Arc::clone(&status)) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -233,7 +228,6 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     let mut brain = Brain {
         status,
         transports,
-        ends,
         options,
         notices_tx: ntx,
         index,
@@ -402,6 +396,17 @@ impl Brain {
         }
     }
 
+    /// Both replicas as rsync endpoints (from their transports).
+    fn ends(&self) -> [End; 2] {
+        [Side::Left, Side::Right].map(|s| {
+            end_of(
+                &self.transports[s.idx()],
+                &self.roots[s.idx()],
+                &self.settings,
+            )
+        })
+    }
+
     fn set_state(&self, state: &str) {
         let mut st = self.status.lock().expect("status");
         st.state = state.into();
@@ -507,7 +512,7 @@ impl Brain {
                 if !batch.is_empty() {
                     let exec = execute(
                         self.links.clone(),
-                        self.ends.clone(),
+                        self.ends(),
                         self.roots.clone(),
                         self.rsync.clone(),
                         batch,
@@ -717,8 +722,6 @@ impl Brain {
             };
             match attempt.await {
                 Ok((transport, link)) => {
-                    self.ends[side.idx()] =
-                        end_of(&transport, &self.roots[side.idx()], &self.settings);
                     self.transports[side.idx()] = transport;
                     self.links[side.idx()] = Arc::new(link);
                     self.down = false;
