@@ -37,6 +37,10 @@ pub enum Failure {
     Timeout(String),
     /// The bench itself got SIGINT/SIGTERM.
     Interrupted,
+    /// A bounded wait ran out with the destination stuck in a wrong state
+    /// that no longer changed (a renamed directory's old name left behind):
+    /// `cell` is the table's short form, `detail` says what was left.
+    Stuck { cell: &'static str, detail: String },
     /// Anything else (I/O error, a tool that would not start or died).
     Other(String),
 }
@@ -47,6 +51,7 @@ impl Failure {
         match self {
             Failure::Timeout(_) => "timeout",
             Failure::Interrupted => "interrupted",
+            Failure::Stuck { cell, .. } => cell,
             Failure::Other(_) => "error",
         }
     }
@@ -57,6 +62,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::Timeout(what) => write!(f, "timeout: {what}"),
             Failure::Interrupted => f.write_str("interrupted"),
+            Failure::Stuck { cell, detail } => write!(f, "{cell}: {detail}"),
             Failure::Other(what) => f.write_str(what),
         }
     }

@@ -1,10 +1,13 @@
-//! `twinsync-bench`: twinsync against lsyncd (`-rsync`, delay 0), side by
-//! side, locally and over ssh (against lsyncd `-rsyncssh`, delay 0).
+//! `twinsync-bench`: twinsync against lsyncd (`-rsync`, delay 0) and clsync
+//! (`rsyncdirect`, every delay 0), side by side, locally, and over ssh
+//! against lsyncd `-rsyncssh`, delay 0 (clsync is measured locally only;
+//! its command line and why: `Tool::clsync_command` in `procs.rs`).
 //!
 //! ```text
 //! cargo build --release
 //! cargo run --release -p twinsync-bench -- [--quick] [--json PATH] [--keep]
-//!     [--only latency|burst|rename|ssh-latency|ssh-burst|ssh-rename|merge|watch1m]
+//!     [--only latency|burst|rename|rename100k|ssh-latency|ssh-burst|
+//!             ssh-rename|ssh-rename100k|merge|watch1m]
 //! ```
 //!
 //! Scenarios, each run on a fresh pair of directories under
@@ -12,28 +15,39 @@
 //!
 //! * **latency** — write a 16-byte file under a new name, poll the other side
 //!   every 200 µs until it is there with that content; p50/p90 over 60
-//!   samples (20 with `--quick`). twinsync both ways, lsyncd left → right.
+//!   samples (20 with `--quick`). twinsync both ways, the peers left → right.
 //! * **burst** — 5000 small files in 50 directories, written as fast as
 //!   possible; time until all are on the right with the right sizes.
 //! * **rename** — 100 × 1 MiB files in `big/`; once copied, `rename(big,
 //!   big2)` and time until the right has `big2/` complete and no `big/`;
 //!   reports whether the right side's inodes survived (no data copied).
+//!   If `big2/` is complete but `big/` is still there 10 s later, the cell
+//!   says "never (old dir left)" (clsync); plain "timeout" after 60 s.
+//! * **rename100k** — a tree of 100,000 files of 1–200 bytes (100 in each of
+//!   1000 directories; 20,000 with `--quick`, which its rows say) in
+//!   `tree/`, made before the tool starts and copied by its first sync (not
+//!   timed, up to 180 s); then `rename(tree, tree2)` and time until the
+//!   right has `tree2/` with every file at its size (500 spread over it also
+//!   by content) and no `tree/`; inodes checked on those 500. "never (old
+//!   dir left)" and "timeout" as for rename. The resources of this run get
+//!   a row of their own, not mixed into the others.
 //! * **resources** — after each run: peak RSS (`VmHWM`) of the main process
 //!   (and twinsync's two `agent` children) and CPU use over 2 s idle; the
-//!   table shows the worst run.
+//!   table shows the worst run (but rename100k's, shown apart).
 //!
-//! * **ssh-latency**, **ssh-burst**, **ssh-rename** — the same three with
-//!   the right side behind a private OpenSSH server that the bench starts on
-//!   a free port of 127.0.0.1 (fresh host and client keys, own
+//! * **ssh-latency**, **ssh-burst**, **ssh-rename**, **ssh-rename100k** —
+//!   the same four with the right side behind a private OpenSSH server that
+//!   the bench starts on a free port of 127.0.0.1 (fresh host and client
+//!   keys, own
 //!   `sshd_config` and client `ssh_config` in the temp root; see
 //!   `sshd.rs`), on the same machine: twinsync runs as `twinsync
 //!   --ssh-config CFG --remote-path <this twinsync> L twinsync-bench:/abs/R`
 //!   (brain and left agent local, right agent under sshd), lsyncd as
 //!   `default.rsyncssh` using the same config for rsync and its `ssh mv`.
 //!   ssh-burst also shows each tool's ssh burst time over its local one
-//!   when both ran (twinsync's target: ≤ 2×); ssh-rename also shows about
-//!   how many KiB crossed the loopback interface for the rename (noisy).
-//!   No resource figures over ssh. Part of the default run when
+//!   when both ran (twinsync's target: ≤ 2×); ssh-rename and
+//!   ssh-rename100k also show about how many KiB crossed the loopback
+//!   interface for the rename (noisy). No resource figures over ssh. Part of the default run when
 //!   `/usr/sbin/sshd` exists; otherwise skipped with a message.
 //!
 //! * **merge** — a fresh tree of 100,000 files of 1–200 bytes (100 in each
@@ -56,17 +70,21 @@
 //! After every live-tool scenario the two trees are compared (ignoring
 //! `.twinsync/`), entries and sizes, then file contents; differences left
 //! after 5 s are printed as notes under the table, and so are the
-//! WARN/ERROR lines of the tool's log (lsyncd: `Error:` lines).
+//! WARN/ERROR lines of the tool's log (lsyncd: `Error:` lines; clsync:
+//! `Error`/`Warning` lines).
 //!
 //! `--keep` leaves `/tmp/twinsync-bench-<pid>/` in place at the end and
-//! runs twinsync with `-d 1` instead of `-d 0`, so that every run's log
-//! (`<tool>-<scenario>/<tool>.log`) and the sshd files can be read.
+//! runs twinsync with `-d 1` instead of `-d 0` (clsync with `-d1`), so that
+//! every run's log (`<tool>-<scenario>/<tool>.log`) and the sshd files can
+//! be read.
 //!
 //! twinsync is `$TWINSYNC_BIN` or the workspace's `target/release/twinsync`;
-//! lsyncd is looked up in `$PATH`. Every wait is bounded (20 s to get ready,
-//! 10 s per latency sample, 60 s otherwise) and a timeout shows as "timeout" in its cell. All
-//! started processes are stopped and the temp root removed at the end, also
-//! on errors and on Ctrl-C.
+//! lsyncd and clsync are looked up in `$PATH` (a missing one gets "-" and a
+//! note in its column). Every wait is bounded (20 s to get ready, 180 s
+//! with the rename100k tree, 10 s per latency sample, 60 s otherwise) and a
+//! timeout shows as "timeout" in its cell. All started processes are
+//! stopped and the temp root removed at the end, also on errors and on
+//! Ctrl-C.
 
 mod error;
 mod fsops;
@@ -79,7 +97,7 @@ mod watch1m;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use error::{Failure, Res};
 use fsops::TempRoot;
@@ -88,7 +106,8 @@ use report::{Body, BulkJson, Labels, Section, SshJson, ToolReport};
 use sshd::SshServer;
 
 const USAGE: &str = "usage: twinsync-bench [--quick] [--json PATH] [--keep] \
-                     [--only latency|burst|rename|ssh-latency|ssh-burst|ssh-rename|merge|watch1m]";
+                     [--only latency|burst|rename|rename100k|ssh-latency|ssh-burst|ssh-rename|\
+                     ssh-rename100k|merge|watch1m]";
 
 /// Default location of the twinsync binary: the workspace's release build,
 /// `$CARGO_MANIFEST_DIR/../../target/release/twinsync`.
@@ -108,21 +127,25 @@ enum Scenario {
     Latency,
     Burst,
     Rename,
+    Rename100k,
     SshLatency,
     SshBurst,
     SshRename,
+    SshRename100k,
     Merge,
     Watch1m,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 8] = [
+    const ALL: [Scenario; 10] = [
         Scenario::Latency,
         Scenario::Burst,
         Scenario::Rename,
+        Scenario::Rename100k,
         Scenario::SshLatency,
         Scenario::SshBurst,
         Scenario::SshRename,
+        Scenario::SshRename100k,
         Scenario::Merge,
         Scenario::Watch1m,
     ];
@@ -140,9 +163,11 @@ impl Scenario {
             Scenario::Latency => "latency",
             Scenario::Burst => "burst",
             Scenario::Rename => "rename",
+            Scenario::Rename100k => "rename100k",
             Scenario::SshLatency => "ssh-latency",
             Scenario::SshBurst => "ssh-burst",
             Scenario::SshRename => "ssh-rename",
+            Scenario::SshRename100k => "ssh-rename100k",
             Scenario::Merge => "merge",
             Scenario::Watch1m => "watch1m",
         }
@@ -157,7 +182,10 @@ impl Scenario {
     fn ssh(self) -> bool {
         matches!(
             self,
-            Scenario::SshLatency | Scenario::SshBurst | Scenario::SshRename
+            Scenario::SshLatency
+                | Scenario::SshBurst
+                | Scenario::SshRename
+                | Scenario::SshRename100k
         )
     }
 
@@ -167,6 +195,7 @@ impl Scenario {
             Scenario::SshLatency => Scenario::Latency,
             Scenario::SshBurst => Scenario::Burst,
             Scenario::SshRename => Scenario::Rename,
+            Scenario::SshRename100k => Scenario::Rename100k,
             local => local,
         }
     }
@@ -201,6 +230,8 @@ struct Params {
     burst_files: usize,
     burst_dirs: usize,
     rename_files: usize,
+    /// The rename100k scenario's tree.
+    tree: fsops::TreeSpec,
 }
 
 impl Params {
@@ -210,6 +241,7 @@ impl Params {
             burst_files: 5000,
             burst_dirs: 50,
             rename_files: 100,
+            tree: scenarios::tree_spec(quick),
         }
     }
 }
@@ -273,12 +305,22 @@ fn record<T>(slot: &mut Option<Res<T>>, r: Res<T>, running: &mut Running) -> Res
     Ok(())
 }
 
-/// Run the measurement of `sc` on a live, ready tool.
+/// A rename that never showed because the tool died says so.
+fn explain_rename(r: Res<scenarios::Rename>, running: &mut Running) -> Res<scenarios::Rename> {
+    r.map(|mut x| {
+        x.renamed = x.renamed.map_err(|f| running.explain(f));
+        x
+    })
+}
+
+/// Run the measurement of `sc` on a live, ready tool, started at
+/// `started`.
 fn measure(
     sc: Scenario,
     tool: &Tool,
     pair: &fsops::Pair,
     p: &Params,
+    started: Instant,
     running: &mut Running,
     rep: &mut ToolReport,
 ) -> Res<()> {
@@ -298,9 +340,16 @@ fn measure(
         }
         Scenario::Rename => {
             let r = scenarios::rename(pair, p.rename_files, sc.ssh());
-            record(&mut rep.rename, r, running)?;
+            record(&mut rep.rename, explain_rename(r, running), running)?;
         }
-        Scenario::SshLatency | Scenario::SshBurst | Scenario::SshRename => {
+        Scenario::Rename100k => {
+            let r = scenarios::rename_tree(pair, &p.tree, started, sc.ssh());
+            record(&mut rep.rename100k, explain_rename(r, running), running)?;
+        }
+        Scenario::SshLatency
+        | Scenario::SshBurst
+        | Scenario::SshRename
+        | Scenario::SshRename100k => {
             unreachable!("base() is a local scenario")
         }
         Scenario::Merge | Scenario::Watch1m => unreachable!("not a live-tool scenario"),
@@ -319,9 +368,14 @@ fn live_run(
     rep: &mut ToolReport,
 ) -> Res<()> {
     let pair = root.pair(&format!("{}-{}", tool.slug(), sc.slug()))?;
+    if sc.base() == Scenario::Rename100k {
+        // In place before the tool starts: its first sync copies it.
+        scenarios::prepare_tree(&pair, &p.tree)?;
+    }
+    let started = Instant::now();
     let mut running = tool.start(&pair)?;
     let log = running.log_path().to_path_buf();
-    let r = measure_live(tool, sc, &pair, p, &mut running, rep);
+    let r = measure_live(tool, sc, &pair, p, started, &mut running, rep);
     drop(running);
     let (lines, total) = scenarios::log_trouble(&log, 5);
     if total > 0 {
@@ -341,11 +395,14 @@ fn measure_live(
     sc: Scenario,
     pair: &fsops::Pair,
     p: &Params,
+    started: Instant,
     running: &mut Running,
     rep: &mut ToolReport,
 ) -> Res<()> {
-    scenarios::wait_ready(pair, tool.two_way()).map_err(|f| running.explain(f))?;
-    measure(sc, tool, pair, p, running, rep)?;
+    // With the big tree to copy first, becoming live takes longer.
+    let ready_limit = (sc.base() == Scenario::Rename100k).then_some(scenarios::TREE_READY_LIMIT);
+    scenarios::wait_ready(pair, tool.two_way(), ready_limit).map_err(|f| running.explain(f))?;
+    measure(sc, tool, pair, p, started, running, rep)?;
     if let Some(f) = running.exited() {
         rep.notes.push(format!("after {}: {f}", sc.slug()));
         return Ok(());
@@ -389,7 +446,13 @@ fn run_scenario(
                 Scenario::Rename => {
                     rep.rename.get_or_insert(Err(f));
                 }
-                Scenario::SshLatency | Scenario::SshBurst | Scenario::SshRename => {
+                Scenario::Rename100k => {
+                    rep.rename100k.get_or_insert(Err(f));
+                }
+                Scenario::SshLatency
+                | Scenario::SshBurst
+                | Scenario::SshRename
+                | Scenario::SshRename100k => {
                     unreachable!("base() is a local scenario")
                 }
                 Scenario::Merge | Scenario::Watch1m => {
@@ -460,12 +523,13 @@ impl SshState {
     }
 }
 
-/// The local tools, reaching the right side through `server`.
+/// The local tools, reaching the right side through `server` (`None` for
+/// those measured locally only).
 fn over_ssh(local: &[Option<Tool>], server: &SshServer) -> Vec<Option<Tool>> {
     local
         .iter()
         .map(|t| {
-            t.clone().map(|t| Tool {
+            t.clone().filter(Tool::over_ssh).map(|t| Tool {
                 remote: Some(Remote {
                     client_config: server.client_config.clone(),
                     host: sshd::HOST,
@@ -590,8 +654,19 @@ fn main() -> ExitCode {
             remote: None,
             log_level,
         }),
+        procs::find_in_path("clsync").map(|program| Tool {
+            kind: Kind::Clsync,
+            program,
+            remote: None,
+            log_level,
+        }),
     ];
-    let mut reports = [ToolReport::new("twinsync"), ToolReport::new("lsyncd")];
+    let mut reports = [
+        ToolReport::new("twinsync"),
+        ToolReport::new("lsyncd"),
+        ToolReport::new("clsync"),
+    ];
+    // clsync runs locally only: no ssh column for it (over_ssh skips it).
     let mut ssh_reports = [
         ToolReport::new_ssh("twinsync"),
         ToolReport::new_ssh("lsyncd"),
@@ -600,6 +675,9 @@ fn main() -> ExitCode {
         for r in [&mut reports[1], &mut ssh_reports[1]] {
             r.missing = Some("not installed (apt-get install lsyncd)".into());
         }
+    }
+    if tools[2].is_none() {
+        reports[2].missing = Some("not installed (apt-get install clsync)".into());
     }
 
     let local = Side {
@@ -624,6 +702,8 @@ fn main() -> ExitCode {
     let labels = Labels {
         burst_files: p.burst_files,
         rename_mib: p.rename_files as u64,
+        tree_files: p.tree.files(),
+        quick: opts.quick,
     };
     let selected = opts.selected();
     let mut sections = Vec::new();
@@ -633,7 +713,7 @@ fn main() -> ExitCode {
             unavailable: None,
             body: Body::Tools {
                 ours: &reports[0],
-                peer: &reports[1],
+                peers: vec![&reports[1], &reports[2]],
                 ssh: false,
             },
         });
@@ -645,7 +725,7 @@ fn main() -> ExitCode {
             unavailable: ssh_unavailable.clone(),
             body: Body::Tools {
                 ours: &ssh_reports[0],
-                peer: &ssh_reports[1],
+                peers: vec![&ssh_reports[1]],
                 ssh: true,
             },
         });
@@ -686,7 +766,7 @@ fn main() -> ExitCode {
         let json = report::json(
             opts.quick,
             &twinsync.to_string_lossy(),
-            &[&reports[0], &reports[1]],
+            &[&reports[0], &reports[1], &reports[2]],
             ssh_json,
             BulkJson {
                 merge: bulk.merge.as_ref(),

@@ -20,6 +20,7 @@ use crate::fsops::Pair;
 pub enum Kind {
     Twinsync,
     Lsyncd,
+    Clsync,
 }
 
 /// A program under test and where its executable is.
@@ -47,6 +48,7 @@ impl Tool {
         match self.kind {
             Kind::Twinsync => "twinsync",
             Kind::Lsyncd => "lsyncd",
+            Kind::Clsync => "clsync",
         }
     }
 
@@ -55,13 +57,20 @@ impl Tool {
         self.kind == Kind::Twinsync
     }
 
-    /// Start the tool live on `pair` (left → right for lsyncd), the right
-    /// side over ssh if [`Tool::remote`] is set. Output goes to
+    /// Whether the tool can reach the right side over ssh in the bench
+    /// (clsync is measured locally only).
+    pub fn over_ssh(&self) -> bool {
+        self.kind != Kind::Clsync
+    }
+
+    /// Start the tool live on `pair` (left → right for lsyncd and clsync),
+    /// the right side over ssh if [`Tool::remote`] is set. Output goes to
     /// `pair.dir/<slug>.log`.
     pub fn start(&self, pair: &Pair) -> Res<Running> {
         let mut cmd = match self.kind {
             Kind::Twinsync => self.twinsync_command(pair),
             Kind::Lsyncd => self.lsyncd_command(pair)?,
+            Kind::Clsync => self.clsync_command(pair)?,
         };
         let log = pair.dir.join(format!("{}.log", self.slug()));
         let out = io_ctx(File::create(&log), log.display())?;
@@ -147,6 +156,66 @@ impl Tool {
         io_ctx(fs::write(&config, text), config.display())?;
         let mut cmd = Command::new(&self.program);
         cmd.arg(&config);
+        Ok(cmd)
+    }
+}
+
+impl Tool {
+    /// clsync 0.4.5 in `rsyncdirect` mode, left → right, every delay off:
+    ///
+    /// ```text
+    /// clsync -H /NULL/ -l twinsync-bench -M rsyncdirect -S /usr/bin/rsync
+    ///     -W L -D R -L <pair>/clsync-lists -t0 -T0 -w0 -x23 -x24
+    ///     -u <uid> -g <gid> [-d1]
+    /// ```
+    ///
+    /// * `-M rsyncdirect -S rsync`: clsync runs rsync itself (its default
+    ///   arguments: `-aH --delete --exclude-from X --include-from I
+    ///   --exclude='*' L/ R/`), no handler script in between;
+    /// * `-t0 -T0 -w0`: no delay to collect events (ordinary and big files)
+    ///   and none between syncs (defaults 30 s, 1800 s, 30 s);
+    /// * `-L`: where it writes the include/exclude lists; it must be mode
+    ///   0700 (else "Insecure: Others have access"), outside the watched tree;
+    /// * `-x23 -x24`: rsync's "partial transfer" and "vanished files" exits
+    ///   are not errors (as the manual recommends; with the default
+    ///   `--retries 1` clsync would otherwise exit on the first one);
+    /// * `-u/-g` our own ids: started as root, it otherwise drops to
+    ///   `nobody`, which cannot write the lists or the right side;
+    /// * `-H /NULL/`: read no config file; `-l`: the label it passes to
+    ///   handlers. It stays in the foreground (no `-b`) and logs to stderr.
+    fn clsync_command(&self, pair: &Pair) -> Res<Command> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let lists = pair.dir.join("clsync-lists");
+        io_ctx(
+            fs::DirBuilder::new().mode(0o700).create(&lists),
+            lists.display(),
+        )?;
+        let rsync = find_in_path("rsync").unwrap_or_else(|| PathBuf::from("/usr/bin/rsync"));
+        // SAFETY: getuid/getgid cannot fail and have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let mut cmd = Command::new(&self.program);
+        cmd.args([
+            "-H",
+            "/NULL/",
+            "-l",
+            "twinsync-bench",
+            "-M",
+            "rsyncdirect",
+            "-S",
+        ])
+        .arg(rsync)
+        .arg("-W")
+        .arg(&pair.left)
+        .arg("-D")
+        .arg(&pair.right)
+        .arg("-L")
+        .arg(&lists)
+        .args(["-t0", "-T0", "-w0", "-x23", "-x24"])
+        .arg(format!("-u{uid}"))
+        .arg(format!("-g{gid}"));
+        if self.log_level > 0 {
+            cmd.arg("-d1");
+        }
         Ok(cmd)
     }
 }

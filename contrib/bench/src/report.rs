@@ -8,7 +8,7 @@ use crate::error::{Failure, Res};
 use crate::fsops::TreeCheck;
 use crate::merge::{MergeBench, TwinsyncMerge};
 use crate::procs::Timed;
-use crate::scenarios::{Burst, Latency, Rename, Resources};
+use crate::scenarios::{self, Burst, Latency, Rename, Resources};
 use crate::watch1m::{Mem, Watch1m};
 
 /// Everything measured for one tool. `None` = not run / not applicable.
@@ -26,6 +26,8 @@ pub struct ToolReport {
     pub latency_rl: Option<Res<Latency>>,
     pub burst: Option<Res<Burst>>,
     pub rename: Option<Res<Rename>>,
+    /// The rename100k scenario: renaming a directory of many small files.
+    pub rename100k: Option<Res<Rename>>,
     /// Resources measured at the end of each scenario's run.
     pub resources: Vec<(&'static str, Res<Resources>)>,
     /// Trees that did not match after a scenario, tools that died, etc.
@@ -59,30 +61,54 @@ impl ToolReport {
     }
 
     /// The worst of the per-scenario resource figures: highest peak RSS
-    /// (the run with the largest total) and highest idle CPU.
+    /// (the run with the largest total) and highest idle CPU. Not counting
+    /// the rename100k run, whose big tree gets a row of its own.
     pub fn worst_resources(&self) -> Option<Res<Resources>> {
-        let ok: Vec<&Resources> = self
-            .resources
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok())
-            .collect();
+        let small = || self.resources.iter().filter(|(sc, _)| *sc != TREE_SCENARIO);
+        let ok: Vec<&Resources> = small().filter_map(|(_, r)| r.as_ref().ok()).collect();
         let Some(biggest) = ok
             .iter()
             .max_by(|a, b| a.total_mib().total_cmp(&b.total_mib()))
         else {
-            return self.resources.first().map(|(_, r)| r.clone());
+            return small().next().map(|(_, r)| r.clone());
         };
         Some(Ok(Resources {
             idle_cpu_pct: ok.iter().map(|r| r.idle_cpu_pct).fold(0.0, f64::max),
             ..(*biggest).clone()
         }))
     }
+
+    /// The resources at the end of the rename100k run, with the big tree
+    /// on both sides.
+    fn tree_resources(&self) -> Option<Res<Resources>> {
+        self.resources
+            .iter()
+            .find(|(sc, _)| *sc == TREE_SCENARIO)
+            .map(|(_, r)| r.clone())
+    }
 }
+
+/// The slug of the scenario whose resources are shown apart.
+const TREE_SCENARIO: &str = "rename100k";
 
 /// The parameters shown in row labels.
 pub struct Labels {
     pub burst_files: usize,
     pub rename_mib: u64,
+    /// Files in the rename100k tree.
+    pub tree_files: usize,
+    /// `--quick`: the tree is smaller than 100k, which its labels say.
+    pub quick: bool,
+}
+
+impl Labels {
+    /// A rename100k row's label: `before`, the tree's size, `after`, and
+    /// "(--quick)" when that made the tree smaller, e.g. "rename 100k-file
+    /// dir ms", "rename 20k-file dir ms (--quick)".
+    fn tree(&self, before: &str, after: &str) -> String {
+        let quick = if self.quick { " (--quick)" } else { "" };
+        format!("{before}{}k-file {after}{quick}", self.tree_files / 1000)
+    }
 }
 
 /// One table cell: its text, and the number used for the ratio column.
@@ -125,12 +151,27 @@ fn latency_cell(l: &Latency) -> Cell {
 }
 
 fn rename_cell(r: &Rename) -> Cell {
-    let how = if r.inodes_kept == r.files {
+    let r = match &r.renamed {
+        Ok(r) => r,
+        Err(f @ Failure::Timeout(_)) => {
+            return Cell {
+                text: format!("{} (> {} s)", f.short(), scenarios::WAIT_LIMIT.as_secs()),
+                value: None,
+            }
+        }
+        Err(f) => {
+            return Cell {
+                text: f.short().into(),
+                value: None,
+            }
+        }
+    };
+    let how = if r.inodes_kept == r.inodes_checked {
         "inodes kept".to_string()
     } else if r.inodes_kept == 0 {
         "re-copied".to_string()
     } else {
-        format!("{}/{} inodes kept", r.inodes_kept, r.files)
+        format!("{}/{} inodes kept", r.inodes_kept, r.inodes_checked)
     };
     let ms = r.secs * 1e3;
     Cell::num(format!("{ms:.1} ({how})"), ms)
@@ -138,6 +179,18 @@ fn rename_cell(r: &Rename) -> Cell {
 
 /// The rows: label and a cell builder applied to each tool.
 type RowFn = fn(&ToolReport) -> Cell;
+
+/// KiB sent over the loopback, roughly.
+fn net_cell(r: &Rename) -> Cell {
+    let Ok(r) = &r.renamed else {
+        return Cell::dash();
+    };
+    match r.net_kib {
+        None => Cell::dash(),
+        Some(k) if k < 10.0 => Cell::num(format!("≈ {k:.1} KiB"), k),
+        Some(k) => Cell::num(format!("≈ {k:.0} KiB"), k),
+    }
+}
 
 /// The rows of the ssh section.
 fn ssh_rows(labels: &Labels) -> Vec<(String, RowFn)> {
@@ -173,11 +226,13 @@ fn ssh_rows(labels: &Labels) -> Vec<(String, RowFn)> {
             |t| cell(&t.rename, rename_cell),
         ),
         ("rename: sent over lo (ssh)".into(), |t| {
-            cell(&t.rename, |r| match r.net_kib {
-                None => Cell::dash(),
-                Some(k) if k < 10.0 => Cell::num(format!("≈ {k:.1} KiB"), k),
-                Some(k) => Cell::num(format!("≈ {k:.0} KiB"), k),
-            })
+            cell(&t.rename, net_cell)
+        }),
+        (labels.tree("rename ", "dir ms (ssh)"), |t| {
+            cell(&t.rename100k, rename_cell)
+        }),
+        (labels.tree("rename ", "dir: sent over lo (ssh)"), |t| {
+            cell(&t.rename100k, net_cell)
         }),
     ]
 }
@@ -201,7 +256,10 @@ fn rows(labels: &Labels) -> Vec<(String, RowFn)> {
         (format!("rename {}MiB dir ms", labels.rename_mib), |t| {
             cell(&t.rename, rename_cell)
         }),
-        ("brain|lsyncd peak RSS MiB".into(), |t| {
+        (labels.tree("rename ", "dir ms"), |t| {
+            cell(&t.rename100k, rename_cell)
+        }),
+        ("brain|peer peak RSS MiB".into(), |t| {
             cell(&t.worst_resources(), |r| {
                 Cell::num(format!("{:.1}", r.main_mib), r.main_mib)
             })
@@ -228,6 +286,11 @@ fn rows(labels: &Labels) -> Vec<(String, RowFn)> {
                 Cell::num(format!("{:.1}", r.idle_cpu_pct), r.idle_cpu_pct)
             })
         }),
+        (labels.tree("total peak RSS MiB, ", "tree"), |t| {
+            cell(&t.tree_resources(), |r| {
+                Cell::num(format!("{:.1}", r.total_mib()), r.total_mib())
+            })
+        }),
     ]
 }
 
@@ -236,6 +299,7 @@ fn header(t: &ToolReport) -> &'static str {
     match (t.slug, t.ssh) {
         ("lsyncd", false) => "lsyncd(-rsync,delay 0)",
         ("lsyncd", true) => "lsyncd(-rsyncssh,delay 0)",
+        ("clsync", _) => "clsync(rsyncdirect,-t0 -T0 -w0)",
         (other, _) => other,
     }
 }
@@ -257,10 +321,11 @@ pub struct Section<'a> {
 
 /// What a [`Section`] shows.
 pub enum Body<'a> {
-    /// The two live tools side by side.
+    /// The live tools side by side: twinsync, then its peers, then
+    /// twinsync's figure over each peer's.
     Tools {
         ours: &'a ToolReport,
-        peer: &'a ToolReport,
+        peers: Vec<&'a ToolReport>,
         ssh: bool,
     },
     /// The merge scenario: twinsync, rsync -a and unison.
@@ -289,8 +354,8 @@ pub fn table(sections: &[Section], labels: &Labels) -> String {
             continue;
         }
         match &sec.body {
-            Body::Tools { ours, peer, ssh } => {
-                tools_lines(ours, peer, *ssh, labels, &mut lines, &mut notes_out);
+            Body::Tools { ours, peers, ssh } => {
+                tools_lines(ours, peers, *ssh, labels, &mut lines, &mut notes_out);
             }
             Body::Merge(m) => merge_lines(m, &mut lines, &mut notes_out),
             Body::Watch1m(w) => watch_lines(w, &mut lines, &mut notes_out),
@@ -325,31 +390,55 @@ pub fn table(sections: &[Section], labels: &Labels) -> String {
     out
 }
 
-/// The rows of two live tools side by side, and their notes.
+/// The rows of the live tools side by side (twinsync, each peer, then one
+/// ratio column per peer: twinsync's figure over the peer's), and their
+/// notes.
 fn tools_lines(
     ours: &ToolReport,
-    peer: &ToolReport,
+    peers: &[&ToolReport],
     ssh: bool,
     labels: &Labels,
     lines: &mut Vec<Line>,
     notes_out: &mut String,
 ) {
     let scenario = if ssh { "scenario (ssh)" } else { "scenario" };
-    lines.push(Line::Cols(vec![
-        scenario.into(),
-        header(ours).into(),
-        header(peer).into(),
-        "ratio".into(),
-    ]));
+    let mut head = vec![scenario.to_string(), header(ours).into()];
+    head.extend(peers.iter().map(|p| header(p).to_string()));
+    if let [_] = peers {
+        head.push("ratio".into());
+    } else {
+        head.extend(peers.iter().map(|p| format!("{}/{}", ours.slug, p.slug)));
+    }
+    lines.push(Line::Cols(head));
     let rows = if ssh { ssh_rows(labels) } else { rows(labels) };
     for (i, (label, build)) in rows.into_iter().enumerate() {
         let a = tool_cell(ours, build, i);
-        let b = tool_cell(peer, build, i);
-        let r = ratio(&a, &b);
-        lines.push(Line::Cols(vec![label, a.text, b.text, r]));
+        let others: Vec<Cell> = peers.iter().map(|p| tool_cell(p, build, i)).collect();
+        let mut cols = vec![label];
+        cols.extend(others.iter().map(|b| ratio(&a, b)));
+        cols.splice(1..1, others.into_iter().map(|b| b.text));
+        cols.insert(1, a.text);
+        lines.push(Line::Cols(cols));
     }
-    notes_out.push_str(&notes(&[ours, peer]));
-    if ssh && [ours, peer].iter().any(|t| measured_net(t)) {
+    let mut all = vec![ours];
+    all.extend(peers);
+    notes_out.push_str(&notes(&all));
+    if all.iter().any(|t| matches!(&t.rename100k, Some(Ok(_)))) {
+        let _ = writeln!(
+            notes_out,
+            "note: {}: the tree (100 files of 1–200 bytes per directory) is made \
+             before the tool starts and copied by its first sync (not timed); then \
+             time from rename(tree, tree2) on the left until the right has tree2 with \
+             every file at its size ({} spread over it also by content) and no tree; \
+             inodes checked on those {}; \"never (old dir left)\": tree2 complete but \
+             tree still there {} s later",
+            labels.tree("rename ", "dir"),
+            scenarios::TREE_SAMPLE,
+            scenarios::TREE_SAMPLE,
+            scenarios::STUCK_LIMIT.as_secs()
+        );
+    }
+    if ssh && all.iter().any(|t| measured_net(t)) {
         notes_out.push_str(
             "note: \"sent over lo\" = growth of /sys/class/net/lo tx_bytes from the \
              rename until 0.5 s after it showed on the right, minus an idle sample of \
@@ -655,7 +744,9 @@ fn watch_lines(w: &Res<Watch1m>, lines: &mut Vec<Line>, notes_out: &mut String) 
 
 /// Whether the rename's loopback traffic was measured for `t`.
 fn measured_net(t: &ToolReport) -> bool {
-    matches!(&t.rename, Some(Ok(r)) if r.net_kib.is_some())
+    [&t.rename, &t.rename100k]
+        .into_iter()
+        .any(|r| matches!(r, Some(Ok(r)) if r.renamed.as_ref().is_ok_and(|x| x.net_kib.is_some())))
 }
 
 /// A tool's cell, or (first row only) why the tool did not run.
@@ -667,6 +758,15 @@ fn tool_cell(t: &ToolReport, build: RowFn, row: usize) -> Cell {
         },
         Some(_) => Cell::dash(),
         None => build(t),
+    }
+}
+
+/// Why a rename scenario has no figure: it failed, or (its copy done) the
+/// rename never showed.
+fn rename_err(r: &Option<Res<Rename>>) -> Option<&Failure> {
+    match r.as_ref()? {
+        Err(f) => Some(f),
+        Ok(r) => r.renamed.as_ref().err(),
     }
 }
 
@@ -684,7 +784,8 @@ fn notes(tools: &[&ToolReport]) -> String {
                 t.latency_rl.as_ref().and_then(|r| r.as_ref().err()),
             ),
             ("burst", t.burst.as_ref().and_then(|r| r.as_ref().err())),
-            ("rename", t.rename.as_ref().and_then(|r| r.as_ref().err())),
+            ("rename", rename_err(&t.rename)),
+            ("rename100k", rename_err(&t.rename100k)),
         ];
         let name = t.name();
         for (what, f) in failures {
@@ -833,19 +934,38 @@ fn burst_json(b: &Burst) -> Json {
     ])
 }
 
+/// A rename scenario: the copy's figures, then either the rename's or
+/// `rename_error` (a timeout, or "never (old dir left)").
 fn rename_json(r: &Rename) -> Json {
-    let mut j = Json::obj([
-        ("mib", Json::Num(r.mib as f64)),
-        ("files", Json::Num(r.files as f64)),
-        ("copy_secs", Json::num(r.copy_secs)),
-        ("rename_ms", Json::num(r.secs * 1e3)),
-        ("inodes_kept", Json::Num(r.inodes_kept as f64)),
-        ("no_data_copied", Json::Bool(r.inodes_kept == r.files)),
-    ]);
-    if let (Json::Obj(fields), Some(k)) = (&mut j, r.net_kib) {
-        fields.push(("loopback_kib_approx".into(), Json::num(k)));
+    let mut fields = vec![
+        (
+            "mib".to_string(),
+            Json::num(r.bytes as f64 / (1u64 << 20) as f64),
+        ),
+        ("files".into(), Json::Num(r.files as f64)),
+        ("copy_secs".into(), Json::num(r.copy_secs)),
+    ];
+    match &r.renamed {
+        Ok(x) => {
+            fields.extend([
+                ("rename_ms".to_string(), Json::num(x.secs * 1e3)),
+                ("inodes_kept".into(), Json::Num(x.inodes_kept as f64)),
+                ("inodes_checked".into(), Json::Num(x.inodes_checked as f64)),
+                (
+                    "no_data_copied".into(),
+                    Json::Bool(x.inodes_kept == x.inodes_checked),
+                ),
+            ]);
+            if let Some(k) = x.net_kib {
+                fields.push(("loopback_kib_approx".into(), Json::num(k)));
+            }
+        }
+        Err(f) => {
+            fields.push(("rename_ms".into(), Json::Null));
+            fields.push(("rename_error".into(), failure_json(f)));
+        }
     }
-    j
+    Json::Obj(fields)
 }
 
 fn resources_json(r: &Resources) -> Json {
@@ -884,6 +1004,7 @@ pub fn tool_json(t: &ToolReport) -> Json {
         ("latency_rl", result_json(&t.latency_rl, latency_json)),
         ("burst", result_json(&t.burst, burst_json)),
         ("rename", result_json(&t.rename, rename_json)),
+        ("rename100k", result_json(&t.rename100k, rename_json)),
         (
             "resources",
             result_json(&t.worst_resources(), resources_json),

@@ -1,15 +1,14 @@
 //! The measurements. Each takes a live tool on a fresh [`Pair`] and returns
 //! its figures; every wait is bounded and ends in [`Failure::Timeout`].
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::error::{interrupted, io_ctx, Failure, Res};
-use crate::fsops::{self, Pair, Wait};
+use crate::fsops::{self, Pair, TreeSpec, Wait};
 use crate::procs::{self, Running};
 
 /// Longest any single wait may take (readiness, a burst, a rename).
@@ -18,11 +17,6 @@ pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
 const READY_LIMIT: Duration = Duration::from_secs(20);
 /// Longest one latency sample may take before the series is abandoned.
 const SAMPLE_LIMIT: Duration = Duration::from_secs(10);
-
-/// Wait until a probe written in `from` shows up in `to`.
-fn wait_probe(from: &Path, to: &Path, tag: &str) -> Res<Duration> {
-    wait_probe_within(from, to, tag, READY_LIMIT, || None)
-}
 
 /// Wait, at most `limit`, until a probe written in `from` shows up in
 /// `to`; `dead` says why to give up early (the tool exited).
@@ -52,11 +46,13 @@ pub fn wait_probe_within(
     )
 }
 
-/// Wait until the tool on `pair` is live (both ways if `two_way`).
-pub fn wait_ready(pair: &Pair, two_way: bool) -> Res<()> {
-    wait_probe(&pair.left, &pair.right, "lr")?;
+/// Wait until the tool on `pair` is live (both ways if `two_way`), each
+/// way at most `limit` ([`READY_LIMIT`] if `None`).
+pub fn wait_ready(pair: &Pair, two_way: bool, limit: Option<Duration>) -> Res<()> {
+    let limit = limit.unwrap_or(READY_LIMIT);
+    wait_probe_within(&pair.left, &pair.right, "lr", limit, || None)?;
     if two_way {
-        wait_probe(&pair.right, &pair.left, "rl")?;
+        wait_probe_within(&pair.right, &pair.left, "rl", limit, || None)?;
     }
     Ok(())
 }
@@ -179,17 +175,57 @@ pub fn burst(pair: &Pair, files: usize, dirs: usize) -> Res<Burst> {
 /// Renaming a big directory.
 #[derive(Debug, Clone)]
 pub struct Rename {
-    pub mib: u64,
+    /// Bytes in the directory's files.
+    pub bytes: u64,
+    pub files: usize,
     /// How long the first copy of the directory took to arrive.
     pub copy_secs: f64,
+    /// The rename itself, or why it never showed on the right (timeout,
+    /// [`Failure::Stuck`]); the copy's figure stays either way.
+    pub renamed: Res<Renamed>,
+}
+
+/// The figures of a rename that showed on the right.
+#[derive(Debug, Clone)]
+pub struct Renamed {
     /// From `rename` until the right side matched.
     pub secs: f64,
-    /// Files on the right whose inode survived the rename.
+    /// Checked files on the right whose inode survived the rename.
     pub inodes_kept: usize,
-    pub files: usize,
+    /// Files on the right whose inode was checked: all of them, or a
+    /// sample of a big tree.
+    pub inodes_checked: usize,
     /// Over ssh: KiB that crossed the loopback interface for the rename
     /// (see [`loopback_kib`]); `None` when not measured.
     pub net_kib: Option<f64>,
+}
+
+/// What a rename's wait ([`wait_rename`]) gave, as a [`Rename::renamed`]:
+/// the figures (inodes of `pinned` under `new_root`, loopback traffic since
+/// `since` if counted from `lo_before`), or the timeout. Only an
+/// interruption or an I/O error is returned as an error.
+fn renamed(
+    took: Res<Duration>,
+    since: Instant,
+    lo_before: Option<u64>,
+    pinned: &[(PathBuf, fs::File)],
+    new_root: &Path,
+) -> Res<Res<Renamed>> {
+    let took = match took {
+        Ok(t) => t,
+        Err(Failure::Interrupted) => return Err(Failure::Interrupted),
+        Err(f) => return Ok(Err(f)),
+    };
+    let net_kib = match lo_before {
+        Some(before) => loopback_kib(before, since)?,
+        None => None,
+    };
+    Ok(Ok(Renamed {
+        secs: took.as_secs_f64(),
+        inodes_kept: inodes_kept(pinned, new_root)?,
+        inodes_checked: pinned.len(),
+        net_kib,
+    }))
 }
 
 /// Bytes per file in the rename scenario (1 MiB).
@@ -218,32 +254,230 @@ pub fn rename(pair: &Pair, files: usize, net: bool) -> Res<Rename> {
     sleep(Duration::from_millis(500));
     // Hold the right-side files open: their inodes then cannot be freed and
     // recycled by a re-copy, so "same inode" really means "not copied".
-    let pinned = pin_files(&rbig, &want)?;
+    let names: Vec<PathBuf> = want.iter().map(|(n, _)| PathBuf::from(n)).collect();
+    let pinned = pin_files(&rbig, &names)?;
 
     let lo_before = if net { lo_tx_bytes() } else { None };
     let since = Instant::now();
     io_ctx(fs::rename(&big, &big2), big.display())?;
-    let took = fsops::poll_until(
-        Wait {
-            since,
-            limit: WAIT_LIMIT,
-            every: Duration::from_micros(200),
-        },
-        || Ok(!fsops::exists(&rbig) && fsops::count_present(&rbig2, &want)? == files),
+    let took = wait_rename(
+        since,
+        &rbig,
+        || Ok(fsops::count_present(&rbig2, &want)? == files),
+        || Ok(true),
         || rename_progress(&rbig, &rbig2, &want),
-    )?;
-    let after = fsops::list_files(&rbig2)?;
-    let net_kib = match lo_before {
-        Some(before) => loopback_kib(before, since)?,
-        None => None,
-    };
+    );
     Ok(Rename {
-        mib: files as u64, // 1 MiB each
-        copy_secs: copy.as_secs_f64(),
-        secs: took.as_secs_f64(),
-        inodes_kept: inodes_kept(&pinned, &after)?,
+        bytes: files as u64 * MIB,
         files,
-        net_kib,
+        copy_secs: copy.as_secs_f64(),
+        renamed: renamed(took, since, lo_before, &pinned, &rbig2)?,
+    })
+}
+
+/// How long the old name may stay on the right once the new one is
+/// complete before the rename is called stuck ("never").
+pub const STUCK_LIMIT: Duration = Duration::from_secs(10);
+/// How often the full check of [`wait_rename`] runs while the old name is
+/// still on the right.
+const FULL_EVERY: Duration = Duration::from_secs(1);
+
+/// Wait (every 200 µs, at most [`WAIT_LIMIT`]) until `old` is gone from
+/// the right and the new name is complete: `quick` (run every poll) and
+/// then `full` (run once `quick` holds) say so. Returns the time from
+/// `since` to the start of the poll that saw it. If the new name stays
+/// complete for [`STUCK_LIMIT`] while `old` is still there, gives up with
+/// [`Failure::Stuck`] ("never (old dir left)"); a plain timeout otherwise.
+/// `progress` describes the state for either.
+fn wait_rename(
+    since: Instant,
+    old: &Path,
+    mut quick: impl FnMut() -> Res<bool>,
+    mut full: impl FnMut() -> Res<bool>,
+    progress: impl Fn() -> String,
+) -> Res<Duration> {
+    let mut complete_since: Option<Instant> = None;
+    let mut last_full: Option<Instant> = None;
+    loop {
+        let t = since.elapsed();
+        let old_there = fsops::exists(old);
+        if quick()? {
+            if !old_there {
+                if full()? {
+                    return Ok(t);
+                }
+            } else if complete_since.is_none()
+                && last_full.is_none_or(|l| l.elapsed() >= FULL_EVERY)
+            {
+                last_full = Some(Instant::now());
+                if full()? {
+                    complete_since = Some(Instant::now());
+                }
+            }
+        } else {
+            complete_since = None;
+        }
+        if let Some(c) = complete_since {
+            if c.elapsed() >= STUCK_LIMIT && fsops::exists(old) {
+                return Err(Failure::Stuck {
+                    cell: "never (old dir left)",
+                    detail: format!(
+                        "{}; the new name was complete on the right {:.1} s after the \
+                         rename, the old one still there {} s later (given up)",
+                        progress(),
+                        (c - since).as_secs_f64(),
+                        STUCK_LIMIT.as_secs()
+                    ),
+                });
+            }
+        }
+        if interrupted() {
+            return Err(Failure::Interrupted);
+        }
+        if since.elapsed() > WAIT_LIMIT {
+            return Err(Failure::Timeout(format!(
+                "{} s after the rename: {}",
+                WAIT_LIMIT.as_secs(),
+                progress()
+            )));
+        }
+        sleep(Duration::from_micros(200));
+    }
+}
+
+/// The tree of the rename100k scenario: 100 files of 1–200 bytes in each
+/// of 1000 directories (100,000 files), or of 200 with `--quick`.
+pub fn tree_spec(quick: bool) -> TreeSpec {
+    TreeSpec {
+        dirs: if quick { 200 } else { 1000 },
+        per_dir: 100,
+        content: true,
+        mtime: None,
+    }
+}
+
+/// The rename100k tree's name on both sides, before and after the rename.
+const TREE: &str = "tree";
+const TREE2: &str = "tree2";
+/// Files of the tree whose inodes (and bytes) are checked after the rename.
+pub const TREE_SAMPLE: usize = 500;
+/// Longest the tool may take to copy the tree (started with it in place).
+const TREE_COPY_LIMIT: Duration = Duration::from_secs(180);
+/// Longest the tool may take to become live with the tree to copy first.
+pub const TREE_READY_LIMIT: Duration = TREE_COPY_LIMIT;
+
+/// Generate the rename100k tree in `left/tree`, before the tool starts:
+/// it is copied by the tool's own first sync.
+pub fn prepare_tree(pair: &Pair, spec: &TreeSpec) -> Res<()> {
+    let root = pair.left.join(TREE);
+    fsops::mkdir(&root)?;
+    fsops::make_tree(&root, spec)?;
+    Ok(())
+}
+
+/// The tree's files, directory by directory: (directory, [(name, size)]).
+fn tree_layout(spec: &TreeSpec) -> Vec<(PathBuf, Vec<(String, u64)>)> {
+    let mut out: Vec<(PathBuf, Vec<(String, u64)>)> = Vec::with_capacity(spec.dirs);
+    for i in 0..spec.files() {
+        let path = spec.file_path(i);
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let entry = (name, spec.size(i) as u64);
+        match out.last_mut() {
+            Some((d, files)) if *d == dir => files.push(entry),
+            _ => out.push((dir, vec![entry])),
+        }
+    }
+    out
+}
+
+/// How many files of `layout` are under `root` with their size.
+fn tree_present(root: &Path, layout: &[(PathBuf, Vec<(String, u64)>)]) -> Res<usize> {
+    layout.iter().try_fold(0, |acc, (dir, files)| {
+        Ok(acc + fsops::count_present(&root.join(dir), files)?)
+    })
+}
+
+/// Whether `path` is a file of `size` bytes.
+fn has_size(path: &Path, size: u64) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == size)
+}
+
+/// The rename100k scenario, on a tool started (at `started`) with the tree
+/// of `spec` in `left/tree`: wait until the right has all of it (not
+/// timed), then rename `left/tree` to `left/tree2` and time until the right
+/// has `tree2` with every file at its size (and [`TREE_SAMPLE`] files
+/// spread over it with their bytes) and no `tree`; the sampled files'
+/// inodes tell whether it was moved or copied. With `net`, also the
+/// loopback traffic.
+pub fn rename_tree(pair: &Pair, spec: &TreeSpec, started: Instant, net: bool) -> Res<Rename> {
+    let files = spec.files();
+    let layout = tree_layout(spec);
+    let (old, new) = (pair.left.join(TREE), pair.left.join(TREE2));
+    let (rold, rnew) = (pair.right.join(TREE), pair.right.join(TREE2));
+    let copy = fsops::poll_until(
+        Wait {
+            since: started,
+            limit: TREE_COPY_LIMIT,
+            every: Duration::from_millis(250),
+        },
+        || Ok(tree_present(&rold, &layout)? == files),
+        || {
+            let n = tree_present(&rold, &layout).unwrap_or(0);
+            format!("first copy: {n}/{files} files of the tree on the right")
+        },
+    )?;
+    sleep(Duration::from_millis(500));
+    let step = (files / TREE_SAMPLE).max(1);
+    let sample: Vec<usize> = (0..files).step_by(step).take(TREE_SAMPLE).collect();
+    let sample_paths: Vec<PathBuf> = sample.iter().map(|&i| spec.file_path(i)).collect();
+    let pinned = pin_files(&rold, &sample_paths)?;
+    let (first, last) = (0, files.saturating_sub(1));
+    let (first_path, last_path) = (spec.file_path(first), spec.file_path(last));
+
+    let lo_before = if net { lo_tx_bytes() } else { None };
+    let since = Instant::now();
+    io_ctx(fs::rename(&old, &new), old.display())?;
+    let took = wait_rename(
+        since,
+        &rold,
+        || {
+            Ok(has_size(&rnew.join(&first_path), spec.size(first) as u64)
+                && has_size(&rnew.join(&last_path), spec.size(last) as u64))
+        },
+        || {
+            if tree_present(&rnew, &layout)? != files {
+                return Ok(false);
+            }
+            for &i in &sample {
+                let want = fsops::pseudo_random(i as u64 + 1, spec.size(i));
+                if !fsops::has_content(&rnew.join(spec.file_path(i)), &want)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+        || {
+            let n = tree_present(&rnew, &layout).unwrap_or(0);
+            let o = tree_present(&rold, &layout).unwrap_or(0);
+            format!(
+                "right/{TREE} {} ({o} files), right/{TREE2} has {n}/{files} files",
+                if fsops::exists(&rold) {
+                    "still exists"
+                } else {
+                    "is gone"
+                }
+            )
+        },
+    );
+    Ok(Rename {
+        bytes: (0..files).map(|i| spec.size(i) as u64).sum(),
+        files,
+        copy_secs: copy.as_secs_f64(),
+        renamed: renamed(took, since, lo_before, &pinned, &rnew)?,
     })
 }
 
@@ -291,12 +525,12 @@ fn loopback_kib(before: u64, since: Instant) -> Res<Option<f64>> {
     Ok(Some(((busy - idle) / 1024.0).max(0.0)))
 }
 
-/// Open every file of `want` in `dir`, by name.
-fn pin_files(dir: &Path, want: &[(String, u64)]) -> Res<Vec<(String, fs::File)>> {
-    want.iter()
-        .map(|(name, _)| {
-            let path = dir.join(name);
-            Ok((name.clone(), io_ctx(fs::File::open(&path), path.display())?))
+/// Open the files `rels` (paths relative to `dir`).
+fn pin_files(dir: &Path, rels: &[PathBuf]) -> Res<Vec<(PathBuf, fs::File)>> {
+    rels.iter()
+        .map(|rel| {
+            let path = dir.join(rel);
+            Ok((rel.clone(), io_ctx(fs::File::open(&path), path.display())?))
         })
         .collect()
 }
@@ -336,13 +570,13 @@ fn rename_progress(rbig: &Path, rbig2: &Path, want: &[(String, u64)]) -> String 
     )
 }
 
-/// How many pinned files are still linked and are what `after` lists under
-/// the same name.
-fn inodes_kept(pinned: &[(String, fs::File)], after: &BTreeMap<String, (u64, u64)>) -> Res<usize> {
+/// How many pinned files are still linked and are what `new_root` holds
+/// under the same relative path.
+fn inodes_kept(pinned: &[(PathBuf, fs::File)], new_root: &Path) -> Res<usize> {
     let mut kept = 0;
-    for (name, file) in pinned {
-        let meta = io_ctx(file.metadata(), name)?;
-        let same = after.get(name).is_some_and(|&(_, ino)| ino == meta.ino());
+    for (rel, file) in pinned {
+        let meta = io_ctx(file.metadata(), rel.display())?;
+        let same = fs::symlink_metadata(new_root.join(rel)).is_ok_and(|m| m.ino() == meta.ino());
         if same && meta.nlink() > 0 {
             kept += 1;
         }
@@ -379,14 +613,20 @@ pub fn settle_and_compare(pair: &Pair, limit: Duration) -> Res<Option<String>> {
 }
 
 /// Lines of a tool's log that report trouble: twinsync's `WARN`/`ERROR`
-/// records, lsyncd's `Error:` lines. At most `max`, plus the total count.
+/// records, lsyncd's `Error:` lines, clsync's `Error`/`Warning` lines. At most `max`, plus the total count.
 pub fn log_trouble(log: &Path, max: usize) -> (Vec<String>, usize) {
     let text = fs::read(log)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let bad: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("Error:"))
+        .filter(|l| {
+            l.contains(" WARN ")
+                || l.contains(" ERROR ")
+                || l.contains("Error:")
+                || l.starts_with("Error (")
+                || l.starts_with("Warning")
+        })
         .collect();
     let total = bad.len();
     let lines = bad
