@@ -158,9 +158,10 @@ pub struct Batch {
     pub traces: Vec<Trace>,
     /// Both replicas must be rescanned and reconciled before going on.
     pub rescan: bool,
-    /// Number of indexed entries this batch deletes on each side (for the
-    /// mass-deletion safety net).
+    /// Number of indexed entries this batch deletes on each side.
     pub deleted: [usize; 2],
+    /// The batch was cut at its size limit: what is left stays pending.
+    pub more: bool,
 }
 
 impl Batch {
@@ -201,6 +202,39 @@ impl Pending {
         }
         Some(cur)
     }
+}
+
+/// A side's listing being merged with the index as it streams in.
+#[derive(Debug, Default)]
+struct Scanning {
+    /// The last path taken in: the entries come in ascending order.
+    last: Option<RelPath>,
+    /// Paths the agent could not read.
+    unreadable: Vec<RelPath>,
+    /// Entries taken in.
+    count: usize,
+}
+
+impl Scanning {
+    /// True when the listing says nothing of `path` (it is at or below an
+    /// unreadable path).
+    fn protects(&self, path: &RelPath) -> bool {
+        self.unreadable.iter().any(|u| path.is_within(u))
+    }
+}
+
+/// Rebuild `map` with full nodes. Filled in ascending order (a listing, a
+/// merge), a B-tree's nodes are left half full: this halves its size.
+fn compact<K: Ord, V>(map: &mut BTreeMap<K, V>) {
+    let mut old = std::mem::take(map);
+    let Some((k, v)) = old.pop_first() else {
+        return;
+    };
+    // `append` into a non-empty map rebuilds it from both maps' sorted
+    // iterators with full nodes, freeing the old nodes as it goes (no
+    // intermediate copy, unlike `collect`).
+    map.insert(k, v);
+    map.append(&mut old);
 }
 
 /// True when one of `a` and `b` is within the other.
@@ -257,13 +291,6 @@ pub struct Engine {
     changed: std::collections::BTreeSet<RelPath>,
     /// Whether to record a [`Trace`] per decision (dry runs, debug logs).
     pub tracing: bool,
-    /// Whether index changes are collected for the journal. A full merge is
-    /// followed by a full snapshot instead, so it need not keep them.
-    pub journaling: bool,
-    /// Whether [`Engine::abort`] can undo the current batch. A full merge
-    /// is undone by reloading the index from disk instead (it equals the
-    /// state before the merge), so it need not keep an undo log.
-    pub undoable: bool,
     /// Attributes to give one side for files found equal by content.
     attr_fixes: Vec<(Side, RelPath, Sig)>,
     /// Rescans in a row caused by failed helper operations (at most one, so
@@ -272,7 +299,17 @@ pub struct Engine {
     /// Previous values of the index entries the current batch changed, to
     /// undo it when it could not be carried out (a link lost mid-batch).
     undo: Vec<(RelPath, Option<Sig>)>,
+    /// Listings being taken in, per side.
+    scanning: [Option<Scanning>; 2],
+    /// Plan everything pending in one batch (a dry run shows all of it);
+    /// otherwise a batch ends after `max(MIN_BATCH, pending / 8)` actions, so
+    /// a merge of a big tree runs in a few batches and the copy lists, the
+    /// undo log and the journal delta of each stay small.
+    pub batch_unbounded: bool,
 }
+
+/// The fewest actions a batch is cut at (see [`Engine::batch_unbounded`]).
+pub const MIN_BATCH: usize = 16_384;
 
 fn range_within<'a, V>(
     map: &'a BTreeMap<RelPath, V>,
@@ -323,21 +360,19 @@ impl Engine {
             changed: std::collections::BTreeSet::new(),
             undo: Vec::new(),
             tracing: true,
-            journaling: true,
-            undoable: true,
             attr_fixes: Vec::new(),
             failed_ops_rescans: 0,
+            scanning: Default::default(),
+            batch_unbounded: false,
         }
     }
 
+    /// Note the index change at `path`: for the journal, and to undo the
+    /// batch (both bounded by the batch's size, see `MIN_BATCH`).
     fn k_record(&mut self, path: &RelPath) {
-        if self.undoable {
-            self.undo
-                .push((path.clone(), self.known.get(path).copied()));
-        }
-        if self.journaling {
-            self.changed.insert(path.clone());
-        }
+        self.undo
+            .push((path.clone(), self.known.get(path).copied()));
+        self.changed.insert(path.clone());
     }
 
     fn k_insert(&mut self, path: RelPath, sig: Sig) {
@@ -397,6 +432,33 @@ impl Engine {
     /// Replace the exclude rules (SIGHUP).
     pub fn set_excludes(&mut self, excludes: Excludes) {
         self.excludes = excludes;
+    }
+
+    /// Rebuild the index's map with full nodes: entered in order (as a merge
+    /// does), a B-tree's nodes are left half full.
+    pub fn compact_known(&mut self) {
+        compact(&mut self.known);
+    }
+
+    /// How many indexed entries planning what is pending would delete on
+    /// each side: those missing on one side and unchanged on the other (for
+    /// the mass-deletion safety net, before a merge's first batch).
+    #[must_use]
+    pub fn pending_deletions(&self) -> [usize; 2] {
+        let mut out = [0; 2];
+        for s in Side::BOTH {
+            let t = s.other();
+            out[t.idx()] = self.pending[s.idx()]
+                .state
+                .iter()
+                .filter(|(k, v)| {
+                    v.is_none()
+                        && self.known.contains_key(*k)
+                        && !self.pending[t.idx()].state.contains_key(*k)
+                })
+                .count();
+        }
+        out
     }
 
     /// Replace the index (loaded from disk).
@@ -738,31 +800,115 @@ impl Engine {
         }
     }
 
-    /// Take in a full listing of `side` (start-up or rescan): every entry that
-    /// differs from the index, and every indexed path that is missing, becomes
-    /// a pending change of that side.
-    pub fn load_scan(&mut self, side: Side, entries: Vec<Entry>) {
+    /// Take in a full listing of `side` at once (see [`Engine::begin_scan`]);
+    /// the entries may come in any order.
+    pub fn load_scan(&mut self, side: Side, mut entries: Vec<Entry>) {
+        entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        entries.dedup_by(|a, b| a.path == b.path);
+        self.begin_scan(side);
+        self.scan_chunk(side, entries, Vec::new())
+            .expect("sorted entries are in order");
+        self.end_scan(side);
+    }
+
+    /// Start taking in a full listing of `side` (start-up or rescan), in
+    /// chunks ([`Engine::scan_chunk`]) then [`Engine::end_scan`]: every entry
+    /// that differs from the index, and every indexed path that is missing,
+    /// becomes a pending change of that side. What was pending on the side is
+    /// dropped (the listing supersedes it). What a listing enters in the index
+    /// is not journaled: save a full snapshot once the listings are in.
+    pub fn begin_scan(&mut self, side: Side) {
         let p = side.idx();
         self.pending[p] = Pending::default();
         self.inflight[p].clear();
-        let mut seen: BTreeMap<RelPath, Sig> = entries
-            .into_iter()
-            .filter(|e| e.sig.kind != Kind::Other && !self.excludes.excluded(&e.path))
-            .map(|e| (e.path, e.sig))
-            .collect();
-        for (path, k) in &self.known {
-            match seen.remove(path) {
-                Some(sig) if k.same_content(&sig) => {}
-                Some(sig) => {
-                    self.pending[p].state.insert(path.clone(), Some(sig));
+        self.scanning[p] = Some(Scanning::default());
+    }
+
+    /// Take in the next entries of `side`'s listing, which come in ascending
+    /// order of their paths, and the paths found unreadable so far (what the
+    /// index has at or below those is not taken for deleted). The listing is
+    /// merged with the index as it comes, so no copy of it is kept: an entry
+    /// equal to the index costs nothing, and one equal to what the other
+    /// side's listing already gave is entered in the index at once.
+    ///
+    /// # Errors
+    /// When the entries are not in ascending order (after those taken
+    /// before): deletions cannot be told then, and nothing must be planned
+    /// from this listing.
+    pub fn scan_chunk(
+        &mut self,
+        side: Side,
+        entries: Vec<Entry>,
+        unreadable: Vec<RelPath>,
+    ) -> Result<(), String> {
+        let p = side.idx();
+        let o = 1 - p;
+        let mut sc = self.scanning[p]
+            .take()
+            .expect("scan_chunk after begin_scan");
+        sc.unreadable.extend(unreadable);
+        let mut res = Ok(());
+        for e in entries {
+            if e.path.is_root() {
+                continue;
+            }
+            if sc.last.as_ref().is_some_and(|l| e.path <= *l) {
+                res = Err(format!(
+                    "the {side} agent listed {} out of order (after {}): is it another \
+                     twinsync version?",
+                    e.path,
+                    sc.last.as_ref().expect("checked")
+                ));
+                break;
+            }
+            sc.count += 1;
+            self.missing_between(p, &sc, Some(&e.path));
+            let known = self.known.get(&e.path);
+            if e.sig.kind == Kind::Other || self.excludes.excluded(&e.path) {
+                // Not synchronised: as if absent.
+                if known.is_some() && !sc.protects(&e.path) {
+                    self.pending[p].state.insert(e.path.clone(), None);
                 }
-                None => {
-                    self.pending[p].state.insert(path.clone(), None);
+            } else if !known.is_some_and(|k| k.same_content(&e.sig)) {
+                let theirs = self.pending[o].state.get(&e.path).copied().flatten();
+                match theirs {
+                    Some(x) if x.same_content(&e.sig) && self.pending[o].moves.is_empty() => {
+                        // The same on both sides: in sync already.
+                        let l = if p == 0 { e.sig } else { x };
+                        self.pending[o].state.remove(&e.path);
+                        self.known.insert(e.path.clone(), l);
+                    }
+                    _ => {
+                        self.pending[p].state.insert(e.path.clone(), Some(e.sig));
+                    }
                 }
             }
+            sc.last = Some(e.path);
         }
-        for (path, sig) in seen {
-            self.pending[p].state.insert(path, Some(sig));
+        self.scanning[p] = Some(sc);
+        res
+    }
+
+    /// The listing of `side` is complete: what the index has after its last
+    /// entry is missing. Returns the number of entries it had.
+    pub fn end_scan(&mut self, side: Side) -> usize {
+        let p = side.idx();
+        let sc = self.scanning[p].take().expect("end_scan after begin_scan");
+        self.missing_between(p, &sc, None);
+        compact(&mut self.pending[p].state);
+        sc.count
+    }
+
+    /// Every indexed path after the scan's last entry and before `upto` is
+    /// missing from side `p` (unless unreadable there).
+    fn missing_between(&mut self, p: usize, sc: &Scanning, upto: Option<&RelPath>) {
+        use std::ops::Bound;
+        let lo = sc.last.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+        let hi = upto.map_or(Bound::Unbounded, Bound::Excluded);
+        for (k, _) in self.known.range::<RelPath, _>((lo, hi)) {
+            if !k.is_root() && !sc.protects(k) {
+                self.pending[p].state.insert(k.clone(), None);
+            }
         }
     }
 
@@ -857,21 +1003,54 @@ impl Engine {
             });
         }
 
-        // 2. Every changed path, merged three ways (index, left, right).
-        let mut paths: Vec<RelPath> = pend[0].state.keys().cloned().collect();
-        paths.extend(pend[1].state.keys().cloned());
-        paths.sort();
-        paths.dedup();
+        // 2. Every changed path, merged three ways (index, left, right), in
+        //    order (a directory before what is in it), each taken out of the
+        //    pending maps as it is merged: what is merged moves from them to
+        //    the index. A batch ends after `limit` actions; the rest stays
+        //    pending for the next one.
+        let total = pend[0].state.len() + pend[1].state.len();
+        let limit = if self.batch_unbounded {
+            usize::MAX
+        } else {
+            (total / 8).max(MIN_BATCH)
+        };
         let mut trashed: [BTreeSet<RelPath>; 2] = Default::default();
         // Directories that lost a conflict: set aside with their contents,
         // which the rescan that follows merges.
         let mut aside: BTreeSet<RelPath> = BTreeSet::new();
-        for path in paths {
+        loop {
+            let actions = b.copies[0].len() + b.copies[1].len() + b.ops[0].len() + b.ops[1].len();
+            if actions >= limit {
+                b.more = !(pend[0].state.is_empty() && pend[1].state.is_empty());
+                break;
+            }
+            let first = |i: usize| pend[i].state.first_key_value().map(|(k, _)| k);
+            let which = match (first(0), first(1)) {
+                (None, None) => break,
+                (Some(a), Some(c)) => a.cmp(c),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+            };
+            let take =
+                |i: usize, pend: &mut [Pending; 2]| pend[i].state.pop_first().expect("first");
+            let (path, mut l, mut r) = match which {
+                std::cmp::Ordering::Less => {
+                    let (p, l) = take(0, &mut pend);
+                    (p, Some(l), None)
+                }
+                std::cmp::Ordering::Greater => {
+                    let (p, r) = take(1, &mut pend);
+                    (p, None, Some(r))
+                }
+                std::cmp::Ordering::Equal => {
+                    let (p, l) = take(0, &mut pend);
+                    let (_, r) = take(1, &mut pend);
+                    (p, Some(l), Some(r))
+                }
+            };
             if !aside.is_empty() && ancestors(&path, false).any(|a| aside.contains(&a)) {
                 continue;
             }
-            let mut l = pend[0].state.get(&path).copied();
-            let mut r = pend[1].state.get(&path).copied();
             let base = self.known.get(&path).copied();
             if let Some(k) = base.filter(|k| k.kind == Kind::Dir) {
                 // A directory replaced by a file (or symlink) on one side
@@ -926,6 +1105,11 @@ impl Engine {
                     );
                 }
                 (None, None) => {}
+            }
+        }
+        if b.more {
+            for (i, p) in pend.into_iter().enumerate() {
+                self.pending[i].state = p.state;
             }
         }
         b

@@ -648,3 +648,126 @@ fn a_directory_losing_a_conflict_kept_in_the_state_dir_takes_its_contents_along(
     assert!(b.copies[0].is_empty(), "{b:?}");
     assert!(!e.known().contains_key(&RelPath::from("b/a")));
 }
+
+#[test]
+fn listing_streams_in_chunks_and_tells_deletions_between_entries() {
+    let mut e = synced(&[
+        ("a", file(1, 10)),
+        ("b", file(1, 10)),
+        ("c", dir()),
+        ("c/x", file(1, 10)),
+        ("d", file(1, 10)),
+    ]);
+    // Left lost "b" and "c/x" (told by what comes after them) and "d"
+    // (after the last entry); the right is unchanged.
+    e.begin_scan(Side::Left);
+    e.scan_chunk(Side::Left, entries(&[("a", file(1, 10))]), vec![])
+        .unwrap();
+    e.scan_chunk(Side::Left, entries(&[("c", dir())]), vec![])
+        .unwrap();
+    assert_eq!(e.end_scan(Side::Left), 2);
+    let v = [
+        ("a", file(1, 10)),
+        ("b", file(1, 10)),
+        ("c", dir()),
+        ("c/x", file(1, 10)),
+        ("d", file(1, 10)),
+    ];
+    e.load_scan(Side::Right, entries(&v));
+    assert_eq!(e.pending_deletions(), [0, 3]);
+    let b = e.plan(0);
+    assert_eq!(
+        b.ops[1],
+        vec![
+            Op::Trash { path: "b".into() },
+            Op::Trash { path: "c/x".into() },
+            Op::Trash { path: "d".into() },
+        ]
+    );
+}
+
+#[test]
+fn an_unreadable_directory_is_not_taken_for_deleted() {
+    let v = [
+        ("a", file(1, 10)),
+        ("p", dir()),
+        ("p/x", file(1, 10)),
+        ("p/y", file(1, 10)),
+        ("q", file(1, 10)),
+    ];
+    let mut e = synced(&v);
+    e.begin_scan(Side::Left);
+    e.scan_chunk(
+        Side::Left,
+        entries(&[("a", file(1, 10)), ("p", dir())]),
+        vec!["p".into()],
+    )
+    .unwrap();
+    e.scan_chunk(Side::Left, entries(&[("q", file(1, 10))]), vec![])
+        .unwrap();
+    e.end_scan(Side::Left);
+    e.load_scan(Side::Right, entries(&v));
+    assert_eq!(e.pending_deletions(), [0, 0]);
+    assert!(e.plan(0).is_empty());
+}
+
+#[test]
+fn a_listing_out_of_order_is_refused() {
+    let mut e = engine();
+    e.begin_scan(Side::Left);
+    e.scan_chunk(Side::Left, entries(&[("b", file(1, 10))]), vec![])
+        .unwrap();
+    let err = e
+        .scan_chunk(Side::Left, entries(&[("a", file(1, 10))]), vec![])
+        .unwrap_err();
+    assert!(err.contains("out of order"), "{err}");
+}
+
+#[test]
+fn what_both_listings_show_the_same_goes_to_the_index_at_once() {
+    let mut e = engine();
+    let v = [("a", file(1, 10)), ("d", dir()), ("d/b", file(2, 10))];
+    e.begin_scan(Side::Left);
+    e.begin_scan(Side::Right);
+    // Interleaved, as the two agents' chunks arrive.
+    e.scan_chunk(Side::Left, entries(&v[..2]), vec![]).unwrap();
+    e.scan_chunk(Side::Right, entries(&v), vec![]).unwrap();
+    e.scan_chunk(Side::Left, entries(&v[2..]), vec![]).unwrap();
+    e.end_scan(Side::Left);
+    e.end_scan(Side::Right);
+    assert_eq!(e.known().len(), 3);
+    assert!(!e.has_work());
+}
+
+#[test]
+fn a_big_merge_runs_in_batches_that_together_do_it_all() {
+    let mut e = engine();
+    let n = MIN_BATCH * 2 + 10;
+    let names: Vec<String> = (0..n).map(|i| format!("f{i:06}")).collect();
+    let v: Vec<(&str, Sig)> = names.iter().map(|s| (s.as_str(), file(1, 10))).collect();
+    e.load_scan(Side::Left, entries(&v));
+    e.load_scan(Side::Right, vec![]);
+    let mut copied = Vec::new();
+    let mut batches = 0;
+    while e.has_work() {
+        let b = e.plan(0);
+        assert!(b.copies[1].len() <= MIN_BATCH);
+        batches += 1;
+        copied.extend(b.copies[1].iter().map(|(p, _)| p.clone()));
+        e.complete([vec![], vec![]], false);
+    }
+    assert_eq!(batches, 3);
+    assert_eq!(copied.len(), n);
+    assert!(copied.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(e.known().len(), n);
+    e.compact_known();
+    assert_eq!(e.known().len(), n);
+    e.batch_unbounded = true;
+    let mut e2 = engine();
+    e2.batch_unbounded = true;
+    e2.load_scan(Side::Left, entries(&v));
+    e2.load_scan(Side::Right, vec![]);
+    let b = e2.plan(0);
+    assert_eq!(b.copies[1].len(), n);
+    assert!(!b.more);
+}

@@ -51,6 +51,7 @@ pub struct Index {
     journal_path: PathBuf,
     journal: Option<BufWriter<File>>,
     journal_records: usize,
+    journal_entries: usize,
 }
 
 /// What was loaded.
@@ -74,6 +75,7 @@ impl Index {
             journal_path: dir.join(format!("{name}.journal")),
             journal: None,
             journal_records: 0,
+            journal_entries: 0,
         })
     }
 
@@ -99,20 +101,24 @@ impl Index {
         if header.magic != MAGIC {
             return Err(bad("unknown format"));
         }
-        let mut known: BTreeMap<RelPath, Sig> = BTreeMap::new();
-        while known.len() < header.count {
-            let chunk: Vec<(RelPath, Sig)> =
+        // Collected first and built at once: from sorted entries the map is
+        // built with full nodes (inserting one by one leaves them half full).
+        let mut entries: Vec<(RelPath, Sig)> = Vec::with_capacity(header.count.min(1 << 24));
+        while entries.len() < header.count {
+            let mut chunk: Vec<(RelPath, Sig)> =
                 twinsync_proto::read_frame(&mut r).map_err(|_| bad("truncated entries"))?;
             if chunk.is_empty() {
                 return Err(bad("truncated entries"));
             }
-            known.extend(chunk);
+            entries.append(&mut chunk);
         }
+        let mut known: BTreeMap<RelPath, Sig> = entries.into_iter().collect();
         if let Ok(f) = File::open(&self.journal_path) {
             let mut r = BufReader::new(f);
             // Until the end of the journal, or a torn last record from a crash.
             while let Ok(d) = twinsync_proto::read_frame::<_, Delta>(&mut r) {
                 self.journal_records += 1;
+                self.journal_entries += d.set.len() + d.remove.len();
                 for p in d.remove {
                     known.remove(&p);
                 }
@@ -150,6 +156,7 @@ impl Index {
             File::open(dir)?.sync_all()?;
         }
         self.journal_records = 0;
+        self.journal_entries = 0;
         Ok(())
     }
 
@@ -169,6 +176,7 @@ impl Index {
             self.journal = Some(BufWriter::new(f));
         }
         let w = self.journal.as_mut().expect("opened");
+        self.journal_entries += set.len() + remove.len();
         twinsync_proto::write_frame(w, &Delta { set, remove })?;
         w.flush()?;
         w.get_ref().sync_data()?;
@@ -180,6 +188,12 @@ impl Index {
     #[must_use]
     pub fn journal_len(&self) -> usize {
         self.journal_records
+    }
+
+    /// Entries set or removed in the journal since the last snapshot.
+    #[must_use]
+    pub fn journal_entries(&self) -> usize {
+        self.journal_entries
     }
 
     /// A header for this pair.

@@ -68,7 +68,49 @@ pub enum Notice {
 }
 
 type Waiters = Arc<DashMap<u64, oneshot::Sender<Result<Response, String>>>>;
-type Chunks = Arc<DashMap<u64, mpsc::UnboundedSender<Vec<Entry>>>>;
+type Chunks = Arc<DashMap<u64, mpsc::UnboundedSender<ScanPart>>>;
+
+/// A part of a replica's listing, as it streams in (see [`Link::scan`]).
+#[derive(Debug)]
+pub struct ScanPart {
+    /// Entries, in ascending order of their paths across all parts.
+    pub entries: Vec<Entry>,
+    /// Paths the agent could not read.
+    pub unreadable: Vec<RelPath>,
+}
+
+/// A listing under way: its parts, then its end.
+pub struct Scan {
+    side: Side,
+    parts: mpsc::UnboundedReceiver<ScanPart>,
+    done: oneshot::Receiver<Result<Response, String>>,
+    progress: crate::progress::Progress,
+    count: u64,
+}
+
+impl Scan {
+    /// The next part, `None` once the listing is over (or the link lost).
+    pub async fn next(&mut self) -> Option<ScanPart> {
+        let part = self.parts.recv().await?;
+        self.count += part.entries.len() as u64;
+        self.progress.set(self.count);
+        Some(part)
+    }
+
+    /// How the listing ended, once [`Scan::next`] gave `None`.
+    ///
+    /// # Errors
+    /// When the agent could not list its replica or went away.
+    pub async fn finish(self) -> Result<u64> {
+        drop(self.progress);
+        match self.done.await {
+            Ok(Ok(Response::ScanDone { count })) => Ok(count),
+            Ok(Ok(other)) => bail!("unexpected answer to a scan: {other:?}"),
+            Ok(Err(e)) => bail!("scanning the {} replica: {e}", self.side),
+            Err(_) => bail!("the {} agent went away while scanning", self.side),
+        }
+    }
+}
 
 /// A connected agent.
 pub struct Link {
@@ -258,9 +300,16 @@ impl Link {
                                 let _ = w.send(result);
                             }
                         }
-                        Ok(FromAgent::ScanChunk { id, entries }) => {
+                        Ok(FromAgent::ScanChunk {
+                            id,
+                            entries,
+                            unreadable,
+                        }) => {
                             if let Some(c) = chunks.get(&id) {
-                                let _ = c.send(entries);
+                                let _ = c.send(ScanPart {
+                                    entries,
+                                    unreadable,
+                                });
                             }
                         }
                         Ok(FromAgent::Pong | FromAgent::Hello { .. }) => {}
@@ -311,15 +360,16 @@ impl Link {
             .map_err(|e| anyhow!("{} agent: {e}", self.side))
     }
 
-    /// List the whole replica (placing watches first when watching).
+    /// Start listing the whole replica (placing watches first when
+    /// watching); the listing streams in through the returned [`Scan`].
     ///
     /// # Errors
-    /// When the agent fails or goes away.
-    pub async fn scan(&self) -> Result<Vec<Entry>> {
+    /// When the agent is gone.
+    pub fn scan(&self) -> Result<Scan> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (ctx, mut crx) = mpsc::unbounded_channel();
+        let (ctx, parts) = mpsc::unbounded_channel();
         self.chunks.insert(id, ctx);
-        let (tx, rx) = oneshot::channel();
+        let (tx, done) = oneshot::channel();
         self.waiters.insert(id, tx);
         if !self.alive() {
             self.waiters.remove(&id);
@@ -332,19 +382,13 @@ impl Link {
                 req: Request::Scan,
             })
             .map_err(|_| anyhow!("the {} agent is gone", self.side))?;
-        let mut all = Vec::new();
-        let mut progress = crate::progress::Progress::new(format!("scanning {}", self.side), None);
-        while let Some(mut c) = crx.recv().await {
-            all.append(&mut c);
-            progress.set(all.len() as u64);
-        }
-        drop(progress);
-        match rx.await {
-            Ok(Ok(Response::ScanDone { .. })) => Ok(all),
-            Ok(Ok(other)) => bail!("unexpected answer to a scan: {other:?}"),
-            Ok(Err(e)) => bail!("scanning the {} replica: {e}", self.side),
-            Err(_) => bail!("the {} agent went away while scanning", self.side),
-        }
+        Ok(Scan {
+            side: self.side,
+            parts,
+            done,
+            progress: crate::progress::Progress::new(format!("scanning {}", self.side), None),
+            count: 0,
+        })
     }
 
     /// Apply helper operations in order.

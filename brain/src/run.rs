@@ -125,6 +125,8 @@ struct Brain {
     scanned: [usize; 2],
     /// The next batch is a merge of full scans (safety nets apply).
     merging: bool,
+    /// A merge's batches are under way (a big merge takes several).
+    in_merge: bool,
     /// The remote link is down: reconnect before planning more.
     down: bool,
 }
@@ -234,6 +236,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         header,
         scanned: [0; 2],
         merging: true,
+        in_merge: false,
         down: false,
         rsync: RsyncOptions {
             program: rsync_program.clone(),
@@ -266,18 +269,44 @@ pub async fn run(settings: Settings) -> Result<Exit> {
 impl Brain {
     async fn rescan(&mut self) -> Result<()> {
         let t = Instant::now();
-        let (l, r) = tokio::join!(self.links[0].scan(), self.links[1].scan());
-        let (l, r) = (l?, r?);
+        let had = self.engine.known().len();
+        let (mut sl, mut sr) = (self.links[0].scan()?, self.links[1].scan()?);
+        // Listings merge into the index as they stream in: a full merge, so
+        // saved as a snapshot, with no journal or undo kept meanwhile.
+        for side in Side::BOTH {
+            self.engine.begin_scan(side);
+        }
+        let mut open = [true, true];
+        while open[0] || open[1] {
+            let (side, part) = tokio::select! {
+                p = sl.next(), if open[0] => (Side::Left, p),
+                p = sr.next(), if open[1] => (Side::Right, p),
+            };
+            match part {
+                Some(part) => {
+                    if let Err(e) = self.engine.scan_chunk(side, part.entries, part.unreadable) {
+                        bail!("{e}");
+                    }
+                }
+                None => open[side.idx()] = false,
+            }
+        }
+        let (l, r) = tokio::join!(sl.finish(), sr.finish());
+        l?;
+        r?;
+        let counts = [
+            self.engine.end_scan(Side::Left),
+            self.engine.end_scan(Side::Right),
+        ];
         info!(
-            left = l.len(),
-            right = r.len(),
+            left = counts[0],
+            right = counts[1],
             ms = t.elapsed().as_millis() as u64,
             "scanned both replicas"
         );
-        self.scanned = [l.len(), r.len()];
-        let had = self.engine.known().len();
-        for (side, n) in [(Side::Left, l.len()), (Side::Right, r.len())] {
-            if n == 0 && had > 0 && !self.settings.force {
+        self.scanned = counts;
+        for side in Side::BOTH {
+            if counts[side.idx()] == 0 && had > 0 && !self.settings.force {
                 bail!(
                     "refusing to sync: the {side} replica {} is empty, but the index says both \
                      sides held {had} entries at the last sync. Is its volume mounted? If the \
@@ -286,9 +315,12 @@ impl Brain {
                 );
             }
         }
-        self.engine.load_scan(Side::Left, l);
-        self.engine.load_scan(Side::Right, r);
-        self.merging = true;
+        self.check_mass_deletion(self.engine.pending_deletions())?;
+        // The listings entered what they found the same on both sides in the
+        // index, unjournaled.
+        self.save_snapshot();
+        self.merging = self.engine.has_work();
+        self.in_merge = self.merging;
         Ok(())
     }
 
@@ -328,7 +360,10 @@ impl Brain {
         if self.settings.dry_run {
             return;
         }
-        if self.index.journal_len() > 2000 {
+        // Folded into a snapshot once the journal holds as much as the index
+        // (amortised: the snapshot costs what the journal already did).
+        let (records, entries) = (self.index.journal_len(), self.index.journal_entries());
+        if records > 2000 || entries > self.engine.known().len().max(10_000) {
             self.save_snapshot();
             return;
         }
@@ -366,12 +401,14 @@ impl Brain {
     }
 
     /// The mass-deletion safety net, for batches that merge full scans.
-    fn check_mass_deletion(&self, batch: &Batch) -> Result<()> {
+    /// Refuse a merge that would delete more than `--max-delete` % of a
+    /// side's entries (`deleted`: entries per side), before it starts.
+    fn check_mass_deletion(&self, deleted: [usize; 2]) -> Result<()> {
         if self.settings.force {
             return Ok(());
         }
         for side in Side::BOTH {
-            let (del, had) = (batch.deleted[side.idx()], self.scanned[side.idx()]);
+            let (del, had) = (deleted[side.idx()], self.scanned[side.idx()]);
             if had > 0 && del > 0 && del * 100 > had * usize::from(self.settings.max_delete_percent)
             {
                 bail!(
@@ -486,17 +523,12 @@ impl Brain {
                     self.settle_equal_content().await?;
                 }
                 let snapshot = self.settings.dry_run.then(|| self.engine.snapshot());
-                // A merge is saved as a full snapshot: no journal delta needed.
-                self.engine.journaling = !self.merging;
-                self.engine.undoable = !self.merging;
+                self.engine.batch_unbounded = self.settings.dry_run;
                 let batch = self.engine.plan(now());
-                self.engine.journaling = true;
-                self.engine.undoable = true;
-                let was_merge = std::mem::replace(&mut self.merging, false);
-                self.set_state(if was_merge { "merging" } else { "live" });
-                if was_merge {
-                    self.check_mass_deletion(&batch)?;
-                }
+                self.merging = false;
+                // A big merge runs in several batches: the last one ends it.
+                let merge_done = self.in_merge && !batch.more;
+                self.set_state(if self.in_merge { "merging" } else { "live" });
                 self.log_traces(&batch.traces);
                 if let Some(known) = snapshot {
                     self.engine.set_known(known);
@@ -530,19 +562,7 @@ impl Brain {
                         Ok(x) => x,
                         Err(e) if self.down || !self.links.iter().all(|l| l.alive()) => {
                             warn!("batch interrupted by a lost link: {e:#}");
-                            if was_merge {
-                                // The index on disk is the state before the merge.
-                                let known = self
-                                    .index
-                                    .load()
-                                    .context("cannot reread the index")?
-                                    .map(|l| l.known)
-                                    .unwrap_or_default();
-                                self.engine.set_known(known);
-                                self.engine.clear_delta();
-                            } else {
-                                self.engine.abort();
-                            }
+                            self.engine.abort();
                             self.down = true;
                             break;
                         }
@@ -551,14 +571,19 @@ impl Brain {
                     self.tally(&stats);
                     self.engine.complete(failed, stats.ops_failed);
                     self.status.lock().expect("status").last_sync = Some(now());
-                    if was_merge {
-                        self.save_snapshot();
-                    } else {
-                        self.save_delta();
-                    }
-                } else if was_merge {
-                    self.save_snapshot();
+                    self.save_delta();
                 }
+                if self.in_merge {
+                    // Entered in order, the index's nodes are left half full:
+                    // rebuilt after each of a merge's batches (a merge has a
+                    // few, see `MIN_BATCH`), the index stays compact.
+                    self.engine.compact_known();
+                }
+                if merge_done {
+                    self.in_merge = false;
+                    trim_heap();
+                }
+
                 if rescan && !stopping {
                     self.set_state("scanning");
                     self.rescan().await?;
@@ -966,6 +991,16 @@ async fn execute(
         );
     }
     Ok((failed, stats))
+}
+
+/// Hand the heap's free pages back to the system after a big merge (glibc
+/// keeps them otherwise: the resident size would stay at the merge's peak).
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn now() -> i64 {

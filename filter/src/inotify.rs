@@ -218,8 +218,11 @@ impl Watcher {
     }
 
     /// Walk `dir` (watching each directory before listing it) and hand every
-    /// entry below it to `sink` in chunks. Unreadable directories are reported
-    /// through `on_error` and skipped. Returns the number of entries.
+    /// entry below it to `sink` in chunks, in ascending byte order of their
+    /// paths (the order of [`RelPath`]'s `Ord`, which lets the brain merge a
+    /// listing with its index as it streams in). Unreadable entries and
+    /// directories are reported through `on_error` and skipped. Returns the
+    /// number of entries.
     ///
     /// With `on_moved`, a directory found already watched under another path
     /// is reported as moved (and not descended into: its contents moved with
@@ -237,8 +240,28 @@ impl Watcher {
         let mut count = 0u64;
         let mut chunk = Vec::with_capacity(CHUNK);
         self.add_watch(dir)?;
-        let mut stack = vec![dir.clone()];
-        while let Some(d) = stack.pop() {
+        // A directory's entry sorts by its name, its contents by its name
+        // followed by '/': `a` < `a.b` < `a/x`. So each directory's listing is
+        // sorted with one item per child and one more per child directory
+        // (its subtree), and the subtrees are expanded when reached. One
+        // sorted listing per level of depth is held, remaining items reversed.
+        let mut stack: Vec<Vec<Walk>> = vec![vec![Walk::Subtree(dir.clone())]];
+        while let Some(level) = stack.last_mut() {
+            let Some(item) = level.pop() else {
+                stack.pop();
+                continue;
+            };
+            let d = match item {
+                Walk::Entry(e) => {
+                    chunk.push(e);
+                    count += 1;
+                    if chunk.len() == CHUNK {
+                        sink(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+                    }
+                    continue;
+                }
+                Walk::Subtree(d) => d,
+            };
             let rd = match std::fs::read_dir(d.under(&self.root)) {
                 Ok(rd) => rd,
                 Err(e) => {
@@ -248,6 +271,7 @@ impl Watcher {
                     continue;
                 }
             };
+            let mut items = Vec::new();
             for ent in rd {
                 let ent = match ent {
                     Ok(ent) => ent,
@@ -279,19 +303,36 @@ impl Watcher {
                             continue;
                         }
                     }
-                    stack.push(path.clone());
+                    items.push(Walk::Subtree(path.clone()));
                 }
-                chunk.push(Entry { path, sig });
-                count += 1;
-                if chunk.len() == CHUNK {
-                    sink(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
-                }
+                items.push(Walk::Entry(Entry { path, sig }));
             }
+            // Descending, so that popping yields them in ascending order.
+            items.sort_unstable_by(|a, b| b.key().cmp(a.key()));
+            stack.push(items);
         }
         if !chunk.is_empty() {
             sink(chunk);
         }
         Ok(count)
+    }
+}
+
+/// An item of a directory's sorted listing during [`Watcher::scan`].
+enum Walk {
+    Entry(Entry),
+    Subtree(RelPath),
+}
+
+impl Walk {
+    /// The sort key within its directory: the name, followed by `/` for a
+    /// subtree.
+    fn key(&self) -> impl Iterator<Item = u8> + Clone + '_ {
+        let (path, slash) = match self {
+            Walk::Entry(e) => (&e.path, None),
+            Walk::Subtree(d) => (d, Some(b'/')),
+        };
+        path.file_name().iter().copied().chain(slash)
     }
 }
 
@@ -614,6 +655,43 @@ fn wait_readable(fd: i32, timeout_ms: i32) -> bool {
         }
         if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    #[test]
+    fn scan_lists_in_path_byte_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        for d in ["a", "a/x", "a-b", "b/c/d", "a.b", "é"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        for f in [
+            "a0", "a/x/y", "a/x.y", "a/x-", "b/c/d/e", "b/c.d", "é/é", "-n",
+        ] {
+            std::fs::write(r.join(f), b"x").unwrap();
+        }
+        let ex = Excludes::new(&[]).unwrap();
+        for watch in [false, true] {
+            let (w, _el) = Watcher::new(r.to_path_buf(), ex.clone(), watch).unwrap();
+            let mut got = Vec::new();
+            let n = w
+                .scan(
+                    &RelPath::root(),
+                    &mut |c| got.extend(c.into_iter().map(|e| e.path)),
+                    &mut |p, e| panic!("{p}: {e}"),
+                    None,
+                )
+                .unwrap();
+            let mut sorted = got.clone();
+            sorted.sort();
+            assert_eq!(got, sorted, "watch: {watch}");
+            assert_eq!(n as usize, got.len());
+            assert_eq!(got.len(), 16, "{got:?}");
         }
     }
 }

@@ -245,13 +245,18 @@ fn handle(
 ) -> Result<Response, String> {
     match req {
         Request::Scan => {
-            let mut send_err = None;
+            let send_err = std::cell::RefCell::new(None);
             let count = watcher
                 .scan(
                     &twinsync_proto::RelPath::root(),
                     &mut |entries| {
-                        if let Err(e) = send(out, &FromAgent::ScanChunk { id, entries }) {
-                            send_err = Some(e);
+                        let chunk = FromAgent::ScanChunk {
+                            id,
+                            entries,
+                            unreadable: Vec::new(),
+                        };
+                        if let Err(e) = send(out, &chunk) {
+                            *send_err.borrow_mut() = Some(e);
                         }
                     },
                     &mut |path, e| {
@@ -259,15 +264,25 @@ fn handle(
                         let _ = send(
                             out,
                             &FromAgent::Events(vec![twinsync_proto::Event::Error {
-                                path,
+                                path: path.clone(),
                                 message: format!("cannot read while scanning: {e}"),
                             }]),
                         );
+                        // Before any entry that follows it (entries before it
+                        // may still be in the walk's chunk: harmless).
+                        let chunk = FromAgent::ScanChunk {
+                            id,
+                            entries: Vec::new(),
+                            unreadable: vec![path],
+                        };
+                        if let Err(e) = send(out, &chunk) {
+                            *send_err.borrow_mut() = Some(e);
+                        }
                     },
                     None,
                 )
                 .map_err(|e| e.to_string())?;
-            if let Some(e) = send_err {
+            if let Some(e) = send_err.into_inner() {
                 return Err(e.to_string());
             }
             Ok(Response::ScanDone { count })

@@ -33,7 +33,7 @@ pub use path::RelPath;
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The largest frame either side accepts (64 MiB).
 pub const MAX_FRAME: usize = 64 << 20;
 
@@ -337,12 +337,20 @@ pub enum FromAgent {
         /// The outcome.
         result: Result<Response, String>,
     },
-    /// Part of a scan's listing.
+    /// Part of a scan's listing. The entries of all of a scan's chunks are
+    /// in ascending order of their paths (bytes compared), so the brain can
+    /// merge them with its index as they arrive.
     ScanChunk {
         /// The scan request's id.
         id: u64,
         /// Entries.
         entries: Vec<Entry>,
+        /// Paths that could not be read (a directory that could not be
+        /// listed, an entry that could not be stat'ed): the listing says
+        /// nothing of what is at or below them, so the brain must not take
+        /// their absence for a deletion. Sent no later than the first entry
+        /// that follows them.
+        unreadable: Vec<RelPath>,
     },
     /// Changes seen by the filter, in order.
     Events(Vec<Event>),

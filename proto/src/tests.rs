@@ -70,11 +70,18 @@ fn golden_wire_format() {
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001b81a548656c6c6f94a87477696e73796e6301c4022f729490c3c0c0"
+        "0000001b81a548656c6c6f94a87477696e73796e6302c4022f729490c3c0c0"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, "0000000d81a752656d6f76656491c40161");
+    let chunk = FromAgent::ScanChunk {
+        id: 7,
+        entries: vec![],
+        unreadable: vec!["d".into()],
+    };
+    let hex: String = encode(&chunk).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "0000001281a95363616e4368756e6b93079091c40164");
 }
 
 #[test]
