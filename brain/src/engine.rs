@@ -213,6 +213,8 @@ struct Scanning {
     unreadable: Vec<RelPath>,
     /// Entries taken in.
     count: usize,
+    /// Size of the side's pending map when last rebuilt compact.
+    compacted_at: usize,
 }
 
 impl Scanning {
@@ -884,6 +886,13 @@ impl Engine {
                 }
             }
             sc.last = Some(e.path);
+        }
+        // Filled in order, the pending map's nodes are half full: rebuilt
+        // each time it doubles (amortised O(1) per entry), it stays compact.
+        let n = self.pending[p].state.len();
+        if n >= 2 * sc.compacted_at.max(4096) {
+            compact(&mut self.pending[p].state);
+            sc.compacted_at = n;
         }
         self.scanning[p] = Some(sc);
         res

@@ -27,7 +27,7 @@ pub async fn copy_split(
     opts: &RsyncOptions,
     src: &End,
     dst: &End,
-    paths: &[RelPath],
+    paths: &[&RelPath],
 ) -> Result<RsyncOutcome> {
     if paths.len() < SPLIT_MIN {
         return copy(opts, src, dst, paths).await;
@@ -191,7 +191,7 @@ pub async fn copy(
     opts: &RsyncOptions,
     src: &End,
     dst: &End,
-    paths: &[RelPath],
+    paths: &[&RelPath],
 ) -> Result<RsyncOutcome> {
     let dst_root = dst.root();
     let state = dst_root.join(twinsync_filter::STATE_DIR);

@@ -317,8 +317,10 @@ impl Brain {
         }
         self.check_mass_deletion(self.engine.pending_deletions())?;
         // The listings entered what they found the same on both sides in the
-        // index, unjournaled.
+        // index (in order, so its nodes are half full), unjournaled.
+        self.engine.compact_known();
         self.save_snapshot();
+        trim_heap();
         self.merging = self.engine.has_work();
         self.in_merge = self.merging;
         Ok(())
@@ -578,10 +580,10 @@ impl Brain {
                     // rebuilt after each of a merge's batches (a merge has a
                     // few, see `MIN_BATCH`), the index stays compact.
                     self.engine.compact_known();
+                    trim_heap();
                 }
                 if merge_done {
                     self.in_merge = false;
-                    trim_heap();
                 }
 
                 if rescan && !stopping {
@@ -843,7 +845,7 @@ async fn execute(
     let _ = &roots;
     let all_local = ends.iter().all(|e| matches!(e, End::Local(_)));
     let copy = |dst: Side| {
-        let list = copies[dst.idx()].clone();
+        let list = &copies[dst.idx()];
         let (src_end, dst_end) = (ends[dst.other().idx()].clone(), ends[dst.idx()].clone());
         let (src_link, dst_link) = (
             Arc::clone(&links[dst.other().idx()]),
@@ -856,14 +858,19 @@ async fn execute(
             // Across hosts, small files travel inline over the agents' open
             // channel (no new ssh session); large ones by rsync (delta
             // transfer) through the same ssh connection's control socket.
-            let (inline, big): (Vec<_>, Vec<_>) = if all_local {
-                (Vec::new(), list)
+            // Borrowed: a merge's copy list is not copied again here.
+            let (inline, big): (Vec<_>, Vec<&RelPath>) = if all_local {
+                (Vec::new(), list.iter().map(|(p, _)| p).collect())
             } else if !rsync_opts.available {
                 // No rsync: everything inline (up to the frame limit).
-                (list, Vec::new())
+                (list.clone(), Vec::new())
             } else {
-                list.into_iter()
-                    .partition(|(_, sig)| sig.size <= INLINE_MAX)
+                let (inline, big): (Vec<_>, Vec<_>) =
+                    list.iter().partition(|(_, sig)| sig.size <= INLINE_MAX);
+                (
+                    inline.into_iter().cloned().collect(),
+                    big.into_iter().map(|(p, _)| p).collect(),
+                )
             };
             let mut errors = Vec::new();
             for chunk in inline_chunks(&inline) {
@@ -887,14 +894,15 @@ async fn execute(
                     }
                 }
             }
-            let paths: Vec<RelPath> = big.iter().map(|(p, _)| p.clone()).collect();
+            let paths = big;
             let out = if paths.is_empty() {
                 None
             } else if let (false, End::Local(src_root)) = (rsync_opts.available, &src_end) {
                 // No rsync here: the destination's helper copies from the
                 // other local root itself.
                 for chunk in paths.chunks(2000) {
-                    let results = dst_link.copy_from(src_root, chunk.to_vec()).await?;
+                    let chunk: Vec<RelPath> = chunk.iter().map(|&p| p.clone()).collect();
+                    let results = dst_link.copy_from(src_root, chunk.clone()).await?;
                     for (path, r) in chunk.iter().zip(results) {
                         if let Err(e) = r {
                             errors.push(format!("{path}: {e}"));
@@ -993,8 +1001,9 @@ async fn execute(
     Ok((failed, stats))
 }
 
-/// Hand the heap's free pages back to the system after a big merge (glibc
-/// keeps them otherwise: the resident size would stay at the merge's peak).
+/// Hand the heap's free pages back to the system after a merge's batch or a
+/// listing (glibc keeps them otherwise: the resident size would stay at the
+/// merge's peak). Costs a walk of the free chunks: not done in live batches.
 fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory of the allocator.

@@ -176,3 +176,76 @@ fn sigterm_stops_cleanly() {
     assert!(st.success(), "{st}");
     assert!(p.log_text().contains("stopped"));
 }
+
+/// `twinsync --sync-only LEFT RIGHT` to completion, as nobody when run as
+/// root (root reads everything): (status, stderr).
+fn sync_only_unprivileged(p: &Pair) -> (std::process::ExitStatus, String) {
+    if !is_root() {
+        return run_once(&[
+            OsStr::new("--sync-only"),
+            p.left.root.as_os_str(),
+            p.right.root.as_os_str(),
+        ]);
+    }
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(p.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exe = p.dir.path().join("twinsync");
+    if !exe.exists() {
+        fs::copy(crate::harness::bin(), &exe).unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&exe)
+        .arg("--sync-only")
+        .arg(&p.left.root)
+        .arg(&p.right.root)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("setpriv (util-linux) is needed");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_unreadable_directory_is_not_taken_for_deleted_at_a_merge() {
+    let p = Pair::new();
+    p.left.write("locked/a", b"a");
+    p.left.write("locked/sub/b", b"b");
+    // Enough besides that its loss stays under the mass-deletion limit.
+    for i in 0..10 {
+        p.left.write(format!("open{i}"), b"o");
+    }
+    let (st, err) = sync_only_unprivileged(&p);
+    assert!(st.success(), "{err}");
+    assert_eq!(p.right.read("locked/sub/b").as_deref(), Some(&b"b"[..]));
+    // The left's directory can no longer be listed (write and search only:
+    // the mode synced to the right still lets entries be renamed out of
+    // it there): its listing says nothing of what is inside, which must
+    // not read as "deleted".
+    fs::set_permissions(p.left.path("locked"), fs::Permissions::from_mode(0o300)).unwrap();
+    p.right.write("new", b"n");
+    let (st, err) = sync_only_unprivileged(&p);
+    fs::set_permissions(p.left.path("locked"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(st.success(), "{err}");
+    assert!(
+        err.contains("locked"),
+        "the unreadable directory is named: {err}"
+    );
+    assert_eq!(p.right.read("locked/a").as_deref(), Some(&b"a"[..]));
+    assert_eq!(p.right.read("locked/sub/b").as_deref(), Some(&b"b"[..]));
+    assert!(
+        p.right.trash_contents().is_empty(),
+        "{:?}",
+        p.right.trash_contents()
+    );
+    // and the rest of the merge went on
+    assert_eq!(p.left.read("new").as_deref(), Some(&b"n"[..]));
+    assert_eq!(p.left.read("locked/a").as_deref(), Some(&b"a"[..]));
+}
