@@ -158,8 +158,6 @@ pub struct Batch {
     pub traces: Vec<Trace>,
     /// Both replicas must be rescanned and reconciled before going on.
     pub rescan: bool,
-    /// Number of indexed entries this batch deletes on each side.
-    pub deleted: [usize; 2],
     /// The batch was cut at its size limit: what is left stays pending.
     pub more: bool,
 }
@@ -1204,7 +1202,6 @@ impl Engine {
                 format!("delete on {t} (to trash): {why}")
             });
             b.ops[t.idx()].push(Op::Trash { path: path.clone() });
-            b.deleted[t.idx()] += range_within(&self.known, path).count();
             self.k_remove_within(path);
             trashed[t.idx()].insert(path.clone());
             return;

@@ -929,32 +929,44 @@ async fn execute(
         }
         let paths: Vec<RelPath> = list.iter().map(|(p, _)| p.clone()).collect();
         let mut out = out;
-        let mut found = links[dst.idx()].stat(paths.clone()).await?;
+        let mut found = links[dst.idx()].stat(paths).await?;
         // rsync reported every file but may still be renaming the last ones
-        // into place: look again until they are there or it has exited.
+        // into place: look again (at those only) until they are there or it
+        // has exited.
         if let Some(mut exit) = out.as_mut().and_then(|o| o.exit.take()) {
             loop {
-                let all = list
+                let behind: Vec<usize> = list
                     .iter()
                     .zip(&found)
-                    .all(|((_, want), got)| got.is_some_and(|g| g.same_content(want)));
-                if all {
+                    .enumerate()
+                    .filter(|(_, ((_, want), got))| !got.is_some_and(|g| g.same_content(want)))
+                    .map(|(i, _)| i)
+                    .collect();
+                if behind.is_empty() {
                     break;
                 }
-                match exit.try_recv() {
+                let exited = match exit.try_recv() {
                     Ok((code, stderr)) => {
                         if let Some(o) = out.as_mut() {
                             o.code = code;
                             o.stderr = stderr;
                         }
-                        found = links[dst.idx()].stat(paths.clone()).await?;
-                        break;
+                        true
                     }
                     Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
                         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                        found = links[dst.idx()].stat(paths.clone()).await?;
+                        false
                     }
                     Err(_) => break,
+                };
+                let again = links[dst.idx()]
+                    .stat(behind.iter().map(|&i| list[i].0.clone()).collect())
+                    .await?;
+                for (i, got) in behind.into_iter().zip(again) {
+                    found[i] = got;
+                }
+                if exited {
+                    break;
                 }
             }
         }
