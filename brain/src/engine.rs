@@ -301,6 +301,14 @@ pub struct Engine {
     undo: Vec<(RelPath, Option<Sig>)>,
     /// Listings being taken in, per side.
     scanning: [Option<Scanning>; 2],
+    /// The fewest actions a batch is cut at ([`MIN_BATCH`]; tests set less).
+    pub min_batch: usize,
+    /// Counts calls that may have put in the pending maps a state equal to
+    /// the index's (events, listings, index changes from outside).
+    epoch: u64,
+    /// [`Engine::epoch`] at the end of the last plan: when unchanged, what
+    /// that plan left pending was already checked against the index.
+    planned_epoch: u64,
     /// Plan everything pending in one batch (a dry run shows all of it);
     /// otherwise a batch ends after `max(MIN_BATCH, pending / 8)` actions, so
     /// a merge of a big tree runs in a few batches and the copy lists, the
@@ -364,6 +372,9 @@ impl Engine {
             failed_ops_rescans: 0,
             scanning: Default::default(),
             batch_unbounded: false,
+            min_batch: MIN_BATCH,
+            epoch: 0,
+            planned_epoch: u64::MAX,
         }
     }
 
@@ -401,6 +412,7 @@ impl Engine {
     /// The batch planned last could not be carried out (a link was lost):
     /// put the index back as it was before it. A full rescan follows.
     pub fn abort(&mut self) {
+        self.epoch += 1;
         while let Some((path, old)) = self.undo.pop() {
             match old {
                 Some(sig) => self.known.insert(path.clone(), sig),
@@ -431,6 +443,7 @@ impl Engine {
 
     /// Replace the exclude rules (SIGHUP).
     pub fn set_excludes(&mut self, excludes: Excludes) {
+        self.epoch += 1;
         self.excludes = excludes;
     }
 
@@ -463,6 +476,7 @@ impl Engine {
 
     /// Replace the index (loaded from disk).
     pub fn set_known(&mut self, known: BTreeMap<RelPath, Sig>) {
+        self.epoch += 1;
         self.known = known;
     }
 
@@ -542,6 +556,7 @@ impl Engine {
 
     /// Take in one event from `side`, returning what was decided.
     pub fn on_event(&mut self, side: Side, ev: Event) -> Trace {
+        self.epoch += 1;
         let p = side.idx();
         let trace = |path: &RelPath, d: std::borrow::Cow<'static, str>| Trace::new(side, path, d);
         match ev {
@@ -818,6 +833,7 @@ impl Engine {
     /// dropped (the listing supersedes it). What a listing enters in the index
     /// is not journaled: save a full snapshot once the listings are in.
     pub fn begin_scan(&mut self, side: Side) {
+        self.epoch += 1;
         let p = side.idx();
         self.pending[p] = Pending::default();
         self.inflight[p].clear();
@@ -841,6 +857,7 @@ impl Engine {
         entries: Vec<Entry>,
         unreadable: Vec<RelPath>,
     ) -> Result<(), String> {
+        self.epoch += 1;
         let p = side.idx();
         let o = 1 - p;
         let mut sc = self.scanning[p]
@@ -899,6 +916,7 @@ impl Engine {
     /// The listing of `side` is complete: what the index has after its last
     /// entry is missing. Returns the number of entries it had.
     pub fn end_scan(&mut self, side: Side) -> usize {
+        self.epoch += 1;
         let p = side.idx();
         let sc = self.scanning[p].take().expect("end_scan after begin_scan");
         self.missing_between(p, &sc, None);
@@ -908,14 +926,30 @@ impl Engine {
 
     /// Every indexed path after the scan's last entry and before `upto` is
     /// missing from side `p` (unless unreadable there).
+    /// An indexed path the other side lacks too (its listing already went
+    /// past it, or a removal is pending there) leaves the index at once: a
+    /// rescan before the next plan must not find it there again.
     fn missing_between(&mut self, p: usize, sc: &Scanning, upto: Option<&RelPath>) {
         use std::ops::Bound;
+        let o = 1 - p;
         let lo = sc.last.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
         let hi = upto.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut gone_both = Vec::new();
         for (k, _) in self.known.range::<RelPath, _>((lo, hi)) {
-            if !k.is_root() && !sc.protects(k) {
+            if k.is_root() || sc.protects(k) {
+                continue;
+            }
+            if matches!(self.pending[o].state.get(k), Some(None))
+                && self.pending[o].moves.is_empty()
+            {
+                gone_both.push(k.clone());
+            } else {
                 self.pending[p].state.insert(k.clone(), None);
             }
+        }
+        for k in gone_both {
+            self.pending[o].state.remove(&k);
+            self.known.remove(&k);
         }
     }
 
@@ -952,6 +986,7 @@ impl Engine {
             self.k_insert(path, w);
         }
 
+        let replayed = pend.iter().any(|p| !p.moves.is_empty());
         // 1. Moves (composed as they came in, see `compose_move`), replayed
         //    in order on the other side. If one conflicts, the batch is only
         //    a rescan.
@@ -1002,8 +1037,13 @@ impl Engine {
         }
 
         // A pending state that is the index's (once the moves are replayed)
-        // is no change.
-        for p in &mut pend {
+        // is no change. What the last batch left over (cut at its size) was
+        // checked then: unless something came in since, no need again (a
+        // big merge would pay this walk once per batch).
+        for p in pend
+            .iter_mut()
+            .filter(|_| replayed || self.epoch != self.planned_epoch)
+        {
             let known = &self.known;
             p.state.retain(|k, v| {
                 !v.is_some_and(|x| known.get(k).is_some_and(|y| y.same_content(&x)))
@@ -1019,7 +1059,7 @@ impl Engine {
         let limit = if self.batch_unbounded {
             usize::MAX
         } else {
-            (total / 8).max(MIN_BATCH)
+            (total / 8).max(self.min_batch)
         };
         let mut trashed: [BTreeSet<RelPath>; 2] = Default::default();
         // Directories that lost a conflict: set aside with their contents,
@@ -1119,6 +1159,7 @@ impl Engine {
                 self.pending[i].state = p.state;
             }
         }
+        self.planned_epoch = self.epoch;
         b
     }
 
@@ -1433,6 +1474,7 @@ impl Engine {
     /// what is already the same on both sides and forget the differences
     /// (they are synced when next changed).
     pub fn adopt_equal(&mut self) {
+        self.epoch += 1;
         let [l, r] = std::mem::take(&mut self.pending);
         for (path, ls) in l.state {
             if let (Some(a), Some(Some(b))) = (ls, r.state.get(&path)) {
@@ -1445,6 +1487,7 @@ impl Engine {
 
     /// Forget what is pending (after a dry-run batch).
     pub fn discard_pending(&mut self) {
+        self.epoch += 1;
         self.pending = Default::default();
     }
 
@@ -1481,6 +1524,7 @@ impl Engine {
     /// (mtime, mode) is given to the other side by the next batch, as
     /// attributes only; nothing is copied and no conflict copy is made.
     pub fn settle_equal_content(&mut self, paths: &[RelPath]) {
+        self.epoch += 1;
         for p in paths {
             let (Some(Some(l)), Some(Some(r))) = (
                 self.pending[0].state.get(p).copied(),

@@ -526,7 +526,13 @@ impl Brain {
                 }
                 let snapshot = self.settings.dry_run.then(|| self.engine.snapshot());
                 self.engine.batch_unbounded = self.settings.dry_run;
+                let planned = Instant::now();
                 let batch = self.engine.plan(now());
+                debug!(
+                    ms = planned.elapsed().as_millis() as u64,
+                    more = batch.more,
+                    "batch planned"
+                );
                 self.merging = false;
                 // A big merge runs in several batches: the last one ends it.
                 let merge_done = self.in_merge && !batch.more;
@@ -573,17 +579,24 @@ impl Brain {
                     self.tally(&stats);
                     self.engine.complete(failed, stats.ops_failed);
                     self.status.lock().expect("status").last_sync = Some(now());
+                    let saved = Instant::now();
                     self.save_delta();
+                    debug!(ms = saved.elapsed().as_millis() as u64, "index saved");
                 }
                 if self.in_merge {
                     // Entered in order, the index's nodes are left half full:
                     // rebuilt after each of a merge's batches (a merge has a
                     // few, see `MIN_BATCH`), the index stays compact.
+                    let compacted = Instant::now();
                     self.engine.compact_known();
-                    trim_heap();
+                    debug!(
+                        ms = compacted.elapsed().as_millis() as u64,
+                        "index compacted"
+                    );
                 }
                 if merge_done {
                     self.in_merge = false;
+                    trim_heap();
                 }
 
                 if rescan && !stopping {

@@ -475,8 +475,15 @@ fn l(s: Side) -> char {
 
 impl World {
     fn new(slow_filter: bool, races: bool) -> Self {
+        let mut engine = Engine::new(Excludes::default(), Policy::default());
+        // In half the scenarios, batches are cut after each action, as a big
+        // merge's are after many: what is left over must be planned later as
+        // if in one batch.
+        if slow_filter {
+            engine.min_batch = 1;
+        }
         let mut w = World {
-            engine: Engine::new(Excludes::default(), Policy::default()),
+            engine,
             reps: Default::default(),
             clock: 0,
             next_ino: 1,
@@ -1321,22 +1328,30 @@ impl World {
         if deliver_first {
             self.deliver_all();
         }
-        let b = self.plan();
-        self.batch_paths = batch_paths(&b);
-        for (s, a) in during {
-            self.user(*s, a);
-        }
-        self.batch_paths.clear();
-        let failed = self.execute(&b, left_first);
-        if echoes == Echoes::BeforeComplete {
-            self.deliver_all();
-        }
-        self.complete(failed);
-        if b.rescan {
-            self.rescan();
-        }
-        if echoes == Echoes::AfterComplete {
-            self.deliver_all();
+        // One sync is one batch, or the batches a cut one continues in (as
+        // the brain runs them back to back); users act during the first.
+        let mut during = during;
+        loop {
+            let b = self.plan();
+            self.batch_paths = batch_paths(&b);
+            for (s, a) in std::mem::take(&mut during) {
+                self.user(*s, a);
+            }
+            self.batch_paths.clear();
+            let failed = self.execute(&b, left_first);
+            if echoes == Echoes::BeforeComplete {
+                self.deliver_all();
+            }
+            self.complete(failed);
+            if b.rescan {
+                self.rescan();
+            }
+            if echoes == Echoes::AfterComplete {
+                self.deliver_all();
+            }
+            if !b.more {
+                break;
+            }
         }
     }
 
