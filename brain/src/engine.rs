@@ -298,11 +298,17 @@ pub struct Engine {
     failed_ops_rescans: u32,
     /// Previous values of the index entries the current batch changed, to
     /// undo it when it could not be carried out (a link lost mid-batch).
-    undo: Vec<(RelPath, Option<Sig>)>,
+    undo: Vec<Undo>,
+    /// The index changed too much for a journal delta (a big directory
+    /// moved): the runner saves a full snapshot instead.
+    snapshot_due: bool,
     /// Listings being taken in, per side.
     scanning: [Option<Scanning>; 2],
     /// The fewest actions a batch is cut at ([`MIN_BATCH`]; tests set less).
     pub min_batch: usize,
+    /// Entries below a moved directory past which the move is recorded as
+    /// one ([`BIG_MOVE`]; tests set less).
+    pub big_move: usize,
     /// Counts calls that may have put in the pending maps a state equal to
     /// the index's (events, listings, index changes from outside).
     epoch: u64,
@@ -314,6 +320,24 @@ pub struct Engine {
     /// a merge of a big tree runs in a few batches and the copy lists, the
     /// undo log and the journal delta of each stay small.
     pub batch_unbounded: bool,
+}
+
+/// A directory move with more indexed entries below it than this is
+/// recorded as one move (undo) and saved by a snapshot.
+pub const BIG_MOVE: usize = 1024;
+
+/// An index change of the current batch, to undo it.
+#[derive(Debug)]
+enum Undo {
+    /// The entry at a path was this (`None`: absent).
+    Entry(RelPath, Option<Sig>),
+    /// Everything at or below `from` was moved below `to`, dropping what
+    /// was there (`displaced`).
+    Rekey {
+        from: RelPath,
+        to: RelPath,
+        displaced: Vec<(RelPath, Sig)>,
+    },
 }
 
 /// The fewest actions a batch is cut at (see [`Engine::batch_unbounded`]).
@@ -355,6 +379,37 @@ fn rekey<V>(map: &mut BTreeMap<RelPath, V>, from: &RelPath, to: &RelPath) {
     }
 }
 
+/// [`rekey`] for a subtree that is a good part of `map`: the map is split
+/// and joined again (a few sequential rebuilds, O(size of the map)) instead
+/// of removing and inserting each moved key (O(moved × log size), with a
+/// comparison of paths at each step).
+fn rekey_bulk<V>(map: &mut BTreeMap<RelPath, V>, from: &RelPath, to: &RelPath) {
+    if from == to {
+        return;
+    }
+    let moved = take_within(map, from);
+    drop(take_within(map, to));
+    // Rebasing keeps their order: built at once, full nodes.
+    let mut rebased: BTreeMap<RelPath, V> = moved
+        .into_iter()
+        .map(|(k, v)| (k.rebase(from, to).expect("within from"), v))
+        .collect();
+    map.append(&mut rebased);
+}
+
+/// Take out of `map` what is at or below `dir` (not the root).
+fn take_within<V>(map: &mut BTreeMap<RelPath, V>, dir: &RelPath) -> BTreeMap<RelPath, V> {
+    let (lo, hi) = dir.children_range();
+    let own = map.remove_entry(dir);
+    let mut out = map.split_off(&lo);
+    let mut tail = out.split_off(&hi);
+    map.append(&mut tail);
+    if let Some((k, v)) = own {
+        out.insert(k, v);
+    }
+    out
+}
+
 impl Engine {
     /// An engine with an empty index.
     #[must_use]
@@ -367,12 +422,14 @@ impl Engine {
             policy,
             changed: std::collections::BTreeSet::new(),
             undo: Vec::new(),
+            snapshot_due: false,
             tracing: true,
             attr_fixes: Vec::new(),
             failed_ops_rescans: 0,
             scanning: Default::default(),
             batch_unbounded: false,
             min_batch: MIN_BATCH,
+            big_move: BIG_MOVE,
             epoch: 0,
             planned_epoch: u64::MAX,
         }
@@ -382,7 +439,7 @@ impl Engine {
     /// batch (both bounded by the batch's size, see `MIN_BATCH`).
     fn k_record(&mut self, path: &RelPath) {
         self.undo
-            .push((path.clone(), self.known.get(path).copied()));
+            .push(Undo::Entry(path.clone(), self.known.get(path).copied()));
         self.changed.insert(path.clone());
     }
 
@@ -399,6 +456,26 @@ impl Engine {
     }
 
     fn k_rekey(&mut self, from: &RelPath, to: &RelPath) {
+        if range_within(&self.known, from).nth(self.big_move).is_some() {
+            // A big directory: one undo record for the move rather than two
+            // per entry, and a snapshot rather than a journal delta, so the
+            // move is planned (and its `rename` sent) without that bookkeeping.
+            let displaced = range_within(&self.known, to)
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            self.undo.push(Undo::Rekey {
+                from: from.clone(),
+                to: to.clone(),
+                displaced,
+            });
+            self.snapshot_due = true;
+            if range_within(&self.known, from).count() * 8 > self.known.len() {
+                rekey_bulk(&mut self.known, from, to);
+            } else {
+                rekey(&mut self.known, from, to);
+            }
+            return;
+        }
         let from_keys = keys_within(&self.known, from);
         for k in from_keys.iter().chain(keys_within(&self.known, to).iter()) {
             self.k_record(k);
@@ -413,12 +490,25 @@ impl Engine {
     /// put the index back as it was before it. A full rescan follows.
     pub fn abort(&mut self) {
         self.epoch += 1;
-        while let Some((path, old)) = self.undo.pop() {
-            match old {
-                Some(sig) => self.known.insert(path.clone(), sig),
-                None => self.known.remove(&path),
-            };
-            self.changed.insert(path);
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::Entry(path, old) => {
+                    match old {
+                        Some(sig) => self.known.insert(path.clone(), sig),
+                        None => self.known.remove(&path),
+                    };
+                    self.changed.insert(path);
+                }
+                Undo::Rekey {
+                    from,
+                    to,
+                    displaced,
+                } => {
+                    rekey(&mut self.known, &to, &from);
+                    self.known.extend(displaced);
+                    self.snapshot_due = true;
+                }
+            }
         }
         self.inflight = Default::default();
     }
@@ -439,6 +529,14 @@ impl Engine {
     /// Forget the recorded index changes (after a full snapshot).
     pub fn clear_delta(&mut self) {
         self.changed.clear();
+        self.snapshot_due = false;
+    }
+
+    /// True when the index changed too much since the last save for a
+    /// journal delta: save a full snapshot (see [`Engine::clear_delta`]).
+    #[must_use]
+    pub fn snapshot_due(&self) -> bool {
+        self.snapshot_due
     }
 
     /// Replace the exclude rules (SIGHUP).

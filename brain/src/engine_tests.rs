@@ -771,3 +771,62 @@ fn a_big_merge_runs_in_batches_that_together_do_it_all() {
     assert_eq!(b.copies[1].len(), n);
     assert!(!b.more);
 }
+
+#[test]
+fn a_big_directory_move_is_one_undo_record_and_a_snapshot() {
+    let names: Vec<String> = (0..BIG_MOVE + 5).map(|i| format!("d/f{i:05}")).collect();
+    let mut v: Vec<(&str, Sig)> = vec![("d", dir()), ("e0", file(1, 10))];
+    v.extend(names.iter().map(|s| (s.as_str(), file(1, 10))));
+    let mut e = synced(&v);
+    e.clear_delta();
+    let before = e.snapshot();
+    e.on_event(
+        Side::Left,
+        Event::Moved {
+            from: "d".into(),
+            to: "e".into(),
+            sig: dir(),
+        },
+    );
+    let b = e.plan(0);
+    assert_eq!(
+        b.ops[1],
+        vec![Op::Move {
+            from: "d".into(),
+            to: "e".into()
+        }]
+    );
+    assert!(b.copies.iter().all(Vec::is_empty));
+    assert!(e.snapshot_due(), "a journal delta would list every entry");
+    assert!(e.known().contains_key(&RelPath::from("e/f00000")));
+    assert!(!e.known().contains_key(&RelPath::from("d")));
+    // A lost link: the index goes back to what it was.
+    e.abort();
+    assert_eq!(e.snapshot(), before);
+    e.clear_delta();
+    assert!(!e.snapshot_due());
+}
+
+#[test]
+fn a_bulk_rekey_moves_exactly_the_subtree() {
+    let keys = [
+        "a", "d", "d-x", "d.x", "d/a", "d/b/c", "d0", "e", "e/old", "f", "f/g",
+    ];
+    let mut m: BTreeMap<RelPath, u32> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (RelPath::from(*k), i as u32))
+        .collect();
+    let mut n = m.clone();
+    rekey(&mut m, &"d".into(), &"e".into());
+    rekey_bulk(&mut n, &"d".into(), &"e".into());
+    assert_eq!(m, n);
+    let got: Vec<String> = n.keys().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        ["a", "d-x", "d.x", "d0", "e", "e/a", "e/b/c", "f", "f/g"]
+    );
+    rekey_bulk(&mut n, &"f".into(), &"d/z".into());
+    rekey(&mut m, &"f".into(), &"d/z".into());
+    assert_eq!(m, n);
+}

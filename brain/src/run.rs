@@ -365,7 +365,10 @@ impl Brain {
         // Folded into a snapshot once the journal holds as much as the index
         // (amortised: the snapshot costs what the journal already did).
         let (records, entries) = (self.index.journal_len(), self.index.journal_entries());
-        if records > 2000 || entries > self.engine.known().len().max(10_000) {
+        if self.engine.snapshot_due()
+            || records > 2000
+            || entries > self.engine.known().len().max(10_000)
+        {
             self.save_snapshot();
             return;
         }

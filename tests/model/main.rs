@@ -482,6 +482,11 @@ impl World {
         if slow_filter {
             engine.min_batch = 1;
         }
+        // In the other half, every directory move is a big one (one undo
+        // record, the index split and joined, a snapshot).
+        if !slow_filter {
+            engine.big_move = 0;
+        }
         let mut w = World {
             engine,
             reps: Default::default(),
