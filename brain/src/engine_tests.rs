@@ -117,9 +117,8 @@ fn old_state_reported_during_an_inflight_write_is_an_echo() {
     assert!(t.decision.contains("in-flight"), "{t:?}");
 }
 
-#[test]
-fn move_is_replayed_without_copy() {
-    let mut e = synced(&[("d", dir()), ("d/x", file(1, 10))]);
+/// `d` moved to `e` on the left: the batch is that move on the right, no copy.
+fn assert_move_d_to_e_replayed(e: &mut Engine) {
     e.on_event(
         Side::Left,
         Event::Moved {
@@ -137,6 +136,12 @@ fn move_is_replayed_without_copy() {
         }]
     );
     assert!(b.copies.iter().all(Vec::is_empty));
+}
+
+#[test]
+fn move_is_replayed_without_copy() {
+    let mut e = synced(&[("d", dir()), ("d/x", file(1, 10))]);
+    assert_move_d_to_e_replayed(&mut e);
     assert!(e.known().contains_key(&RelPath::from("e/x")));
     assert!(!e.known().contains_key(&RelPath::from("d/x")));
 }
@@ -780,23 +785,7 @@ fn a_big_directory_move_is_one_undo_record_and_a_snapshot() {
     let mut e = synced(&v);
     e.clear_delta();
     let before = e.snapshot();
-    e.on_event(
-        Side::Left,
-        Event::Moved {
-            from: "d".into(),
-            to: "e".into(),
-            sig: dir(),
-        },
-    );
-    let b = e.plan(0);
-    assert_eq!(
-        b.ops[1],
-        vec![Op::Move {
-            from: "d".into(),
-            to: "e".into()
-        }]
-    );
-    assert!(b.copies.iter().all(Vec::is_empty));
+    assert_move_d_to_e_replayed(&mut e);
     assert!(e.snapshot_due(), "a journal delta would list every entry");
     assert!(e.known().contains_key(&RelPath::from("e/f00000")));
     assert!(!e.known().contains_key(&RelPath::from("d")));
