@@ -1,7 +1,8 @@
+use std::ffi::OsStr;
 use std::fs;
 use std::time::Instant;
 
-use crate::harness::{eventually, Pair};
+use crate::harness::{eventually, run_once, Pair};
 
 #[test]
 fn file_rename_is_replayed_in_place() {
@@ -116,4 +117,46 @@ fn renaming_a_100_mib_directory_copies_nothing() {
         .collect();
     assert_eq!(inos, after, "files were re-copied instead of renamed");
     assert!(!p.log_text().contains("copy L→R: changed on left path=big2"));
+}
+
+#[test]
+fn a_big_directory_rename_is_in_the_saved_index_when_killed_after_it() {
+    let mut p = Pair::new();
+    // More entries than a move journals one by one (BIG_MOVE): saved by a
+    // snapshot instead.
+    for d in 0..30 {
+        for f in 0..50 {
+            p.left.write(format!("big/d{d:02}/f{f:02}"), b"x");
+        }
+    }
+    p.start(&[]);
+    p.eventually_equal();
+    let ino = p.right.ino("big/d00/f00");
+    fs::rename(p.left.path("big"), p.left.path("moved")).unwrap();
+    eventually("renamed on the right", || {
+        p.right.exists("moved/d29/f49") && !p.right.exists("big")
+    });
+    assert_eq!(p.right.ino("moved/d00/f00"), ino, "re-copied");
+    // Killed once the batch is done: only what it saved counts.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut c = p.child.take().unwrap();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // A deletion made while stopped is told from the index: had it kept the
+    // old names, the file would come back from the right instead.
+    fs::remove_file(p.left.path("moved/d00/f00")).unwrap();
+    let (st, err) = run_once(&[
+        OsStr::new("--sync-only"),
+        p.left.root.as_os_str(),
+        p.right.root.as_os_str(),
+    ]);
+    assert!(st.success(), "{err}");
+    assert!(!p.left.exists("moved/d00/f00"), "deletion undone:\n{err}");
+    assert!(
+        !p.right.exists("moved/d00/f00"),
+        "deletion not followed:\n{err}"
+    );
+    assert!(p.right.exists("moved/d00/f01"));
+    assert!(err.contains("copied_to_left=0 copied_to_right=0"), "{err}");
 }
