@@ -304,7 +304,11 @@ pub struct Engine {
     snapshot_due: bool,
     /// Listings being taken in, per side.
     scanning: [Option<Scanning>; 2],
-    /// The fewest actions a batch is cut at ([`MIN_BATCH`]; tests set less).
+    /// A batch ends after `max(min_batch, pending / 8)` actions, so a merge
+    /// of a big tree runs in a few batches and the copy lists, the undo log
+    /// and the journal delta of each stay small. [`MIN_BATCH`] by default;
+    /// `usize::MAX` plans everything in one batch (a dry run shows it all);
+    /// tests set less.
     pub min_batch: usize,
     /// Entries below a moved directory past which the move is recorded as
     /// one ([`BIG_MOVE`]; tests set less).
@@ -315,11 +319,6 @@ pub struct Engine {
     /// [`Engine::epoch`] at the end of the last plan: when unchanged, what
     /// that plan left pending was already checked against the index.
     planned_epoch: u64,
-    /// Plan everything pending in one batch (a dry run shows all of it);
-    /// otherwise a batch ends after `max(MIN_BATCH, pending / 8)` actions, so
-    /// a merge of a big tree runs in a few batches and the copy lists, the
-    /// undo log and the journal delta of each stay small.
-    pub batch_unbounded: bool,
 }
 
 /// A directory move with more indexed entries below it than this is
@@ -340,7 +339,7 @@ enum Undo {
     },
 }
 
-/// The fewest actions a batch is cut at (see [`Engine::batch_unbounded`]).
+/// The fewest actions a batch is cut at (see [`Engine::min_batch`]).
 pub const MIN_BATCH: usize = 16_384;
 
 fn range_within<'a, V>(
@@ -427,7 +426,6 @@ impl Engine {
             attr_fixes: Vec::new(),
             failed_ops_rescans: 0,
             scanning: Default::default(),
-            batch_unbounded: false,
             min_batch: MIN_BATCH,
             big_move: BIG_MOVE,
             epoch: 0,
@@ -1154,11 +1152,7 @@ impl Engine {
         //    the index. A batch ends after `limit` actions; the rest stays
         //    pending for the next one.
         let total = pend[0].state.len() + pend[1].state.len();
-        let limit = if self.batch_unbounded {
-            usize::MAX
-        } else {
-            (total / 8).max(self.min_batch)
-        };
+        let limit = (total / 8).max(self.min_batch);
         let mut trashed: [BTreeSet<RelPath>; 2] = Default::default();
         // Directories that lost a conflict: set aside with their contents,
         // which the rescan that follows merges.

@@ -119,14 +119,7 @@ fn old_state_reported_during_an_inflight_write_is_an_echo() {
 
 /// `d` moved to `e` on the left: the batch is that move on the right, no copy.
 fn assert_move_d_to_e_replayed(e: &mut Engine) {
-    e.on_event(
-        Side::Left,
-        Event::Moved {
-            from: "d".into(),
-            to: "e".into(),
-            sig: dir(),
-        },
-    );
+    moved(e, Side::Left, "d", "e", dir());
     let b = e.plan(0);
     assert_eq!(
         b.ops[1],
@@ -767,9 +760,8 @@ fn a_big_merge_runs_in_batches_that_together_do_it_all() {
     assert_eq!(e.known().len(), n);
     e.compact_known();
     assert_eq!(e.known().len(), n);
-    e.batch_unbounded = true;
     let mut e2 = engine();
-    e2.batch_unbounded = true;
+    e2.min_batch = usize::MAX;
     e2.load_scan(Side::Left, entries(&v));
     e2.load_scan(Side::Right, vec![]);
     let b = e2.plan(0);

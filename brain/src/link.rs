@@ -101,10 +101,10 @@ impl Scan {
     ///
     /// # Errors
     /// When the agent could not list its replica or went away.
-    pub async fn finish(self) -> Result<u64> {
+    pub async fn finish(self) -> Result<()> {
         drop(self.progress);
         match self.done.await {
-            Ok(Ok(Response::ScanDone { count })) => Ok(count),
+            Ok(Ok(Response::ScanDone { .. })) => Ok(()),
             Ok(Ok(other)) => bail!("unexpected answer to a scan: {other:?}"),
             Ok(Err(e)) => bail!("scanning the {} replica: {e}", self.side),
             Err(_) => bail!("the {} agent went away while scanning", self.side),

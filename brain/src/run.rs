@@ -204,6 +204,10 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     );
     let mut engine = engine;
     engine.tracing = settings.dry_run || settings.debug >= 2;
+    if settings.dry_run {
+        // A dry run shows the whole plan at once.
+        engine.min_batch = usize::MAX;
+    }
     let index = Index::open(
         &roots[0].join(".twinsync").join("index"),
         &settings.instance,
@@ -528,7 +532,6 @@ impl Brain {
                     self.settle_equal_content().await?;
                 }
                 let snapshot = self.settings.dry_run.then(|| self.engine.snapshot());
-                self.engine.batch_unbounded = self.settings.dry_run;
                 let planned = Instant::now();
                 let batch = self.engine.plan(now());
                 debug!(
@@ -917,8 +920,8 @@ async fn execute(
                 // No rsync here: the destination's helper copies from the
                 // other local root itself.
                 for chunk in paths.chunks(2000) {
-                    let chunk: Vec<RelPath> = chunk.iter().map(|&p| p.clone()).collect();
-                    let results = dst_link.copy_from(src_root, chunk.clone()).await?;
+                    let owned = chunk.iter().map(|&p| p.clone()).collect();
+                    let results = dst_link.copy_from(src_root, owned).await?;
                     for (path, r) in chunk.iter().zip(results) {
                         if let Err(e) = r {
                             errors.push(format!("{path}: {e}"));
@@ -1029,9 +1032,10 @@ async fn execute(
     Ok((failed, stats))
 }
 
-/// Hand the heap's free pages back to the system after a merge's batch or a
-/// listing (glibc keeps them otherwise: the resident size would stay at the
-/// merge's peak). Costs a walk of the free chunks: not done in live batches.
+/// Hand the heap's free pages back to the system after a listing and at the
+/// end of a merge (glibc keeps them otherwise: the resident size would stay
+/// at the merge's peak). Costs a walk of the free chunks: not done in live
+/// batches.
 fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory of the allocator.

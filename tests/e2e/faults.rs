@@ -181,11 +181,7 @@ fn sigterm_stops_cleanly() {
 /// root (root reads everything): (status, stderr).
 fn sync_only_unprivileged(p: &Pair) -> (std::process::ExitStatus, String) {
     if !is_root() {
-        return run_once(&[
-            OsStr::new("--sync-only"),
-            p.left.root.as_os_str(),
-            p.right.root.as_os_str(),
-        ]);
+        return p.sync_only(&[]);
     }
     let st = Command::new("chown")
         .args(["-R", "65534:65534"])

@@ -349,6 +349,17 @@ impl Drop for Pair {
     }
 }
 
+impl Pair {
+    /// `twinsync --sync-only EXTRA… LEFT RIGHT` to completion: (status, stderr).
+    pub fn sync_only(&self, extra: &[&str]) -> (std::process::ExitStatus, String) {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("--sync-only")];
+        args.extend(extra.iter().map(OsStr::new));
+        args.push(self.left.root.as_os_str());
+        args.push(self.right.root.as_os_str());
+        run_once(&args)
+    }
+}
+
 /// Run twinsync to completion with these args; returns (status, stderr).
 pub fn run_once(args: &[&OsStr]) -> (std::process::ExitStatus, String) {
     let out = Command::new(bin())

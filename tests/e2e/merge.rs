@@ -1,25 +1,16 @@
 //! The stateful merge: --sync-only, start-up, deletions while stopped,
 //! conflicts, safety nets, dry runs.
 
-use std::ffi::OsStr;
 use std::fs;
 
-use crate::harness::{run_once, Pair};
-
-fn sync_only(p: &Pair, extra: &[&str]) -> (std::process::ExitStatus, String) {
-    let mut args: Vec<&OsStr> = vec![OsStr::new("--sync-only")];
-    args.extend(extra.iter().map(OsStr::new));
-    args.push(p.left.root.as_os_str());
-    args.push(p.right.root.as_os_str());
-    run_once(&args)
-}
+use crate::harness::Pair;
 
 #[test]
 fn sync_only_merges_once_and_exits() {
     let p = Pair::new();
     p.left.write("a/l", b"left");
     p.right.write("b/r", b"right");
-    let (st, err) = sync_only(&p, &[]);
+    let (st, err) = p.sync_only(&[]);
     assert!(st.success(), "{err}");
     assert_eq!(p.right.read("a/l").unwrap(), b"left");
     assert_eq!(p.left.read("b/r").unwrap(), b"right");
@@ -32,13 +23,13 @@ fn deletions_made_while_stopped_are_not_resurrected() {
     for i in 0..10 {
         p.left.write(format!("f{i}"), b"v1");
     }
-    assert!(sync_only(&p, &[]).0.success());
+    assert!(p.sync_only(&[]).0.success());
     // while twinsync is not running: delete on one side, edit on the other
     fs::remove_file(p.left.path("f1")).unwrap();
     fs::remove_file(p.right.path("f2")).unwrap();
     p.right.write("f3", b"v2 edited on the right");
     fs::remove_file(p.left.path("f3")).unwrap(); // deleted on left, modified on right
-    let (st, err) = sync_only(&p, &[]);
+    let (st, err) = p.sync_only(&[]);
     assert!(st.success(), "{err}");
     assert!(!p.right.exists("f1"), "deletion on the left resurrected");
     assert!(!p.left.exists("f2"), "deletion on the right resurrected");
@@ -58,11 +49,11 @@ fn a_merge_that_would_delete_most_of_a_side_is_refused_unless_forced() {
     for i in 0..10 {
         p.left.write(format!("f{i}"), b"v");
     }
-    assert!(sync_only(&p, &[]).0.success());
+    assert!(p.sync_only(&[]).0.success());
     for i in 0..8 {
         fs::remove_file(p.left.path(format!("f{i}"))).unwrap();
     }
-    let (st, err) = sync_only(&p, &[]);
+    let (st, err) = p.sync_only(&[]);
     assert_eq!(st.code(), Some(1));
     assert!(
         err.contains("refusing to merge") && err.contains("--force"),
@@ -73,7 +64,7 @@ fn a_merge_that_would_delete_most_of_a_side_is_refused_unless_forced() {
         11,
         "something was changed"
     );
-    let (st, err) = sync_only(&p, &["--force"]);
+    let (st, err) = p.sync_only(&["--force"]);
     assert!(st.success(), "{err}");
     assert!(!p.right.exists("f0"));
 }
@@ -83,11 +74,11 @@ fn an_emptied_side_is_refused_as_an_unmounted_volume() {
     let p = Pair::new();
     p.left.write("x", b"v");
     p.left.write("y", b"v");
-    assert!(sync_only(&p, &[]).0.success());
+    assert!(p.sync_only(&[]).0.success());
     for n in ["x", "y"] {
         fs::remove_file(p.right.path(n)).unwrap();
     }
-    let (st, err) = sync_only(&p, &[]);
+    let (st, err) = p.sync_only(&[]);
     assert_eq!(st.code(), Some(1));
     assert!(err.contains("is empty") && err.contains("mounted"), "{err}");
     assert!(p.left.exists("x") && p.left.exists("y"));
@@ -101,7 +92,7 @@ fn dry_run_prints_the_plan_and_changes_nothing_not_even_the_index() {
     p.left.write("both", b"left side");
     p.right.write("both", b"right side!");
     let before = (p.left.tree(), p.right.tree());
-    let (st, err) = sync_only(&p, &["--dry-run"]);
+    let (st, err) = p.sync_only(&["--dry-run"]);
     assert!(st.success(), "{err}");
     assert_eq!(before, (p.left.tree(), p.right.tree()));
     assert!(
@@ -171,7 +162,7 @@ fn kill_9_at_any_point_of_a_merge_loses_nothing_and_the_next_merge_converges() {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
-    let (st, err) = sync_only(&p, &[]);
+    let (st, err) = p.sync_only(&[]);
     assert!(st.success(), "{err}");
     assert_eq!(p.left.tree(), p.right.tree());
     let present = all_versions(&p);
@@ -180,7 +171,7 @@ fn kill_9_at_any_point_of_a_merge_loses_nothing_and_the_next_merge_converges() {
     }
     // and a merge after that changes nothing
     let before = p.left.tree();
-    assert!(sync_only(&p, &[]).0.success());
+    assert!(p.sync_only(&[]).0.success());
     assert_eq!(before, p.left.tree());
 }
 
@@ -199,7 +190,7 @@ fn odd_names_and_symlinks_merge_both_ways() {
     }
     std::os::unix::fs::symlink("new\nline", p.left.path("link-to-odd")).unwrap();
     std::os::unix::fs::symlink("/nonexistent", p.right.path("dangling")).unwrap();
-    let (st, err) = sync_only(&p, &[]);
+    let (st, err) = p.sync_only(&[]);
     assert!(st.success(), "{err}");
     assert_eq!(p.left.tree(), p.right.tree());
     assert_eq!(
@@ -211,7 +202,7 @@ fn odd_names_and_symlinks_merge_both_ways() {
     // deleted while stopped, on the other side
     fs::remove_file(p.right.path(&names[0])).unwrap();
     fs::remove_file(p.left.path("dangling")).unwrap();
-    assert!(sync_only(&p, &[]).0.success());
+    assert!(p.sync_only(&[]).0.success());
     assert!(!p.left.exists(&names[0]) && !p.right.exists("dangling"));
     assert_eq!(p.left.tree(), p.right.tree());
 }
@@ -227,7 +218,7 @@ fn same_content_with_different_mtimes_is_no_conflict() {
     for f in ["same.txt", "diff.txt"] {
         p.left.set_mtime(f, old);
     }
-    let (st, err) = sync_only(&p, &[]);
+    let (st, err) = p.sync_only(&[]);
     assert!(st.success(), "{err}");
     assert_eq!(p.left.tree(), p.right.tree(), "mtimes not aligned");
     let names: Vec<String> = fs::read_dir(&p.left.root)

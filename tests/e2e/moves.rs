@@ -1,8 +1,7 @@
-use std::ffi::OsStr;
 use std::fs;
 use std::time::Instant;
 
-use crate::harness::{eventually, run_once, Pair};
+use crate::harness::{eventually, Pair};
 
 #[test]
 fn file_rename_is_replayed_in_place() {
@@ -146,11 +145,7 @@ fn a_big_directory_rename_is_in_the_saved_index_when_killed_after_it() {
     // A deletion made while stopped is told from the index: had it kept the
     // old names, the file would come back from the right instead.
     fs::remove_file(p.left.path("moved/d00/f00")).unwrap();
-    let (st, err) = run_once(&[
-        OsStr::new("--sync-only"),
-        p.left.root.as_os_str(),
-        p.right.root.as_os_str(),
-    ]);
+    let (st, err) = p.sync_only(&[]);
     assert!(st.success(), "{err}");
     assert!(!p.left.exists("moved/d00/f00"), "deletion undone:\n{err}");
     assert!(
