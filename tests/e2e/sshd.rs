@@ -26,9 +26,8 @@
 //! `start` returns `None` (and panics when `$CI` is set, so CI cannot skip).
 
 use std::fs::{self, File};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 /// The sshd binary; it must be an absolute path, since sshd re-execs itself.
@@ -131,7 +130,7 @@ impl Sshd {
     /// A `ssh -F <ssh_config> <host> <cmd>` command, ready to run or spawn
     /// (stdin is null unless set otherwise).
     pub fn command(&self, cmd: &str) -> Command {
-        ssh_command(&self.ssh_config, cmd)
+        setup::ssh_command(&self.ssh_config, HOST, cmd)
     }
 
     /// Run `cmd` on the server through ssh and return its output.
@@ -234,34 +233,16 @@ fn launch(dir: &Path, port: u16, ssh_config: &Path) -> Result<Child, Failure> {
         .append(true)
         .open(dir.join("sshd.log"))
         .expect("open sshd.log");
-    let mut child = Command::new(SSHD)
-        .arg("-D")
-        .arg("-e")
-        .arg("-f")
-        .arg(dir.join("sshd_config"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn sshd");
+    let mut child = setup::sshd_command(dir, log).spawn().expect("spawn sshd");
     let t = Instant::now();
-    let mut last = String::from("(no connection to the port)");
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(Failure::Exited(status));
         }
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            let out = ssh_command(ssh_config, "true").output().expect("run ssh");
-            if out.status.success() {
-                return Ok(child);
-            }
-            last = format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        let last = match setup::try_login(port, ssh_config, HOST).expect("run ssh") {
+            None => return Ok(child),
+            Some(why) => why,
+        };
         if t.elapsed() > READY {
             let _ = child.kill();
             let _ = child.wait();
@@ -269,16 +250,6 @@ fn launch(dir: &Path, port: u16, ssh_config: &Path) -> Result<Child, Failure> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn ssh_command(ssh_config: &Path, cmd: &str) -> Command {
-    let mut c = Command::new("ssh");
-    c.arg("-F")
-        .arg(ssh_config)
-        .arg(HOST)
-        .arg(cmd)
-        .stdin(Stdio::null());
-    c
 }
 
 /// SIGTERM has been sent: reap `child`, SIGKILLing it if it lingers.

@@ -1,13 +1,16 @@
 //! The parts of a throwaway loopback sshd shared by the end-to-end tests
 //! (`tests/e2e/sshd.rs`) and the benchmark (`contrib/bench/src/sshd.rs`):
-//! keys, configs, a free port, the user name. Each includes this file with
-//! `#[path]` and keeps its own error handling (tests panic, the bench
-//! reports) and process management.
+//! keys, configs, a free port, the user name, the sshd and ssh command lines
+//! and the probe for a working login. Each includes this file with `#[path]`
+//! and keeps its own error handling (tests panic, the bench reports) and
+//! process management.
 
+use std::fs::File;
 use std::io;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Where Debian's OpenSSH server lives.
 pub const SSHD: &str = "/usr/sbin/sshd";
@@ -86,4 +89,47 @@ pub fn current_user() -> Option<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .filter(|u| !u.is_empty())
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+}
+
+/// sshd in the foreground with `dir/sshd_config`, its log (stderr) to `log`.
+pub fn sshd_command(dir: &Path, log: File) -> Command {
+    let mut c = Command::new(SSHD);
+    c.arg("-D")
+        .arg("-e")
+        .arg("-f")
+        .arg(dir.join("sshd_config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    c
+}
+
+/// `ssh -F <ssh_config> <host> <cmd>`, stdin null.
+pub fn ssh_command(ssh_config: &Path, host: &str, cmd: &str) -> Command {
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg(ssh_config)
+        .arg(host)
+        .arg(cmd)
+        .stdin(Stdio::null());
+    c
+}
+
+/// One try at logging in on `port`: `Ok(None)` when `ssh … true` worked,
+/// `Ok(Some(why))` when not yet (nothing listening, or ssh's complaint), an
+/// error when ssh cannot be run at all.
+pub fn try_login(port: u16, ssh_config: &Path, host: &str) -> io::Result<Option<String>> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        return Ok(Some("(no connection to the port)".into()));
+    }
+    let out = ssh_command(ssh_config, host, "true").output()?;
+    if out.status.success() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "{}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
 }

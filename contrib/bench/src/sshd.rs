@@ -11,10 +11,9 @@
 //! them, e.g. twinsync's remote agents) and then the listener itself.
 
 use std::fs::{self, File};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -152,21 +151,13 @@ fn launch(dir: &Path, port: u16, client_config: &Path) -> Result<Child, Launch> 
         .append(true)
         .open(&log_path)
         .map_err(|e| Launch::Failed(Failure::Other(format!("{}: {e}", log_path.display()))))?;
-    let mut child = Command::new(SSHD)
-        .arg("-D")
-        .arg("-e")
-        .arg("-f")
-        .arg(dir.join("sshd_config"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
+    let mut child = setup::sshd_command(dir, log)
         // Its own process group: a Ctrl-C at the terminal reaches only the
         // bench, which then stops sshd itself.
         .process_group(0)
         .spawn()
         .map_err(|e| Launch::Failed(Failure::Other(format!("cannot start {SSHD}: {e}"))))?;
     let t = Instant::now();
-    let mut last = String::from("(no connection to the port)");
     let fail = |child: &mut Child, f: Failure| {
         let _ = child.kill();
         let _ = child.wait();
@@ -179,23 +170,14 @@ fn launch(dir: &Path, port: u16, client_config: &Path) -> Result<Child, Launch> 
         if interrupted() {
             return Err(fail(&mut child, Failure::Interrupted));
         }
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            match ssh_command(client_config, "true").output() {
-                Ok(out) if out.status.success() => return Ok(child),
-                Ok(out) => {
-                    last = format!(
-                        "{}: {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
-                }
-                Err(e) => {
-                    let f = Failure::Other(format!("cannot run ssh: {e}"));
-                    return Err(fail(&mut child, f));
-                }
+        let last = match setup::try_login(port, client_config, HOST) {
+            Ok(None) => return Ok(child),
+            Ok(Some(why)) => why,
+            Err(e) => {
+                let f = Failure::Other(format!("cannot run ssh: {e}"));
+                return Err(fail(&mut child, f));
             }
-        }
+        };
         if t.elapsed() > READY {
             let f = Failure::Other(format!(
                 "sshd not accepting logins after {} s; last ssh error: {last}; sshd log: {}",
@@ -206,17 +188,6 @@ fn launch(dir: &Path, port: u16, client_config: &Path) -> Result<Child, Launch> 
         }
         sleep(Duration::from_millis(20));
     }
-}
-
-/// `ssh -F <client_config> twinsync-bench <cmd>`, stdin null.
-fn ssh_command(client_config: &Path, cmd: &str) -> Command {
-    let mut c = Command::new("ssh");
-    c.arg("-F")
-        .arg(client_config)
-        .arg(HOST)
-        .arg(cmd)
-        .stdin(Stdio::null());
-    c
 }
 
 /// The sshd log, on one line.
