@@ -22,9 +22,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use twinsync_filter::Excludes;
-use twinsync_proto::{Entry, Event, Kind, Op, RelPath, Sig};
+use twinsync_proto::{Entry, Event, Expect, Kind, Op, RelPath, Sig};
 
 use crate::conflict::conflict_name;
+pub use crate::index::Known;
 
 /// One of the two replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,6 +143,41 @@ pub struct Copied {
     pub dst: Option<Sig>,
 }
 
+/// One planned content copy into a side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    /// The path.
+    pub path: RelPath,
+    /// The source's version to copy.
+    pub sig: Sig,
+    /// What the destination must hold right before the copy replaces it.
+    pub expect: Expect,
+}
+
+/// How one conditional operation of a batch ended, as the destination's
+/// helper reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Done: what the path holds now (its lstat right after).
+    Done(RelPath, Option<Sig>),
+    /// Refused: the path did not hold the expected version (someone changed
+    /// it meanwhile); `found` is what it holds.
+    Refused(RelPath, Option<Sig>),
+}
+
+/// What happened to a batch, for [`Engine::complete`].
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Per side: the outcome of each conditional write, install, move,
+    /// attribute change or trash made there.
+    pub applied: [Vec<Applied>; 2],
+    /// Per destination side: copies that did not arrive as planned.
+    pub missed: [Vec<Copied>; 2],
+    /// Some helper operation failed (the index cannot be trusted: both
+    /// sides are rescanned).
+    pub ops_failed: bool,
+}
+
 /// The work of one batch. `ops[s]` run on side `s` in order before any
 /// content moves; then `copies[s]` are copied *into* side `s` from the other
 /// side (one rsync per direction).
@@ -150,8 +186,8 @@ pub struct Batch {
     /// Helper operations per destination side.
     pub ops: [Vec<Op>; 2],
     /// Content copies per destination side, with the source signature
-    /// expected to arrive.
-    pub copies: [Vec<(RelPath, Sig)>; 2],
+    /// expected to arrive and what the destination must hold.
+    pub copies: [Vec<Copy>; 2],
     /// Conflicts resolved in this batch.
     pub conflicts: Vec<Conflict>,
     /// One line per action with its reason.
@@ -160,6 +196,9 @@ pub struct Batch {
     pub rescan: bool,
     /// The batch was cut at its size limit: what is left stays pending.
     pub more: bool,
+    /// Paths found going back and forth with no change in between: the
+    /// engine stopped acting on them (an error to report).
+    pub loops: Vec<RelPath>,
 }
 
 impl Batch {
@@ -177,6 +216,10 @@ struct Pending {
     /// move never needs a parent directory that a later one moves away.
     moves: Vec<(RelPath, RelPath)>,
     state: BTreeMap<RelPath, Option<Sig>>,
+    /// Pending files whose size, mtime and mode are the index's but whose
+    /// stamp is not, and whose content was found to differ from the other
+    /// side's: real changes (a `cp -p` restore, a same-mtime tie).
+    forced: BTreeSet<RelPath>,
     rescan: bool,
 }
 
@@ -282,9 +325,21 @@ impl Default for Policy {
 /// The decision engine.
 #[derive(Debug)]
 pub struct Engine {
-    known: BTreeMap<RelPath, Sig>,
+    known: BTreeMap<RelPath, Known>,
     pending: [Pending; 2],
-    inflight: [HashMap<RelPath, Option<Sig>>; 2],
+    /// For each path the running batch writes on a side, what the index
+    /// had there before it.
+    inflight: [HashMap<RelPath, Option<Known>>; 2],
+    /// Events of a side held while a batch runs, from the first one that
+    /// could be the report of the batch's own write there (its stamp is only
+    /// known once the helper answers) on: taken in, in order, by
+    /// [`Engine::complete`].
+    deferred: [Vec<Event>; 2],
+    /// Per path, the recent copies (time, destination side), to tell a path
+    /// going back and forth (a bug) from real changes.
+    flips: HashMap<RelPath, Flips>,
+    /// Paths found looping: not acted on again until a rescan.
+    stuck: BTreeSet<RelPath>,
     excludes: Excludes,
     policy: Policy,
     /// Index keys changed since the last [`Engine::take_delta`].
@@ -313,6 +368,8 @@ pub struct Engine {
     /// Entries below a moved directory past which the move is recorded as
     /// one ([`BIG_MOVE`]; tests set less).
     pub big_move: usize,
+    /// The time of the batch being planned (seconds).
+    now: i64,
     /// Counts calls that may have put in the pending maps a state equal to
     /// the index's (events, listings, index changes from outside).
     epoch: u64,
@@ -329,14 +386,57 @@ pub const BIG_MOVE: usize = 1024;
 #[derive(Debug)]
 enum Undo {
     /// The entry at a path was this (`None`: absent).
-    Entry(RelPath, Option<Sig>),
+    Entry(RelPath, Option<Known>),
     /// Everything at or below `from` was moved below `to`, dropping what
     /// was there (`displaced`).
     Rekey {
         from: RelPath,
         to: RelPath,
-        displaced: Vec<(RelPath, Sig)>,
+        displaced: Vec<(RelPath, Known)>,
     },
+}
+
+/// Recent copies of one path.
+#[derive(Debug, Default, Clone, Copy)]
+struct Flips {
+    /// Time of the first copy counted (seconds).
+    since: i64,
+    /// Direction changes counted since then.
+    count: u32,
+    /// Destination of the last copy.
+    last: Option<Side>,
+}
+
+/// A path copied this many times in alternating directions within
+/// [`LOOP_WINDOW`] seconds is looping.
+pub const LOOP_FLIPS: u32 = 12;
+/// See [`LOOP_FLIPS`].
+pub const LOOP_WINDOW: i64 = 10;
+
+/// How a side's report of an entry compares with the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judged {
+    /// The indexed version, as observed (stamp equal, or not a file).
+    Same,
+    /// A file with the indexed size, mtime and mode but another stamp:
+    /// maybe another version; its content decides.
+    Suspect,
+    /// Another version.
+    Changed,
+}
+
+/// Compare `x`, seen on side index `p`, with the index's `k`.
+fn judge(k: Option<&Known>, p: usize, x: &Sig) -> Judged {
+    match k {
+        Some(k) if k.same_content(x) => {
+            if x.kind != Kind::File || k.stamps[p] == x.stamp() {
+                Judged::Same
+            } else {
+                Judged::Suspect
+            }
+        }
+        _ => Judged::Changed,
+    }
 }
 
 /// The fewest actions a batch is cut at (see [`Engine::min_batch`]).
@@ -417,6 +517,9 @@ impl Engine {
             known: BTreeMap::new(),
             pending: Default::default(),
             inflight: Default::default(),
+            deferred: Default::default(),
+            flips: HashMap::new(),
+            stuck: BTreeSet::new(),
             excludes,
             policy,
             changed: std::collections::BTreeSet::new(),
@@ -430,6 +533,7 @@ impl Engine {
             big_move: BIG_MOVE,
             epoch: 0,
             planned_epoch: u64::MAX,
+            now: 0,
         }
     }
 
@@ -441,9 +545,9 @@ impl Engine {
         self.changed.insert(path.clone());
     }
 
-    fn k_insert(&mut self, path: RelPath, sig: Sig) {
+    fn k_insert(&mut self, path: RelPath, k: Known) {
         self.k_record(&path);
-        self.known.insert(path, sig);
+        self.known.insert(path, k);
     }
 
     fn k_remove_within(&mut self, dir: &RelPath) {
@@ -509,10 +613,12 @@ impl Engine {
             }
         }
         self.inflight = Default::default();
+        // A full rescan follows: what was held is superseded by it.
+        self.deferred = Default::default();
     }
 
     /// The index changes since the last call: entries set, entries removed.
-    pub fn take_delta(&mut self) -> (Vec<(RelPath, Sig)>, Vec<RelPath>) {
+    pub fn take_delta(&mut self) -> (Vec<(RelPath, Known)>, Vec<RelPath>) {
         let mut set = Vec::new();
         let mut removed = Vec::new();
         for k in std::mem::take(&mut self.changed) {
@@ -571,14 +677,14 @@ impl Engine {
     }
 
     /// Replace the index (loaded from disk).
-    pub fn set_known(&mut self, known: BTreeMap<RelPath, Sig>) {
+    pub fn set_known(&mut self, known: BTreeMap<RelPath, Known>) {
         self.epoch += 1;
         self.known = known;
     }
 
     /// The index.
     #[must_use]
-    pub fn known(&self) -> &BTreeMap<RelPath, Sig> {
+    pub fn known(&self) -> &BTreeMap<RelPath, Known> {
         &self.known
     }
 
@@ -599,7 +705,7 @@ impl Engine {
 
     /// The entry at `path` in side `p`'s view: the index with `p`'s pending
     /// moves applied.
-    fn view_get(&self, p: usize, path: &RelPath) -> Option<Sig> {
+    fn view_get(&self, p: usize, path: &RelPath) -> Option<Known> {
         let origin = self.pending[p].origin(path)?;
         self.known.get(origin.as_ref()).copied()
     }
@@ -666,11 +772,20 @@ impl Engine {
                         "dropped: special file (fifo, socket or device) is not synced".into(),
                     );
                 }
-                let view_same = self
-                    .view_get(p, &path)
-                    .is_some_and(|k| k.same_content(&sig));
+                if self.holds(p, &path, &sig) {
+                    self.deferred[p].push(Event::Changed {
+                        path: path.clone(),
+                        sig,
+                    });
+                    return trace(
+                        &path,
+                        "held: may report the running batch's own write (decided after it)".into(),
+                    );
+                }
+                let judged = judge(self.view_get(p, &path).as_ref(), p, &sig);
+                self.pending[p].forced.remove(&path);
                 if let Some(slot) = self.pending[p].state.get_mut(&path) {
-                    if view_same {
+                    if judged == Judged::Same {
                         // Back to the synced state (e.g. the last step of our own write).
                         self.pending[p].state.remove(&path);
                         return trace(&path, "dropped: echo (back to the ledger's state)".into());
@@ -678,15 +793,15 @@ impl Engine {
                     *slot = Some(sig);
                     return trace(&path, "coalesced with a queued change".into());
                 }
-                if view_same {
+                if judged == Judged::Same {
                     return trace(
                         &path,
-                        "dropped: echo (matches the ledger: what we wrote or already synced)"
+                        "dropped: echo (the indexed version: what we wrote or already synced)"
                             .into(),
                     );
                 }
                 if let Some(Some(prev)) = self.inflight[p].get(&path) {
-                    if prev.same_content(&sig) {
+                    if judge(Some(prev), p, &sig) == Judged::Same {
                         return trace(
                             &path,
                             "dropped: echo (state before our in-flight write)".into(),
@@ -694,11 +809,24 @@ impl Engine {
                     }
                 }
                 self.pending[p].state.insert(path.clone(), Some(sig));
-                trace(&path, "queued: changed".into())
+                if judged == Judged::Suspect {
+                    trace(
+                        &path,
+                        "queued: maybe changed (same size and mtime, another version: \
+                         content to compare)"
+                            .into(),
+                    )
+                } else {
+                    trace(&path, "queued: changed".into())
+                }
             }
             Event::Removed { path } => {
                 if self.excludes.excluded(&path) {
                     return trace(&path, "dropped: excluded".into());
+                }
+                if !self.deferred[p].is_empty() {
+                    self.deferred[p].push(Event::Removed { path: path.clone() });
+                    return trace(&path, "held: after a held event".into());
                 }
                 self.cancel_moves_into(p, &path);
                 let known_here = self.view_any_within(p, &path);
@@ -723,6 +851,14 @@ impl Engine {
                 trace(&path, "queued: removed".into())
             }
             Event::Moved { from, to, sig } => {
+                if !self.deferred[p].is_empty()
+                    || self.inflight[p].contains_key(&to)
+                    || self.inflight[p].contains_key(&from)
+                {
+                    let t = to.clone();
+                    self.deferred[p].push(Event::Moved { from, to, sig });
+                    return trace(&t, "held: while the running batch writes there".into());
+                }
                 let from_x = self.excludes.excluded(&from);
                 let to_x = self.excludes.excluded(&to);
                 if from_x && to_x {
@@ -752,6 +888,27 @@ impl Engine {
             Event::RootGone => trace(&RelPath::root(), "replica root gone".into()),
             Event::Error { path, message } => trace(&path, format!("error: {message}").into()),
         }
+    }
+
+    /// True when an event of side `p` reporting `sig` at `path` must wait
+    /// for the running batch to end: once one is held, every later one of
+    /// the side is (their order matters); and a report of what the batch
+    /// writes at `path` can only be told from a user's same-size,
+    /// same-mtime write by its stamp, known when the helper answers.
+    fn holds(&self, p: usize, path: &RelPath, sig: &Sig) -> bool {
+        if !self.deferred[p].is_empty() {
+            return true;
+        }
+        let Some(before) = self.inflight[p].get(path) else {
+            return false;
+        };
+        if before.is_some_and(|b| judge(Some(&b), p, sig) == Judged::Same) {
+            // The state before the write: a late report, not a change.
+            return false;
+        }
+        self.known.get(path).is_some_and(|k| {
+            k.same_content(sig) && (sig.kind != Kind::File || !k.stamps[p].is_known())
+        })
     }
 
     /// `from` was renamed to `to` on side `p` (neither is excluded, neither
@@ -982,14 +1139,23 @@ impl Engine {
                 if known.is_some() && !sc.protects(&e.path) {
                     self.pending[p].state.insert(e.path.clone(), None);
                 }
-            } else if !known.is_some_and(|k| k.same_content(&e.sig)) {
+            } else if judge(known, p, &e.sig) != Judged::Same {
                 let theirs = self.pending[o].state.get(&e.path).copied().flatten();
                 match theirs {
-                    Some(x) if x.same_content(&e.sig) && self.pending[o].moves.is_empty() => {
-                        // The same on both sides: in sync already.
+                    // The same on both sides: in sync already. Not for
+                    // files: equal size and mtime may hold other bytes (a
+                    // tie), which only their content tells.
+                    Some(x)
+                        if x.same_content(&e.sig)
+                            && x.kind != Kind::File
+                            && self.pending[o].moves.is_empty() =>
+                    {
                         let l = if p == 0 { e.sig } else { x };
+                        let mut k = Known::new(l);
+                        k.stamps[p] = e.sig.stamp();
+                        k.stamps[o] = x.stamp();
                         self.pending[o].state.remove(&e.path);
-                        self.known.insert(e.path.clone(), l);
+                        self.known.insert(e.path.clone(), k);
                     }
                     _ => {
                         self.pending[p].state.insert(e.path.clone(), Some(e.sig));
@@ -1054,6 +1220,10 @@ impl Engine {
     /// conflict copies.
     pub fn plan(&mut self, now: i64) -> Batch {
         let mut b = Batch::default();
+        self.now = now;
+        if self.flips.len() > 4096 {
+            self.flips.retain(|_, f| now - f.since <= LOOP_WINDOW);
+        }
         self.undo.clear();
         let mut pend = [
             std::mem::take(&mut self.pending[0]),
@@ -1079,7 +1249,8 @@ impl Engine {
                 mode: Some(w.mode),
                 mtime_ns: Some(w.mtime_ns),
             });
-            self.k_insert(path, w);
+            self.inflight[t.idx()].insert(path.clone(), self.known.get(&path).copied());
+            self.k_insert(path, Known::new(w).with_stamp(t.other().idx(), w.stamp()));
         }
 
         let replayed = pend.iter().any(|p| !p.moves.is_empty());
@@ -1118,7 +1289,15 @@ impl Engine {
                     if sig.kind != Kind::Dir {
                         break;
                     }
-                    self.copy_to(&mut b, t, &a, sig, None, &format!("new on {s}, moved into"));
+                    self.copy_to(
+                        &mut b,
+                        t,
+                        &a,
+                        sig,
+                        None,
+                        false,
+                        &format!("new on {s}, moved into"),
+                    );
                 }
                 b.trace(self.tracing, t, &to, || {
                     format!("move {from} -> {to} on {t} (moved on {s}; no data sent)")
@@ -1129,6 +1308,17 @@ impl Engine {
                 });
                 self.k_rekey(&from, &to);
                 rekey(&mut pend[t.idx()].state, &from, &to);
+                // The rename gave the moved entry a new stamp on both sides:
+                // the mover reported its own; the other's comes with the
+                // helper's answer.
+                if let (Some(k), Some(Some(x))) =
+                    (self.known.get(&to).copied(), pend[s.idx()].state.get(&to))
+                {
+                    if k.same_content(x) {
+                        self.k_insert(to.clone(), k.with_stamp(s.idx(), x.stamp()));
+                    }
+                }
+                self.inflight[t.idx()].insert(to.clone(), None);
             }
         }
 
@@ -1136,13 +1326,15 @@ impl Engine {
         // is no change. What the last batch left over (cut at its size) was
         // checked then: unless something came in since, no need again (a
         // big merge would pay this walk once per batch).
-        for p in pend
+        for (i, p) in pend
             .iter_mut()
+            .enumerate()
             .filter(|_| replayed || self.epoch != self.planned_epoch)
         {
             let known = &self.known;
+            let forced = &p.forced;
             p.state.retain(|k, v| {
-                !v.is_some_and(|x| known.get(k).is_some_and(|y| y.same_content(&x)))
+                forced.contains(k) || !v.is_some_and(|x| judge(known.get(k), i, &x) == Judged::Same)
             });
         }
 
@@ -1187,7 +1379,14 @@ impl Engine {
                     (p, Some(l), Some(r))
                 }
             };
+            let forced = [pend[0].forced.remove(&path), pend[1].forced.remove(&path)];
             if !aside.is_empty() && ancestors(&path, false).any(|a| aside.contains(&a)) {
+                continue;
+            }
+            if self.stuck.contains(&path) {
+                b.trace(self.tracing, Side::Left, &path, || {
+                    "not acted on: found looping (until the next rescan)".to_string()
+                });
                 continue;
             }
             let base = self.known.get(&path).copied();
@@ -1200,20 +1399,34 @@ impl Engine {
                     range_within(st, &path).any(|(q, v)| *q != path && v.is_some())
                 };
                 if r.is_none() && to_file(l) && grew(&pend[1].state) {
-                    r = Some(Some(k));
+                    r = Some(Some(k.sig));
                 } else if l.is_none() && to_file(r) && grew(&pend[0].state) {
-                    l = Some(Some(k));
+                    l = Some(Some(k.sig));
                 }
             }
             match (l, r) {
-                (Some(x), None) => {
-                    self.propagate(&mut b, &pend, &mut trashed, Side::Left, &path, x, base)
-                }
-                (None, Some(x)) => {
-                    self.propagate(&mut b, &pend, &mut trashed, Side::Right, &path, x, base)
-                }
+                (Some(x), None) => self.propagate(
+                    &mut b,
+                    &pend,
+                    &mut trashed,
+                    Side::Left,
+                    &path,
+                    x,
+                    base,
+                    forced[0],
+                ),
+                (None, Some(x)) => self.propagate(
+                    &mut b,
+                    &pend,
+                    &mut trashed,
+                    Side::Right,
+                    &path,
+                    x,
+                    base,
+                    forced[1],
+                ),
                 (Some(Some(a)), Some(Some(c))) => {
-                    if self.both_changed(&mut b, now, &path, a, c) {
+                    if self.both_changed(&mut b, now, &path, a, c, forced[0] || forced[1]) {
                         aside.insert(path.clone());
                     }
                 }
@@ -1230,6 +1443,7 @@ impl Engine {
                         &path,
                         a,
                         None,
+                        forced[0],
                         "modified on left, removed on right: modification wins",
                     );
                 }
@@ -1240,6 +1454,7 @@ impl Engine {
                         &path,
                         c,
                         None,
+                        forced[1],
                         "modified on right, removed on left: modification wins",
                     );
                 }
@@ -1249,6 +1464,7 @@ impl Engine {
         if b.more {
             for (i, p) in pend.into_iter().enumerate() {
                 self.pending[i].state = p.state;
+                self.pending[i].forced = p.forced;
             }
         }
         self.planned_epoch = self.epoch;
@@ -1296,14 +1512,19 @@ impl Engine {
         s: Side,
         path: &RelPath,
         x: Option<Sig>,
-        base: Option<Sig>,
+        base: Option<Known>,
+        forced: bool,
     ) {
         let t = s.other();
         match x {
-            Some(sig) if base.is_some_and(|b| b.same_content(&sig)) => {}
+            Some(sig) if !forced && judge(base.as_ref(), s.idx(), &sig) == Judged::Same => {}
             Some(sig) => {
-                let why = if base.is_some() { "changed" } else { "new" };
-                self.copy_to(b, t, path, sig, base, &format!("{why} on {s}"));
+                let why = match (base, forced) {
+                    (None, _) => "new",
+                    (Some(_), true) => "another version (content differs; same size and mtime)",
+                    (Some(_), false) => "changed",
+                };
+                self.copy_to(b, t, path, sig, base, forced, &format!("{why} on {s}"));
             }
             None => {
                 if base.is_none() && range_within(&self.known, path).next().is_none() {
@@ -1334,7 +1555,12 @@ impl Engine {
             b.trace(self.tracing, t, path, || {
                 format!("delete on {t} (to trash): {why}")
             });
-            b.ops[t.idx()].push(Op::Trash { path: path.clone() });
+            let expect = self.expect_on(t, self.known.get(path));
+            b.ops[t.idx()].push(Op::Trash {
+                path: path.clone(),
+                expect,
+            });
+            self.inflight[t.idx()].insert(path.clone(), self.known.get(path).copied());
             self.k_remove_within(path);
             trashed[t.idx()].insert(path.clone());
             return;
@@ -1364,22 +1590,75 @@ impl Engine {
         }
     }
 
+    /// What side `t` must hold for a write there to replace it: the
+    /// indexed version as `t` last showed it (any version when its stamp
+    /// was never observed), or nothing.
+    fn expect_on(&self, t: Side, k: Option<&Known>) -> Expect {
+        match k {
+            None => Expect::Absent,
+            Some(k) if k.kind == Kind::File && k.stamps[t.idx()].is_known() => {
+                Expect::Version(k.stamps[t.idx()])
+            }
+            Some(_) => Expect::Any,
+        }
+    }
+
+    /// Count a copy of `path` into `t`; true when the path goes back and
+    /// forth ([`LOOP_FLIPS`] changes of direction within [`LOOP_WINDOW`]
+    /// seconds): it is then not acted on until the next rescan.
+    fn flipped(&mut self, t: Side, path: &RelPath) -> bool {
+        let now = self.now;
+        let f = self.flips.entry(path.clone()).or_default();
+        if f.last.is_none() || now - f.since > LOOP_WINDOW {
+            *f = Flips {
+                since: now,
+                count: 0,
+                last: None,
+            };
+        }
+        if f.last == Some(t.other()) {
+            f.count += 1;
+        }
+        f.last = Some(t);
+        if f.count >= LOOP_FLIPS {
+            self.flips.remove(path);
+            self.stuck.insert(path.clone());
+            return true;
+        }
+        false
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn copy_to(
         &mut self,
         b: &mut Batch,
         t: Side,
         path: &RelPath,
         sig: Sig,
-        base: Option<Sig>,
+        base: Option<Known>,
+        forced: bool,
         why: &str,
     ) {
         let s = t.other();
-        let attr_only = base.is_some_and(|k| {
-            k.kind == sig.kind
-                && k.kind != Kind::Dir
-                && k.size == sig.size
-                && k.mtime_ns == sig.mtime_ns
-        });
+        if sig.kind == Kind::File && self.flipped(t, path) {
+            b.loops.push(path.clone());
+            b.trace(self.tracing, t, path, || {
+                format!(
+                    "not copied {}→{}: goes back and forth (a bug)",
+                    s.letter(),
+                    t.letter()
+                )
+            });
+            return;
+        }
+        let attr_only = !forced
+            && base.is_some_and(|k| {
+                k.kind == sig.kind
+                    && k.kind != Kind::Dir
+                    && k.size == sig.size
+                    && k.mtime_ns == sig.mtime_ns
+            });
+        let mut expect = self.expect_on(t, base.as_ref());
         if sig.kind == Kind::Dir {
             b.ops[t.idx()].push(Op::Mkdir {
                 path: path.clone(),
@@ -1396,32 +1675,52 @@ impl Engine {
                 format!("chmod {:o} on {t}: {why}", sig.mode)
             });
         } else {
-            if let Some(k) = base.filter(|k| k.kind == Kind::Dir) {
+            if base.is_some_and(|k| k.kind == Kind::Dir) {
                 // A directory replaced by a file: the directory goes to the trash.
-                let _ = k;
-                b.ops[t.idx()].push(Op::Trash { path: path.clone() });
+                b.ops[t.idx()].push(Op::Trash {
+                    path: path.clone(),
+                    expect: Expect::Any,
+                });
                 self.k_remove_within(path);
+                expect = Expect::Absent;
             }
-            b.copies[t.idx()].push((path.clone(), sig));
-            // Only a previous state can be reported while the write is in
-            // flight; a new entry has none to remember.
-            if base.is_some() {
-                self.inflight[t.idx()].insert(path.clone(), base);
-            }
+            b.copies[t.idx()].push(Copy {
+                path: path.clone(),
+                sig,
+                expect,
+            });
             b.trace(self.tracing, t, path, || {
                 format!("copy {}→{}: {why}", s.letter(), t.letter())
             });
         }
-        self.k_insert(path.clone(), sig);
+        // What the batch writes there: a report of it is told from a user's
+        // write by the stamp the helper answers with.
+        self.inflight[t.idx()].insert(path.clone(), base);
+        let mut k = Known::new(sig);
+        k.stamps[s.idx()] = sig.stamp();
+        self.k_insert(path.clone(), k);
     }
 
     /// Both sides changed `path`, to `l` and `r`. Returns true when a
     /// directory lost: it is set aside with its contents, so what is queued
     /// below it is not merged now (a conflict copy in the tree is merged by
     /// the rescan that follows).
-    fn both_changed(&mut self, b: &mut Batch, now: i64, path: &RelPath, l: Sig, r: Sig) -> bool {
-        if l.same_content(&r) {
-            self.k_insert(path.clone(), l);
+    #[allow(clippy::too_many_arguments)]
+    fn both_changed(
+        &mut self,
+        b: &mut Batch,
+        now: i64,
+        path: &RelPath,
+        l: Sig,
+        r: Sig,
+        forced: bool,
+    ) -> bool {
+        if l.same_content(&r) && !forced {
+            let k = Known {
+                sig: l,
+                stamps: [l.stamp(), r.stamp()],
+            };
+            self.k_insert(path.clone(), k);
             b.trace(self.tracing, Side::Left, path, || {
                 "nothing to do: same on both sides".to_string()
             });
@@ -1444,7 +1743,7 @@ impl Engine {
                 mode: Some(w.mode),
                 mtime_ns: None,
             });
-            self.k_insert(path.clone(), w);
+            self.k_insert(path.clone(), Known::new(w));
             b.trace(self.tracing, loser, path, || {
                 format!(
                     "chmod {:o} on {loser}: directory mode changed on both sides, {reason}",
@@ -1465,9 +1764,15 @@ impl Engine {
                 // merge copies them over.
                 b.rescan = true;
             } else {
-                b.copies[winner.idx()].push((kept_as.clone(), lo));
+                b.copies[winner.idx()].push(Copy {
+                    path: kept_as.clone(),
+                    sig: lo,
+                    expect: Expect::Absent,
+                });
+                self.inflight[winner.idx()].insert(kept_as.clone(), None);
             }
-            self.k_insert(kept_as.clone(), lo);
+            self.inflight[loser.idx()].insert(kept_as.clone(), None);
+            self.k_insert(kept_as.clone(), Known::new(lo));
             kept_as
         } else {
             // osync's way: the loser goes to its replica's
@@ -1495,6 +1800,7 @@ impl Engine {
             path,
             w,
             None,
+            true,
             &format!("conflict winner ({reason})"),
         );
         b.conflicts.push(Conflict {
@@ -1506,25 +1812,73 @@ impl Engine {
         lo.kind == Kind::Dir
     }
 
-    /// The batch is done. `missed[t]` lists the copies into side `t` that did
-    /// not arrive as planned, with what was found afterwards on the source
-    /// and on the destination; `ops_failed` tells that some helper operation
-    /// failed (the index then cannot be trusted: both sides are rescanned).
-    pub fn complete(&mut self, missed: [Vec<Copied>; 2], ops_failed: bool) {
+    /// The batch is done: the helpers' answers give the stamps of what it
+    /// wrote (so the filter's reports of those writes are recognised) and
+    /// the writes they refused (the destination changed meanwhile: both
+    /// versions are merged again, under the conflict rules). `missed[t]`
+    /// lists the copies into side `t` that did not arrive as planned, with
+    /// what was found afterwards on the source and on the destination;
+    /// `ops_failed` tells that some helper operation failed (the index then
+    /// cannot be trusted: both sides are rescanned). The events held while
+    /// the batch ran are then taken in, in order; their decisions are
+    /// returned.
+    pub fn complete(&mut self, report: Report) -> Vec<Trace> {
+        self.epoch += 1;
+        let Report {
+            applied,
+            missed,
+            ops_failed,
+        } = report;
         for t in Side::BOTH {
-            let s = t.other();
-            for c in &missed[t.idx()] {
-                // The state the destination had just before the copy (only
-                // a previous state is remembered: none means there was none).
-                let base = self.inflight[t.idx()].get(&c.path).copied().flatten();
+            let (ti, si) = (t.idx(), t.other().idx());
+            for a in &applied[ti] {
+                match a {
+                    Applied::Done(path, Some(sig)) => {
+                        if let Some(k) = self.known.get(path).copied() {
+                            if k.same_content(sig) && k.stamps[ti] != sig.stamp() {
+                                self.k_insert(path.clone(), k.with_stamp(ti, sig.stamp()));
+                            }
+                        }
+                    }
+                    Applied::Done(_, None) => {}
+                    Applied::Refused(path, found) => {
+                        // Someone changed the destination since it was last
+                        // seen: what the batch meant to put there is still a
+                        // change of the other side, and what is there now is
+                        // one of this side (modification wins over deletion;
+                        // two versions are a conflict).
+                        let meant = self.known.get(path).map(|k| k.sig);
+                        let before = self.inflight[ti].get(path).copied().flatten();
+                        self.k_restore(path, before);
+                        let theirs = &mut self.pending[si];
+                        theirs.state.entry(path.clone()).or_insert(meant);
+                        theirs.forced.insert(path.clone());
+                        self.pending[ti].state.insert(path.clone(), *found);
+                        self.pending[ti].forced.insert(path.clone());
+                    }
+                }
+            }
+        }
+        for t in Side::BOTH {
+            let (ti, si) = (t.idx(), t.other().idx());
+            for c in &missed[ti] {
+                // The state the destination had just before the copy.
+                let base = self.inflight[ti].get(&c.path).copied().flatten();
+                let both = |src: Sig, dst: Sig| {
+                    Known::new(dst)
+                        .with_stamp(ti, dst.stamp())
+                        .with_stamp(si, src.stamp())
+                };
                 match (c.src, c.dst) {
                     // rsync read a newer version of the source: both agree.
-                    (Some(a), Some(b)) if a.same_content(&b) => self.k_insert(c.path.clone(), b),
+                    (Some(a), Some(b)) if a.same_content(&b) => {
+                        self.k_insert(c.path.clone(), both(a, b));
+                    }
                     // Deleted on the source while we copied it: what arrived
                     // is ours, and the deletion follows it.
                     (None, Some(b)) => {
-                        self.k_insert(c.path.clone(), b);
-                        self.pending[s.idx()].state.insert(c.path.clone(), None);
+                        self.k_insert(c.path.clone(), Known::new(b).with_stamp(ti, b.stamp()));
+                        self.pending[si].state.insert(c.path.clone(), None);
                     }
                     // Not copied (unreadable source, refused destination):
                     // left as it was; the next change or rescan retries.
@@ -1532,8 +1886,8 @@ impl Engine {
                     // The destination was written meanwhile: merge it again.
                     (Some(_), Some(b)) => {
                         self.k_restore(&c.path, base);
-                        if !base.is_some_and(|k| k.same_content(&b)) {
-                            self.pending[t.idx()]
+                        if judge(base.as_ref(), ti, &b) != Judged::Same {
+                            self.pending[ti]
                                 .state
                                 .entry(c.path.clone())
                                 .or_insert(Some(b));
@@ -1552,9 +1906,16 @@ impl Engine {
         } else {
             self.failed_ops_rescans = 0;
         }
+        let mut traces = Vec::new();
+        for side in Side::BOTH {
+            for ev in std::mem::take(&mut self.deferred[side.idx()]) {
+                traces.push(self.on_event(side, ev));
+            }
+        }
+        traces
     }
 
-    fn k_restore(&mut self, path: &RelPath, base: Option<Sig>) {
+    fn k_restore(&mut self, path: &RelPath, base: Option<Known>) {
         self.changed.insert(path.clone());
         match base {
             Some(b) => self.known.insert(path.clone(), b),
@@ -1571,7 +1932,11 @@ impl Engine {
         for (path, ls) in l.state {
             if let (Some(a), Some(Some(b))) = (ls, r.state.get(&path)) {
                 if a.same_content(b) {
-                    self.k_insert(path, a);
+                    let k = Known {
+                        sig: a,
+                        stamps: [a.stamp(), b.stamp()],
+                    };
+                    self.k_insert(path, k);
                 }
             }
         }
@@ -1585,55 +1950,112 @@ impl Engine {
 
     /// A copy of the index, to restore after a dry run.
     #[must_use]
-    pub fn snapshot(&self) -> BTreeMap<RelPath, Sig> {
+    pub fn snapshot(&self) -> BTreeMap<RelPath, Known> {
         self.known.clone()
     }
 }
 
-/// Content checks: equal bytes under different mtimes are not a conflict.
+/// Content checks: what size, mtime and stamps cannot tell, the bytes do.
 impl Engine {
-    /// Paths both sides changed into regular files of the same size whose
-    /// signatures differ (mtime or mode): they may hold the same bytes, which
-    /// a content check (hash) tells before they are called a conflict.
+    /// Files whose content must be compared (hashed on both sides) before
+    /// the next plan:
+    /// - a file pending on one side with the indexed size, mtime and mode
+    ///   but another stamp (a `cp -p` restore, or the same bytes written
+    ///   again): another version only if its bytes differ from the other
+    ///   side's;
+    /// - files of the same size changed on both sides: equal bytes are no
+    ///   conflict (only attributes to align), and a same-mtime tie with
+    ///   other bytes is one.
     #[must_use]
-    pub fn same_size_conflicts(&self) -> Vec<RelPath> {
-        self.pending[0]
-            .state
-            .iter()
-            .filter_map(|(p, l)| {
-                let l = (*l)?;
-                let r = (*self.pending[1].state.get(p)?)?;
-                (l.kind == Kind::File
-                    && r.kind == Kind::File
-                    && l.size == r.size
-                    && !l.same_content(&r))
-                .then(|| p.clone())
-            })
-            .collect()
+    pub fn to_compare(&self) -> Vec<RelPath> {
+        let mut out = BTreeSet::new();
+        for p in 0..2 {
+            let o = 1 - p;
+            for (path, x) in &self.pending[p].state {
+                let Some(x) = x else { continue };
+                if x.kind != Kind::File || self.pending[p].forced.contains(path) {
+                    continue;
+                }
+                match self.pending[o].state.get(path) {
+                    Some(Some(y)) => {
+                        if y.kind == Kind::File
+                            && y.size == x.size
+                            && !self.pending[o].forced.contains(path)
+                        {
+                            out.insert(path.clone());
+                        }
+                    }
+                    Some(None) => {}
+                    None => {
+                        if judge(self.view_get(p, path).as_ref(), p, x) == Judged::Suspect {
+                            out.insert(path.clone());
+                        }
+                    }
+                }
+            }
+        }
+        out.into_iter().collect()
     }
 
-    /// These paths hold the same bytes on both sides: the newer signature
-    /// (mtime, mode) is given to the other side by the next batch, as
-    /// attributes only; nothing is copied and no conflict copy is made.
-    pub fn settle_equal_content(&mut self, paths: &[RelPath]) {
+    /// The digests of [`Engine::to_compare`]'s paths on the left and on the
+    /// right (`None`: not a readable file there). Equal bytes: a file
+    /// changed on one side only keeps the indexed version (its new stamp is
+    /// recorded); files changed on both sides are the same (in sync, or
+    /// only their mtime and mode to align, without a conflict copy).
+    /// Different bytes: a real change, even under an equal size and mtime.
+    pub fn compared(&mut self, results: Vec<(RelPath, Option<[u8; 32]>, Option<[u8; 32]>)>) {
         self.epoch += 1;
-        for p in paths {
-            let (Some(Some(l)), Some(Some(r))) = (
-                self.pending[0].state.get(p).copied(),
-                self.pending[1].state.get(p).copied(),
-            ) else {
-                continue;
-            };
-            let winner = match l.mtime_ns.cmp(&r.mtime_ns) {
-                std::cmp::Ordering::Greater => Side::Left,
-                std::cmp::Ordering::Less => Side::Right,
-                std::cmp::Ordering::Equal => self.policy.prefer,
-            };
-            let w = if winner == Side::Left { l } else { r };
-            self.pending[0].state.remove(p);
-            self.pending[1].state.remove(p);
-            self.attr_fixes.push((winner.other(), p.clone(), w));
+        for (path, hl, hr) in results {
+            let equal = hl.is_some() && hl == hr;
+            let l = self.pending[0].state.get(&path).copied();
+            let r = self.pending[1].state.get(&path).copied();
+            match (l, r) {
+                (Some(Some(a)), Some(Some(c))) if equal => {
+                    self.pending[0].state.remove(&path);
+                    self.pending[1].state.remove(&path);
+                    if a.same_content(&c) {
+                        let k = Known {
+                            sig: a,
+                            stamps: [a.stamp(), c.stamp()],
+                        };
+                        self.k_insert(path, k);
+                    } else {
+                        let winner = match a.mtime_ns.cmp(&c.mtime_ns) {
+                            std::cmp::Ordering::Greater => Side::Left,
+                            std::cmp::Ordering::Less => Side::Right,
+                            std::cmp::Ordering::Equal => self.policy.prefer,
+                        };
+                        let w = if winner == Side::Left { a } else { c };
+                        self.attr_fixes.push((winner.other(), path, w));
+                    }
+                }
+                (Some(Some(_)), Some(Some(_))) => {
+                    self.pending[0].forced.insert(path.clone());
+                    self.pending[1].forced.insert(path);
+                }
+                (Some(Some(x)), None) | (None, Some(Some(x))) => {
+                    let p = usize::from(l.is_none());
+                    if equal {
+                        // The bytes the other side holds: the same version.
+                        self.pending[p].state.remove(&path);
+                        if let Some(k) = self.known.get(&path).copied() {
+                            if k.same_content(&x) {
+                                self.k_insert(path, k.with_stamp(p, x.stamp()));
+                            }
+                        }
+                    } else {
+                        self.pending[p].forced.insert(path);
+                    }
+                }
+                _ => {}
+            }
         }
+    }
+
+    /// Paths found looping since the last call, and forget them: a rescan
+    /// reconciles them from scratch.
+    pub fn take_stuck(&mut self) -> Vec<RelPath> {
+        std::mem::take(&mut self.stuck).into_iter().collect()
     }
 }
 

@@ -20,9 +20,48 @@ use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use twinsync_proto::{RelPath, Sig};
+use twinsync_proto::{RelPath, Sig, Stamp};
 
-const MAGIC: &str = "twinsync-index-1";
+const MAGIC: &str = "twinsync-index-2";
+
+/// What the index holds for one path: the version both replicas agreed on
+/// (its content signature: kind, size, mtime, mode) and that version's
+/// identity on each side ([`Stamp`]: inode and ctime, which no user can
+/// set). A file whose size and mtime match but whose stamp does not may be
+/// another version (a `cp -p` restore): its content is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Known {
+    /// The synced version.
+    pub sig: Sig,
+    /// Its stamp on the left and on the right ([`Stamp::UNKNOWN`]: not
+    /// observed yet).
+    pub stamps: [Stamp; 2],
+}
+
+impl Known {
+    /// A version with no observed stamps.
+    #[must_use]
+    pub fn new(sig: Sig) -> Known {
+        Known {
+            sig,
+            stamps: [Stamp::UNKNOWN; 2],
+        }
+    }
+
+    /// This version with `stamp` as its identity on side index `i`.
+    #[must_use]
+    pub fn with_stamp(mut self, i: usize, stamp: Stamp) -> Known {
+        self.stamps[i] = stamp;
+        self
+    }
+}
+
+impl std::ops::Deref for Known {
+    type Target = Sig;
+    fn deref(&self) -> &Sig {
+        &self.sig
+    }
+}
 
 /// Identity of the pair the index belongs to, checked on load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,11 +75,17 @@ pub struct Header {
     pub devs: [u64; 2],
     /// Number of entries in the snapshot.
     pub count: usize,
+    /// Bumped by every snapshot; journal records carry the generation of
+    /// the snapshot they follow, so records of an older snapshot (a crash
+    /// between a snapshot's rename and the journal's truncation) are never
+    /// replayed onto a newer one.
+    pub generation: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Delta {
-    set: Vec<(RelPath, Sig)>,
+    generation: u64,
+    set: Vec<(RelPath, Known)>,
     remove: Vec<RelPath>,
 }
 
@@ -52,6 +97,8 @@ pub struct Index {
     journal: Option<BufWriter<File>>,
     journal_records: usize,
     journal_entries: usize,
+    /// Generation of the snapshot on disk.
+    generation: u64,
 }
 
 /// What was loaded.
@@ -60,7 +107,7 @@ pub struct Loaded {
     /// Header of the snapshot.
     pub header: Header,
     /// The entries.
-    pub known: BTreeMap<RelPath, Sig>,
+    pub known: BTreeMap<RelPath, Known>,
 }
 
 impl Index {
@@ -76,6 +123,7 @@ impl Index {
             journal: None,
             journal_records: 0,
             journal_entries: 0,
+            generation: 0,
         })
     }
 
@@ -97,26 +145,43 @@ impl Index {
                 format!("{what} in {}", self.snap.display()),
             )
         };
-        let header: Header = twinsync_proto::read_frame(&mut r).map_err(|_| bad("bad header"))?;
+        let header: Header = match twinsync_proto::read_frame(&mut r) {
+            Ok(h) => h,
+            Err(_) => {
+                // An index of an older twinsync (without stamps): the next
+                // merge is a first one (a union: nothing deleted).
+                tracing::warn!(
+                    "{} is from an older twinsync version: it is set aside and the next \
+                     merge is a union (nothing is deleted)",
+                    self.snap.display()
+                );
+                return Ok(None);
+            }
+        };
         if header.magic != MAGIC {
             return Err(bad("unknown format"));
         }
+        self.generation = header.generation;
         // Collected first and built at once: from sorted entries the map is
         // built with full nodes (inserting one by one leaves them half full).
-        let mut entries: Vec<(RelPath, Sig)> = Vec::with_capacity(header.count.min(1 << 24));
+        let mut entries: Vec<(RelPath, Known)> = Vec::with_capacity(header.count.min(1 << 24));
         while entries.len() < header.count {
-            let mut chunk: Vec<(RelPath, Sig)> =
+            let mut chunk: Vec<(RelPath, Known)> =
                 twinsync_proto::read_frame(&mut r).map_err(|_| bad("truncated entries"))?;
             if chunk.is_empty() {
                 return Err(bad("truncated entries"));
             }
             entries.append(&mut chunk);
         }
-        let mut known: BTreeMap<RelPath, Sig> = entries.into_iter().collect();
+        let mut known: BTreeMap<RelPath, Known> = entries.into_iter().collect();
         if let Ok(f) = File::open(&self.journal_path) {
             let mut r = BufReader::new(f);
             // Until the end of the journal, or a torn last record from a crash.
             while let Ok(d) = twinsync_proto::read_frame::<_, Delta>(&mut r) {
+                if d.generation != header.generation {
+                    // Left from before the snapshot: already in it.
+                    continue;
+                }
                 self.journal_records += 1;
                 self.journal_entries += d.set.len() + d.remove.len();
                 for p in d.remove {
@@ -133,15 +198,21 @@ impl Index {
     ///
     /// # Errors
     /// I/O errors.
-    pub fn snapshot(&mut self, header: &Header, known: &BTreeMap<RelPath, Sig>) -> io::Result<()> {
+    pub fn snapshot(
+        &mut self,
+        header: &Header,
+        known: &BTreeMap<RelPath, Known>,
+    ) -> io::Result<()> {
+        let generation = self.generation + 1;
         let tmp = self.snap.with_extension("snap.tmp");
         {
             let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
             let mut h = header.clone();
             h.magic = MAGIC.into();
             h.count = known.len();
+            h.generation = generation;
             twinsync_proto::write_frame(&mut w, &h)?;
-            let entries: Vec<(&RelPath, &Sig)> = known.iter().collect();
+            let entries: Vec<(&RelPath, &Known)> = known.iter().collect();
             for chunk in entries.chunks(16 * 1024) {
                 twinsync_proto::write_frame(&mut w, &chunk)?;
             }
@@ -149,7 +220,9 @@ impl Index {
             f.sync_all()?;
         }
         fs::rename(&tmp, &self.snap)?;
-        // The journal is now folded into the snapshot.
+        self.generation = generation;
+        // The journal is now folded into the snapshot (its records, of the
+        // previous generation, would be skipped anyway).
         self.journal = None;
         File::create(&self.journal_path)?.sync_all()?;
         if let Some(dir) = self.snap.parent() {
@@ -164,7 +237,7 @@ impl Index {
     ///
     /// # Errors
     /// I/O errors.
-    pub fn append(&mut self, set: Vec<(RelPath, Sig)>, remove: Vec<RelPath>) -> io::Result<()> {
+    pub fn append(&mut self, set: Vec<(RelPath, Known)>, remove: Vec<RelPath>) -> io::Result<()> {
         if set.is_empty() && remove.is_empty() {
             return Ok(());
         }
@@ -177,7 +250,14 @@ impl Index {
         }
         let w = self.journal.as_mut().expect("opened");
         self.journal_entries += set.len() + remove.len();
-        twinsync_proto::write_frame(w, &Delta { set, remove })?;
+        twinsync_proto::write_frame(
+            w,
+            &Delta {
+                generation: self.generation,
+                set,
+                remove,
+            },
+        )?;
         w.flush()?;
         w.get_ref().sync_data()?;
         self.journal_records += 1;
@@ -205,6 +285,7 @@ impl Index {
             right: right.into(),
             devs,
             count: 0,
+            generation: 0,
         }
     }
 }
@@ -214,14 +295,15 @@ mod tests {
     use super::*;
     use twinsync_proto::Kind;
 
-    fn sig(n: u64) -> Sig {
-        Sig {
+    fn sig(n: u64) -> Known {
+        Known::new(Sig {
             kind: Kind::File,
             size: n,
             mtime_ns: n as i64,
             mode: 0o644,
             ino: n,
-        }
+            ctime_ns: n as i64,
+        })
     }
 
     #[test]
@@ -249,5 +331,30 @@ mod tests {
         assert_eq!(l.header.devs, [1, 2]);
         let keys: Vec<String> = l.known.keys().map(ToString::to_string).collect();
         assert_eq!(keys, vec!["b\\nc", "c", "d"]);
+    }
+
+    /// A crash between a snapshot's rename and the journal's truncation
+    /// leaves the old journal beside the new snapshot: its records must not
+    /// be replayed onto it.
+    #[test]
+    fn old_journal_is_not_replayed_onto_a_newer_snapshot() {
+        let d = tempfile::tempdir().unwrap();
+        let h = Index::header("/l", "/r", [1, 2]);
+        let mut ix = Index::open(d.path(), "x").unwrap();
+        let mut known = BTreeMap::new();
+        known.insert(RelPath::from("a"), sig(1));
+        ix.snapshot(&h, &known).unwrap();
+        // The journal of generation 1 removes "a" and adds "b".
+        ix.append(vec![("b".into(), sig(2))], vec!["a".into()])
+            .unwrap();
+        let old_journal = fs::read(d.path().join("x.journal")).unwrap();
+        // A newer snapshot (generation 2) holds "a" again and "c"…
+        known.insert(RelPath::from("c"), sig(3));
+        ix.snapshot(&h, &known).unwrap();
+        // …and the crash left the old journal in place.
+        fs::write(d.path().join("x.journal"), old_journal).unwrap();
+        let l = Index::open(d.path(), "x").unwrap().load().unwrap().unwrap();
+        let keys: Vec<String> = l.known.keys().map(ToString::to_string).collect();
+        assert_eq!(keys, vec!["a", "c"]);
     }
 }

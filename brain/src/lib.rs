@@ -9,6 +9,7 @@ pub mod config;
 pub mod config_file;
 pub mod conflict;
 pub mod engine;
+pub mod execute;
 pub mod index;
 pub mod link;
 pub mod progress;

@@ -477,8 +477,8 @@ impl Link {
     pub async fn copy_from(
         &self,
         src_root: &std::path::Path,
-        paths: Vec<RelPath>,
-    ) -> Result<Vec<Result<Sig, String>>> {
+        paths: Vec<(RelPath, twinsync_proto::Expect)>,
+    ) -> Result<Vec<Result<Sig, twinsync_proto::OpFail>>> {
         use std::os::unix::ffi::OsStrExt;
         if paths.is_empty() {
             return Ok(Vec::new());
@@ -497,7 +497,7 @@ impl Link {
     pub async fn write_files(
         &self,
         files: Vec<twinsync_proto::FileData>,
-    ) -> Result<Vec<Result<Sig, String>>> {
+    ) -> Result<Vec<Result<Sig, twinsync_proto::OpFail>>> {
         if files.is_empty() {
             return Ok(Vec::new());
         }

@@ -1,8 +1,13 @@
 //! Content transfer: one rsync per batch and direction, fed the batch's
-//! paths NUL-separated on stdin (`--files-from=- --from0`). rsync writes into
-//! a temp dir under the destination's `.twinsync/` and renames into place, so
-//! its temporaries never appear in the tree; a file it overwrites is kept in
-//! the destination's trash (`--backup-dir`, a hard link: no data copied).
+//! paths NUL-separated on stdin (`--files-from=- --from0`). rsync never
+//! writes into the tree: it stages the files below the destination's
+//! `.twinsync/stage/` (with the tree itself as the delta basis,
+//! `--copy-dest`), and the destination's helper installs each one only if
+//! the destination still holds the version the engine planned against
+//! (compare-and-swap; see `execute.rs`). `--ignore-times`: a file the engine
+//! decided to copy is always copied, even when its size and mtime equal
+//! what is there (a `cp -p` restore, a same-mtime tie), which rsync's quick
+//! check would skip.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -161,12 +166,6 @@ pub enum End {
 }
 
 impl End {
-    fn root(&self) -> &Path {
-        match self {
-            End::Local(p) | End::Remote { path: p, .. } => p,
-        }
-    }
-
     fn arg(&self) -> std::ffi::OsString {
         let mut a = match self {
             End::Local(p) => p.as_os_str().to_owned(),
@@ -193,15 +192,13 @@ pub async fn copy(
     dst: &End,
     paths: &[&RelPath],
 ) -> Result<RsyncOutcome> {
-    let dst_root = dst.root();
-    let state = dst_root.join(twinsync_filter::STATE_DIR);
-    let (y, m, d, hh, mm, ss) = twinsync_helpers::time::civil(twinsync_helpers::time::now_secs());
-    let mut temp_dir = std::ffi::OsString::from("--temp-dir=");
-    temp_dir.push(state.join("tmp"));
-    let mut backup_dir = std::ffi::OsString::from("--backup-dir=");
-    backup_dir.push(state.join("trash").join(format!("{y:04}-{m:02}-{d:02}")));
     let src_arg = src.arg();
-    let dst_arg = dst.arg();
+    let mut dst_arg = dst.arg();
+    dst_arg.push(format!(
+        "{}/{}/",
+        twinsync_filter::STATE_DIR,
+        twinsync_helpers::STAGE_DIR
+    ));
     let remote = [src, dst].into_iter().find_map(|e| match e {
         End::Remote { ctl, config, .. } => Some((ctl, config)),
         End::Local(_) => None,
@@ -246,10 +243,9 @@ pub async fn copy(
         .arg("--numeric-ids")
         .arg(&files_from)
         .arg("--from0")
-        .arg(temp_dir)
-        .arg("--backup")
-        .arg(backup_dir)
-        .arg(format!("--suffix=.{hh:02}{mm:02}{ss:02}"))
+        .arg("--ignore-times")
+        // Relative to the stage: the replica root, the delta basis.
+        .arg("--copy-dest=../..")
         .arg("--out-format=%i")
         .args(&opts.extra)
         .arg("--")

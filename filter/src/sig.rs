@@ -26,6 +26,7 @@ pub fn sig_of(md: &Metadata) -> Sig {
         mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
         mode: md.mode() & 0o7777,
         ino: md.ino(),
+        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use twinsync_filter::{Excludes, Watcher};
 use twinsync_proto::{
-    read_frame, write_frame, FrameError, FromAgent, Request, Response, ToAgent, MAGIC,
+    read_frame, write_frame, FrameError, FromAgent, OpFail, Request, Response, ToAgent, MAGIC,
     PROTOCOL_VERSION,
 };
 
@@ -320,7 +320,7 @@ fn handle(
         Request::WriteFiles { files } => Ok(Response::Written(
             files
                 .iter()
-                .map(|f| replica.write_file(f).map_err(|e| e.to_string()))
+                .map(|f| replica.write_file(f).map_err(OpFail::from))
                 .collect(),
         )),
         Request::CopyFrom { src_root, paths } => {
@@ -328,7 +328,7 @@ fn handle(
             Ok(Response::Written(
                 paths
                     .iter()
-                    .map(|p| replica.copy_from(&src_root, p).map_err(|e| e.to_string()))
+                    .map(|(p, x)| replica.copy_from(&src_root, p, *x).map_err(OpFail::from))
                     .collect(),
             ))
         }

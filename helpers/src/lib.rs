@@ -12,4 +12,4 @@ pub mod lock;
 pub mod ops;
 pub mod time;
 
-pub use ops::Replica;
+pub use ops::{Replica, STAGE_DIR};

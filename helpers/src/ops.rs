@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::os::unix::fs::OpenOptionsExt;
 use twinsync_filter::{lstat_sig, IGNORE_SUFFIX, STATE_DIR};
 
-use twinsync_proto::{FileData, Op, OpResult, RelPath, Sig};
+use twinsync_proto::{Expect, FileData, Op, OpFail, OpResult, RelPath, Sig};
 
 /// Largest file carried inline in one frame (below the protocol's limit).
 const INLINE_LIMIT: u64 = (twinsync_proto::MAX_FRAME as u64) * 3 / 4;
@@ -40,6 +40,15 @@ pub enum OpError {
     /// The entry to act on does not exist.
     #[error("{0}: no such file or directory")]
     Missing(RelPath),
+    /// The destination did not hold the version the brain expected: it
+    /// changed since the brain saw it, and the operation did not act.
+    #[error("{path}: changed meanwhile; not replaced")]
+    Refused {
+        /// The path.
+        path: RelPath,
+        /// What it holds.
+        found: Option<Sig>,
+    },
     /// A system call failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -52,6 +61,19 @@ pub enum OpError {
         source: io::Error,
     },
 }
+
+impl From<OpError> for OpFail {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Refused { found, .. } => OpFail::Refused { found },
+            e => OpFail::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Directory below the state dir where rsync stages files before the
+/// helper installs them conditionally.
+pub const STAGE_DIR: &str = "stage";
 
 fn io_err<'a>(what: &'static str, path: &'a RelPath) -> impl FnOnce(io::Error) -> OpError + 'a {
     move |source| OpError::Io {
@@ -88,7 +110,9 @@ impl Replica {
     /// # Errors
     /// When they cannot be created.
     pub fn prepare(&self) -> io::Result<()> {
-        for sub in ["tmp", "trash", "conflicts"] {
+        // Staged files left by an interrupted batch are stale.
+        let _ = fs::remove_dir_all(self.state_dir().join(STAGE_DIR));
+        for sub in ["tmp", "trash", "conflicts", STAGE_DIR] {
             fs::create_dir_all(self.state_dir().join(sub))?;
         }
         Ok(())
@@ -122,23 +146,138 @@ impl Replica {
 
     /// Apply one operation.
     pub fn apply(&self, op: &Op) -> OpResult {
+        // The entry made or changed, looked at after the operation: its
+        // stamp is how the brain recognises the filter's report of it.
+        let after = |rel: &RelPath| self.stat(rel);
         let r = match op {
-            Op::Move { from, to } => self.move_entry(from, to),
-            Op::Trash { path } => self.trash(path).map(|_| ()),
-            Op::KeepConflict { path } => self.stash(path, "conflicts").map(|_| ()),
-            Op::Mkdir { path, mode } => self.mkdir(path, *mode),
+            Op::Move { from, to } => self.move_entry(from, to).and_then(|()| after(to)),
+            Op::Trash { path, expect } => self.trash_if(path, *expect).map(|_| None),
+            Op::KeepConflict { path } => self.stash(path, "conflicts").map(|_| None),
+            Op::Mkdir { path, mode } => self.mkdir(path, *mode).and_then(|()| after(path)),
             Op::SetAttr {
                 path,
                 mode,
                 mtime_ns,
-            } => self.set_attr(path, *mode, *mtime_ns),
+            } => self
+                .set_attr(path, *mode, *mtime_ns)
+                .and_then(|()| after(path)),
             Op::Symlink {
                 path,
                 target,
                 mtime_ns,
-            } => self.symlink(path, target, *mtime_ns),
+            } => self
+                .symlink(path, target, *mtime_ns)
+                .and_then(|()| after(path)),
+            Op::Install {
+                staged,
+                path,
+                expect,
+                ..
+            } => self.install(staged, path, *expect).map(Some),
         };
-        r.map_err(|e| e.to_string())
+        r.map_err(OpFail::from)
+    }
+
+    /// Install the file rsync staged at `.twinsync/stage/STAGED` at `rel`,
+    /// if `rel` holds what is expected (what it replaces is kept in the
+    /// trash). Returns the installed file's signature.
+    ///
+    /// # Errors
+    /// Unsafe paths, a missing staged file, [`OpError::Refused`].
+    pub fn install(&self, staged: &RelPath, rel: &RelPath, expect: Expect) -> Result<Sig, OpError> {
+        if !staged.is_safe() || staged.is_root() {
+            return Err(OpError::Unsafe(staged.clone()));
+        }
+        let stage_root = self.state_dir().join(STAGE_DIR);
+        let src = stage_root.join(staged.as_path());
+        let f = fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&src)
+            .map_err(|_| OpError::Missing(staged.clone()))?;
+        if !f.metadata().map_err(io_err("installing", rel))?.is_file() {
+            return Err(OpError::Missing(staged.clone()));
+        }
+        let r = self.place(rel, &src, &f, expect);
+        // Empty staging directories left behind go (a non-empty one stays).
+        let mut dir = src.parent();
+        while let Some(d) = dir.filter(|d| *d != stage_root) {
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        if r.is_err() {
+            let _ = fs::remove_file(&src);
+        }
+        r
+    }
+
+    /// Rename the prepared file `tmp` (open as `f`) to `rel` if `rel` holds
+    /// what is expected, keeping what it replaces in the trash; returns the
+    /// installed file's signature, from its descriptor after the rename
+    /// (rename changes its ctime): a user write after it shows as another
+    /// version.
+    fn place(
+        &self,
+        rel: &RelPath,
+        tmp: &Path,
+        f: &fs::File,
+        expect: Expect,
+    ) -> Result<Sig, OpError> {
+        let p = self.resolve(rel)?;
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).map_err(io_err("creating parents of", rel))?;
+        }
+        let found = lstat_sig(&p).map_err(io_err("looking at", rel))?;
+        if !expect.holds(found.as_ref()) {
+            return Err(OpError::Refused {
+                path: rel.clone(),
+                found,
+            });
+        }
+        match found {
+            Some(md) if md.kind == twinsync_proto::Kind::Dir => {
+                self.trash(rel)?;
+            }
+            Some(_) => self.backup(rel, &p),
+            None => {}
+        }
+        if expect == Expect::Absent {
+            // Created meanwhile: refused, not replaced.
+            if let Err(e) = rename_noreplace(tmp, &p) {
+                if e.raw_os_error() == Some(libc::EEXIST) {
+                    return Err(OpError::Refused {
+                        path: rel.clone(),
+                        found: lstat_sig(&p).ok().flatten(),
+                    });
+                }
+                return Err(io_err("installing", rel)(e));
+            }
+        } else {
+            fs::rename(tmp, &p).map_err(io_err("installing", rel))?;
+        }
+        Ok(twinsync_filter::sig_of(
+            &f.metadata().map_err(io_err("installing", rel))?,
+        ))
+    }
+
+    /// Trash `rel` if it holds what is expected (a version changed since
+    /// the brain saw it is refused: a modification wins over a deletion).
+    ///
+    /// # Errors
+    /// See [`Replica::trash`]; [`OpError::Refused`].
+    pub fn trash_if(&self, rel: &RelPath, expect: Expect) -> Result<bool, OpError> {
+        if expect != Expect::Any {
+            let found = self.stat(rel)?;
+            if !expect.holds(found.as_ref()) {
+                return Err(OpError::Refused {
+                    path: rel.clone(),
+                    found,
+                });
+            }
+        }
+        self.trash(rel)
     }
 
     /// lstat `rel`.
@@ -289,6 +428,8 @@ impl Replica {
             path: rel.clone(),
             data: serde_bytes::ByteBuf::from(data),
             sig: twinsync_filter::sig_of(&md),
+            // The brain sets what the destination must hold.
+            expect: Expect::Any,
         })
     }
 
@@ -300,7 +441,7 @@ impl Replica {
     /// Unsafe paths, failing syscalls.
     pub fn write_file(&self, f: &FileData) -> Result<Sig, OpError> {
         use std::io::Write;
-        self.put_file(&f.path, f.sig.mode, f.sig.mtime_ns, |out| {
+        self.put_file(&f.path, f.sig.mode, f.sig.mtime_ns, f.expect, |out| {
             out.write_all(&f.data)
         })
     }
@@ -312,7 +453,12 @@ impl Replica {
     ///
     /// # Errors
     /// Unsafe paths, an unreadable or vanished source, failing syscalls.
-    pub fn copy_from(&self, src_root: &Path, rel: &RelPath) -> Result<Sig, OpError> {
+    pub fn copy_from(
+        &self,
+        src_root: &Path,
+        rel: &RelPath,
+        expect: Expect,
+    ) -> Result<Sig, OpError> {
         let src = Replica::new(src_root.to_path_buf()).resolve(rel)?;
         let mut from = fs::File::options()
             .read(true)
@@ -324,7 +470,7 @@ impl Replica {
             return Err(OpError::Missing(rel.clone()));
         }
         let sig = twinsync_filter::sig_of(&md);
-        self.put_file(rel, sig.mode, sig.mtime_ns, |out| {
+        self.put_file(rel, sig.mode, sig.mtime_ns, expect, |out| {
             io::copy(&mut from, out).map(|_| ())
         })
     }
@@ -337,39 +483,36 @@ impl Replica {
         rel: &RelPath,
         mode: u32,
         mtime_ns: i64,
+        expect: Expect,
         fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
     ) -> Result<Sig, OpError> {
-        let p = self.resolve(rel)?;
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).map_err(io_err("creating parents of", rel))?;
-        }
+        self.resolve(rel)?;
         let id = (u64::from(std::process::id()) << 24) ^ self.seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self.state_dir().join("tmp").join(format!("w{id:x}"));
-        let res = (|| -> io::Result<()> {
-            let mut out = fs::File::create(&tmp)?;
+        let res = (|| -> io::Result<fs::File> {
+            let mut out = fs::File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
             fill(&mut out)?;
             out.set_permissions(fs::Permissions::from_mode(mode))?;
-            drop(out);
-            set_mtime_nofollow(&tmp, mtime_ns)
+            set_mtime_nofollow(&tmp, mtime_ns)?;
+            Ok(out)
         })();
-        if let Err(e) = res {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err("writing", rel)(e));
-        }
-        match fs::symlink_metadata(&p) {
-            Ok(md) if md.is_dir() => {
-                self.trash(rel)?;
+        let out = match res {
+            Ok(out) => out,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(io_err("writing", rel)(e));
             }
-            Ok(_) => self.backup(rel, &p),
-            Err(_) => {}
-        }
-        if let Err(e) = fs::rename(&tmp, &p) {
+        };
+        let r = self.place(rel, &tmp, &out, expect);
+        if r.is_err() {
             let _ = fs::remove_file(&tmp);
-            return Err(io_err("writing", rel)(e));
         }
-        lstat_sig(&p)
-            .map_err(io_err("writing", rel))?
-            .ok_or_else(|| OpError::Missing(rel.clone()))
+        r
     }
 
     /// Keep a copy of a file about to be replaced: a hard link in the trash.
@@ -448,6 +591,38 @@ impl Replica {
         }
         Ok(())
     }
+}
+
+/// `rename(from, to)` that fails with `EEXIST` instead of replacing.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EINVAL) {
+        // A file system without RENAME_NOREPLACE: check, then rename.
+        if fs::symlink_metadata(to).is_ok() {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        return fs::rename(from, to);
+    }
+    Err(e)
 }
 
 /// Remove day-folders (`.twinsync/{trash,conflicts}/YYYY-MM-DD`) older than

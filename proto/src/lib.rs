@@ -33,7 +33,7 @@ pub use path::RelPath;
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The largest frame either side accepts (64 MiB).
 pub const MAX_FRAME: usize = 64 << 20;
 
@@ -64,9 +64,69 @@ pub struct Sig {
     pub mode: u32,
     /// Inode number on its replica.
     pub ino: u64,
+    /// Status-change time (ctime), nanoseconds since the epoch. No user can
+    /// set it: with the inode it tells one version of an entry from another
+    /// even when size and mtime are equal (a `cp -p` restore, a tie).
+    pub ctime_ns: i64,
+}
+
+/// The identity of one version of an entry on one replica: a fingerprint of
+/// its inode and ctime, which the kernel changes on every write, attribute
+/// change or rename of the inode and which no user can set. `Stamp::UNKNOWN`
+/// (0) when not observed yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Stamp(pub u64);
+
+impl Stamp {
+    /// Not observed.
+    pub const UNKNOWN: Stamp = Stamp(0);
+
+    /// True when observed.
+    #[must_use]
+    pub fn is_known(self) -> bool {
+        self != Stamp::UNKNOWN
+    }
+}
+
+/// What a conditional write, replace or trash expects to find at its
+/// destination right before it acts (compare-and-swap at the edge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expect {
+    /// Nothing at the path.
+    Absent,
+    /// The version with this stamp.
+    Version(Stamp),
+    /// Whatever is there (the brain has no observation to compare with).
+    Any,
+}
+
+impl Expect {
+    /// True when `found` (an lstat of the destination) is what is expected.
+    #[must_use]
+    pub fn holds(self, found: Option<&Sig>) -> bool {
+        match (self, found) {
+            (Expect::Any, _) | (Expect::Absent, None) => true,
+            (Expect::Version(s), Some(f)) => f.stamp() == s,
+            _ => false,
+        }
+    }
 }
 
 impl Sig {
+    /// The identity of this version on its replica (see [`Stamp`]).
+    #[must_use]
+    pub fn stamp(&self) -> Stamp {
+        // splitmix64 of both words: a 64-bit fingerprint; never 0.
+        let mut z = self
+            .ino
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(self.ctime_ns as u64);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        Stamp(z.max(1))
+    }
+
     /// True when two signatures describe the same content and attributes,
     /// whatever their inodes. Directories compare by kind and mode only: a
     /// directory's mtime changes whenever an entry inside it does and is not
@@ -216,8 +276,8 @@ pub enum Request {
         /// The other replica's root, as bytes.
         #[serde(with = "serde_bytes")]
         src_root: Vec<u8>,
-        /// Paths to copy.
-        paths: Vec<RelPath>,
+        /// Paths to copy, each with what its destination must hold.
+        paths: Vec<(RelPath, Expect)>,
     },
     /// Apply a list of helper operations in order; each gets its own result.
     Apply {
@@ -238,10 +298,28 @@ pub enum Op {
         /// New path.
         to: RelPath,
     },
-    /// Move the entry (with everything below it) to the replica's trash.
+    /// Move the entry (with everything below it) to the replica's trash,
+    /// if it is the expected version (a file changed since the brain saw it
+    /// is refused: a modification wins over a deletion).
     Trash {
         /// The entry.
         path: RelPath,
+        /// What must be there.
+        expect: Expect,
+    },
+    /// Install a file staged (by rsync) at `staged`, a path relative to
+    /// the replica's `.twinsync/stage/`, at `path`, if the destination
+    /// holds what is expected; what it replaces goes to the trash.
+    Install {
+        /// The staged file, below `.twinsync/stage/`.
+        staged: RelPath,
+        /// Where it goes.
+        path: RelPath,
+        /// What must be there.
+        expect: Expect,
+        /// The version the brain decided to copy: what is staged must be
+        /// it (size and mtime), or the source changed meanwhile.
+        want: Sig,
     },
     /// Move the losing version of a conflict into the replica's
     /// `.twinsync/conflicts/` (when conflict copies are not kept beside).
@@ -288,10 +366,35 @@ pub struct FileData {
     pub data: serde_bytes::ByteBuf,
     /// Its signature when read (mode and mtime are applied on write).
     pub sig: Sig,
+    /// What the destination must hold right before the file replaces it.
+    pub expect: Expect,
 }
 
-/// Result of one [`Op`].
-pub type OpResult = Result<(), String>;
+/// Why an operation did not act.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpFail {
+    /// The destination did not hold what was expected: someone changed it.
+    /// `found` is what it holds (its lstat).
+    Refused {
+        /// The destination's state.
+        found: Option<Sig>,
+    },
+    /// The operation failed; the message names it and its path.
+    Failed(String),
+}
+
+impl std::fmt::Display for OpFail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpFail::Refused { .. } => f.write_str("refused: the destination changed meanwhile"),
+            OpFail::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Result of one [`Op`]: the lstat of the entry it made or changed (`None`
+/// for a removal).
+pub type OpResult = Result<Option<Sig>, OpFail>;
 
 /// A successful answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,7 +416,7 @@ pub enum Response {
     /// Digests, one per requested path (`None`: unreadable or not a file).
     Hashes(Vec<Option<serde_bytes::ByteBuf>>),
     /// Write results: the signature each file has now.
-    Written(Vec<Result<Sig, String>>),
+    Written(Vec<Result<Sig, OpFail>>),
 }
 
 /// Messages from an agent to the brain.

@@ -1,0 +1,365 @@
+//! Carrying out a planned batch: helper operations on both sides, then the
+//! content copies, each installed conditionally by the destination's helper
+//! (it must still hold the version the engine planned against), and the
+//! report of what happened for [`Engine::complete`](crate::engine::Engine::complete).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use tracing::{debug, error, warn};
+use twinsync_proto::{FileData, Kind, Op, OpFail, RelPath, Sig};
+
+use crate::engine::{Applied, Batch, Copied, Copy, Report, Side};
+use crate::link::Link;
+use crate::rsync::{self, End, RsyncOptions};
+
+/// Files up to this size travel inline between hosts.
+const INLINE_MAX: u64 = 1 << 20;
+/// Bytes per inline read/write request.
+const INLINE_CHUNK: u64 = 8 << 20;
+
+/// Group inline copies into requests of at most `INLINE_CHUNK` bytes.
+fn inline_chunks(list: &[&Copy]) -> Vec<Vec<Copy>> {
+    let mut out = Vec::new();
+    let (mut cur, mut bytes) = (Vec::new(), 0u64);
+    for c in list {
+        if bytes + c.sig.size > INLINE_CHUNK && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += c.sig.size;
+        cur.push((*c).clone());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Counts of one batch, for the logs and `status`.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    /// Files copied into each side.
+    pub copied: [u64; 2],
+    /// Bytes copied into each side.
+    pub bytes: [u64; 2],
+    /// Helper operations run on each side.
+    pub ops: [u64; 2],
+    /// Operations or copies that failed.
+    pub errors: u64,
+    /// Writes refused because the destination changed meanwhile.
+    pub refused: u64,
+    /// Conflicts resolved.
+    pub conflicts: u64,
+}
+
+/// The path an operation makes or changes (reported with its lstat).
+fn target(op: &Op) -> &RelPath {
+    match op {
+        Op::Move { to, .. } => to,
+        Op::Trash { path, .. }
+        | Op::KeepConflict { path }
+        | Op::Mkdir { path, .. }
+        | Op::Symlink { path, .. }
+        | Op::SetAttr { path, .. }
+        | Op::Install { path, .. } => path,
+    }
+}
+
+/// Record the outcome of a conditional write at `path` into `report`.
+fn note(
+    report: &mut Report,
+    stats: &mut BatchStats,
+    dst: Side,
+    path: &RelPath,
+    r: Result<Option<Sig>, OpFail>,
+) {
+    match r {
+        Ok(sig) => report.applied[dst.idx()].push(Applied::Done(path.clone(), sig)),
+        Err(OpFail::Refused { found }) => {
+            stats.refused += 1;
+            debug!(side = %dst, %path, "not replaced: changed meanwhile (merged again)");
+            report.applied[dst.idx()].push(Applied::Refused(path.clone(), found));
+        }
+        Err(OpFail::Failed(e)) => {
+            stats.errors += 1;
+            report.ops_failed = true;
+            warn!(side = %dst, "{e}");
+        }
+    }
+}
+
+/// Carry out a batch: helper ops on both sides, then the copies of each
+/// direction, then install what arrived and check what did not.
+pub async fn execute(
+    links: [Arc<Link>; 2],
+    ends: [End; 2],
+    rsync_opts: RsyncOptions,
+    batch: Batch,
+) -> Result<(Report, BatchStats)> {
+    let Batch {
+        ops, mut copies, ..
+    } = batch;
+    let rsync_opts = &rsync_opts;
+    let mut stats = BatchStats::default();
+    let mut report = Report::default();
+    let mut ops = ops;
+    // Symlinks are made by the destination's helper (atomically, with their
+    // mtime), not by rsync: read their targets on the source side first.
+    for dst in Side::BOTH {
+        let (links_list, rest): (Vec<Copy>, Vec<Copy>) = std::mem::take(&mut copies[dst.idx()])
+            .into_iter()
+            .partition(|c| c.sig.kind == Kind::Symlink);
+        copies[dst.idx()] = rest;
+        if links_list.is_empty() {
+            continue;
+        }
+        let paths: Vec<RelPath> = links_list.iter().map(|c| c.path.clone()).collect();
+        let targets = links[dst.other().idx()].read_links(paths).await?;
+        for (c, target) in links_list.into_iter().zip(targets) {
+            match target {
+                Some(target) => ops[dst.idx()].push(Op::Symlink {
+                    path: c.path,
+                    target,
+                    mtime_ns: c.sig.mtime_ns,
+                }),
+                None => {
+                    warn!(path = %c.path, "symlink vanished on the {} side before it was copied", dst.other())
+                }
+            }
+        }
+    }
+    let [ops_l, ops_r] = ops;
+    let (rl, rr) = tokio::join!(links[0].apply(ops_l.clone()), links[1].apply(ops_r.clone()));
+    for (side, res, sent) in [(Side::Left, rl?, ops_l), (Side::Right, rr?, ops_r)] {
+        for (r, op) in res.into_iter().zip(&sent) {
+            stats.ops[side.idx()] += 1;
+            note(&mut report, &mut stats, side, target(op), r);
+        }
+    }
+    let t = Instant::now();
+    let all_local = ends.iter().all(|e| matches!(e, End::Local(_)));
+    let copy = |dst: Side| {
+        let list = &copies[dst.idx()];
+        let (src_end, dst_end) = (ends[dst.other().idx()].clone(), ends[dst.idx()].clone());
+        let (src_link, dst_link) = (
+            Arc::clone(&links[dst.other().idx()]),
+            Arc::clone(&links[dst.idx()]),
+        );
+        async move {
+            let mut written: Vec<(usize, Result<Sig, OpFail>)> = Vec::new();
+            let mut missing: Vec<usize> = Vec::new();
+            if list.is_empty() {
+                return Ok::<_, anyhow::Error>((written, missing, None));
+            }
+            // Across hosts, small files travel inline over the agents' open
+            // channel (no new ssh session); large ones by rsync (delta
+            // transfer) through the same ssh connection's control socket.
+            let (inline, big): (Vec<usize>, Vec<usize>) = if all_local {
+                (Vec::new(), (0..list.len()).collect())
+            } else if !rsync_opts.available {
+                ((0..list.len()).collect(), Vec::new())
+            } else {
+                (0..list.len()).partition(|&i| list[i].sig.size <= INLINE_MAX)
+            };
+            let inline_refs: Vec<&Copy> = inline.iter().map(|&i| &list[i]).collect();
+            let mut at = 0;
+            for chunk in inline_chunks(&inline_refs) {
+                let idx = &inline[at..at + chunk.len()];
+                at += chunk.len();
+                let paths: Vec<RelPath> = chunk.iter().map(|c| c.path.clone()).collect();
+                let read = src_link.read_files(paths).await?;
+                let mut files: Vec<FileData> = Vec::with_capacity(read.len());
+                let mut sent = Vec::new();
+                for ((c, &i), r) in chunk.iter().zip(idx).zip(read) {
+                    match r {
+                        Ok(mut f) => {
+                            f.expect = c.expect;
+                            files.push(f);
+                            sent.push(i);
+                        }
+                        Err(e) => {
+                            warn!(to = %dst, path = %c.path, "not copied: {e}");
+                            missing.push(i);
+                        }
+                    }
+                }
+                for (r, i) in dst_link.write_files(files).await?.into_iter().zip(sent) {
+                    written.push((i, r));
+                }
+            }
+            if big.is_empty() {
+                return Ok((written, missing, None));
+            }
+            if let (false, End::Local(src_root)) = (rsync_opts.available, &src_end) {
+                // No rsync here: the destination's helper copies from the
+                // other local root itself.
+                for chunk in big.chunks(2000) {
+                    let owned = chunk
+                        .iter()
+                        .map(|&i| (list[i].path.clone(), list[i].expect))
+                        .collect();
+                    let results = dst_link.copy_from(src_root, owned).await?;
+                    for (&i, r) in chunk.iter().zip(results) {
+                        written.push((i, r));
+                    }
+                }
+                return Ok((written, missing, None));
+            }
+            // rsync stages the files below the destination's
+            // `.twinsync/stage/`; its helper installs each one only if the
+            // destination still holds what the engine planned against.
+            let paths: Vec<&RelPath> = big.iter().map(|&i| &list[i].path).collect();
+            let mut out = rsync::copy_split(rsync_opts, &src_end, &dst_end, &paths).await?;
+            let staged_of = |p: &RelPath| {
+                RelPath::from_bytes(
+                    format!(
+                        "{}/{}",
+                        twinsync_filter::STATE_DIR,
+                        twinsync_helpers::STAGE_DIR
+                    )
+                    .into_bytes(),
+                )
+                .join(p.as_bytes())
+            };
+            let mut found = dst_link
+                .stat(big.iter().map(|&i| staged_of(&list[i].path)).collect())
+                .await?;
+            // rsync reported every file but may still be renaming the last
+            // ones into the stage: look again (at those only) until they are
+            // there or it has exited.
+            if let Some(mut exit) = out.exit.take() {
+                loop {
+                    let behind: Vec<usize> = (0..big.len())
+                        .filter(|&j| !found[j].is_some_and(|g| g.same_content(&list[big[j]].sig)))
+                        .collect();
+                    if behind.is_empty() {
+                        break;
+                    }
+                    let exited = match exit.try_recv() {
+                        Ok((code, stderr)) => {
+                            out.code = code;
+                            out.stderr = stderr;
+                            true
+                        }
+                        Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                            false
+                        }
+                        Err(_) => break,
+                    };
+                    let again = dst_link
+                        .stat(
+                            behind
+                                .iter()
+                                .map(|&j| staged_of(&list[big[j]].path))
+                                .collect(),
+                        )
+                        .await?;
+                    for (j, got) in behind.into_iter().zip(again) {
+                        found[j] = got;
+                    }
+                    if exited {
+                        break;
+                    }
+                }
+            }
+            if !out.usable() {
+                error!(to = %dst, code = ?out.code, "rsync failed: {}", out.stderr);
+            } else if !out.stderr.is_empty() {
+                warn!(to = %dst, "rsync: {}", out.stderr);
+            }
+            let mut installs = Vec::new();
+            let mut sent = Vec::new();
+            for (j, got) in found.into_iter().enumerate() {
+                let c = &list[big[j]];
+                if got.is_some_and(|g| g.kind == Kind::File) {
+                    installs.push(Op::Install {
+                        staged: c.path.clone(),
+                        path: c.path.clone(),
+                        expect: c.expect,
+                        want: c.sig,
+                    });
+                    sent.push(big[j]);
+                } else {
+                    missing.push(big[j]);
+                }
+            }
+            let results = dst_link.apply(installs).await?;
+            for (r, i) in results.into_iter().zip(sent) {
+                written.push((
+                    i,
+                    r.and_then(|s| s.ok_or(OpFail::Failed("installed nothing".into()))),
+                ));
+            }
+            Ok((written, missing, Some(out)))
+        }
+    };
+    let (to_l, to_r) = tokio::join!(copy(Side::Left), copy(Side::Right));
+    for (dst, out) in [(Side::Left, to_l?), (Side::Right, to_r?)] {
+        let list = &copies[dst.idx()];
+        if list.is_empty() {
+            continue;
+        }
+        let (written, missing, _rsync) = out;
+        let mut missed: Vec<(RelPath, Option<Sig>)> = Vec::new();
+        for i in missing {
+            let p = &list[i].path;
+            let now = links[dst.idx()]
+                .stat(vec![p.clone()])
+                .await?
+                .pop()
+                .flatten();
+            missed.push((p.clone(), now));
+        }
+        for (i, r) in written {
+            let c = &list[i];
+            match r {
+                Ok(sig) if sig.same_content(&c.sig) => {
+                    stats.copied[dst.idx()] += 1;
+                    stats.bytes[dst.idx()] += c.sig.size;
+                    report.applied[dst.idx()].push(Applied::Done(c.path.clone(), Some(sig)));
+                }
+                // The source changed after the plan: what arrived is newer.
+                Ok(sig) => missed.push((c.path.clone(), Some(sig))),
+                Err(e @ OpFail::Refused { .. }) => {
+                    note(&mut report, &mut stats, dst, &c.path, Err(e));
+                }
+                Err(OpFail::Failed(e)) => {
+                    stats.errors += 1;
+                    warn!(to = %dst, path = %c.path, "not copied: {e}");
+                    let now = links[dst.idx()]
+                        .stat(vec![c.path.clone()])
+                        .await?
+                        .pop()
+                        .flatten();
+                    missed.push((c.path.clone(), now));
+                }
+            }
+        }
+        // What does the source hold now? (It may have changed or gone while
+        // we copied: the engine decides from both ends.)
+        let src_now = links[dst.other().idx()]
+            .stat(missed.iter().map(|(p, _)| p.clone()).collect())
+            .await?;
+        for ((path, dst_sig), src_sig) in missed.into_iter().zip(src_now) {
+            if dst_sig.is_none() && src_sig.is_some() {
+                stats.errors += 1;
+                warn!(to = %dst, %path, "not copied (unreadable on the source or refused on the destination)");
+            }
+            report.missed[dst.idx()].push(Copied {
+                path,
+                src: src_sig,
+                dst: dst_sig,
+            });
+        }
+        debug!(
+            to = %dst,
+            files = list.len(),
+            ms = t.elapsed().as_millis() as u64,
+            "copies done"
+        );
+    }
+    Ok((report, stats))
+}
