@@ -694,6 +694,20 @@ impl Engine {
         self.pending.iter().any(|p| !p.is_empty()) || !self.attr_fixes.is_empty()
     }
 
+    /// The paths with a change queued, per side (for logs).
+    #[must_use]
+    pub fn pending_paths(&self) -> Vec<(Side, RelPath)> {
+        Side::BOTH
+            .into_iter()
+            .flat_map(|s| {
+                self.pending[s.idx()]
+                    .state
+                    .keys()
+                    .map(move |k| (s, k.clone()))
+            })
+            .collect()
+    }
+
     /// Number of queued changes (both sides).
     #[must_use]
     pub fn queue_depth(&self) -> usize {

@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use twinsync_filter::Excludes;
-use twinsync_proto::{AgentOptions, Event};
+use twinsync_proto::{AgentOptions, Event, RelPath};
 
 use crate::config::Settings;
 use crate::engine::{Engine, Policy, Side, Trace};
@@ -58,6 +58,8 @@ pub struct Counters {
     /// Differences the background verification found and repaired (a bug
     /// elsewhere: events missed or misjudged).
     pub repairs: u64,
+    /// Verification passes run.
+    pub verifications: u64,
 }
 
 /// How a run ended without error.
@@ -115,7 +117,27 @@ struct Brain {
     in_merge: bool,
     /// The remote link is down: reconnect before planning more.
     down: bool,
+    /// No change since the last verification found the replicas equal to
+    /// the index.
+    verified: bool,
+    /// When the last event or batch was seen.
+    last_activity: Instant,
+    /// How long the last full scan took (verification waits a multiple of
+    /// it after a burst: bounded CPU on big trees).
+    scan_time: std::time::Duration,
+    /// When the last verification ran.
+    last_verify: Instant,
 }
+
+/// A burst is over when nothing happened for this long: verification
+/// follows (at least ten times the last scan's duration).
+const VERIFY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// Verification also runs this often when nothing happens.
+const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// Live deletions wait until their side has been quiet this long and its
+/// root is seen intact: `rm -rf ROOT` removes entries one by one before the
+/// root itself, and none of that must reach the other side.
+const DELETE_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Run a sync as `settings` say. Returns when stopped by a signal, after a
 /// one-shot merge, or on a fatal error.
@@ -225,6 +247,10 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         merging: true,
         in_merge: false,
         down: false,
+        verified: false,
+        last_activity: Instant::now(),
+        scan_time: std::time::Duration::ZERO,
+        last_verify: Instant::now(),
         rsync: RsyncOptions {
             program: rsync_program.clone(),
             extra: settings.rsync_extra.clone(),
@@ -292,6 +318,10 @@ impl Brain {
             "scanned both replicas"
         );
         self.scanned = counts;
+        self.scan_time = t.elapsed();
+        for path in self.engine.take_stuck() {
+            info!(%path, "acted on again after the rescan");
+        }
         for side in Side::BOTH {
             if counts[side.idx()] == 0 && had > 0 && !self.settings.force {
                 bail!(
@@ -440,6 +470,11 @@ impl Brain {
         st.echoes = self.counters.echoes;
         st.conflicts = self.counters.conflicts;
         st.errors = self.counters.errors;
+        st.refused = self.counters.refused;
+        st.loops = self.counters.loops;
+        st.repairs = self.counters.repairs;
+        st.verifications = self.counters.verifications;
+        st.settled = state == "live" && self.verified && !self.engine.has_work();
     }
 
     /// SIGHUP: re-read the excludes from the config file; when they changed,
@@ -506,6 +541,16 @@ impl Brain {
             }
             // Run batches while there is work; events keep arriving meanwhile.
             while self.engine.has_work() && !stopping && !self.down {
+                if !self.in_merge && !self.merging && !self.settings.dry_run {
+                    let deleting = self.engine.pending_deletions();
+                    if deleting.iter().any(|&d| d > 0) {
+                        self.hold_deletions(notices, deleting, &mut stopping)
+                            .await?;
+                        if stopping || self.down || !self.engine.has_work() {
+                            continue;
+                        }
+                    }
+                }
                 self.compare_content().await?;
                 let snapshot = self.settings.dry_run.then(|| self.engine.snapshot());
                 let planned = Instant::now();
@@ -565,6 +610,8 @@ impl Brain {
                         Err(e) => return Err(e),
                     };
                     self.tally(&stats);
+                    self.last_activity = Instant::now();
+                    self.verified = false;
                     let traces = self.engine.complete(report);
                     self.note_traces(traces);
                     self.status.lock().expect("status").last_sync = Some(now());
@@ -612,7 +659,18 @@ impl Brain {
                 return Ok(Exit::Done);
             }
             self.set_state("live");
+            // Verify once a burst has settled, and now and then.
+            let quiet = VERIFY_AFTER.max(self.scan_time * 10);
+            let verify_at = if self.verified {
+                self.last_verify + VERIFY_EVERY
+            } else {
+                self.last_activity + quiet
+            };
+            let verify_in = verify_at.saturating_duration_since(Instant::now());
             tokio::select! {
+                () = tokio::time::sleep(verify_in), if !self.settings.dry_run => {
+                    self.verify().await?;
+                }
                 Some(n) = notices.recv() => {
                     self.on_notice(n)?;
                     // Take in everything already queued before planning.
@@ -636,6 +694,104 @@ impl Brain {
                 }
             }
         }
+    }
+
+    /// Live deletions wait for their side to be quiet ([`DELETE_QUIET`]) and
+    /// its root to be seen intact: a root deleted (`rm -rf` removes what is
+    /// inside first), moved away or unmounted changes nothing on the other
+    /// side. A side emptied, or a deletion of more than `--max-delete`
+    /// percent of a big tree, stops the sync unless `--force`.
+    async fn hold_deletions(
+        &mut self,
+        notices: &mut mpsc::UnboundedReceiver<Notice>,
+        deleting: [usize; 2],
+        stopping: &mut bool,
+    ) -> Result<()> {
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                Some(n) = notices.recv() => self.on_notice(n)?,
+                () = tokio::time::sleep(DELETE_QUIET) => break,
+                _ = sigterm.recv() => { *stopping = true; return Ok(()); }
+                _ = sigint.recv() => { *stopping = true; return Ok(()); }
+            }
+        }
+        let deleting = {
+            let now = self.engine.pending_deletions();
+            [deleting[0].max(now[0]), deleting[1].max(now[1])]
+        };
+        for t in Side::BOTH {
+            if deleting[t.idx()] == 0 {
+                continue;
+            }
+            // The deletions come from the other side: is its root intact?
+            let s = t.other();
+            let state = RelPath::from(twinsync_filter::STATE_DIR);
+            let intact = self.links[s.idx()]
+                .stat(vec![state])
+                .await
+                .ok()
+                .and_then(|mut v| v.pop().flatten())
+                .is_some_and(|sig| sig.kind == twinsync_proto::Kind::Dir);
+            if !intact {
+                bail!(
+                    "the {s} replica root {} vanished or lost its .twinsync/ (deleted, moved \
+                     or unmounted); stopping without changing the other side ({} deletions \
+                     not applied). Restore the root, then start again",
+                    self.roots[s.idx()].display(),
+                    deleting[t.idx()]
+                );
+            }
+        }
+        if self.settings.force {
+            return Ok(());
+        }
+        let had = self.engine.known().len();
+        for t in Side::BOTH {
+            let del = deleting[t.idx()];
+            let pct = usize::from(self.settings.max_delete_percent);
+            if (del >= had && had > 1) || (had >= 1000 && del * 100 > had * pct) {
+                bail!(
+                    "refusing to delete {del} of the {had} entries of the {t} replica {}: the \
+                     {} replica lost them all at once (more than {pct}%). Nothing was deleted. \
+                     Check the {} replica; if the deletions are intended, run again with --force",
+                    self.roots[t.idx()].display(),
+                    t.other(),
+                    t.other()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Background verification: both replicas are listed again and
+    /// compared with the index; what differs (and was not reported by
+    /// events) is repaired by the batches that follow, and counted as
+    /// `repairs`: each one is a bug elsewhere.
+    async fn verify(&mut self) -> Result<()> {
+        self.set_state("verifying");
+        self.counters.verifications += 1;
+        self.rescan().await?;
+        self.compare_content().await?;
+        let found = self.engine.queue_depth();
+        self.last_verify = Instant::now();
+        if found == 0 {
+            self.verified = true;
+            self.merging = false;
+            self.in_merge = false;
+            return Ok(());
+        }
+        self.counters.repairs += found as u64;
+        for (side, path) in self.engine.pending_paths().into_iter().take(20) {
+            warn!(%side, %path, "verification: differs from the index (repairing)");
+        }
+        error!(
+            repairs = found,
+            "verification found differences the live sync had missed; repairing them (a bug: \
+             please report it with the log)"
+        );
+        Ok(())
     }
 
     fn tally(&mut self, stats: &BatchStats) {
@@ -667,6 +823,8 @@ impl Brain {
             Notice::Events(side, id, _) if id != self.links[side.idx()].id => Ok(()),
             Notice::Lost(side, id, _) if id != self.links[side.idx()].id => Ok(()),
             Notice::Events(side, _, events) => {
+                self.last_activity = Instant::now();
+                self.verified = false;
                 for ev in events {
                     match &ev {
                         Event::RootGone => bail!(

@@ -36,6 +36,24 @@ pub struct Status {
     pub conflicts: u64,
     /// Errors logged.
     pub errors: u64,
+    /// Writes refused because the destination changed meanwhile (merged
+    /// again under the conflict rules).
+    #[serde(default)]
+    pub refused: u64,
+    /// Paths found going back and forth with no change in between (a bug).
+    #[serde(default)]
+    pub loops: u64,
+    /// Differences the background verification found between the replicas
+    /// and the index, and repaired (a bug elsewhere: must stay 0).
+    #[serde(default)]
+    pub repairs: u64,
+    /// Verification passes run.
+    #[serde(default)]
+    pub verifications: u64,
+    /// Live, nothing queued, no batch running, and the replicas verified
+    /// equal to the index since the last change: the pair is in sync.
+    #[serde(default)]
+    pub settled: bool,
 }
 
 /// Shared, updated by the main loop.
