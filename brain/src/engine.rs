@@ -676,6 +676,40 @@ impl Engine {
         out
     }
 
+    /// How many indexed entries (all those below a removed directory
+    /// included) the live changes pending would delete on each side: the
+    /// removals of the other side, where this side did not change them.
+    #[must_use]
+    pub fn live_deletions(&self) -> [usize; 2] {
+        let mut out = [0; 2];
+        for s in Side::BOTH {
+            let t = s.other();
+            let mut n = 0;
+            let mut last: Option<&RelPath> = None;
+            for (k, v) in &self.pending[s.idx()].state {
+                // The source of a pending move is no deletion: the move's
+                // replay takes its entries along.
+                if v.is_some()
+                    || self.pending[t.idx()].state.contains_key(k)
+                    || last.is_some_and(|l| k.is_within(l))
+                    || self.pending[s.idx()]
+                        .moves
+                        .iter()
+                        .any(|(from, _)| k.is_within(from))
+                {
+                    continue;
+                }
+                let below = range_within(&self.known, k).count();
+                if below > 0 {
+                    n += below;
+                    last = Some(k);
+                }
+            }
+            out[t.idx()] = n.min(self.known.len());
+        }
+        out
+    }
+
     /// Replace the index (loaded from disk).
     pub fn set_known(&mut self, known: BTreeMap<RelPath, Known>) {
         self.epoch += 1;
@@ -1897,9 +1931,16 @@ impl Engine {
                     // Not copied (unreadable source, refused destination):
                     // left as it was; the next change or rescan retries.
                     (Some(_), None) | (None, None) => self.k_restore(&c.path, base),
-                    // The destination was written meanwhile: merge it again.
-                    (Some(_), Some(b)) => {
+                    // The destination was written meanwhile: merge both
+                    // again against what the index had.
+                    (Some(a), Some(b)) => {
                         self.k_restore(&c.path, base);
+                        if judge(base.as_ref(), si, &a) != Judged::Same {
+                            self.pending[si]
+                                .state
+                                .entry(c.path.clone())
+                                .or_insert(Some(a));
+                        }
                         if judge(base.as_ref(), ti, &b) != Judged::Same {
                             self.pending[ti]
                                 .state
@@ -2001,7 +2042,15 @@ impl Engine {
                     }
                     Some(None) => {}
                     None => {
-                        if judge(self.view_get(p, path).as_ref(), p, x) == Judged::Suspect {
+                        // An entry a pending move brought here has a new
+                        // stamp from the rename; the move's replay takes it
+                        // (the other side has nothing here to compare yet).
+                        let moved_here = self.pending[p]
+                            .origin(path)
+                            .is_none_or(|o| o.as_ref() != path);
+                        if !moved_here
+                            && judge(self.view_get(p, path).as_ref(), p, x) == Judged::Suspect
+                        {
                             out.insert(path.clone());
                         }
                     }

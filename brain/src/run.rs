@@ -542,7 +542,7 @@ impl Brain {
             // Run batches while there is work; events keep arriving meanwhile.
             while self.engine.has_work() && !stopping && !self.down {
                 if !self.in_merge && !self.merging && !self.settings.dry_run {
-                    let deleting = self.engine.pending_deletions();
+                    let deleting = self.engine.live_deletions();
                     if deleting.iter().any(|&d| d > 0) {
                         self.hold_deletions(notices, deleting, &mut stopping)
                             .await?;
@@ -718,7 +718,7 @@ impl Brain {
             }
         }
         let deleting = {
-            let now = self.engine.pending_deletions();
+            let now = self.engine.live_deletions();
             [deleting[0].max(now[0]), deleting[1].max(now[1])]
         };
         for t in Side::BOTH {

@@ -229,6 +229,7 @@ impl Replica {
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent).map_err(io_err("creating parents of", rel))?;
         }
+        let before = twinsync_filter::sig_of(&f.metadata().map_err(io_err("installing", rel))?);
         let found = lstat_sig(&p).map_err(io_err("looking at", rel))?;
         if !expect.holds(found.as_ref()) {
             return Err(OpError::Refused {
@@ -257,9 +258,18 @@ impl Replica {
         } else {
             fs::rename(tmp, &p).map_err(io_err("installing", rel))?;
         }
-        Ok(twinsync_filter::sig_of(
-            &f.metadata().map_err(io_err("installing", rel))?,
-        ))
+        let after = twinsync_filter::sig_of(&f.metadata().map_err(io_err("installing", rel))?);
+        if after.same_content(&before) {
+            Ok(after)
+        } else {
+            // Written into after the rename: what was installed is
+            // `before`, and what is there now is a user's version, which
+            // no stamp reported here must match (ctime 0 never is).
+            Ok(Sig {
+                ctime_ns: 0,
+                ..before
+            })
+        }
     }
 
     /// Trash `rel` if it holds what is expected (a version changed since

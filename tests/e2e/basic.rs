@@ -59,11 +59,34 @@ fn removing_a_whole_tree_removes_it_on_the_other_side() {
     let mut p = Pair::new();
     p.left.write("t/a/b/f", b"x");
     p.left.write("t/g", b"y");
+    // Not all the replica: emptying one stops the sync (next test).
+    p.left.write("keep", b"k");
     p.start(&[]);
     p.eventually_equal();
     fs::remove_dir_all(p.right.path("t")).unwrap();
     p.left.eventually_gone("t");
     p.eventually_equal();
+}
+
+#[test]
+fn emptying_a_replica_changes_nothing_on_the_other_side() {
+    let mut p = Pair::new();
+    for i in 0..20 {
+        p.left.write(format!("d{}/f{i}", i % 3), b"x");
+    }
+    p.start(&[]);
+    p.eventually_equal();
+    for e in fs::read_dir(&p.right.root).unwrap().flatten() {
+        if e.file_name() != ".twinsync" {
+            fs::remove_dir_all(e.path()).unwrap();
+        }
+    }
+    let status = p.wait_exit();
+    assert!(!status.success(), "{status:?}");
+    for i in 0..20 {
+        assert!(p.left.exists(format!("d{}/f{i}", i % 3)), "d{}/f{i}", i % 3);
+    }
+    assert!(p.left.trash_contents().is_empty());
 }
 
 #[test]
