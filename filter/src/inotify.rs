@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use twinsync_proto::{Entry, Event, Kind, RelPath, Sig};
 
-use crate::{lstat_sig, sig_of, Excludes, FilterError};
+use crate::{lstat_sig, sig_of, Excludes, FilterError, STATE_DIR};
 
 const MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::CLOSE_WRITE)
@@ -435,7 +435,7 @@ impl EventLoop {
                 continue;
             }
             if r.mask
-                .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+                .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::UNMOUNT)
             {
                 if dir.is_root() {
                     out.push(Event::RootGone);
@@ -443,6 +443,18 @@ impl EventLoop {
                 continue;
             }
             let Some(name) = &r.name else { continue };
+            if dir.is_root()
+                && name.as_slice() == STATE_DIR.as_bytes()
+                && r.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM)
+            {
+                // `rm -rf ROOT` removes the tool's own folder along the way,
+                // while the root's DELETE_SELF only comes once nothing holds
+                // the root any more, and the left one is held: the brain
+                // keeps its index journal open inside. Either way the replica
+                // is being taken away.
+                out.push(Event::RootGone);
+                continue;
+            }
             let path = dir.join(name);
             let ignored = crate::is_ignore_name(name);
             let excluded = w.excludes.excluded(&path);
