@@ -198,6 +198,14 @@ impl Watcher {
             {
                 Ok(None)
             }
+            // Not readable by us: left unwatched. Listing it fails the same
+            // way, which reports it as unreadable (and so leaves it alone);
+            // once made readable, the attribute change seen on its parent
+            // watches and lists it.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+                tracing::debug!(%dir, "not watched: {e}");
+                Ok(None)
+            }
             Err(source) => Err(FilterError::Io {
                 what: "watching",
                 path: dir.clone(),
@@ -555,6 +563,18 @@ impl EventLoop {
                         }
                     }
                 }
+            } else if is_dir
+                && r.mask.contains(EventMask::ATTRIB)
+                && !w
+                    .table
+                    .lock()
+                    .expect("watch table")
+                    .by_path
+                    .contains_key(&path)
+            {
+                // A directory we could not read (so left unwatched) may
+                // have been made readable: watch and list it now.
+                self.created(&path, &mut out)?;
             } else if r
                 .mask
                 .intersects(EventMask::CLOSE_WRITE | EventMask::ATTRIB)
