@@ -320,3 +320,27 @@ fn remote_errors_come_back_with_the_path_and_the_sync_goes_on() {
         "twinsync exited"
     );
 }
+
+#[test]
+fn kill_9_of_the_brain_leaves_no_ssh_process_and_releases_the_remote_lock() {
+    let sshd = Sshd::start().expect("sshd is needed: apt-get install openssh-server");
+    let mut p = remote_pair(&sshd);
+    start(&mut p, &sshd, &[]);
+    assert_eq!(p.locked(), [true, true]);
+    // Every ssh of this pair reads this test's own client config.
+    let config = sshd.ssh_config.as_os_str().as_encoded_bytes().to_vec();
+    let ours = |args: &[&[u8]]| args[0].ends_with(b"ssh") && args.contains(&config.as_slice());
+    assert!(
+        !crate::harness::pids_where(ours).is_empty(),
+        "no ssh master found for this pair"
+    );
+    let mut brain = p.child.take().unwrap();
+    brain.kill().unwrap();
+    brain.wait().unwrap();
+    eventually("both agents to release their locks", || {
+        p.locked() == [false, false]
+    });
+    eventually("no ssh process of this pair left", || {
+        crate::harness::pids_where(ours).is_empty()
+    });
+}
