@@ -108,11 +108,18 @@ pub fn serve(
         }
     };
     let replica = Replica::new(root.clone());
-    if let Err(e) = replica.prepare() {
-        return fatal(
-            &out,
-            format!("cannot create {}: {e}", replica.state_dir().display()),
-        );
+    // A brain that takes no lock changes nothing (a dry run): the agent then
+    // creates nothing either, not even `.twinsync/`.
+    if options.lock.is_some() {
+        if let Err(e) = replica.prepare() {
+            return fatal(
+                &out,
+                format!(
+                    "cannot create {}: {e}. Give this user write access to the replica root",
+                    replica.state_dir().display()
+                ),
+            );
+        }
     }
     // Held until this function returns (and released by the watchdog when
     // it ends the process).
