@@ -736,12 +736,14 @@ impl Brain {
         };
         let mut delay = std::time::Duration::from_millis(500);
         let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
         loop {
             // Drop the stale link (its agent, if still alive remotely, exits
             // on its own watchdog).
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 _ = sigterm.recv() => bail!("stopped while reconnecting"),
+                _ = sigint.recv() => bail!("stopped while reconnecting"),
             }
             // Events of the live side keep queueing; a full rescan follows.
             while let Ok(n) = notices.try_recv() {
