@@ -215,6 +215,11 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
     match cli.command {
         Some(Cmd::Agent { restrict }) => {
             init_logs("warn", false);
+            // A local agent runs in its own process group, in the background
+            // of the brain's terminal: its warnings must not stop it there
+            // (`stty tostop`).
+            // SAFETY: setting a signal to be ignored, before any thread starts.
+            unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) };
             return match twinsync_helpers::agent::serve(
                 Box::new(std::io::stdin()),
                 Box::new(std::io::stdout()),

@@ -151,6 +151,10 @@ impl Link {
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::inherit())
+                    // Its own process group: the terminal's Ctrl-C (sent to
+                    // the whole foreground group) reaches the brain only,
+                    // which finishes its batch and then says goodbye.
+                    .process_group(0)
                     .kill_on_drop(true);
                 if let Some(level) = agent_log {
                     cmd.env("TWINSYNC_LOG", level);

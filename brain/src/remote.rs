@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+/// Seconds the ssh master stays up with no session open (our agent's session
+/// stays open while the brain runs).
+const MASTER_IDLE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(5).expect("not zero");
+
 /// Where a remote replica lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSpec {
@@ -97,6 +101,12 @@ pub async fn connect(
 ) -> Result<Arc<openssh::Session>> {
     let mut b = openssh::SessionBuilder::default();
     b.known_hosts_check(openssh::KnownHosts::Add)
+        // The master daemonizes (`ssh -f`: its own session, so neither our
+        // process group nor a parent-death signal reaches it), and by
+        // default it stays forever. It serves us alone: once no session has
+        // been open for a few seconds (a brain killed with -9 closes them
+        // all), it exits on its own.
+        .control_persist(openssh::ControlPersist::IdleFor(MASTER_IDLE))
         .connect_timeout(Duration::from_secs(10))
         .server_alive_interval(Duration::from_secs(5));
     if let Some(p) = spec.port {

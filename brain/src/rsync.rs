@@ -254,6 +254,9 @@ pub async fn copy(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Out of the terminal's process group: a Ctrl-C lets the batch in
+        // flight finish instead of killing its copies.
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()

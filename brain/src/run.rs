@@ -152,8 +152,10 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     let options = AgentOptions {
         excludes: settings.excludes.clone(),
         watch: !settings.sync_only,
-        trash_days: Some(settings.trash_days),
-        lock: Some(settings.instance.clone()),
+        // A dry run changes nothing, so it neither cleans the trash nor
+        // takes the lock (the agents then create no `.twinsync/`).
+        trash_days: (!settings.dry_run).then_some(settings.trash_days),
+        lock: (!settings.dry_run).then(|| settings.instance.clone()),
     };
     let status: status::Shared = Arc::new(std::sync::Mutex::new(status::Status {
         instance: settings.instance.clone(),
@@ -213,8 +215,20 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         // A dry run shows the whole plan at once.
         engine.min_batch = usize::MAX;
     }
+    let index_dir = roots[0].join(".twinsync").join("index");
+    // A dry run creates nothing in the replicas: with no index yet, it reads
+    // the empty one of a scratch folder (kept until the end of the run).
+    let scratch = if settings.dry_run && !index_dir.is_dir() {
+        Some(tempfile::tempdir().context(
+            "cannot create a scratch folder for the dry run: point TMPDIR at a writable folder",
+        )?)
+    } else {
+        None
+    };
     let index = Index::open(
-        &roots[0].join(".twinsync").join("index"),
+        scratch
+            .as_ref()
+            .map_or(index_dir.as_path(), tempfile::TempDir::path),
         &settings.instance,
     )
     .context("cannot open the index in the left replica's .twinsync/")?;
@@ -870,12 +884,14 @@ impl Brain {
         };
         let mut delay = std::time::Duration::from_millis(500);
         let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
         loop {
             // Drop the stale link (its agent, if still alive remotely, exits
             // on its own watchdog).
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 _ = sigterm.recv() => bail!("stopped while reconnecting"),
+                _ = sigint.recv() => bail!("stopped while reconnecting"),
             }
             // Events of the live side keep queueing; a full rescan follows.
             while let Ok(n) = notices.try_recv() {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use twinsync_proto::{Entry, Event, Kind, RelPath, Sig};
 
-use crate::{lstat_sig, sig_of, Excludes, FilterError};
+use crate::{lstat_sig, sig_of, Excludes, FilterError, STATE_DIR};
 
 const MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::CLOSE_WRITE)
@@ -196,6 +196,14 @@ impl Watcher {
                     Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
                 ) =>
             {
+                Ok(None)
+            }
+            // Not readable by us: left unwatched. Listing it fails the same
+            // way, which reports it as unreadable (and so leaves it alone);
+            // once made readable, the attribute change seen on its parent
+            // watches and lists it.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+                tracing::debug!(%dir, "not watched: {e}");
                 Ok(None)
             }
             Err(source) => Err(FilterError::Io {
@@ -435,7 +443,7 @@ impl EventLoop {
                 continue;
             }
             if r.mask
-                .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+                .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::UNMOUNT)
             {
                 if dir.is_root() {
                     out.push(Event::RootGone);
@@ -443,6 +451,18 @@ impl EventLoop {
                 continue;
             }
             let Some(name) = &r.name else { continue };
+            if dir.is_root()
+                && name.as_slice() == STATE_DIR.as_bytes()
+                && r.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM)
+            {
+                // `rm -rf ROOT` removes the tool's own folder along the way,
+                // while the root's DELETE_SELF only comes once nothing holds
+                // the root any more, and the left one is held: the brain
+                // keeps its index journal open inside. Either way the replica
+                // is being taken away.
+                out.push(Event::RootGone);
+                continue;
+            }
             let path = dir.join(name);
             let ignored = crate::is_ignore_name(name);
             let excluded = w.excludes.excluded(&path);
@@ -543,6 +563,18 @@ impl EventLoop {
                         }
                     }
                 }
+            } else if is_dir
+                && r.mask.contains(EventMask::ATTRIB)
+                && !w
+                    .table
+                    .lock()
+                    .expect("watch table")
+                    .by_path
+                    .contains_key(&path)
+            {
+                // A directory we could not read (so left unwatched) may
+                // have been made readable: watch and list it now.
+                self.created(&path, &mut out)?;
             } else if r
                 .mask
                 .intersects(EventMask::CLOSE_WRITE | EventMask::ATTRIB)

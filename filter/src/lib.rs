@@ -9,7 +9,9 @@
 //! - excluded paths get no watches at all; the tool's own names (the
 //!   `.twinsync/` directory, ignore-suffix names) are never reported;
 //! - a kernel queue overflow is reported as [`Event::RescanNeeded`], never
-//!   dropped; the root going away is reported as [`Event::RootGone`].
+//!   dropped; the root going away (deleted, moved, unmounted, or its
+//!   `.twinsync/` removed, which `rm -rf ROOT` does early) is reported as
+//!   [`Event::RootGone`].
 #![deny(missing_docs)]
 
 mod excludes;

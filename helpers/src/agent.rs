@@ -108,13 +108,22 @@ pub fn serve(
         }
     };
     let replica = Replica::new(root.clone());
-    if let Err(e) = replica.prepare() {
-        return fatal(
-            &out,
-            format!("cannot create {}: {e}", replica.state_dir().display()),
-        );
+    // A brain that takes no lock changes nothing (a dry run): the agent then
+    // creates nothing either, not even `.twinsync/`.
+    if options.lock.is_some() {
+        if let Err(e) = replica.prepare() {
+            return fatal(
+                &out,
+                format!(
+                    "cannot create {}: {e}. Give this user write access to the replica root",
+                    replica.state_dir().display()
+                ),
+            );
+        }
     }
-    let _lock = match &options.lock {
+    // Held until this function returns (and released by the watchdog when
+    // it ends the process).
+    let lock = match &options.lock {
         Some(instance) => match crate::lock::Lock::take(&replica.state_dir(), instance) {
             Ok(l) => Some(l),
             Err(e) => return fatal(&out, format!("replica {}: {e}", replica.root().display())),
@@ -168,6 +177,7 @@ pub fn serve(
     let last_seen = Arc::new(AtomicU64::new(now_secs()));
     {
         let last_seen = Arc::clone(&last_seen);
+        let release_lock = lock.as_ref().map(crate::lock::Lock::releaser);
         std::thread::Builder::new()
             .name("watchdog".into())
             .spawn(move || {
@@ -183,6 +193,9 @@ pub fn serve(
                 prev = now;
                 if now.saturating_sub(last_seen.load(Ordering::Relaxed)) > BRAIN_TIMEOUT_SECS {
                     eprintln!("twinsync agent: no word from the brain for {BRAIN_TIMEOUT_SECS} s; exiting");
+                    if let Some(release) = &release_lock {
+                        release();
+                    }
                     std::process::exit(3);
                 }
                 }

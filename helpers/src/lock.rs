@@ -79,12 +79,26 @@ impl Lock {
     }
 }
 
+impl Lock {
+    /// Something that releases this lock from another thread, for a process
+    /// about to exit without unwinding (`std::process::exit`).
+    pub fn releaser(&self) -> impl Fn() + Send + 'static {
+        let path = self.path.clone();
+        move || release(&path)
+    }
+}
+
+/// Remove the lock file at `path` if this process holds it.
+fn release(path: &Path) {
+    if let Ok(text) = fs::read_to_string(path) {
+        if field(&text, "pid") == Some(std::process::id().to_string().as_str()) {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
 impl Drop for Lock {
     fn drop(&mut self) {
-        if let Ok(text) = fs::read_to_string(&self.path) {
-            if field(&text, "pid") == Some(std::process::id().to_string().as_str()) {
-                let _ = fs::remove_file(&self.path);
-            }
-        }
+        release(&self.path);
     }
 }

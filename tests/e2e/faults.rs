@@ -245,3 +245,111 @@ fn an_unreadable_directory_is_not_taken_for_deleted_at_a_merge() {
     assert_eq!(p.left.read("new").as_deref(), Some(&b"n"[..]));
     assert_eq!(p.left.read("locked/a").as_deref(), Some(&b"a"[..]));
 }
+
+/// Start the live sync of `p`, as nobody when run as root (root reads
+/// everything), and wait until it is live both ways.
+fn start_unprivileged(p: &mut Pair) {
+    if !is_root() {
+        p.start(&[]);
+        return;
+    }
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(p.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exe = p.dir.path().join("twinsync");
+    fs::copy(crate::harness::bin(), &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    let log = fs::File::create(&p.log).unwrap();
+    let child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&exe)
+        .args(["-d", "2"])
+        .arg(&p.left.root)
+        .arg(&p.right.root)
+        .env("NO_COLOR", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("setpriv (util-linux) is needed");
+    p.child = Some(child);
+    p.wait_live();
+}
+
+/// Both ways, a new file arrives on the other side.
+fn still_syncs_both_ways(p: &Pair, tag: &str) {
+    p.left.write(format!("from-left-{tag}"), b"L");
+    p.right.write(format!("from-right-{tag}"), b"R");
+    p.right.eventually_has(format!("from-left-{tag}"), b"L");
+    p.left.eventually_has(format!("from-right-{tag}"), b"R");
+}
+
+#[test]
+fn an_unreadable_directory_at_start_is_left_alone_and_the_rest_syncs() {
+    let mut p = Pair::new();
+    p.left.write("secret/inner", b"s");
+    p.left.write("secret/sub/deeper", b"d");
+    for i in 0..10 {
+        p.left.write(format!("open{i}"), b"o");
+    }
+    // Synced once while readable: the index knows what is inside.
+    let (st, err) = sync_only_unprivileged(&p);
+    assert!(st.success(), "{err}");
+    assert_eq!(
+        p.right.read("secret/sub/deeper").as_deref(),
+        Some(&b"d"[..])
+    );
+    fs::set_permissions(p.left.path("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    start_unprivileged(&mut p);
+    still_syncs_both_ways(&p, "1");
+    assert_eq!(p.right.read("secret/inner").as_deref(), Some(&b"s"[..]));
+    assert_eq!(
+        p.right.read("secret/sub/deeper").as_deref(),
+        Some(&b"d"[..])
+    );
+    assert!(
+        p.right.trash_contents().iter().all(|c| c == b"probe"),
+        "trashed on the right: {:?}",
+        p.right.trash_contents()
+    );
+    assert!(
+        p.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the sync stopped:\n{}",
+        p.log_tail()
+    );
+}
+
+#[test]
+fn a_directory_made_unreadable_live_keeps_the_sync_going() {
+    let mut p = Pair::new();
+    p.left.write("locked/inner", b"i");
+    p.right.write("locked/inner", b"i");
+    start_unprivileged(&mut p);
+    p.eventually_equal();
+    // A watched directory made unreadable, and one created unreadable.
+    fs::set_permissions(p.left.path("locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    fs::create_dir(p.left.path("fresh")).unwrap();
+    fs::set_permissions(p.left.path("fresh"), fs::Permissions::from_mode(0o000)).unwrap();
+    // (root writes into it regardless; the sync cannot see it yet)
+    fs::write(p.left.path("fresh/later"), b"f").unwrap();
+    still_syncs_both_ways(&p, "1");
+    p.right.eventually_has_dir("fresh");
+    assert_eq!(p.right.read("locked/inner").as_deref(), Some(&b"i"[..]));
+    // Made readable again, its contents are picked up.
+    fs::set_permissions(p.left.path("fresh"), fs::Permissions::from_mode(0o755)).unwrap();
+    p.right.eventually_has("fresh/later", b"f");
+    still_syncs_both_ways(&p, "2");
+    assert_eq!(p.right.read("locked/inner").as_deref(), Some(&b"i"[..]));
+    assert!(
+        p.right.trash_contents().iter().all(|c| c == b"probe"),
+        "trashed on the right: {:?}",
+        p.right.trash_contents()
+    );
+    assert!(
+        p.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the sync stopped:\n{}",
+        p.log_tail()
+    );
+}

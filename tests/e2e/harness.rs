@@ -199,8 +199,16 @@ impl Pair {
     }
 
     pub fn spawn(&mut self, args: &[&str]) {
+        self.spawn_with(args, |_| {});
+    }
+
+    /// [`Pair::spawn`], with `setup` applied to the command first (e.g. to
+    /// start it in its own process group).
+    pub fn spawn_with(&mut self, args: &[&str], setup: impl FnOnce(&mut Command)) {
         let log = fs::File::create(&self.log).unwrap();
-        let child = Command::new(bin())
+        let mut cmd = Command::new(bin());
+        setup(&mut cmd);
+        let child = cmd
             .args(["-d", "2"])
             .args(args)
             .arg(&self.left.root)
@@ -313,6 +321,11 @@ impl Pair {
         }
     }
 
+    /// Whether a replica still holds a `.twinsync/lock`.
+    pub fn locked(&self) -> [bool; 2] {
+        [&self.left, &self.right].map(|r| r.exists(".twinsync/lock"))
+    }
+
     /// Pids of the agent children.
     pub fn agent_pids(&self) -> Vec<i32> {
         let me = self.child.as_ref().unwrap().id() as i32;
@@ -382,4 +395,33 @@ impl Replica {
             || self.path(rel).is_dir(),
         );
     }
+}
+
+/// Pids of the running processes (zombies do not count: nothing reaps them
+/// in some containers) whose argument list satisfies `f`.
+pub fn pids_where(mut f: impl FnMut(&[&[u8]]) -> bool) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if !running(pid) {
+            continue;
+        }
+        let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+        if !args.is_empty() && f(&args) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn running(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
+    !matches!(state, Some('Z' | 'X'))
 }

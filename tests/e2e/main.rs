@@ -8,6 +8,7 @@
 //! - `conflicts`: concurrent writers, conflict copies, trash;
 //! - `names`: odd file names;
 //! - `faults`: overflow, unreadable files, vanished roots, bad arguments;
+//! - `stop`: Ctrl-C to the process group, `kill -9` of the brain;
 //! - `ssh_smoke`: the `sshd` harness (a real OpenSSH server on 127.0.0.1).
 
 mod harness;
@@ -23,3 +24,4 @@ mod names;
 mod ops;
 mod remote;
 mod ssh_smoke;
+mod stop;

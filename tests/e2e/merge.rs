@@ -108,6 +108,23 @@ fn dry_run_prints_the_plan_and_changes_nothing_not_even_the_index() {
     );
 }
 
+#[test]
+fn a_dry_run_creates_nothing_not_even_the_state_folder() {
+    let p = Pair::new();
+    p.left.write("d/new-left", b"L");
+    p.right.write("new-right", b"R");
+    let (st, err) = p.sync_only(&["--dry-run"]);
+    assert!(st.success(), "{err}");
+    for r in [&p.left, &p.right] {
+        assert!(
+            !r.exists(".twinsync"),
+            "{} was created by a dry run",
+            r.path(".twinsync").display()
+        );
+    }
+    assert!(!p.right.exists("d") && !p.left.exists("new-right"));
+}
+
 /// Every file content in the tree, its trash and conflict copies.
 fn all_versions(p: &Pair) -> Vec<Vec<u8>> {
     let mut v: Vec<Vec<u8>> = Vec::new();

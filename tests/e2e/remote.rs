@@ -322,3 +322,66 @@ fn remote_errors_come_back_with_the_path_and_the_sync_goes_on() {
         "twinsync exited"
     );
 }
+
+#[test]
+fn kill_9_of_the_brain_leaves_no_ssh_process_and_releases_the_remote_lock() {
+    let sshd = Sshd::start().expect("sshd is needed: apt-get install openssh-server");
+    let mut p = remote_pair(&sshd);
+    start(&mut p, &sshd, &[]);
+    assert_eq!(p.locked(), [true, true]);
+    // Every ssh of this pair reads this test's own client config.
+    let config = sshd.ssh_config.as_os_str().as_encoded_bytes().to_vec();
+    let ours = |args: &[&[u8]]| args[0].ends_with(b"ssh") && args.contains(&config.as_slice());
+    assert!(
+        !crate::harness::pids_where(ours).is_empty(),
+        "no ssh master found for this pair"
+    );
+    let mut brain = p.child.take().unwrap();
+    brain.kill().unwrap();
+    brain.wait().unwrap();
+    eventually("both agents to release their locks", || {
+        p.locked() == [false, false]
+    });
+    eventually("no ssh process of this pair left", || {
+        crate::harness::pids_where(ours).is_empty()
+    });
+}
+
+#[test]
+fn ctrl_c_stops_a_brain_that_is_reconnecting() {
+    let sshd = Sshd::start().expect("sshd is needed: apt-get install openssh-server");
+    let mut p = remote_pair(&sshd);
+    let rt = p.dir.path().join("run");
+    p.envs.push(("TWINSYNC_RUNTIME_DIR".into(), rt.clone()));
+    let mut args = ssh_args(&sshd);
+    args.extend(["--instance".into(), "reconnecting".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    p.spawn_with(&args, |c| {
+        std::os::unix::process::CommandExt::process_group(c, 0);
+    });
+    p.wait_live();
+    // The link drops, and reconnecting fails: the key is no longer accepted.
+    fs::remove_file(sshd.dir.path().join("authorized_keys")).unwrap();
+    sshd.kill_connections();
+    let state = || {
+        let out = std::process::Command::new(bin())
+            .args(["status", "--json"])
+            .env("TWINSYNC_RUNTIME_DIR", &rt)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["state"].as_str().unwrap_or_default().to_string())
+    };
+    eventually("the brain to be reconnecting", || {
+        state().as_deref() == Some("reconnecting")
+    });
+    let pgid = p.child.as_ref().unwrap().id() as i32;
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
+    p.wait_exit();
+    assert!(
+        !p.left.exists(".twinsync/lock"),
+        "the left lock was left behind"
+    );
+}
