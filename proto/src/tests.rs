@@ -7,6 +7,7 @@ fn sig() -> Sig {
         mtime_ns: 1_700_000_000_123_456_789,
         mode: 0o644,
         ino: 42,
+        ctime_ns: 1_700_000_001_000_000_007,
     }
 }
 
@@ -70,7 +71,7 @@ fn golden_wire_format() {
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001b81a548656c6c6f94a87477696e73796e6302c4022f729490c3c0c0"
+        "0000001b81a548656c6c6f94a87477696e73796e6303c4022f729490c3c0c0"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
@@ -82,6 +83,38 @@ fn golden_wire_format() {
     };
     let hex: String = encode(&chunk).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, "0000001281a95363616e4368756e6b93079091c40164");
+    let ev = Event::Changed {
+        path: "a".into(),
+        sig: sig(),
+    };
+    let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "0000002a81a74368616e67656492c4016196a446696c6503cf17979cfe3d85cd15cd01a42acf17979cfe71c4ca07");
+    let op = Op::Trash {
+        path: "a".into(),
+        expect: Expect::Version(Stamp(5)),
+    };
+    let hex: String = encode(&op).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "0000001581a5547261736892c4016181a756657273696f6e05");
+}
+
+#[test]
+fn a_stamp_tells_versions_apart_and_expectations_hold_only_on_them() {
+    let a = sig();
+    let restored = Sig { ino: 43, ..a };
+    let touched = Sig {
+        ctime_ns: a.ctime_ns + 1,
+        ..a
+    };
+    assert!(a.same_content(&restored) && a.same_content(&touched));
+    assert_ne!(a.stamp(), restored.stamp());
+    assert_ne!(a.stamp(), touched.stamp());
+    assert!(Stamp::UNKNOWN != a.stamp());
+    assert!(Expect::Version(a.stamp()).holds(Some(&a)));
+    assert!(!Expect::Version(a.stamp()).holds(Some(&touched)));
+    assert!(!Expect::Version(a.stamp()).holds(None));
+    assert!(Expect::Absent.holds(None));
+    assert!(!Expect::Absent.holds(Some(&a)));
+    assert!(Expect::Any.holds(Some(&a)) && Expect::Any.holds(None));
 }
 
 #[test]
