@@ -101,6 +101,47 @@ impl Log {
         ops[from..].join("\n")
     }
 
+    /// Every operation that names one of the (first few) paths quoted in
+    /// `text`, for a failure report.
+    fn history_of(&self, text: &str) -> String {
+        let mut paths: Vec<&str> = Vec::new();
+        for w in text.split(|c: char| c.is_whitespace() || c == ':' || c == '"') {
+            let is_path = ["priv-L/", "priv-R/", "shared/"].iter().any(|p| w.starts_with(p));
+            if is_path && !paths.contains(&w) && paths.len() < 6 {
+                paths.push(w);
+            }
+        }
+        if paths.is_empty() {
+            return String::new();
+        }
+        let ops = self.ops.lock().unwrap();
+        let hits: Vec<&String> = ops
+            .iter()
+            .filter(|o| {
+                paths.iter().any(|p| {
+                    o.contains(p) || {
+                        // and the parents: a directory rename or rm -r
+                        let mut q = *p;
+                        let mut hit = false;
+                        while let Some(i) = q.rfind('/') {
+                            q = &q[..i];
+                            if q.contains('/') && (o.contains(&format!("{q} ")) || o.ends_with(q)) {
+                                hit = true;
+                            }
+                        }
+                        hit
+                    }
+                })
+            })
+            .collect();
+        let from = hits.len().saturating_sub(40);
+        format!(
+            "--- operations on {} (and their parents) ---\n{}\n",
+            paths.join(", "),
+            hits[from..].iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        )
+    }
+
     fn len(&self) -> usize {
         self.ops.lock().unwrap().len()
     }
@@ -654,9 +695,10 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
     let fail = |brain: &Brain, what: &str, details: &str| -> String {
         let kept = base.display();
         format!(
-            "\n=== campaign FAILED: seed={seed} mode={} fs={} ===\n{what}\n{details}\n--- last 50 operations (of {}) ---\n{}\n--- brain log tail ---\n{}\n--- run dir: {kept} (kept) ---\nreplay: {}\n",
+            "\n=== campaign FAILED: seed={seed} mode={} fs={} ===\n{what}\n{details}\n{}--- last 50 operations (of {}) ---\n{}\n--- brain log tail ---\n{}\n--- run dir: {kept} (kept) ---\nreplay: {}\n",
             mode.name(),
             if tmpfs { "tmpfs" } else { "disk" },
+            log.history_of(&format!("{what}\n{details}")),
             log.len(),
             log.last(50),
             brain.log_tail(40),
@@ -948,4 +990,24 @@ pub fn campaign(runs: &[(u64, Mode)]) {
     }
     eprintln!("campaign: {} runs in {:.1?}, {} failed", runs.len(), t.elapsed(), failures.len());
     assert!(failures.is_empty(), "{} of {} campaign runs failed (reports above); replay with:\n{}", failures.len(), runs.len(), failures.join("\n"));
+}
+
+/// The private-subtree model against the disk with no sync running: a
+/// check of the campaign itself (its model must be exact for invariant 2).
+pub fn model_self_check(seed: u64, steps: usize) {
+    let dir = harness::temp_dir("twinsync-campaign-model-", false);
+    let mut p = Private::new(dir.path(), "priv-L");
+    let mut rng = XorShiftRng::seed_from_u64(seed);
+    let mut ops = Vec::new();
+    for _ in 0..steps {
+        ops.push(p.op(&mut rng, "L"));
+    }
+    let t = harness::tree(dir.path(), true);
+    let problems = p.check(&t, "disk");
+    assert!(
+        problems.is_empty(),
+        "the campaign's model differs from the disk with no sync at all:\n{}\nlast ops:\n{}",
+        problems.join("\n"),
+        ops[ops.len().saturating_sub(30)..].join("\n")
+    );
 }

@@ -118,3 +118,12 @@ fn soak() {
     }
     assert!(failures.is_empty(), "{} of {i} soak runs failed; replay with:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// The campaign's own private-subtree model matches the disk when nothing
+/// syncs (so a model difference in a run is the product's).
+#[test]
+fn campaign_model_is_exact_without_sync() {
+    for seed in 0..3 {
+        campaign::model_self_check(seed, 800);
+    }
+}
