@@ -9,8 +9,18 @@ use crate::engine::Side;
 /// the name would pass 255 bytes).
 #[must_use]
 pub fn conflict_name(path: &RelPath, now: i64, loser: Side) -> RelPath {
+    conflict_name_n(path, now, loser, 0)
+}
+
+/// [`conflict_name`] with `-N` after the side when `n > 0`: the `n`-th other
+/// conflict of the same path in the same second.
+#[must_use]
+pub fn conflict_name_n(path: &RelPath, now: i64, loser: Side, n: u32) -> RelPath {
     let (y, mo, d, h, mi, s) = twinsync_helpers::time::civil(now);
-    let tag = format!(".conflict-{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{loser}");
+    let mut tag = format!(".conflict-{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{loser}");
+    if n > 0 {
+        tag.push_str(&format!("-{n}"));
+    }
     let name = path.file_name();
     let split = name
         .iter()

@@ -141,6 +141,10 @@ pub struct Copied {
     pub src: Option<Sig>,
     /// The destination's state after the batch.
     pub dst: Option<Sig>,
+    /// Whether the copy installed something (a newer version of the source
+    /// than planned); if not, what the destination holds is not the
+    /// batch's.
+    pub installed: bool,
 }
 
 /// One planned content copy into a side.
@@ -176,6 +180,9 @@ pub struct Report {
     /// Some helper operation failed (the index cannot be trusted: both
     /// sides are rescanned).
     pub ops_failed: bool,
+    /// A replayed move was refused (something unexpected where it goes):
+    /// the batch's index changes are undone and both sides rescanned.
+    pub undo: bool,
 }
 
 /// The work of one batch. `ops[s]` run on side `s` in order before any
@@ -220,6 +227,9 @@ struct Pending {
     /// stamp is not, and whose content was found to differ from the other
     /// side's: real changes (a `cp -p` restore, a same-mtime tie).
     forced: BTreeSet<RelPath>,
+    /// Pending files compared equal in content to the other side's while
+    /// their stamp, mode or both changed: attributes only.
+    verified: BTreeSet<RelPath>,
     rescan: bool,
 }
 
@@ -370,6 +380,9 @@ pub struct Engine {
     pub big_move: usize,
     /// The time of the batch being planned (seconds).
     now: i64,
+    /// Paths the batch being planned moves an entry to, per side: their
+    /// stamp there is only known once the move is done.
+    moved_here: [BTreeSet<RelPath>; 2],
     /// Counts calls that may have put in the pending maps a state equal to
     /// the index's (events, listings, index changes from outside).
     epoch: u64,
@@ -437,6 +450,20 @@ fn judge(k: Option<&Known>, p: usize, x: &Sig) -> Judged {
         }
         _ => Judged::Changed,
     }
+}
+
+/// True when `x`, seen on side index `p`, is a file with the indexed file's
+/// size and mtime but another stamp: its bytes may or may not be the
+/// indexed ones (a `cp -p` restore, a tie, a chmod), which only a comparison
+/// with the other side tells.
+fn needs_compare(k: Option<&Known>, p: usize, x: &Sig) -> bool {
+    k.is_some_and(|k| {
+        x.kind == Kind::File
+            && k.kind == Kind::File
+            && k.size == x.size
+            && k.mtime_ns == x.mtime_ns
+            && k.stamps[p] != x.stamp()
+    })
 }
 
 /// The fewest actions a batch is cut at (see [`Engine::min_batch`]).
@@ -534,6 +561,7 @@ impl Engine {
             epoch: 0,
             planned_epoch: u64::MAX,
             now: 0,
+            moved_here: Default::default(),
         }
     }
 
@@ -832,6 +860,7 @@ impl Engine {
                 }
                 let judged = judge(self.view_get(p, &path).as_ref(), p, &sig);
                 self.pending[p].forced.remove(&path);
+                self.pending[p].verified.remove(&path);
                 if let Some(slot) = self.pending[p].state.get_mut(&path) {
                     if judged == Judged::Same {
                         // Back to the synced state (e.g. the last step of our own write).
@@ -1269,6 +1298,8 @@ impl Engine {
     pub fn plan(&mut self, now: i64) -> Batch {
         let mut b = Batch::default();
         self.now = now;
+        self.moved_here = Default::default();
+        let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();
         if self.flips.len() > 4096 {
             self.flips.retain(|_, f| now - f.since <= LOOP_WINDOW);
         }
@@ -1350,23 +1381,19 @@ impl Engine {
                 b.trace(self.tracing, t, &to, || {
                     format!("move {from} -> {to} on {t} (moved on {s}; no data sent)")
                 });
+                let expect = self.expect_on(t, self.known.get(&to));
                 b.ops[t.idx()].push(Op::Move {
                     from: from.clone(),
                     to: to.clone(),
+                    expect,
                 });
                 self.k_rekey(&from, &to);
                 rekey(&mut pend[t.idx()].state, &from, &to);
                 // The rename gave the moved entry a new stamp on both sides:
-                // the mover reported its own; the other's comes with the
-                // helper's answer.
-                if let (Some(k), Some(Some(x))) =
-                    (self.known.get(&to).copied(), pend[s.idx()].state.get(&to))
-                {
-                    if k.same_content(x) {
-                        self.k_insert(to.clone(), k.with_stamp(s.idx(), x.stamp()));
-                    }
-                }
+                // the other's comes with the helper's answer; the mover's
+                // report is compared (it may also hold other bytes).
                 self.inflight[t.idx()].insert(to.clone(), None);
+                self.moved_here[t.idx()].insert(to.clone());
             }
         }
 
@@ -1428,6 +1455,20 @@ impl Engine {
                 }
             };
             let forced = [pend[0].forced.remove(&path), pend[1].forced.remove(&path)];
+            let verified = [
+                pend[0].verified.remove(&path),
+                pend[1].verified.remove(&path),
+            ];
+            // A file whose bytes only a comparison can tell (not compared
+            // yet: a pending move brought it here) waits for the next plan.
+            if let (Some(Some(x)), None) | (None, Some(Some(x))) = (l, r) {
+                let i = usize::from(l.is_none());
+                let k = self.known.get(&path);
+                if !forced[i] && !verified[i] && needs_compare(k, i, &x) {
+                    carried[i].push((path, x));
+                    continue;
+                }
+            }
             if !aside.is_empty() && ancestors(&path, false).any(|a| aside.contains(&a)) {
                 continue;
             }
@@ -1513,6 +1554,12 @@ impl Engine {
             for (i, p) in pend.into_iter().enumerate() {
                 self.pending[i].state = p.state;
                 self.pending[i].forced = p.forced;
+                self.pending[i].verified = p.verified;
+            }
+        }
+        for (i, c) in carried.into_iter().enumerate() {
+            for (path, x) in c {
+                self.pending[i].state.insert(path, Some(x));
             }
         }
         self.planned_epoch = self.epoch;
@@ -1706,8 +1753,20 @@ impl Engine {
                     && k.size == sig.size
                     && k.mtime_ns == sig.mtime_ns
             });
-        let mut expect = self.expect_on(t, base.as_ref());
+        let mut expect = if self.moved_here[t.idx()].contains(path) {
+            // Moved there by this batch: its stamp there is not known yet.
+            Expect::Any
+        } else {
+            self.expect_on(t, base.as_ref())
+        };
         if sig.kind == Kind::Dir {
+            if base.is_some_and(|k| k.kind != Kind::Dir) {
+                // A file (or link) replaced by a directory: it goes first.
+                b.ops[t.idx()].push(Op::Trash {
+                    path: path.clone(),
+                    expect,
+                });
+            }
             b.ops[t.idx()].push(Op::Mkdir {
                 path: path.clone(),
                 mode: sig.mode,
@@ -1802,10 +1861,23 @@ impl Engine {
         }
         let kept_as = if self.policy.conflicts_beside {
             // Syncthing's way: beside the file, on both sides.
-            let kept_as = conflict_name(path, now, loser);
+            // A name no version holds on either side (two conflicts of a
+            // path within a second get -1, -2…).
+            let taken = |e: &Engine, n: &RelPath| {
+                e.known.contains_key(n)
+                    || e.pending.iter().any(|p| p.state.contains_key(n))
+                    || e.inflight.iter().any(|m| m.contains_key(n))
+            };
+            let mut kept_as = conflict_name(path, now, loser);
+            let mut n = 0;
+            while taken(self, &kept_as) {
+                n += 1;
+                kept_as = crate::conflict::conflict_name_n(path, now, loser, n);
+            }
             b.ops[loser.idx()].push(Op::Move {
                 from: path.clone(),
                 to: kept_as.clone(),
+                expect: Expect::Absent,
             });
             if lo.kind == Kind::Dir {
                 // The losing directory's contents are not listed here: a full
@@ -1876,7 +1948,15 @@ impl Engine {
             applied,
             missed,
             ops_failed,
+            undo,
         } = report;
+        if undo {
+            // The index goes back to before the batch; the merge of both
+            // listings against it sorts out what the batch did.
+            self.abort();
+            self.pending[0].rescan = true;
+            return Vec::new();
+        }
         for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());
             for a in &applied[ti] {
@@ -1901,7 +1981,8 @@ impl Engine {
                         let theirs = &mut self.pending[si];
                         theirs.state.entry(path.clone()).or_insert(meant);
                         theirs.forced.insert(path.clone());
-                        self.pending[ti].state.insert(path.clone(), *found);
+                        // (A newer report queued meanwhile stays.)
+                        self.pending[ti].state.entry(path.clone()).or_insert(*found);
                         self.pending[ti].forced.insert(path.clone());
                     }
                 }
@@ -1924,13 +2005,25 @@ impl Engine {
                     }
                     // Deleted on the source while we copied it: what arrived
                     // is ours, and the deletion follows it.
-                    (None, Some(b)) => {
+                    (None, Some(b)) if c.installed => {
                         self.k_insert(c.path.clone(), Known::new(b).with_stamp(ti, b.stamp()));
                         self.pending[si].state.insert(c.path.clone(), None);
                     }
                     // Not copied (unreadable source, refused destination):
                     // left as it was; the next change or rescan retries.
                     (Some(_), None) | (None, None) => self.k_restore(&c.path, base),
+                    // Nothing arrived, the source is gone and the
+                    // destination holds something of its own: merged again
+                    // (a modification wins over the deletion).
+                    (None, Some(b)) => {
+                        self.k_restore(&c.path, base);
+                        if base.is_some() {
+                            self.pending[si].state.insert(c.path.clone(), None);
+                        }
+                        if judge(base.as_ref(), ti, &b) != Judged::Same {
+                            self.pending[ti].state.insert(c.path.clone(), Some(b));
+                        }
+                    }
                     // The destination was written meanwhile: merge both
                     // again against what the index had.
                     (Some(a), Some(b)) => {
@@ -2049,7 +2142,8 @@ impl Engine {
                             .origin(path)
                             .is_none_or(|o| o.as_ref() != path);
                         if !moved_here
-                            && judge(self.view_get(p, path).as_ref(), p, x) == Judged::Suspect
+                            && !self.pending[p].verified.contains(path)
+                            && needs_compare(self.view_get(p, path).as_ref(), p, x)
                         {
                             out.insert(path.clone());
                         }
@@ -2099,11 +2193,15 @@ impl Engine {
                 (Some(Some(x)), None) | (None, Some(Some(x))) => {
                     let p = usize::from(l.is_none());
                     if equal {
-                        // The bytes the other side holds: the same version.
-                        self.pending[p].state.remove(&path);
-                        if let Some(k) = self.known.get(&path).copied() {
-                            if k.same_content(&x) {
+                        // The bytes the other side holds: the same version,
+                        // or only its attributes changed.
+                        match self.known.get(&path).copied() {
+                            Some(k) if k.same_content(&x) => {
+                                self.pending[p].state.remove(&path);
                                 self.k_insert(path, k.with_stamp(p, x.stamp()));
+                            }
+                            _ => {
+                                self.pending[p].verified.insert(path);
                             }
                         }
                     } else {

@@ -104,9 +104,25 @@ pub async fn execute(
     let rsync_opts = &rsync_opts;
     let mut stats = BatchStats::default();
     let mut report = Report::default();
-    let mut ops = ops;
+    let [ops_l, ops_r] = ops;
+    let (rl, rr) = tokio::join!(links[0].apply(ops_l.clone()), links[1].apply(ops_r.clone()));
+    for (side, res, sent) in [(Side::Left, rl?, ops_l), (Side::Right, rr?, ops_r)] {
+        for (r, op) in res.into_iter().zip(&sent) {
+            stats.ops[side.idx()] += 1;
+            if matches!(op, Op::Move { .. }) && matches!(r, Err(OpFail::Refused { .. })) {
+                // Something unexpected where a move goes: a full merge
+                // sorts it out (the index moved a whole subtree).
+                stats.refused += 1;
+                report.undo = true;
+                warn!(side = %side, path = %target(op), "move refused: something else is there now");
+                continue;
+            }
+            note(&mut report, &mut stats, side, target(op), r);
+        }
+    }
     // Symlinks are made by the destination's helper (atomically, with their
-    // mtime), not by rsync: read their targets on the source side first.
+    // mtime), not by rsync: their targets are read on the source side once
+    // the ops ran (a conflict copy of a link is made by them).
     for dst in Side::BOTH {
         let (links_list, rest): (Vec<Copy>, Vec<Copy>) = std::mem::take(&mut copies[dst.idx()])
             .into_iter()
@@ -117,25 +133,38 @@ pub async fn execute(
         }
         let paths: Vec<RelPath> = links_list.iter().map(|c| c.path.clone()).collect();
         let targets = links[dst.other().idx()].read_links(paths).await?;
+        let mut made = Vec::new();
         for (c, target) in links_list.into_iter().zip(targets) {
             match target {
-                Some(target) => ops[dst.idx()].push(Op::Symlink {
+                Some(target) => made.push(Op::Symlink {
                     path: c.path,
                     target,
                     mtime_ns: c.sig.mtime_ns,
                 }),
                 None => {
-                    warn!(path = %c.path, "symlink vanished on the {} side before it was copied", dst.other())
+                    let src = links[dst.other().idx()]
+                        .stat(vec![c.path.clone()])
+                        .await?
+                        .pop()
+                        .flatten();
+                    let now = links[dst.idx()]
+                        .stat(vec![c.path.clone()])
+                        .await?
+                        .pop()
+                        .flatten();
+                    report.missed[dst.idx()].push(Copied {
+                        path: c.path,
+                        src,
+                        dst: now,
+                        installed: false,
+                    });
                 }
             }
         }
-    }
-    let [ops_l, ops_r] = ops;
-    let (rl, rr) = tokio::join!(links[0].apply(ops_l.clone()), links[1].apply(ops_r.clone()));
-    for (side, res, sent) in [(Side::Left, rl?, ops_l), (Side::Right, rr?, ops_r)] {
-        for (r, op) in res.into_iter().zip(&sent) {
-            stats.ops[side.idx()] += 1;
-            note(&mut report, &mut stats, side, target(op), r);
+        let results = links[dst.idx()].apply(made.clone()).await?;
+        for (r, op) in results.into_iter().zip(&made) {
+            stats.ops[dst.idx()] += 1;
+            note(&mut report, &mut stats, dst, target(op), r);
         }
     }
     let t = Instant::now();
@@ -303,7 +332,7 @@ pub async fn execute(
             continue;
         }
         let (written, missing, _rsync) = out;
-        let mut missed: Vec<(RelPath, Option<Sig>)> = Vec::new();
+        let mut missed: Vec<(RelPath, Option<Sig>, bool)> = Vec::new();
         for i in missing {
             let p = &list[i].path;
             let now = links[dst.idx()]
@@ -311,7 +340,7 @@ pub async fn execute(
                 .await?
                 .pop()
                 .flatten();
-            missed.push((p.clone(), now));
+            missed.push((p.clone(), now, false));
         }
         for (i, r) in written {
             let c = &list[i];
@@ -322,7 +351,7 @@ pub async fn execute(
                     report.applied[dst.idx()].push(Applied::Done(c.path.clone(), Some(sig)));
                 }
                 // The source changed after the plan: what arrived is newer.
-                Ok(sig) => missed.push((c.path.clone(), Some(sig))),
+                Ok(sig) => missed.push((c.path.clone(), Some(sig), true)),
                 Err(e @ OpFail::Refused { .. }) => {
                     note(&mut report, &mut stats, dst, &c.path, Err(e));
                 }
@@ -334,16 +363,16 @@ pub async fn execute(
                         .await?
                         .pop()
                         .flatten();
-                    missed.push((c.path.clone(), now));
+                    missed.push((c.path.clone(), now, false));
                 }
             }
         }
         // What does the source hold now? (It may have changed or gone while
         // we copied: the engine decides from both ends.)
         let src_now = links[dst.other().idx()]
-            .stat(missed.iter().map(|(p, _)| p.clone()).collect())
+            .stat(missed.iter().map(|(p, ..)| p.clone()).collect())
             .await?;
-        for ((path, dst_sig), src_sig) in missed.into_iter().zip(src_now) {
+        for ((path, dst_sig, installed), src_sig) in missed.into_iter().zip(src_now) {
             if dst_sig.is_none() && src_sig.is_some() {
                 stats.errors += 1;
                 warn!(to = %dst, %path, "not copied (unreadable on the source or refused on the destination)");
@@ -352,6 +381,7 @@ pub async fn execute(
                 path,
                 src: src_sig,
                 dst: dst_sig,
+                installed,
             });
         }
         debug!(

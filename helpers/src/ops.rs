@@ -150,7 +150,9 @@ impl Replica {
         // stamp is how the brain recognises the filter's report of it.
         let after = |rel: &RelPath| self.stat(rel);
         let r = match op {
-            Op::Move { from, to } => self.move_entry(from, to).and_then(|()| after(to)),
+            Op::Move { from, to, expect } => {
+                self.move_entry(from, to, *expect).and_then(|()| after(to))
+            }
             Op::Trash { path, expect } => self.trash_if(path, *expect).map(|_| None),
             Op::KeepConflict { path } => self.stash(path, "conflicts").map(|_| None),
             Op::Mkdir { path, mode } => self.mkdir(path, *mode).and_then(|()| after(path)),
@@ -317,7 +319,7 @@ impl Replica {
     ///
     /// # Errors
     /// Missing source, unsafe paths, failing renames.
-    pub fn move_entry(&self, from: &RelPath, to: &RelPath) -> Result<(), OpError> {
+    pub fn move_entry(&self, from: &RelPath, to: &RelPath, expect: Expect) -> Result<(), OpError> {
         let src = self.resolve(from)?;
         let dst = self.resolve(to)?;
         let src_md = fs::symlink_metadata(&src).map_err(|_| OpError::Missing(from.clone()))?;
@@ -325,6 +327,13 @@ impl Replica {
             use std::os::unix::fs::MetadataExt;
             if md.ino() == src_md.ino() && md.dev() == src_md.dev() {
                 return Ok(());
+            }
+            let found = twinsync_filter::sig_of(&md);
+            if !expect.holds(Some(&found)) {
+                return Err(OpError::Refused {
+                    path: to.clone(),
+                    found: Some(found),
+                });
             }
             self.trash(to)?;
         }
@@ -378,9 +387,13 @@ impl Replica {
         let p = self.resolve(rel)?;
         match fs::symlink_metadata(&p) {
             Ok(md) if md.is_dir() => {}
-            Ok(_) => {
-                self.trash(rel)?;
-                fs::create_dir_all(&p).map_err(io_err("creating directory", rel))?;
+            Ok(md) => {
+                // Not what the brain expected (it trashes what it expects
+                // there first): someone made it meanwhile.
+                return Err(OpError::Refused {
+                    path: rel.clone(),
+                    found: Some(twinsync_filter::sig_of(&md)),
+                });
             }
             Err(_) => fs::create_dir_all(&p).map_err(io_err("creating directory", rel))?,
         }
@@ -705,9 +718,11 @@ mod tests {
         fs::write(d.path().join("a"), "A").unwrap();
         fs::write(d.path().join("b"), "B").unwrap();
         let ino = fs::metadata(d.path().join("a")).unwrap().ino();
-        r.move_entry(&"a".into(), &"x/y/b".into()).unwrap();
+        r.move_entry(&"a".into(), &"x/y/b".into(), Expect::Any)
+            .unwrap();
         assert_eq!(fs::metadata(d.path().join("x/y/b")).unwrap().ino(), ino);
-        r.move_entry(&"x/y/b".into(), &"b".into()).unwrap();
+        r.move_entry(&"x/y/b".into(), &"b".into(), Expect::Any)
+            .unwrap();
         assert_eq!(fs::read(d.path().join("b")).unwrap(), b"A");
         let trash = d
             .path()
@@ -754,7 +769,7 @@ mod tests {
         let (d, r) = replica();
         let long = "n".repeat(255);
         fs::write(d.path().join(&long), "x").unwrap();
-        r.move_entry(&long.as_str().into(), &"short".into())
+        r.move_entry(&long.as_str().into(), &"short".into(), Expect::Any)
             .unwrap();
         assert!(d.path().join("short").exists());
         fs::write(d.path().join(&long), "y").unwrap();

@@ -290,13 +290,16 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// Rename `from` to `to` (through the ignore-suffix dance). An entry
-    /// already at `to` is moved to the trash first. Parents of `to` are
-    /// created as needed.
+    /// already at `to` is moved to the trash first, if it is what `expect`
+    /// says (else the move is refused). Parents of `to` are created as
+    /// needed.
     Move {
         /// Existing path.
         from: RelPath,
         /// New path.
         to: RelPath,
+        /// What must be at `to`.
+        expect: Expect,
     },
     /// Move the entry (with everything below it) to the replica's trash,
     /// if it is the expected version (a file changed since the brain saw it
@@ -328,7 +331,8 @@ pub enum Op {
         path: RelPath,
     },
     /// Create a directory (and missing parents) with this mode; an existing
-    /// directory just gets the mode.
+    /// directory just gets the mode; anything else in the way refuses it
+    /// (the brain trashes what it expects there first).
     Mkdir {
         /// The directory.
         path: RelPath,

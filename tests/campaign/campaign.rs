@@ -62,7 +62,9 @@ pub struct Knobs {
 
 impl Default for Knobs {
     fn default() -> Self {
-        Knobs { gentle_shared: false }
+        Knobs {
+            gentle_shared: false,
+        }
     }
 }
 
@@ -106,7 +108,9 @@ impl Log {
     fn history_of(&self, text: &str) -> String {
         let mut paths: Vec<&str> = Vec::new();
         for w in text.split(|c: char| c.is_whitespace() || c == ':' || c == '"') {
-            let is_path = ["priv-L/", "priv-R/", "shared/"].iter().any(|p| w.starts_with(p));
+            let is_path = ["priv-L/", "priv-R/", "shared/"]
+                .iter()
+                .any(|p| w.starts_with(p));
             if is_path && !paths.contains(&w) && paths.len() < 6 {
                 paths.push(w);
             }
@@ -138,7 +142,11 @@ impl Log {
         format!(
             "--- operations on {} (and their parents) ---\n{}\n",
             paths.join(", "),
-            hits[from..].iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+            hits[from..]
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     }
 
@@ -158,7 +166,12 @@ enum MEntry {
 impl MEntry {
     fn matches(&self, e: &Entry) -> bool {
         match (self, e) {
-            (MEntry::File { mode, data }, Entry::File { mode: m, data: d, .. }) => mode == m && data == d,
+            (
+                MEntry::File { mode, data },
+                Entry::File {
+                    mode: m, data: d, ..
+                },
+            ) => mode == m && data == d,
             (MEntry::Dir { mode }, Entry::Dir { mode: m }) => mode == m,
             (MEntry::Link { target }, Entry::Link { target: t }) => target == t,
             _ => false,
@@ -217,7 +230,9 @@ fn content_len(rng: &mut XorShiftRng) -> usize {
 
 fn mode_of(p: &Path) -> u32 {
     use std::os::unix::fs::MetadataExt;
-    fs::symlink_metadata(p).map(|m| m.mode() & 0o7777).unwrap_or(0)
+    fs::symlink_metadata(p)
+        .map(|m| m.mode() & 0o7777)
+        .unwrap_or(0)
 }
 
 impl Private {
@@ -229,7 +244,12 @@ impl Private {
             next: 0,
         };
         fs::create_dir_all(root.join(top)).unwrap();
-        p.model.insert(top.into(), MEntry::Dir { mode: mode_of(&root.join(top)) });
+        p.model.insert(
+            top.into(),
+            MEntry::Dir {
+                mode: mode_of(&root.join(top)),
+            },
+        );
         p
     }
 
@@ -243,7 +263,12 @@ impl Private {
     }
 
     fn pick(&self, rng: &mut XorShiftRng, f: impl Fn(&str, &MEntry) -> bool) -> Option<String> {
-        let c: Vec<&String> = self.model.iter().filter(|(k, v)| f(k, v)).map(|(k, _)| k).collect();
+        let c: Vec<&String> = self
+            .model
+            .iter()
+            .filter(|(k, v)| f(k, v))
+            .map(|(k, _)| k)
+            .collect();
         if c.is_empty() {
             None
         } else {
@@ -252,7 +277,8 @@ impl Private {
     }
 
     fn dirs(&self, rng: &mut XorShiftRng) -> String {
-        self.pick(rng, |_, v| matches!(v, MEntry::Dir { .. })).unwrap()
+        self.pick(rng, |_, v| matches!(v, MEntry::Dir { .. }))
+            .unwrap()
     }
 
     /// Move every model key at or below `from` to `to`.
@@ -267,7 +293,8 @@ impl Private {
         // A rename over an existing entry replaces it (and, for a directory,
         // only an empty one can be replaced).
         let tbelow = format!("{to}/");
-        self.model.retain(|k, _| !(k == to || k.starts_with(&tbelow)));
+        self.model
+            .retain(|k, _| !(k == to || k.starts_with(&tbelow)));
         for k in keys {
             let v = self.model.remove(&k).unwrap();
             self.model.insert(format!("{to}{}", &k[from.len()..]), v);
@@ -276,7 +303,8 @@ impl Private {
 
     fn model_remove(&mut self, at: &str) {
         let below = format!("{at}/");
-        self.model.retain(|k, _| !(k == at || k.starts_with(&below)));
+        self.model
+            .retain(|k, _| !(k == at || k.starts_with(&below)));
     }
 
     /// One random operation on the subtree; returns its description.
@@ -284,14 +312,14 @@ impl Private {
         let big = self.model.len() > 120;
         let w = [
             if big { 5 } else { 25 }, // create file
-            15,                        // overwrite
+            15,                       // overwrite
             if big { 20 } else { 8 }, // delete file/link
-            12,                        // rename file/link
-            5,                         // rename dir
+            12,                       // rename file/link
+            5,                        // rename dir
             if big { 2 } else { 8 },  // mkdir
             if big { 6 } else { 2 },  // rm -r
-            8,                         // chmod
-            5,                         // symlink
+            8,                        // chmod
+            5,                        // symlink
         ];
         let total: u32 = w.iter().sum();
         let mut x = rng.random_range(0..total);
@@ -314,7 +342,13 @@ impl Private {
                 match fs::write(self.abs(&rel), &data) {
                     Ok(()) => {
                         let mode = mode_of(&self.abs(&rel));
-                        self.model.insert(rel.clone(), MEntry::File { mode, data: data.clone() });
+                        self.model.insert(
+                            rel.clone(),
+                            MEntry::File {
+                                mode,
+                                data: data.clone(),
+                            },
+                        );
                         format!("create {rel} len={}", data.len())
                     }
                     Err(e) => panic!("private create {rel}: {e}"),
@@ -324,19 +358,33 @@ impl Private {
                 let Some(rel) = self.pick(rng, |_, v| matches!(v, MEntry::File { .. })) else {
                     return "overwrite: no file".into();
                 };
-                let MEntry::File { mode, data: old } = self.model[&rel].clone() else { unreachable!() };
-                let len = if rng.random_bool(0.5) { old.len() } else { content_len(rng) };
+                let MEntry::File { mode, data: old } = self.model[&rel].clone() else {
+                    unreachable!()
+                };
+                let len = if rng.random_bool(0.5) {
+                    old.len()
+                } else {
+                    content_len(rng)
+                };
                 self.next += 1;
                 let data = random_bytes(rng, len, &format!("{tag}{}:", self.next));
-                fs::write(self.abs(&rel), &data).unwrap_or_else(|e| panic!("private overwrite {rel}: {e}"));
-                self.model.insert(rel.clone(), MEntry::File { mode, data: data.clone() });
+                fs::write(self.abs(&rel), &data)
+                    .unwrap_or_else(|e| panic!("private overwrite {rel}: {e}"));
+                self.model.insert(
+                    rel.clone(),
+                    MEntry::File {
+                        mode,
+                        data: data.clone(),
+                    },
+                );
                 format!("overwrite {rel} len={} (was {})", data.len(), old.len())
             }
             2 => {
                 let Some(rel) = self.pick(rng, |_, v| !matches!(v, MEntry::Dir { .. })) else {
                     return "delete: no file".into();
                 };
-                fs::remove_file(self.abs(&rel)).unwrap_or_else(|e| panic!("private delete {rel}: {e}"));
+                fs::remove_file(self.abs(&rel))
+                    .unwrap_or_else(|e| panic!("private delete {rel}: {e}"));
                 self.model_remove(&rel);
                 format!("delete {rel}")
             }
@@ -344,7 +392,8 @@ impl Private {
                 let Some(from) = self.pick(rng, |_, v| !matches!(v, MEntry::Dir { .. })) else {
                     return "rename: no file".into();
                 };
-                let to = match self.pick(rng, |k, v| !matches!(v, MEntry::Dir { .. }) && k != from) {
+                let to = match self.pick(rng, |k, v| !matches!(v, MEntry::Dir { .. }) && k != from)
+                {
                     Some(t) if rng.random_bool(0.3) => t,
                     _ => {
                         let d = self.dirs(rng);
@@ -356,10 +405,14 @@ impl Private {
                 fs::rename(self.abs(&from), self.abs(&to))
                     .unwrap_or_else(|e| panic!("private rename {from} -> {to}: {e}"));
                 self.model_move(&from, &to);
-                format!("rename {from} -> {to}{}", if replaced { " (replacing)" } else { "" })
+                format!(
+                    "rename {from} -> {to}{}",
+                    if replaced { " (replacing)" } else { "" }
+                )
             }
             4 => {
-                let Some(from) = self.pick(rng, |k, v| matches!(v, MEntry::Dir { .. }) && k != top) else {
+                let Some(from) = self.pick(rng, |k, v| matches!(v, MEntry::Dir { .. }) && k != top)
+                else {
                     return "rename dir: no dir".into();
                 };
                 let inside = format!("{from}/");
@@ -395,11 +448,17 @@ impl Private {
                 format!("mkdir{} {rel}", if nested { " -p" } else { "" })
             }
             6 => {
-                let Some(rel) = self.pick(rng, |k, v| matches!(v, MEntry::Dir { .. }) && k != top) else {
+                let Some(rel) = self.pick(rng, |k, v| matches!(v, MEntry::Dir { .. }) && k != top)
+                else {
                     return "rm -r: no dir".into();
                 };
-                fs::remove_dir_all(self.abs(&rel)).unwrap_or_else(|e| panic!("private rm -r {rel}: {e}"));
-                let n = self.model.keys().filter(|k| k.starts_with(&format!("{rel}/"))).count();
+                fs::remove_dir_all(self.abs(&rel))
+                    .unwrap_or_else(|e| panic!("private rm -r {rel}: {e}"));
+                let n = self
+                    .model
+                    .keys()
+                    .filter(|k| k.starts_with(&format!("{rel}/")))
+                    .count();
                 self.model_remove(&rel);
                 format!("rm -r {rel} ({n} entries below)")
             }
@@ -408,7 +467,11 @@ impl Private {
                     return "chmod: nothing".into();
                 };
                 let is_dir = matches!(self.model[&rel], MEntry::Dir { .. });
-                let modes: &[u32] = if is_dir { &[0o755, 0o700, 0o750, 0o775] } else { &[0o644, 0o600, 0o755, 0o640, 0o444] };
+                let modes: &[u32] = if is_dir {
+                    &[0o755, 0o700, 0o750, 0o775]
+                } else {
+                    &[0o644, 0o600, 0o755, 0o640, 0o444]
+                };
                 let m = modes[rng.random_range(0..modes.len())];
                 fs::set_permissions(self.abs(&rel), fs::Permissions::from_mode(m)).unwrap();
                 match self.model.get_mut(&rel).unwrap() {
@@ -424,7 +487,12 @@ impl Private {
                 let targets = ["f1", "../dangling", "sub/dir/file", "x y", "/etc/hostname"];
                 let t = targets[rng.random_range(0..targets.len())];
                 std::os::unix::fs::symlink(t, self.abs(&rel)).unwrap();
-                self.model.insert(rel.clone(), MEntry::Link { target: t.as_bytes().to_vec() });
+                self.model.insert(
+                    rel.clone(),
+                    MEntry::Link {
+                        target: t.as_bytes().to_vec(),
+                    },
+                );
                 format!("symlink {rel} -> {t}")
             }
         }
@@ -440,11 +508,13 @@ impl Private {
                 continue;
             }
             match self.model.get(&k) {
-                None if k.contains(".conflict-") => {
-                    out.push(format!("  {side} {k}: spurious conflict copy in a private subtree: {v}"))
-                }
+                None if k.contains(".conflict-") => out.push(format!(
+                    "  {side} {k}: spurious conflict copy in a private subtree: {v}"
+                )),
                 None => out.push(format!("  {side} {k}: not in the model: {v}")),
-                Some(m) if !m.matches(v) => out.push(format!("  {side} {k}: model {m:?} but found {v}")),
+                Some(m) if !m.matches(v) => {
+                    out.push(format!("  {side} {k}: model {m:?} but found {v}"))
+                }
                 Some(_) => {}
             }
         }
@@ -459,7 +529,11 @@ impl Private {
 
 fn describe(m: &MEntry) -> String {
     match m {
-        MEntry::File { mode, data } => format!("file {mode:o} len={} {:?}", data.len(), harness::short(data)),
+        MEntry::File { mode, data } => format!(
+            "file {mode:o} len={} {:?}",
+            data.len(),
+            harness::short(data)
+        ),
         MEntry::Dir { mode } => format!("dir {mode:o}"),
         MEntry::Link { target } => format!("link -> {:?}", String::from_utf8_lossy(target)),
     }
@@ -533,7 +607,10 @@ impl Side {
                 match harness::write_with_mtime(&abs, &data, fixed_mtime()) {
                     Ok(()) => {
                         record(&p, Some(data.clone()));
-                        format!("overwrite same-length, fixed mtime {p} {:?}", harness::short(&data))
+                        format!(
+                            "overwrite same-length, fixed mtime {p} {:?}",
+                            harness::short(&data)
+                        )
                     }
                     Err(e) => format!("overwrite same-length {p}: failed ({e})"),
                 }
@@ -542,15 +619,23 @@ impl Side {
                 // cp -p style restore: same size and mtime, another inode,
                 // renamed over the path.
                 let len = cur.as_ref().map_or(32, |m| m.len() as usize).max(tag.len());
-                let mtime = cur.as_ref().and_then(|m| m.modified().ok()).unwrap_or_else(fixed_mtime);
+                let mtime = cur
+                    .as_ref()
+                    .and_then(|m| m.modified().ok())
+                    .unwrap_or_else(fixed_mtime);
                 let data = random_bytes(rng, len, &tag);
                 let staging = match rng.random_range(0..3) {
                     0 => self.stage.join(format!("restore-{}", self.counter)),
-                    1 => self.root.join(format!("shared/.restore-{}-{}", self.tag, self.counter)),
-                    _ => self.root.join(format!("shared/restore-{}-{}.tmp", self.tag, self.counter)),
+                    1 => self
+                        .root
+                        .join(format!("shared/.restore-{}-{}", self.tag, self.counter)),
+                    _ => self
+                        .root
+                        .join(format!("shared/restore-{}-{}.tmp", self.tag, self.counter)),
                 };
                 let _ = fs::create_dir_all(abs.parent().unwrap());
-                let r = harness::write_with_mtime(&staging, &data, mtime).and_then(|()| fs::rename(&staging, &abs));
+                let r = harness::write_with_mtime(&staging, &data, mtime)
+                    .and_then(|()| fs::rename(&staging, &abs));
                 match r {
                     Ok(()) => {
                         record(&p, Some(data.clone()));
@@ -629,16 +714,28 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
     for d in [&left, &right, &stage] {
         fs::create_dir(d).unwrap();
     }
-    let log = Log { start: Instant::now(), ops: Arc::new(Mutex::new(Vec::new())) };
+    let log = Log {
+        start: Instant::now(),
+        ops: Arc::new(Mutex::new(Vec::new())),
+    };
     log.push(
         "run",
-        format!("seed={seed} mode={} fs={} dir={}", mode.name(), if tmpfs { "tmpfs" } else { "disk" }, base.display()),
+        format!(
+            "seed={seed} mode={} fs={} dir={}",
+            mode.name(),
+            if tmpfs { "tmpfs" } else { "disk" },
+            base.display()
+        ),
     );
 
     let n_shared = rng.random_range(3..=5);
     let mut names: Vec<String> = (0..n_shared - 1).map(|i| format!("shared/s{i}")).collect();
     names.push(SHARED_DIR_FILE.into());
-    let shared = Shared { names, seq: AtomicU64::new(0), ops: Mutex::new(Vec::new()) };
+    let shared = Shared {
+        names,
+        seq: AtomicU64::new(0),
+        ops: Mutex::new(Vec::new()),
+    };
 
     let shared_w = [
         rng.random_range(5..20),
@@ -649,16 +746,17 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
         rng.random_range(0..3),
         rng.random_range(0..4),
     ];
-    let mut sides = [("L", &left, "priv-L"), ("R", &right, "priv-R")].map(|(tag, root, top)| Side {
-        idx: usize::from(tag == "R"),
-        tag,
-        root: root.clone(),
-        stage: stage.clone(),
-        private: Private::new(root, top),
-        rng: XorShiftRng::seed_from_u64(rng.random()),
-        counter: 0,
-        shared_w,
-    });
+    let mut sides =
+        [("L", &left, "priv-L"), ("R", &right, "priv-R")].map(|(tag, root, top)| Side {
+            idx: usize::from(tag == "R"),
+            tag,
+            root: root.clone(),
+            stage: stage.clone(),
+            private: Private::new(root, top),
+            rng: XorShiftRng::seed_from_u64(rng.random()),
+            counter: 0,
+            shared_w,
+        });
     fs::create_dir_all(left.join("shared")).unwrap();
     fs::create_dir_all(right.join("shared")).unwrap();
 
@@ -671,7 +769,10 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
     }
 
     let sshd = if mode.ssh() {
-        Some(Sshd::start().expect("sshd is required for the ssh modes (.ci/run installs openssh-server)"))
+        Some(
+            Sshd::start()
+                .expect("sshd is required for the ssh modes (.ci/run installs openssh-server)"),
+        )
     } else {
         None
     };
@@ -717,7 +818,11 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
         let t = Instant::now();
         loop {
             if let Some(st) = brain.exited() {
-                let r = failed(&brain, &format!("the brain exited with {st} at start-up"), "");
+                let r = failed(
+                    &brain,
+                    &format!("the brain exited with {st} at start-up"),
+                    "",
+                );
                 std::mem::forget(dir);
                 return r;
             }
@@ -737,12 +842,24 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
     // The schedule: rounds of concurrent operations on both sides.
     let rounds = rng.random_range(3..=6);
     let kills: Vec<(usize, Kill, u64)> = if mode.kills() {
-        let mut k = vec![(rng.random_range(0..rounds), Kill::Brain, rng.random_range(0..150))];
+        let mut k = vec![(
+            rng.random_range(0..rounds),
+            Kill::Brain,
+            rng.random_range(0..150),
+        )];
         if rng.random_bool(0.5) {
-            k.push((rng.random_range(0..rounds), Kill::Agent, rng.random_range(0..150)));
+            k.push((
+                rng.random_range(0..rounds),
+                Kill::Agent,
+                rng.random_range(0..150),
+            ));
         }
         if mode.ssh() && rng.random_bool(0.6) {
-            k.push((rng.random_range(0..rounds), Kill::SshClient, rng.random_range(0..150)));
+            k.push((
+                rng.random_range(0..rounds),
+                Kill::SshClient,
+                rng.random_range(0..150),
+            ));
         }
         k
     } else {
@@ -753,7 +870,11 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
         let ops = rng.random_range(10..40);
         let shared_share = rng.random_range(0.1..0.6);
         log.push("run", format!("round {round}: {ops} ops per side"));
-        let my_kills: Vec<(Kill, u64)> = kills.iter().filter(|k| k.0 == round).map(|k| (k.1, k.2)).collect();
+        let my_kills: Vec<(Kill, u64)> = kills
+            .iter()
+            .filter(|k| k.0 == round)
+            .map(|k| (k.1, k.2))
+            .collect();
         let mut err = None;
         std::thread::scope(|sc| {
             for s in sides.iter_mut() {
@@ -796,7 +917,10 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
                     Kill::SshClient => {
                         let cut: Vec<i32> = harness::processes()
                             .into_iter()
-                            .filter(|p| p.comm == "ssh" && p.env_has(format!("CAMPAIGN_MARKER={marker}").as_bytes()))
+                            .filter(|p| {
+                                p.comm == "ssh"
+                                    && p.env_has(format!("CAMPAIGN_MARKER={marker}").as_bytes())
+                            })
                             .map(|p| p.pid)
                             .collect();
                         for &pid in &cut {
@@ -811,7 +935,10 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
         // Between rounds: a brain our schedule brought down is restarted.
         if let Some(st) = brain.exited() {
             if may_restart {
-                log.push("run", format!("brain exited with {st} after the agent kill; restarted"));
+                log.push(
+                    "run",
+                    format!("brain exited with {st} after the agent kill; restarted"),
+                );
                 may_restart = false;
                 brain.spawn();
             } else {
@@ -826,7 +953,10 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
         let pause = rng.random_range(0..400);
         std::thread::sleep(Duration::from_millis(pause));
     }
-    log.push("run", "churn over; waiting for the pair to settle with equal trees");
+    log.push(
+        "run",
+        "churn over; waiting for the pair to settle with equal trees",
+    );
 
     // Converge: settled (live, empty queue) and equal trees, twice in a row.
     let bound = Duration::from_secs(if mode.kills() { 45 } else { 30 });
@@ -835,12 +965,19 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
     let (lt, rt) = loop {
         if let Some(st) = brain.exited() {
             if may_restart {
-                log.push("run", format!("brain exited with {st} after the agent kill; restarted"));
+                log.push(
+                    "run",
+                    format!("brain exited with {st} after the agent kill; restarted"),
+                );
                 may_restart = false;
                 brain.spawn();
                 continue;
             }
-            let r = failed(&brain, &format!("the brain exited with {st} while converging"), "");
+            let r = failed(
+                &brain,
+                &format!("the brain exited with {st} while converging"),
+                "",
+            );
             std::mem::forget(dir);
             return r;
         }
@@ -856,7 +993,9 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
         }
         ok_once = false;
         if t.elapsed() > bound {
-            let st = brain.status().map_or("(no status)".into(), |s| s.to_string());
+            let st = brain
+                .status()
+                .map_or("(no status)".into(), |s| s.to_string());
             let r = failed(
                 &brain,
                 &format!("invariant 1: not converged within {bound:?} (settled by status: {settled}; status: {st})"),
@@ -879,7 +1018,10 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
         problems.extend(s.private.check(&rt, "R"));
     }
     if !problems.is_empty() {
-        problems.insert(0, "invariants 2/4: private subtrees differ from their models:".into());
+        problems.insert(
+            0,
+            "invariants 2/4: private subtrees differ from their models:".into(),
+        );
     }
 
     // 3: each side's last write to a shared path is still somewhere.
@@ -905,7 +1047,9 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
         }
         for ((side, path), op) in &last {
             let Some(data) = &op.wrote else { continue };
-            let other_after = ops.iter().any(|o| o.side != *side && o.path == *path && o.end > op.start);
+            let other_after = ops
+                .iter()
+                .any(|o| o.side != *side && o.path == *path && o.end > op.start);
             let found_tree = in_tree.iter().any(|d| *d == data);
             let found_kept = kept.iter().any(|d| d == data);
             let who = if *side == 0 { "left" } else { "right" };
@@ -914,8 +1058,16 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
                     "  {who}'s last write to {path} {:?} (len {}) is {}{}",
                     harness::short(data),
                     data.len(),
-                    if found_kept { "only in .twinsync trash/conflicts" } else { "nowhere" },
-                    if other_after { "" } else { ", though the other side did not touch that path after it" }
+                    if found_kept {
+                        "only in .twinsync trash/conflicts"
+                    } else {
+                        "nowhere"
+                    },
+                    if other_after {
+                        ""
+                    } else {
+                        ", though the other side did not touch that path after it"
+                    }
                 ));
             }
         }
@@ -928,16 +1080,24 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
     // 6: the background verification repaired nothing.
     // TODO(#10): once `status --json` always has `repairs` (being added),
     // make its absence a failure too; for now it is checked when present.
-    if let Some(r) = last_status.as_ref().and_then(|s| s.get("repairs")).and_then(|v| v.as_u64()) {
+    if let Some(r) = last_status
+        .as_ref()
+        .and_then(|s| s.get("repairs"))
+        .and_then(|v| v.as_u64())
+    {
         if r != 0 {
-            problems.push(format!("invariant 6: status reports repairs = {r} (a divergence was repaired)"));
+            problems.push(format!(
+                "invariant 6: status reports repairs = {r} (a divergence was repaired)"
+            ));
         }
     }
 
     // 5: stopped by SIGTERM, nothing is left behind.
     match brain.stop() {
         Some(st) if st.success() => log.push("run", "brain stopped by SIGTERM (exit 0)"),
-        Some(st) => problems.push(format!("the brain exited with {st} on SIGTERM (expected 0)")),
+        Some(st) => problems.push(format!(
+            "the brain exited with {st} on SIGTERM (expected 0)"
+        )),
         None => problems.push("the brain did not exit within 15 s of SIGTERM".into()),
     }
     let port = sshd.as_ref().map(|s| s.port);
@@ -960,7 +1120,16 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
         Ok(t0.elapsed())
     } else {
         let first = problems[0].clone();
-        let r = failed(&brain, &first, &problems[1..].iter().take(60).cloned().collect::<Vec<_>>().join("\n"));
+        let r = failed(
+            &brain,
+            &first,
+            &problems[1..]
+                .iter()
+                .take(60)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
         std::mem::forget(dir);
         r
     }
@@ -970,8 +1139,14 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
 /// `default`), from `CAMPAIGN_SEED_BASE` (else a fixed base, so CI is
 /// reproducible; `CAMPAIGN_SEED_BASE=$RANDOM` gives fresh ones).
 pub fn seeds(default: u64, salt: u64) -> Vec<u64> {
-    let n = std::env::var("CAMPAIGN_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
-    let base: u64 = std::env::var("CAMPAIGN_SEED_BASE").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let n = std::env::var("CAMPAIGN_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    let base: u64 = std::env::var("CAMPAIGN_SEED_BASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
     (0..n).map(|i| base * 100 + salt * 10 + i).collect()
 }
 
@@ -984,12 +1159,27 @@ pub fn campaign(runs: &[(u64, Mode)]) {
             Ok(d) => eprintln!("campaign: seed={seed} mode={} ok in {d:.1?}", mode.name()),
             Err(report) => {
                 eprintln!("{report}");
-                failures.push(format!("seed={seed} mode={}: {}", mode.name(), replay_command(seed, mode)));
+                failures.push(format!(
+                    "seed={seed} mode={}: {}",
+                    mode.name(),
+                    replay_command(seed, mode)
+                ));
             }
         }
     }
-    eprintln!("campaign: {} runs in {:.1?}, {} failed", runs.len(), t.elapsed(), failures.len());
-    assert!(failures.is_empty(), "{} of {} campaign runs failed (reports above); replay with:\n{}", failures.len(), runs.len(), failures.join("\n"));
+    eprintln!(
+        "campaign: {} runs in {:.1?}, {} failed",
+        runs.len(),
+        t.elapsed(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} campaign runs failed (reports above); replay with:\n{}",
+        failures.len(),
+        runs.len(),
+        failures.join("\n")
+    );
 }
 
 /// The private-subtree model against the disk with no sync running: a

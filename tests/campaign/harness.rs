@@ -34,16 +34,28 @@ pub fn wait_for(bound: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// One entry of a tree, as compared between replicas.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
-    File { mode: u32, mtime_ns: i128, data: Vec<u8> },
-    Dir { mode: u32 },
-    Link { target: Vec<u8> },
+    File {
+        mode: u32,
+        mtime_ns: i128,
+        data: Vec<u8>,
+    },
+    Dir {
+        mode: u32,
+    },
+    Link {
+        target: Vec<u8>,
+    },
     Other,
 }
 
 impl std::fmt::Display for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Entry::File { mode, mtime_ns, data } => write!(
+            Entry::File {
+                mode,
+                mtime_ns,
+                data,
+            } => write!(
                 f,
                 "file {mode:o} mtime={mtime_ns} len={} {:?}",
                 data.len(),
@@ -81,15 +93,26 @@ fn walk(root: &Path, dir: &Path, skip_state: bool, out: &mut Tree) {
     let Ok(rd) = fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let p = e.path();
-        let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+        let rel = p
+            .strip_prefix(root)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
         if skip_state && dir == root && rel == b".twinsync" {
             continue;
         }
-        let Ok(md) = fs::symlink_metadata(&p) else { continue };
+        let Ok(md) = fs::symlink_metadata(&p) else {
+            continue;
+        };
         let mode = md.mode() & 0o7777;
         let entry = if md.file_type().is_symlink() {
             Entry::Link {
-                target: fs::read_link(&p).unwrap_or_default().as_os_str().as_bytes().to_vec(),
+                target: fs::read_link(&p)
+                    .unwrap_or_default()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
             }
         } else if md.is_dir() {
             walk(root, &p, skip_state, out);
@@ -115,12 +138,18 @@ pub fn diff(l: &Tree, r: &Tree, max: usize) -> Vec<String> {
         match r.get(k) {
             Some(w) if w == v => {}
             Some(w) => out.push(format!("  {}: L {v} | R {w}", String::from_utf8_lossy(k))),
-            None => out.push(format!("  {}: L {v} | R (absent)", String::from_utf8_lossy(k))),
+            None => out.push(format!(
+                "  {}: L {v} | R (absent)",
+                String::from_utf8_lossy(k)
+            )),
         }
     }
     for (k, w) in r {
         if !l.contains_key(k) {
-            out.push(format!("  {}: L (absent) | R {w}", String::from_utf8_lossy(k)));
+            out.push(format!(
+                "  {}: L (absent) | R {w}",
+                String::from_utf8_lossy(k)
+            ));
         }
     }
     let n = out.len();
@@ -190,7 +219,11 @@ impl Brain {
     pub fn spawn(&mut self) {
         use std::os::unix::process::CommandExt;
         assert!(self.child.is_none(), "already running");
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let mut c = match &self.setpriv {
             Some(prefix) => {
                 let mut c = Command::new(&prefix[0]);
@@ -209,7 +242,10 @@ impl Brain {
         if self.own_group {
             c.process_group(0);
         }
-        self.child = Some(c.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin())));
+        self.child = Some(
+            c.spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin())),
+        );
         self.starts += 1;
     }
 
@@ -252,7 +288,10 @@ impl Brain {
         let t = Instant::now();
         loop {
             if let Some(st) = self.exited() {
-                panic!("twinsync exited with {st} before going live; log tail:\n{}", self.log_tail(40));
+                panic!(
+                    "twinsync exited with {st} before going live; log tail:\n{}",
+                    self.log_tail(40)
+                );
             }
             if self.status().is_some_and(|s| s["state"] == "live") {
                 return;
@@ -305,7 +344,9 @@ impl Brain {
 
     /// Pids of its `twinsync agent` children.
     pub fn agent_pids(&self) -> Vec<i32> {
-        let Some(me) = self.pid() else { return Vec::new() };
+        let Some(me) = self.pid() else {
+            return Vec::new();
+        };
         processes()
             .into_iter()
             .filter(|p| p.ppid == me && p.cmdline.split(|&b| b == 0).any(|a| a == b"agent"))
@@ -339,7 +380,8 @@ impl Proc {
     }
     pub fn env_get(&self, name: &str) -> Option<&[u8]> {
         self.environ.split(|&b| b == 0).find_map(|v| {
-            v.strip_prefix(name.as_bytes()).and_then(|r| r.strip_prefix(b"="))
+            v.strip_prefix(name.as_bytes())
+                .and_then(|r| r.strip_prefix(b"="))
         })
     }
 }
@@ -347,7 +389,9 @@ impl Proc {
 /// Every live (non-zombie) process but this one.
 pub fn processes() -> Vec<Proc> {
     let me = std::process::id() as i32;
-    let Ok(rd) = fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid != me)
@@ -383,7 +427,8 @@ pub fn leftovers(marker: &str, dir: &Path, ssh_port: Option<u16>) -> Vec<Proc> {
         .into_iter()
         .filter(|p| {
             let by_marker = p.env_has(var.as_bytes());
-            let by_dir = p.cmdline.windows(dir.len()).any(|w| w == dir) && !p.comm.starts_with("sshd");
+            let by_dir =
+                p.cmdline.windows(dir.len()).any(|w| w == dir) && !p.comm.starts_with("sshd");
             let by_port = ssh_port.is_some_and(|port| {
                 !p.comm.starts_with("sshd")
                     && p.env_get("SSH_CONNECTION").is_some_and(|c| {
@@ -416,7 +461,11 @@ pub fn args(opts: &[&str], left: &Path, right: impl AsRef<OsStr>) -> Vec<OsStrin
 
 /// Set the mtime of an open file (before it is closed, so the close event
 /// already carries it).
-pub fn write_with_mtime(path: &Path, data: &[u8], mtime: std::time::SystemTime) -> std::io::Result<()> {
+pub fn write_with_mtime(
+    path: &Path,
+    data: &[u8],
+    mtime: std::time::SystemTime,
+) -> std::io::Result<()> {
     use std::io::Write;
     let mut f = fs::File::create(path)?;
     f.write_all(data)?;

@@ -66,7 +66,16 @@ fn campaign_kills() {
     let runs: Vec<_> = seeds(3, 3)
         .into_iter()
         .enumerate()
-        .map(|(i, s)| (s, if i % 2 == 0 { Mode::LocalKills } else { Mode::SshKills }))
+        .map(|(i, s)| {
+            (
+                s,
+                if i % 2 == 0 {
+                    Mode::LocalKills
+                } else {
+                    Mode::SshKills
+                },
+            )
+        })
         .collect();
     campaign(&runs);
 }
@@ -78,11 +87,15 @@ fn campaign_kills() {
 #[test]
 fn replay() {
     let seed = match std::env::var("CAMPAIGN_SEED") {
-        Ok(s) => s.parse().expect("CAMPAIGN_SEED must be an unsigned integer"),
+        Ok(s) => s
+            .parse()
+            .expect("CAMPAIGN_SEED must be an unsigned integer"),
         Err(_) => seeds(1, 1)[0],
     };
     let mode = match std::env::var("CAMPAIGN_MODE") {
-        Ok(m) => Mode::parse(&m).unwrap_or_else(|| panic!("CAMPAIGN_MODE {m:?}: use local, ssh, local+kills or ssh+kills")),
+        Ok(m) => Mode::parse(&m).unwrap_or_else(|| {
+            panic!("CAMPAIGN_MODE {m:?}: use local, ssh, local+kills or ssh+kills")
+        }),
         Err(_) => Mode::Local,
     };
     campaign(&[(seed, mode)]);
@@ -93,7 +106,10 @@ fn replay() {
 /// loudly that it did nothing.
 #[test]
 fn soak() {
-    let Some(secs) = std::env::var("CAMPAIGN_SOAK_SECONDS").ok().and_then(|s| s.parse::<u64>().ok()) else {
+    let Some(secs) = std::env::var("CAMPAIGN_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
         eprintln!(
             "\n{bar}\n!!! soak: NOT RUN (set CAMPAIGN_SOAK_SECONDS, e.g.\n!!! CAMPAIGN_SEED_BASE=$RANDOM CAMPAIGN_SOAK_SECONDS=600 cargo test -p twinsync --test campaign -- soak --nocapture)\n{bar}\n",
             bar = "!".repeat(76)
@@ -116,7 +132,12 @@ fn soak() {
         }
         i += 1;
     }
-    assert!(failures.is_empty(), "{} of {i} soak runs failed; replay with:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {i} soak runs failed; replay with:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// The campaign's own private-subtree model matches the disk when nothing

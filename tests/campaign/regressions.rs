@@ -31,7 +31,12 @@ impl Pair {
         fs::create_dir(&right).unwrap();
         let marker = format!("regress-{}", dir.path().display());
         let brain = Brain::new(dir.path(), harness::args(opts, &left, &right), &marker);
-        Pair { dir, left, right, brain }
+        Pair {
+            dir,
+            left,
+            right,
+            brain,
+        }
     }
 
     fn start(&mut self) {
@@ -40,7 +45,10 @@ impl Pair {
     }
 
     fn trees(&self) -> (Tree, Tree) {
-        (harness::tree(&self.left, true), harness::tree(&self.right, true))
+        (
+            harness::tree(&self.left, true),
+            harness::tree(&self.right, true),
+        )
     }
 
     /// Wait (bounded) until the brain is settled and both trees are equal;
@@ -48,7 +56,11 @@ impl Pair {
     fn converge(&mut self) -> Tree {
         let mut last = (Tree::new(), Tree::new());
         let ok = wait_for(WAIT, || {
-            assert!(self.brain.exited().is_none(), "twinsync exited:\n{}", self.brain.log_tail(40));
+            assert!(
+                self.brain.exited().is_none(),
+                "twinsync exited:\n{}",
+                self.brain.log_tail(40)
+            );
             let settled = self.brain.settled();
             last = self.trees();
             settled && last.0 == last.1
@@ -74,7 +86,10 @@ impl Pair {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 }
 
@@ -89,7 +104,9 @@ fn versions(t: &Tree, name: &str) -> Vec<(String, Vec<u8>)> {
         .filter_map(|(k, e)| {
             let k = String::from_utf8_lossy(k).into_owned();
             match e {
-                Entry::File { data, .. } if k == name || k.starts_with(&prefix) => Some((k, data.clone())),
+                Entry::File { data, .. } if k == name || k.starts_with(&prefix) => {
+                    Some((k, data.clone()))
+                }
                 _ => None,
             }
         })
@@ -110,10 +127,14 @@ fn cp_p_restore_live() {
     let mut p = Pair::new(&[]);
     p.start();
     fs::write(p.left.join("conf"), b"version one").unwrap();
-    wait_for(WAIT, || fs::read(p.right.join("conf")).ok().as_deref() == Some(b"version one"));
+    wait_for(WAIT, || {
+        fs::read(p.right.join("conf")).ok().as_deref() == Some(b"version one")
+    });
     p.converge();
     restore_over(p.dir.path(), &p.left.join("conf"), b"version TWO");
-    let ok = wait_for(WAIT, || fs::read(p.right.join("conf")).ok().as_deref() == Some(b"version TWO"));
+    let ok = wait_for(WAIT, || {
+        fs::read(p.right.join("conf")).ok().as_deref() == Some(b"version TWO")
+    });
     assert!(
         ok,
         "right/conf still holds {:?} after a cp -p restore on the left (same size and mtime)\nlog tail:\n{}",
@@ -142,7 +163,11 @@ fn cp_p_restore_sync_only() {
         String::from_utf8_lossy(&got)
     );
     let (l, r) = p.trees();
-    assert!(l == r, "trees differ:\n{}", harness::diff(&l, &r, 20).join("\n"));
+    assert!(
+        l == r,
+        "trees differ:\n{}",
+        harness::diff(&l, &r, 20).join("\n")
+    );
 }
 
 #[test]
@@ -182,13 +207,19 @@ fn same_mtime_tie_first_sync() {
     let (st, err) = p.sync_only(&[]);
     assert!(st.success(), "--sync-only failed: {st}\n{err}");
     let (l, r) = p.trees();
-    assert!(l == r, "trees differ after the first sync:\n{}", harness::diff(&l, &r, 20).join("\n"));
+    assert!(
+        l == r,
+        "trees differ after the first sync:\n{}",
+        harness::diff(&l, &r, 20).join("\n")
+    );
     let got = versions(&l, "f");
     let has = |d: &[u8]| got.iter().any(|(_, x)| x == d);
     assert!(
         has(b"left bytes") && has(b"RIGHTbytes"),
         "a first sync of two different same-size same-mtime files must keep both; found: {:?}",
-        got.iter().map(|(k, d)| format!("{k}={}", String::from_utf8_lossy(d))).collect::<Vec<_>>()
+        got.iter()
+            .map(|(k, d)| format!("{k}={}", String::from_utf8_lossy(d)))
+            .collect::<Vec<_>>()
     );
 }
 
@@ -213,7 +244,8 @@ fn two_writers_no_loop() {
                     let _ = fs::create_dir_all(&d);
                     fs::write(d.join(format!("{tag}-{i}")), format!("{tag} file {i}")).unwrap();
                     if i % 15 == 0 {
-                        fs::write(root.join("shared.txt"), format!("{tag} shared at step {i}")).unwrap();
+                        fs::write(root.join("shared.txt"), format!("{tag} shared at step {i}"))
+                            .unwrap();
                     }
                 }
             });
@@ -224,11 +256,16 @@ fn two_writers_no_loop() {
     // over two status reads 200 ms apart.
     let mut seen = Vec::new();
     let ok = wait_for(WAIT, || {
-        let Some(a) = p.brain.status() else { return false };
+        let Some(a) = p.brain.status() else {
+            return false;
+        };
         std::thread::sleep(Duration::from_millis(200));
-        let Some(b) = p.brain.status() else { return false };
+        let Some(b) = p.brain.status() else {
+            return false;
+        };
         let (l, r) = p.trees();
-        let settled = |s: &serde_json::Value| s["state"] == "live" && s["queue"].as_u64() == Some(0);
+        let settled =
+            |s: &serde_json::Value| s["state"] == "live" && s["queue"].as_u64() == Some(0);
         seen.push(format!("{:?} -> {:?}", counters(&a), counters(&b)));
         settled(&a) && settled(&b) && counters(&a) == counters(&b) && l == r
     });
@@ -242,7 +279,10 @@ fn two_writers_no_loop() {
     for tag in ["L", "R"] {
         for i in 0..300 {
             let k = format!("d{}/{tag}-{i}", i % 10);
-            assert!(l.contains_key(k.as_bytes()), "{k} missing after convergence");
+            assert!(
+                l.contains_key(k.as_bytes()),
+                "{k} missing after convergence"
+            );
         }
     }
 }
@@ -252,7 +292,13 @@ fn two_writers_no_loop() {
 #[test]
 fn private_churn_no_spurious_conflicts() {
     let seed = 424_242;
-    if let Err(report) = campaign::run(seed, Mode::Local, Knobs { gentle_shared: true }) {
+    if let Err(report) = campaign::run(
+        seed,
+        Mode::Local,
+        Knobs {
+            gentle_shared: true,
+        },
+    ) {
         panic!("{report}\n(this is the regression private_churn_no_spurious_conflicts: cargo test -p twinsync --test campaign -- private_churn_no_spurious_conflicts --nocapture)");
     }
 }
@@ -266,7 +312,11 @@ fn rm_rf_root_keeps_the_other_side(remove_right: bool) {
     }
     p.start();
     p.converge();
-    let (gone, kept) = if remove_right { (&p.right, &p.left) } else { (&p.left, &p.right) };
+    let (gone, kept) = if remove_right {
+        (&p.right, &p.left)
+    } else {
+        (&p.left, &p.right)
+    };
     fs::remove_dir_all(gone).unwrap();
     let st = p.brain.wait_exit(WAIT);
     let t = harness::tree(kept, true);
@@ -283,7 +333,10 @@ fn rm_rf_root_keeps_the_other_side(remove_right: bool) {
         harness::contents_below(&kept.join(".twinsync/trash")).len()
     );
     match st {
-        Some(st) => assert!(!st.success(), "the brain exited with {st} after its replica root vanished (expected non-zero)"),
+        Some(st) => assert!(
+            !st.success(),
+            "the brain exited with {st} after its replica root vanished (expected non-zero)"
+        ),
         None => panic!(
             "the brain did not exit within {WAIT:?} after the {} root vanished\nlog tail:\n{}",
             if remove_right { "right" } else { "left" },
@@ -316,10 +369,19 @@ fn unreadable_dir_left_alone() {
     let mut p = Pair::new(&[]);
     let setpriv = "/usr/bin/setpriv";
     if root {
-        assert!(Path::new(setpriv).exists(), "setpriv missing: .ci/run must apt-get install util-linux");
+        assert!(
+            Path::new(setpriv).exists(),
+            "setpriv missing: .ci/run must apt-get install util-linux"
+        );
         // The temp dir (and what is below it) belongs to nobody, who runs the sync.
         fs::set_permissions(p.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        for d in [p.dir.path().to_path_buf(), p.left.clone(), p.right.clone(), p.brain.runtime_dir.clone(), p.dir.path().join("state")] {
+        for d in [
+            p.dir.path().to_path_buf(),
+            p.left.clone(),
+            p.right.clone(),
+            p.brain.runtime_dir.clone(),
+            p.dir.path().join("state"),
+        ] {
             chown_nobody(&d);
         }
         let log = fs::File::create(&p.brain.log).unwrap();
@@ -327,7 +389,13 @@ fn unreadable_dir_left_alone() {
         chown_nobody(&p.brain.log);
         // The binary must be reachable by nobody.
         let out = Command::new(setpriv)
-            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", &bin(), "--version"])
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                &bin(),
+                "--version",
+            ])
             .output()
             .unwrap();
         assert!(
@@ -336,8 +404,15 @@ fn unreadable_dir_left_alone() {
             bin(),
             String::from_utf8_lossy(&out.stderr)
         );
-        p.brain.setpriv = Some(vec![setpriv.into(), "--reuid=nobody".into(), "--regid=nogroup".into(), "--clear-groups".into()]);
-        p.brain.envs.push((OsString::from("HOME"), p.dir.path().as_os_str().to_owned()));
+        p.brain.setpriv = Some(vec![
+            setpriv.into(),
+            "--reuid=nobody".into(),
+            "--regid=nogroup".into(),
+            "--clear-groups".into(),
+        ]);
+        p.brain
+            .envs
+            .push((OsString::from("HOME"), p.dir.path().as_os_str().to_owned()));
     }
     let write = |path: PathBuf, data: &[u8]| {
         fs::write(&path, data).unwrap();
@@ -375,15 +450,37 @@ fn unreadable_dir_left_alone() {
             && fs::read(p.right.join("later-l")).ok().as_deref() == Some(b"later left")
             && fs::read(p.left.join("later-r")).ok().as_deref() == Some(b"later right")
     });
-    assert!(ok, "live changes did not sync both ways next to an unreadable dir\nlog tail:\n{}", p.brain.log_tail(30));
-    assert!(p.brain.exited().is_none(), "the brain exited\nlog tail:\n{}", p.brain.log_tail(30));
-    assert!(p.brain.settled() || wait_for(WAIT, || p.brain.settled()), "never settled");
+    assert!(
+        ok,
+        "live changes did not sync both ways next to an unreadable dir\nlog tail:\n{}",
+        p.brain.log_tail(30)
+    );
+    assert!(
+        p.brain.exited().is_none(),
+        "the brain exited\nlog tail:\n{}",
+        p.brain.log_tail(30)
+    );
+    assert!(
+        p.brain.settled() || wait_for(WAIT, || p.brain.settled()),
+        "never settled"
+    );
     // The unreadable dir is left as it was.
     use std::os::unix::fs::MetadataExt;
     let md = fs::symlink_metadata(&locked).expect("left/locked is gone");
-    assert!(md.is_dir() && md.mode() & 0o7777 == 0, "left/locked changed: mode {:o}", md.mode());
-    assert_eq!(fs::read(locked.join("secret")).unwrap(), b"inside", "left/locked/secret changed");
-    assert!(!p.right.join("locked/secret").exists(), "content of an unreadable dir reached the right");
+    assert!(
+        md.is_dir() && md.mode() & 0o7777 == 0,
+        "left/locked changed: mode {:o}",
+        md.mode()
+    );
+    assert_eq!(
+        fs::read(locked.join("secret")).unwrap(),
+        b"inside",
+        "left/locked/secret changed"
+    );
+    assert!(
+        !p.right.join("locked/secret").exists(),
+        "content of an unreadable dir reached the right"
+    );
     let st = p.brain.stop();
     assert!(st.is_some_and(|s| s.success()), "stop: {st:?}");
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
@@ -407,7 +504,11 @@ fn sigint_to_process_group_is_clean() {
     );
     for side in [&p.left, &p.right] {
         let lock = side.join(".twinsync/lock");
-        assert!(!lock.exists(), "{} left behind after a clean exit", lock.display());
+        assert!(
+            !lock.exists(),
+            "{} left behind after a clean exit",
+            lock.display()
+        );
     }
 }
 
@@ -419,7 +520,14 @@ fn dry_run_creates_nothing() {
     let (st, err) = p.sync_only(&["--dry-run"]);
     assert!(st.success(), "--dry-run --sync-only failed: {st}\n{err}");
     for side in [&p.left, &p.right] {
-        assert!(!side.join(".twinsync").exists(), "--dry-run created {}", side.join(".twinsync").display());
+        assert!(
+            !side.join(".twinsync").exists(),
+            "--dry-run created {}",
+            side.join(".twinsync").display()
+        );
     }
-    assert!(!p.right.join("l").exists() && !p.left.join("r").exists(), "--dry-run copied files");
+    assert!(
+        !p.right.join("l").exists() && !p.left.join("r").exists(),
+        "--dry-run copied files"
+    );
 }

@@ -189,6 +189,7 @@ fn path_escapes_are_refused_by_the_agent() {
         Op::Move {
             from: "/etc/hostname".into(),
             to: "x".into(),
+            expect: twinsync_proto::Expect::Any,
         },
         Op::Mkdir {
             path: "out/evil".into(),
