@@ -466,6 +466,13 @@ fn needs_compare(k: Option<&Known>, p: usize, x: &Sig) -> bool {
     })
 }
 
+/// A content digest (BLAKE3).
+pub type Digest = [u8; 32];
+
+/// A path's content on the left and on the right (`None`: not a readable
+/// regular file there), for [`Engine::compared`].
+pub type Compared = (RelPath, Option<Digest>, Option<Digest>);
+
 /// The fewest actions a batch is cut at (see [`Engine::min_batch`]).
 pub const MIN_BATCH: usize = 16_384;
 
@@ -1381,7 +1388,7 @@ impl Engine {
                 b.trace(self.tracing, t, &to, || {
                     format!("move {from} -> {to} on {t} (moved on {s}; no data sent)")
                 });
-                let expect = self.expect_on(t, self.known.get(&to));
+                let expect = self.expect_on(t, &to, self.known.get(&to));
                 b.ops[t.idx()].push(Op::Move {
                     from: from.clone(),
                     to: to.clone(),
@@ -1650,7 +1657,7 @@ impl Engine {
             b.trace(self.tracing, t, path, || {
                 format!("delete on {t} (to trash): {why}")
             });
-            let expect = self.expect_on(t, self.known.get(path));
+            let expect = self.expect_on(t, path, self.known.get(path));
             b.ops[t.idx()].push(Op::Trash {
                 path: path.clone(),
                 expect,
@@ -1688,7 +1695,11 @@ impl Engine {
     /// What side `t` must hold for a write there to replace it: the
     /// indexed version as `t` last showed it (any version when its stamp
     /// was never observed), or nothing.
-    fn expect_on(&self, t: Side, k: Option<&Known>) -> Expect {
+    fn expect_on(&self, t: Side, path: &RelPath, k: Option<&Known>) -> Expect {
+        if self.moved_here[t.idx()].contains(path) {
+            // Moved there by this batch: its stamp there is not known yet.
+            return Expect::Any;
+        }
         match k {
             None => Expect::Absent,
             Some(k) if k.kind == Kind::File && k.stamps[t.idx()].is_known() => {
@@ -1753,12 +1764,7 @@ impl Engine {
                     && k.size == sig.size
                     && k.mtime_ns == sig.mtime_ns
             });
-        let mut expect = if self.moved_here[t.idx()].contains(path) {
-            // Moved there by this batch: its stamp there is not known yet.
-            Expect::Any
-        } else {
-            self.expect_on(t, base.as_ref())
-        };
+        let mut expect = self.expect_on(t, path, base.as_ref());
         if sig.kind == Kind::Dir {
             if base.is_some_and(|k| k.kind != Kind::Dir) {
                 // A file (or link) replaced by a directory: it goes first.
@@ -2003,11 +2009,12 @@ impl Engine {
                     (Some(a), Some(b)) if a.same_content(&b) => {
                         self.k_insert(c.path.clone(), both(a, b));
                     }
-                    // Deleted on the source while we copied it: what arrived
-                    // is ours, and the deletion follows it.
-                    (None, Some(b)) if c.installed => {
+                    // What arrived is a newer version of the source than
+                    // planned (both held it); the source's later change or
+                    // deletion follows it.
+                    (a, Some(b)) if c.installed => {
                         self.k_insert(c.path.clone(), Known::new(b).with_stamp(ti, b.stamp()));
-                        self.pending[si].state.insert(c.path.clone(), None);
+                        self.pending[si].state.entry(c.path.clone()).or_insert(a);
                     }
                     // Not copied (unreadable source, refused destination):
                     // left as it was; the next change or rescan retries.
@@ -2024,8 +2031,8 @@ impl Engine {
                             self.pending[ti].state.insert(c.path.clone(), Some(b));
                         }
                     }
-                    // The destination was written meanwhile: merge both
-                    // again against what the index had.
+                    // Nothing arrived and the destination was written
+                    // meanwhile: both merged again against the index.
                     (Some(a), Some(b)) => {
                         self.k_restore(&c.path, base);
                         if judge(base.as_ref(), si, &a) != Judged::Same {
@@ -2160,7 +2167,7 @@ impl Engine {
     /// recorded); files changed on both sides are the same (in sync, or
     /// only their mtime and mode to align, without a conflict copy).
     /// Different bytes: a real change, even under an equal size and mtime.
-    pub fn compared(&mut self, results: Vec<(RelPath, Option<[u8; 32]>, Option<[u8; 32]>)>) {
+    pub fn compared(&mut self, results: Vec<Compared>) {
         self.epoch += 1;
         for (path, hl, hr) in results {
             let equal = hl.is_some() && hl == hr;

@@ -54,18 +54,10 @@ impl Mode {
 }
 
 /// Knobs of a run (the campaign uses the defaults; regressions narrow them).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Knobs {
     /// Shared paths get only plain writes (no deletes, renames, ties).
     pub gentle_shared: bool,
-}
-
-impl Default for Knobs {
-    fn default() -> Self {
-        Knobs {
-            gentle_shared: false,
-        }
-    }
 }
 
 /// The one-line command that replays a run.
@@ -704,7 +696,7 @@ enum Kill {
 /// The outcome of one run: Ok(duration) or the failure report.
 pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
     let t0 = Instant::now();
-    let mut rng = XorShiftRng::seed_from_u64(seed ^ 0x7769_6e73_796e_63);
+    let mut rng = XorShiftRng::seed_from_u64(seed ^ 0x0077_696e_7379_6e63);
     let tmpfs = rng.random_bool(0.3);
     let dir = harness::temp_dir("twinsync-campaign-", tmpfs);
     let base = dir.path().to_path_buf();
@@ -1050,10 +1042,10 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
             let other_after = ops
                 .iter()
                 .any(|o| o.side != *side && o.path == *path && o.end > op.start);
-            let found_tree = in_tree.iter().any(|d| *d == data);
+            let found_tree = in_tree.contains(&data);
             let found_kept = kept.iter().any(|d| d == data);
             let who = if *side == 0 { "left" } else { "right" };
-            if !found_tree && !(other_after && found_kept) {
+            if !(found_tree || (other_after && found_kept)) {
                 p3.push(format!(
                     "  {who}'s last write to {path} {:?} (len {}) is {}{}",
                     harness::short(data),
