@@ -1015,6 +1015,13 @@ impl Engine {
                 .decision
             {
                 d if d.starts_with("dropped") => format!("{d}; moved from {from}"),
+                _ if sig.kind == Kind::Dir => {
+                    // A directory arriving from a place nothing was known of
+                    // (its first rename was missed): what it holds was never
+                    // reported. A listing tells.
+                    self.pending[p].rescan = true;
+                    format!("queued: moved from {from} (not synced: a listing follows)")
+                }
                 _ => format!("queued: moved from {from} (not synced: as new)"),
             };
         }

@@ -769,15 +769,24 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
         None
     };
     let marker = format!("campaign-{seed}-{}-{}", mode.name(), std::process::id());
+    // A restart after a kill merges what changed while the brain was down:
+    // the random churn may delete most of a small tree then, which the
+    // mass-deletion safety net (its own e2e test) would rightly refuse.
+    let net: &[&str] = if mode.kills() {
+        &["--max-delete", "100"]
+    } else {
+        &[]
+    };
     let args = match &sshd {
-        None => harness::args(&[], &left, &right),
+        None => harness::args(net, &left, &right),
         Some(s) => {
-            let mut a: Vec<OsString> = vec![
+            let mut a: Vec<OsString> = net.iter().map(OsString::from).collect();
+            a.extend([
                 "--ssh-config".into(),
                 s.ssh_config.clone().into(),
                 "--remote-path".into(),
                 harness::bin().into(),
-            ];
+            ]);
             a.push(left.clone().into());
             a.push(format!("{}:{}", s.host, right.display()).into());
             a
