@@ -350,6 +350,9 @@ pub struct Engine {
     flips: HashMap<RelPath, Flips>,
     /// Paths found looping: not acted on again until a rescan.
     stuck: BTreeSet<RelPath>,
+    /// Copies of a batch interrupted by a crash, per path: (destination
+    /// side index, the version copied). Used by the next listings only.
+    intents: HashMap<RelPath, (usize, Sig)>,
     excludes: Excludes,
     policy: Policy,
     /// Index keys changed since the last [`Engine::take_delta`].
@@ -554,6 +557,7 @@ impl Engine {
             deferred: Default::default(),
             flips: HashMap::new(),
             stuck: BTreeSet::new(),
+            intents: HashMap::new(),
             excludes,
             policy,
             changed: std::collections::BTreeSet::new(),
@@ -743,6 +747,16 @@ impl Engine {
             out[t.idx()] = n.min(self.known.len());
         }
         out
+    }
+
+    /// The copies a batch was making when the last run ended in a crash: a
+    /// destination the next listing finds holding that version holds what
+    /// the batch installed, not a change of its own.
+    pub fn set_intents(&mut self, intents: Vec<crate::index::Intent>) {
+        self.intents = intents
+            .into_iter()
+            .map(|i| (i.path, (usize::from(i.side.min(1)), i.sig)))
+            .collect();
     }
 
     /// Replace the index (loaded from disk).
@@ -1224,6 +1238,17 @@ impl Engine {
             }
             sc.count += 1;
             self.missing_between(p, &sc, Some(&e.path));
+            if let Some((t, sig)) = self.intents.get(&e.path) {
+                if *t == p && sig.same_content(&e.sig) {
+                    // Installed by the interrupted batch: the version the
+                    // source had then (its stamp there is the copy's).
+                    let mut k = Known::new(*sig);
+                    k.stamps[p] = e.sig.stamp();
+                    k.stamps[o] = sig.stamp();
+                    self.known.insert(e.path.clone(), k);
+                    self.intents.remove(&e.path);
+                }
+            }
             let known = self.known.get(&e.path);
             if e.sig.kind == Kind::Other || self.excludes.excluded(&e.path) {
                 // Not synchronised: as if absent.
@@ -1273,6 +1298,7 @@ impl Engine {
         let p = side.idx();
         let sc = self.scanning[p].take().expect("end_scan after begin_scan");
         self.missing_between(p, &sc, None);
+
         compact(&mut self.pending[p].state);
         sc.count
     }
@@ -1311,6 +1337,8 @@ impl Engine {
     /// conflict copies.
     pub fn plan(&mut self, now: i64) -> Batch {
         let mut b = Batch::default();
+        // Only the listings right after a crash use them.
+        self.intents.clear();
         self.now = now;
         self.moved_here = Default::default();
         let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();

@@ -945,3 +945,35 @@ fn a_bulk_rekey_moves_exactly_the_subtree() {
     rekey(&mut m, &"f".into(), &"d/z".into());
     assert_eq!(m, n);
 }
+
+#[test]
+fn a_copy_installed_before_a_crash_is_not_a_change_of_its_destination() {
+    // Index: a = v1 on both. The crashed batch copied v2 from the left to
+    // the right; then the left wrote v3 of the same size and mtime.
+    let v1 = file(1, 10);
+    let v2 = Sig {
+        ino: 5,
+        ctime_ns: 50,
+        ..file(2, 20)
+    };
+    let mut e = synced(&[("a", v1)]);
+    e.set_intents(vec![crate::index::Intent {
+        path: "a".into(),
+        side: 1,
+        sig: v2,
+    }]);
+    let v3 = Sig { ctime_ns: 60, ..v2 };
+    let installed = Sig {
+        ino: 9,
+        ctime_ns: 55,
+        ..v2
+    };
+    e.load_scan(Side::Left, entries(&[("a", v3)]));
+    e.load_scan(Side::Right, entries(&[("a", installed)]));
+    // Only the left changed (compared: other bytes): no conflict.
+    assert_eq!(e.to_compare(), vec![RelPath::from("a")]);
+    e.compared(vec![("a".into(), Some([3; 32]), Some([2; 32]))]);
+    let b = e.plan(0);
+    assert!(b.conflicts.is_empty(), "{b:?}");
+    assert_eq!(pairs(&b.copies[1]), vec![("a".into(), v3)]);
+}

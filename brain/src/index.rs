@@ -87,6 +87,22 @@ struct Delta {
     generation: u64,
     set: Vec<(RelPath, Known)>,
     remove: Vec<RelPath>,
+    /// Copies a batch is about to make (written before it runs); the next
+    /// record of changes means it ended.
+    intents: Vec<Intent>,
+}
+
+/// A copy a batch was about to make when it was written down: after a crash
+/// in the middle of the batch, a destination found holding `sig` holds what
+/// the batch installed (not a change of its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// The path.
+    pub path: RelPath,
+    /// The destination side (0 left, 1 right).
+    pub side: u8,
+    /// The version copied.
+    pub sig: Sig,
 }
 
 /// The on-disk index of one instance.
@@ -99,6 +115,9 @@ pub struct Index {
     journal_entries: usize,
     /// Generation of the snapshot on disk.
     generation: u64,
+    /// Intents were written since the last record of changes: the next
+    /// one is written even when empty (it tells the batch ended).
+    intended: bool,
 }
 
 /// What was loaded.
@@ -108,6 +127,8 @@ pub struct Loaded {
     pub header: Header,
     /// The entries.
     pub known: BTreeMap<RelPath, Known>,
+    /// Copies of a batch that did not end (a crash in its middle).
+    pub intents: Vec<Intent>,
 }
 
 impl Index {
@@ -124,6 +145,7 @@ impl Index {
             journal_records: 0,
             journal_entries: 0,
             generation: 0,
+            intended: false,
         })
     }
 
@@ -174,6 +196,7 @@ impl Index {
             entries.append(&mut chunk);
         }
         let mut known: BTreeMap<RelPath, Known> = entries.into_iter().collect();
+        let mut intents = Vec::new();
         if let Ok(f) = File::open(&self.journal_path) {
             let mut r = BufReader::new(f);
             // Until the end of the journal, or a torn last record from a crash.
@@ -182,6 +205,11 @@ impl Index {
                     // Left from before the snapshot: already in it.
                     continue;
                 }
+                if !d.intents.is_empty() {
+                    intents = d.intents;
+                    continue;
+                }
+                intents.clear();
                 self.journal_records += 1;
                 self.journal_entries += d.set.len() + d.remove.len();
                 for p in d.remove {
@@ -190,7 +218,11 @@ impl Index {
                 known.extend(d.set);
             }
         }
-        Ok(Some(Loaded { header, known }))
+        Ok(Some(Loaded {
+            header,
+            known,
+            intents,
+        }))
     }
 
     /// Write a full snapshot (temp file, fsync, rename, fsync dir) and start
@@ -221,6 +253,7 @@ impl Index {
         }
         fs::rename(&tmp, &self.snap)?;
         self.generation = generation;
+        self.intended = false;
         // The journal is now folded into the snapshot (its records, of the
         // previous generation, would be skipped anyway).
         self.journal = None;
@@ -238,9 +271,10 @@ impl Index {
     /// # Errors
     /// I/O errors.
     pub fn append(&mut self, set: Vec<(RelPath, Known)>, remove: Vec<RelPath>) -> io::Result<()> {
-        if set.is_empty() && remove.is_empty() {
+        if set.is_empty() && remove.is_empty() && !self.intended {
             return Ok(());
         }
+        self.intended = false;
         if self.journal.is_none() {
             let f = OpenOptions::new()
                 .create(true)
@@ -256,12 +290,43 @@ impl Index {
                 generation: self.generation,
                 set,
                 remove,
+                intents: Vec::new(),
             },
         )?;
         w.flush()?;
         w.get_ref().sync_data()?;
         self.journal_records += 1;
         Ok(())
+    }
+
+    /// Write down the copies a batch is about to make (not synced to disk:
+    /// it serves after a `kill -9`, which keeps what was written; after a
+    /// power loss the worst is a conflict copy of what the batch did).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn intend(&mut self, intents: Vec<Intent>) -> io::Result<()> {
+        if intents.is_empty() {
+            return Ok(());
+        }
+        if self.journal.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.journal_path)?;
+            self.journal = Some(BufWriter::new(f));
+        }
+        let w = self.journal.as_mut().expect("opened");
+        twinsync_proto::write_frame(
+            w,
+            &Delta {
+                generation: self.generation,
+                intents,
+                ..Delta::default()
+            },
+        )?;
+        self.intended = true;
+        w.flush()
     }
 
     /// Records in the journal since the last snapshot.
@@ -356,5 +421,25 @@ mod tests {
         let l = Index::open(d.path(), "x").unwrap().load().unwrap().unwrap();
         let keys: Vec<String> = l.known.keys().map(ToString::to_string).collect();
         assert_eq!(keys, vec!["a", "c"]);
+    }
+
+    #[test]
+    fn the_copies_of_an_unfinished_batch_are_loaded_and_those_of_a_finished_one_are_not() {
+        let d = tempfile::tempdir().unwrap();
+        let h = Index::header("/l", "/r", [1, 2]);
+        let mut ix = Index::open(d.path(), "x").unwrap();
+        ix.snapshot(&h, &BTreeMap::new()).unwrap();
+        let intent = |p: &str| Intent {
+            path: p.into(),
+            side: 1,
+            sig: sig(7).sig,
+        };
+        ix.intend(vec![intent("a")]).unwrap();
+        // The batch ended, with no index change to record.
+        ix.append(vec![], vec![]).unwrap();
+        ix.intend(vec![intent("b")]).unwrap();
+        // kill -9 here.
+        let l = Index::open(d.path(), "x").unwrap().load().unwrap().unwrap();
+        assert_eq!(l.intents, vec![intent("b")]);
     }
 }

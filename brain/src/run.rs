@@ -375,7 +375,14 @@ impl Brain {
             }
         }
         info!(entries = loaded.known.len(), "index loaded");
+        if !loaded.intents.is_empty() {
+            info!(
+                copies = loaded.intents.len(),
+                "the last run ended in the middle of a batch: its copies are recognised"
+            );
+        }
         self.engine.set_known(loaded.known);
+        self.engine.set_intents(loaded.intents);
         Ok(())
     }
 
@@ -603,6 +610,7 @@ impl Brain {
                     record_conflicts(&self.roots[0], &batch.conflicts);
                 }
                 if !batch.is_empty() {
+                    self.intend(&batch);
                     let exec = execute(self.links.clone(), self.ends(), self.rsync.clone(), batch);
                     tokio::pin!(exec);
                     let outcome = loop {
@@ -816,6 +824,26 @@ impl Brain {
         }
         self.counters.errors += stats.errors;
         self.counters.refused += stats.refused;
+    }
+
+    /// Write down the copies `batch` is about to make (see
+    /// [`Index::intend`]).
+    fn intend(&mut self, batch: &crate::engine::Batch) {
+        let intents: Vec<crate::index::Intent> = Side::BOTH
+            .into_iter()
+            .flat_map(|t| {
+                batch.copies[t.idx()]
+                    .iter()
+                    .map(move |c| crate::index::Intent {
+                        path: c.path.clone(),
+                        side: t.idx() as u8,
+                        sig: c.sig,
+                    })
+            })
+            .collect();
+        if let Err(e) = self.index.intend(intents) {
+            warn!("cannot write down the batch's copies in the index journal: {e}");
+        }
     }
 
     /// Count and log the decisions about events taken in.
