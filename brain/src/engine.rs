@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use twinsync_filter::Excludes;
-use twinsync_proto::{Entry, Event, Expect, Kind, Op, RelPath, Sig};
+use twinsync_proto::{Entry, Event, Expect, Kind, Op, RelPath, Sig, Stamp};
 
 use crate::conflict::conflict_name;
 pub use crate::index::Known;
@@ -2029,9 +2029,23 @@ impl Engine {
                 }
             }
         }
+        // What the batch's own operations left at each path (a replayed
+        // move, a symlink): a missed copy finding it there finds ours.
+        let ours: [HashMap<&RelPath, twinsync_proto::Stamp>; 2] = [0, 1].map(|i| {
+            applied[i]
+                .iter()
+                .filter_map(|a| match a {
+                    Applied::Done(p, Some(sig)) => Some((p, sig.stamp())),
+                    _ => None,
+                })
+                .collect()
+        });
         for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());
             for c in &missed[ti] {
+                let installed = c.installed
+                    || c.dst
+                        .is_some_and(|b| ours[ti].get(&c.path) == Some(&b.stamp()));
                 // The state the destination had just before the copy.
                 let base = self.inflight[ti].get(&c.path).copied().flatten();
                 let both = |src: Sig, dst: Sig| {
@@ -2040,14 +2054,22 @@ impl Engine {
                         .with_stamp(si, src.stamp())
                 };
                 match (c.src, c.dst) {
-                    // rsync read a newer version of the source: both agree.
+                    // rsync read a newer version of the source: both agree
+                    // on size and mtime; the bytes of what the source holds
+                    // now are compared when it next reports (its stamp is
+                    // not taken for the installed version's).
                     (Some(a), Some(b)) if a.same_content(&b) => {
-                        self.k_insert(c.path.clone(), both(a, b));
+                        let mut k = both(a, b);
+                        k.stamps[si] = Stamp::UNKNOWN;
+                        if !installed {
+                            k.stamps[ti] = Stamp::UNKNOWN;
+                        }
+                        self.k_insert(c.path.clone(), k);
                     }
                     // What arrived is a newer version of the source than
                     // planned (both held it); the source's later change or
                     // deletion follows it.
-                    (a, Some(b)) if c.installed => {
+                    (a, Some(b)) if installed => {
                         self.k_insert(c.path.clone(), Known::new(b).with_stamp(ti, b.stamp()));
                         self.pending[si].state.entry(c.path.clone()).or_insert(a);
                     }

@@ -172,7 +172,20 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     let right_transport = match &settings.remote {
         None => Transport::Local,
         Some(spec) => {
-            let session = crate::remote::connect(spec, settings.ssh_config.as_deref()).await?;
+            // A transient failure (sshd throttling new connections, a
+            // restart under way) is retried twice before giving up.
+            let mut tries = 0;
+            let session = loop {
+                match crate::remote::connect(spec, settings.ssh_config.as_deref()).await {
+                    Ok(s) => break s,
+                    Err(e) if tries < 2 => {
+                        tries += 1;
+                        warn!("{e:#}; trying again");
+                        tokio::time::sleep(std::time::Duration::from_millis(500 * tries)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             Transport::Ssh {
                 session,
                 program: settings.remote_path.clone(),
