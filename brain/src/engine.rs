@@ -2075,7 +2075,26 @@ impl Engine {
                     }
                     // Not copied (unreadable source, refused destination):
                     // left as it was; the next change or rescan retries.
-                    (Some(_), None) | (None, None) => self.k_restore(&c.path, base),
+                    (Some(_), None) => self.k_restore(&c.path, base),
+                    (None, None) => {
+                        let meant = self.known.get(&c.path).map(|k| k.sig);
+                        self.k_restore(&c.path, base);
+                        // The source moved away with a directory above it
+                        // (a move pending or held): the copy follows it
+                        // there, once the move is taken in.
+                        let moved = self.pending[si].moves.iter().any(|(f, _)| c.path.is_within(f))
+                            || self.deferred[si].iter().any(|e| {
+                                matches!(e, Event::Moved { from, .. } if c.path.is_within(from))
+                            });
+                        if moved {
+                            if let Some(sig) = meant {
+                                self.pending[si]
+                                    .state
+                                    .entry(c.path.clone())
+                                    .or_insert(Some(sig));
+                            }
+                        }
+                    }
                     // Nothing arrived, the source is gone and the
                     // destination holds something of its own: merged again
                     // (a modification wins over the deletion).
