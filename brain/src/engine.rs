@@ -180,9 +180,10 @@ pub struct Report {
     /// Some helper operation failed (the index cannot be trusted: both
     /// sides are rescanned).
     pub ops_failed: bool,
-    /// A replayed move was refused (something unexpected where it goes):
-    /// the batch's index changes are undone and both sides rescanned.
-    pub undo: bool,
+    /// Replayed moves that were refused (something unexpected where they
+    /// go), as (from, to): the index changes at and below both ends are
+    /// undone and both sides rescanned.
+    pub refused_moves: Vec<(RelPath, RelPath)>,
 }
 
 /// The work of one batch. `ops[s]` run on side `s` in order before any
@@ -654,6 +655,37 @@ impl Engine {
         self.inflight = Default::default();
         // A full rescan follows: what was held is superseded by it.
         self.deferred = Default::default();
+    }
+
+    /// Undo the current batch's index changes at and below the ends of
+    /// `moves` (see [`Engine::complete`]).
+    fn undo_within(&mut self, moves: &[(RelPath, RelPath)]) {
+        let touched = |p: &RelPath| moves.iter().any(|(f, t)| p.is_within(f) || p.is_within(t));
+        let undo = std::mem::take(&mut self.undo);
+        let mut kept = Vec::new();
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::Entry(path, old) if touched(&path) => {
+                    match old {
+                        Some(k) => self.known.insert(path.clone(), k),
+                        None => self.known.remove(&path),
+                    };
+                    self.changed.insert(path);
+                }
+                Undo::Rekey {
+                    from,
+                    to,
+                    displaced,
+                } if moves.iter().any(|(f, t)| *f == from && *t == to) => {
+                    rekey(&mut self.known, &to, &from);
+                    self.known.extend(displaced);
+                    self.snapshot_due = true;
+                }
+                u => kept.push(u),
+            }
+        }
+        kept.reverse();
+        self.undo = kept;
     }
 
     /// The index changes since the last call: entries set, entries removed.
@@ -1989,14 +2021,14 @@ impl Engine {
             applied,
             missed,
             ops_failed,
-            undo,
+            refused_moves,
         } = report;
-        if undo {
-            // The index goes back to before the batch; the merge of both
-            // listings against it sorts out what the batch did.
-            self.abort();
+        if !refused_moves.is_empty() {
+            // The index goes back to before the batch at and below both
+            // ends of each refused move (the rest of the batch happened);
+            // the merge of both listings against it sorts the rest out.
+            self.undo_within(&refused_moves);
             self.pending[0].rescan = true;
-            return Vec::new();
         }
         for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());

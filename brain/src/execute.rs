@@ -109,11 +109,11 @@ pub async fn execute(
     for (side, res, sent) in [(Side::Left, rl?, ops_l), (Side::Right, rr?, ops_r)] {
         for (r, op) in res.into_iter().zip(&sent) {
             stats.ops[side.idx()] += 1;
-            if matches!(op, Op::Move { .. }) && matches!(r, Err(OpFail::Refused { .. })) {
+            if let (Op::Move { from, to, .. }, Err(OpFail::Refused { .. })) = (op, &r) {
                 // Something unexpected where a move goes: a full merge
                 // sorts it out (the index moved a whole subtree).
                 stats.refused += 1;
-                report.undo = true;
+                report.refused_moves.push((from.clone(), to.clone()));
                 warn!(side = %side, path = %target(op), "move refused: something else is there now");
                 continue;
             }

@@ -842,18 +842,29 @@ impl Brain {
     /// Write down the copies `batch` is about to make (see
     /// [`Index::intend`]).
     fn intend(&mut self, batch: &crate::engine::Batch) {
-        let intents: Vec<crate::index::Intent> = Side::BOTH
-            .into_iter()
-            .flat_map(|t| {
-                batch.copies[t.idx()]
-                    .iter()
-                    .map(move |c| crate::index::Intent {
-                        path: c.path.clone(),
-                        side: t.idx() as u8,
-                        sig: c.sig,
-                    })
-            })
-            .collect();
+        let known = self.engine.known();
+        let mut intents: Vec<crate::index::Intent> = Vec::new();
+        for t in Side::BOTH {
+            for c in &batch.copies[t.idx()] {
+                intents.push(crate::index::Intent {
+                    path: c.path.clone(),
+                    side: t.idx() as u8,
+                    sig: c.sig,
+                });
+            }
+            // Directories the batch makes, as the index will have them.
+            for op in &batch.ops[t.idx()] {
+                if let twinsync_proto::Op::Mkdir { path, .. } = op {
+                    if let Some(k) = known.get(path) {
+                        intents.push(crate::index::Intent {
+                            path: path.clone(),
+                            side: t.idx() as u8,
+                            sig: k.sig,
+                        });
+                    }
+                }
+            }
+        }
         if let Err(e) = self.index.intend(intents) {
             warn!("cannot write down the batch's copies in the index journal: {e}");
         }

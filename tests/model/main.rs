@@ -1785,11 +1785,11 @@ impl World {
                     } else {
                         self.mishap(what);
                     }
-                    if matches!(op, Op::Move { .. }) {
+                    if let Op::Move { from, to, .. } = op {
                         // As execute.rs: a refused move leaves the index
-                        // unsure of a whole subtree; the batch's index
-                        // changes are undone and a full merge follows.
-                        report.undo = true;
+                        // unsure of a whole subtree; its index changes are
+                        // undone and a full merge follows.
+                        report.refused_moves.push((from.clone(), to.clone()));
                     } else {
                         report.applied[s.idx()].push(Applied::Refused(target.clone(), found));
                     }
