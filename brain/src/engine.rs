@@ -1272,11 +1272,20 @@ impl Engine {
             self.missing_between(p, &sc, Some(&e.path));
             if let Some((t, sig)) = self.intents.get(&e.path) {
                 if *t == p && sig.same_content(&e.sig) {
-                    // Installed by the interrupted batch: the version the
-                    // source had then (its stamp there is the copy's).
+                    // Maybe installed by the interrupted batch: the version
+                    // the source had then (its stamp there is the copy's).
+                    // Its stamp here was never recorded, and a same-size,
+                    // same-mtime write after the copy looks the same: its
+                    // bytes are compared with the source's.
                     let mut k = Known::new(*sig);
-                    k.stamps[p] = e.sig.stamp();
                     k.stamps[o] = sig.stamp();
+                    // The source's listing, if already in, may have taken
+                    // that version for a change.
+                    if let Some(Some(x)) = self.pending[o].state.get(&e.path) {
+                        if judge(Some(&k), o, x) == Judged::Same {
+                            self.pending[o].state.remove(&e.path);
+                        }
+                    }
                     self.known.insert(e.path.clone(), k);
                     self.intents.remove(&e.path);
                 }

@@ -949,31 +949,48 @@ fn a_bulk_rekey_moves_exactly_the_subtree() {
 #[test]
 fn a_copy_installed_before_a_crash_is_not_a_change_of_its_destination() {
     // Index: a = v1 on both. The crashed batch copied v2 from the left to
-    // the right; then the left wrote v3 of the same size and mtime.
+    // the right, and nothing changed since.
     let v1 = file(1, 10);
     let v2 = Sig {
         ino: 5,
         ctime_ns: 50,
         ..file(2, 20)
     };
-    let mut e = synced(&[("a", v1)]);
-    e.set_intents(vec![crate::index::Intent {
-        path: "a".into(),
-        side: 1,
-        sig: v2,
-    }]);
-    let v3 = Sig { ctime_ns: 60, ..v2 };
     let installed = Sig {
         ino: 9,
         ctime_ns: 55,
         ..v2
     };
-    e.load_scan(Side::Left, entries(&[("a", v3)]));
+    let intent = || {
+        vec![crate::index::Intent {
+            path: "a".into(),
+            side: 1,
+            sig: v2,
+        }]
+    };
+    let mut e = synced(&[("a", v1)]);
+    e.set_intents(intent());
+    e.load_scan(Side::Left, entries(&[("a", v2)]));
     e.load_scan(Side::Right, entries(&[("a", installed)]));
-    // Only the left changed (compared: other bytes): no conflict.
+    // The right's bytes are compared with the left's: equal, in sync.
     assert_eq!(e.to_compare(), vec![RelPath::from("a")]);
-    e.compared(vec![("a".into(), Some([3; 32]), Some([2; 32]))]);
+    e.compared(vec![("a".into(), Some([2; 32]), Some([2; 32]))]);
     let b = e.plan(0);
-    assert!(b.conflicts.is_empty(), "{b:?}");
-    assert_eq!(pairs(&b.copies[1]), vec![("a".into(), v3)]);
+    assert!(b.is_empty(), "{b:?}");
+
+    // The same crash, then a same-size, same-mtime write on the right: not
+    // taken for the copy, it reaches the left.
+    let mut e = synced(&[("a", v1)]);
+    e.set_intents(intent());
+    let tie = Sig {
+        ino: 9,
+        ctime_ns: 70,
+        ..v2
+    };
+    e.load_scan(Side::Left, entries(&[("a", v2)]));
+    e.load_scan(Side::Right, entries(&[("a", tie)]));
+    assert_eq!(e.to_compare(), vec![RelPath::from("a")]);
+    e.compared(vec![("a".into(), Some([2; 32]), Some([7; 32]))]);
+    let b = e.plan(0);
+    assert_eq!(pairs(&b.copies[0]), vec![("a".into(), tie)], "{b:?}");
 }
