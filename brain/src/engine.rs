@@ -2123,16 +2123,21 @@ impl Engine {
                         // The source moved away with a directory above it
                         // (a move pending or held): the copy follows it
                         // there, once the move is taken in.
-                        let moved = self.pending[si].moves.iter().any(|(f, _)| c.path.is_within(f))
+                        // Where the pending moves took it (their replay
+                        // rekeyed what was queued below them already).
+                        let mut now_at = c.path.clone();
+                        for (f, t) in &self.pending[si].moves {
+                            if let Some(p) = now_at.rebase(f, t) {
+                                now_at = p;
+                            }
+                        }
+                        let moved = now_at != c.path
                             || self.deferred[si].iter().any(|e| {
                                 matches!(e, Event::Moved { from, .. } if c.path.is_within(from))
                             });
                         if moved {
                             if let Some(sig) = meant {
-                                self.pending[si]
-                                    .state
-                                    .entry(c.path.clone())
-                                    .or_insert(Some(sig));
+                                self.pending[si].state.entry(now_at).or_insert(Some(sig));
                             }
                         }
                     }
