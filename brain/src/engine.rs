@@ -231,6 +231,9 @@ struct Pending {
     /// Pending files compared equal in content to the other side's while
     /// their stamp, mode or both changed: attributes only.
     verified: BTreeSet<RelPath>,
+    /// Files renamed with no change reported before: their new stamp is
+    /// the rename's; the move's replay takes it.
+    renamed: BTreeSet<RelPath>,
     rescan: bool,
 }
 
@@ -914,6 +917,7 @@ impl Engine {
                 let judged = judge(self.view_get(p, &path).as_ref(), p, &sig);
                 self.pending[p].forced.remove(&path);
                 self.pending[p].verified.remove(&path);
+                self.pending[p].renamed.remove(&path);
                 if let Some(slot) = self.pending[p].state.get_mut(&path) {
                     if judged == Judged::Same {
                         // Back to the synced state (e.g. the last step of our own write).
@@ -1089,7 +1093,13 @@ impl Engine {
             self.pending[p].state.entry(k).or_insert(None);
         }
         let decision = if from_known {
+            // Renamed with no change reported before: only the rename gave
+            // it a new stamp (its bytes are the indexed ones).
+            let renamed_only = !self.pending[p].state.contains_key(to);
             self.compose_move(p, from, to);
+            if renamed_only && sig.kind == Kind::File {
+                self.pending[p].renamed.insert(to.clone());
+            }
             // The source is gone from this side: a change of the other side
             // there conflicts with the move.
             self.pending[p].state.insert(from.clone(), None);
@@ -1474,7 +1484,17 @@ impl Engine {
                 rekey(&mut pend[t.idx()].state, &from, &to);
                 // The rename gave the moved entry a new stamp on both sides:
                 // the other's comes with the helper's answer; the mover's
-                // report is compared (it may also hold other bytes).
+                // is taken when nothing else changed it, else its report is
+                // compared (it may also hold other bytes).
+                if pend[s.idx()].renamed.remove(&to) {
+                    if let (Some(k), Some(Some(x))) =
+                        (self.known.get(&to).copied(), pend[s.idx()].state.get(&to))
+                    {
+                        if k.same_content(x) {
+                            self.k_insert(to.clone(), k.with_stamp(s.idx(), x.stamp()));
+                        }
+                    }
+                }
                 self.inflight[t.idx()].insert(to.clone(), None);
                 self.moved_here[t.idx()].insert(to.clone());
             }
@@ -1638,6 +1658,7 @@ impl Engine {
                 self.pending[i].state = p.state;
                 self.pending[i].forced = p.forced;
                 self.pending[i].verified = p.verified;
+                self.pending[i].renamed = p.renamed;
             }
         }
         for (i, c) in carried.into_iter().enumerate() {
