@@ -132,9 +132,14 @@ pub async fn execute(
             continue;
         }
         let paths: Vec<RelPath> = links_list.iter().map(|c| c.path.clone()).collect();
-        let targets = links[dst.other().idx()].read_links(paths).await?;
+        let targets = links[dst.other().idx()].read_links(paths.clone()).await?;
+        // The link read must be the version planned (a link replaced since
+        // would be made with the new target and the old mtime): else the
+        // source's report of the new one brings it.
+        let now = links[dst.other().idx()].stat(paths).await?;
         let mut made = Vec::new();
-        for (c, target) in links_list.into_iter().zip(targets) {
+        for ((c, target), src) in links_list.into_iter().zip(targets).zip(now) {
+            let target = target.filter(|_| src.is_some_and(|s| s.same_content(&c.sig)));
             match target {
                 Some(target) => made.push(Op::Symlink {
                     path: c.path,
@@ -142,11 +147,6 @@ pub async fn execute(
                     mtime_ns: c.sig.mtime_ns,
                 }),
                 None => {
-                    let src = links[dst.other().idx()]
-                        .stat(vec![c.path.clone()])
-                        .await?
-                        .pop()
-                        .flatten();
                     let now = links[dst.idx()]
                         .stat(vec![c.path.clone()])
                         .await?
