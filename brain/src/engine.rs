@@ -357,6 +357,9 @@ pub struct Engine {
     /// Copies of a batch interrupted by a crash, per path: (destination
     /// side index, the version copied). Used by the next listings only.
     intents: HashMap<RelPath, (usize, Sig)>,
+    /// Paths whose index entry was taken from such a copy (until the next
+    /// plan).
+    adopted: BTreeSet<RelPath>,
     excludes: Excludes,
     policy: Policy,
     /// Index keys changed since the last [`Engine::take_delta`].
@@ -562,6 +565,7 @@ impl Engine {
             flips: HashMap::new(),
             stuck: BTreeSet::new(),
             intents: HashMap::new(),
+            adopted: BTreeSet::new(),
             excludes,
             policy,
             changed: std::collections::BTreeSet::new(),
@@ -1298,6 +1302,7 @@ impl Engine {
                     }
                     self.known.insert(e.path.clone(), k);
                     self.intents.remove(&e.path);
+                    self.adopted.insert(e.path.clone());
                 }
             }
             let known = self.known.get(&e.path);
@@ -1582,6 +1587,25 @@ impl Engine {
                 continue;
             }
             let base = self.known.get(&path).copied();
+            // What an interrupted batch copied, where the source removed it
+            // since: nothing is left to compare it with, and it is the
+            // source's version; the deletion follows it.
+            if self.adopted.contains(&path) {
+                if let (Some(k), (Some(Some(x)), Some(None)) | (Some(None), Some(Some(x)))) =
+                    (base, (l, r))
+                {
+                    let i = usize::from(l == Some(None));
+                    if k.same_content(&x) && !forced[i] {
+                        self.k_insert(path.clone(), k.with_stamp(i, x.stamp()));
+                        if i == 0 {
+                            l = None;
+                        } else {
+                            r = None;
+                        }
+                    }
+                }
+            }
+            let base = self.known.get(&path).copied();
             if let Some(k) = base.filter(|k| k.kind == Kind::Dir) {
                 // A directory replaced by a file (or symlink) on one side
                 // while the other side put something in it: both changed it.
@@ -1667,6 +1691,7 @@ impl Engine {
             }
         }
         self.planned_epoch = self.epoch;
+        self.adopted.clear();
         b
     }
 

@@ -994,3 +994,34 @@ fn a_copy_installed_before_a_crash_is_not_a_change_of_its_destination() {
     let b = e.plan(0);
     assert_eq!(pairs(&b.copies[0]), vec![("a".into(), tie)], "{b:?}");
 }
+
+#[test]
+fn a_copy_installed_before_a_crash_follows_the_source_s_deletion() {
+    // Index: nothing. The crashed batch copied `a` from the right to the
+    // left; the right removed it since.
+    let v = Sig {
+        ino: 5,
+        ctime_ns: 50,
+        ..file(2, 20)
+    };
+    let mut e = synced(&[("keep", file(1, 10))]);
+    e.set_intents(vec![crate::index::Intent {
+        path: "a".into(),
+        side: 0,
+        sig: v,
+    }]);
+    let installed = Sig {
+        ino: 9,
+        ctime_ns: 55,
+        ..v
+    };
+    e.load_scan(
+        Side::Left,
+        entries(&[("a", installed), ("keep", file(1, 10))]),
+    );
+    e.load_scan(Side::Right, entries(&[("keep", file(1, 10))]));
+    assert!(e.to_compare().is_empty());
+    let b = e.plan(0);
+    assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
+    assert_eq!(strip(&b.ops[0]), vec![trash("a".into())]);
+}
