@@ -393,6 +393,10 @@ pub struct Engine {
     /// Paths the batch being planned moves an entry to, per side: their
     /// stamp there is only known once the move is done.
     moved_here: [BTreeSet<RelPath>; 2],
+    /// The ctime of what the last batch installed, per side and path: a
+    /// report of an older state there (taken before the install, handled
+    /// after it) is stale. Until the next plan.
+    installed_ctime: [HashMap<RelPath, i64>; 2],
     /// Counts calls that may have put in the pending maps a state equal to
     /// the index's (events, listings, index changes from outside).
     epoch: u64,
@@ -581,6 +585,7 @@ impl Engine {
             planned_epoch: u64::MAX,
             now: 0,
             moved_here: Default::default(),
+            installed_ctime: Default::default(),
         }
     }
 
@@ -640,24 +645,7 @@ impl Engine {
     pub fn abort(&mut self) {
         self.epoch += 1;
         while let Some(u) = self.undo.pop() {
-            match u {
-                Undo::Entry(path, old) => {
-                    match old {
-                        Some(sig) => self.known.insert(path.clone(), sig),
-                        None => self.known.remove(&path),
-                    };
-                    self.changed.insert(path);
-                }
-                Undo::Rekey {
-                    from,
-                    to,
-                    displaced,
-                } => {
-                    rekey(&mut self.known, &to, &from);
-                    self.known.extend(displaced);
-                    self.snapshot_due = true;
-                }
-            }
+            self.revert(u);
         }
         self.inflight = Default::default();
         // A full rescan follows: what was held is superseded by it.
@@ -671,28 +659,40 @@ impl Engine {
         let undo = std::mem::take(&mut self.undo);
         let mut kept = Vec::new();
         for u in undo.into_iter().rev() {
-            match u {
-                Undo::Entry(path, old) if touched(&path) => {
-                    match old {
-                        Some(k) => self.known.insert(path.clone(), k),
-                        None => self.known.remove(&path),
-                    };
-                    self.changed.insert(path);
-                }
-                Undo::Rekey {
-                    from,
-                    to,
-                    displaced,
-                } if moves.iter().any(|(f, t)| *f == from && *t == to) => {
-                    rekey(&mut self.known, &to, &from);
-                    self.known.extend(displaced);
-                    self.snapshot_due = true;
-                }
-                u => kept.push(u),
+            let mine = match &u {
+                Undo::Entry(path, _) => touched(path),
+                Undo::Rekey { from, to, .. } => moves.iter().any(|(f, t)| f == from && t == to),
+            };
+            if mine {
+                self.revert(u);
+            } else {
+                kept.push(u);
             }
         }
         kept.reverse();
         self.undo = kept;
+    }
+
+    /// Put back what one undo record says the index held.
+    fn revert(&mut self, u: Undo) {
+        match u {
+            Undo::Entry(path, old) => {
+                match old {
+                    Some(k) => self.known.insert(path.clone(), k),
+                    None => self.known.remove(&path),
+                };
+                self.changed.insert(path);
+            }
+            Undo::Rekey {
+                from,
+                to,
+                displaced,
+            } => {
+                rekey(&mut self.known, &to, &from);
+                self.known.extend(displaced);
+                self.snapshot_due = true;
+            }
+        }
     }
 
     /// The index changes since the last call: entries set, entries removed.
@@ -908,6 +908,15 @@ impl Engine {
                         "dropped: special file (fifo, socket or device) is not synced".into(),
                     );
                 }
+                if self.installed_ctime[p]
+                    .get(&path)
+                    .is_some_and(|&ct| sig.ctime_ns < ct)
+                {
+                    return trace(
+                        &path,
+                        "dropped: reports a state older than our write there".into(),
+                    );
+                }
                 if self.holds(p, &path, &sig) {
                     self.deferred[p].push(Event::Changed {
                         path: path.clone(),
@@ -1034,7 +1043,9 @@ impl Engine {
     /// writes at `path` can only be told from a user's same-size,
     /// same-mtime write by its stamp, known when the helper answers.
     fn holds(&self, p: usize, path: &RelPath, sig: &Sig) -> bool {
-        if !self.deferred[p].is_empty() {
+        if !self.deferred[p].is_empty() || self.moved_here[p].contains(path) {
+            // (A path the batch moves an entry to and may write again: what
+            // is reported there now may be either.)
             return true;
         }
         let Some(before) = self.inflight[p].get(path) else {
@@ -1397,6 +1408,7 @@ impl Engine {
         self.intents.clear();
         self.now = now;
         self.moved_here = Default::default();
+        self.installed_ctime = Default::default();
         let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();
         if self.flips.len() > 4096 {
             self.flips.retain(|_, f| now - f.since <= LOOP_WINDOW);
@@ -2088,6 +2100,11 @@ impl Engine {
         for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());
             for a in &applied[ti] {
+                if let Applied::Done(path, Some(sig)) = a {
+                    if sig.ctime_ns > 0 {
+                        self.installed_ctime[ti].insert(path.clone(), sig.ctime_ns);
+                    }
+                }
                 match a {
                     Applied::Done(path, Some(sig)) => {
                         if let Some(k) = self.known.get(path).copied() {
@@ -2221,6 +2238,7 @@ impl Engine {
         }
         self.undo.clear();
         self.inflight = Default::default();
+        self.moved_here = Default::default();
         if ops_failed {
             if self.failed_ops_rescans < 1 {
                 self.failed_ops_rescans += 1;

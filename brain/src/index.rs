@@ -275,19 +275,13 @@ impl Index {
             return Ok(());
         }
         self.intended = false;
-        if self.journal.is_none() {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.journal_path)?;
-            self.journal = Some(BufWriter::new(f));
-        }
-        let w = self.journal.as_mut().expect("opened");
         self.journal_entries += set.len() + remove.len();
+        let generation = self.generation;
+        let w = self.journal()?;
         twinsync_proto::write_frame(
             w,
             &Delta {
-                generation: self.generation,
+                generation,
                 set,
                 remove,
                 intents: Vec::new(),
@@ -309,6 +303,23 @@ impl Index {
         if intents.is_empty() {
             return Ok(());
         }
+        let generation = self.generation;
+        let w = self.journal()?;
+        twinsync_proto::write_frame(
+            w,
+            &Delta {
+                generation,
+                intents,
+                ..Delta::default()
+            },
+        )?;
+        w.flush()?;
+        self.intended = true;
+        Ok(())
+    }
+
+    /// The journal, opened for appending on first use.
+    fn journal(&mut self) -> io::Result<&mut BufWriter<File>> {
         if self.journal.is_none() {
             let f = OpenOptions::new()
                 .create(true)
@@ -316,17 +327,7 @@ impl Index {
                 .open(&self.journal_path)?;
             self.journal = Some(BufWriter::new(f));
         }
-        let w = self.journal.as_mut().expect("opened");
-        twinsync_proto::write_frame(
-            w,
-            &Delta {
-                generation: self.generation,
-                intents,
-                ..Delta::default()
-            },
-        )?;
-        self.intended = true;
-        w.flush()
+        Ok(self.journal.as_mut().expect("opened"))
     }
 
     /// Records in the journal since the last snapshot.
