@@ -393,9 +393,10 @@ pub struct Engine {
     /// Paths the batch being planned moves an entry to, per side: their
     /// stamp there is only known once the move is done.
     moved_here: [BTreeSet<RelPath>; 2],
-    /// The ctime of what the last batch installed, per side and path: a
+    /// The ctime of what the batches installed, per side and path: a
     /// report of an older state there (taken before the install, handled
-    /// after it) is stale. Until the next plan.
+    /// after it, even a batch later) is stale. Forgotten once a newer state
+    /// is reported, and at a listing.
     installed_ctime: [HashMap<RelPath, i64>; 2],
     /// Counts calls that may have put in the pending maps a state equal to
     /// the index's (events, listings, index changes from outside).
@@ -908,14 +909,16 @@ impl Engine {
                         "dropped: special file (fifo, socket or device) is not synced".into(),
                     );
                 }
-                if self.installed_ctime[p]
-                    .get(&path)
-                    .is_some_and(|&ct| sig.ctime_ns < ct)
-                {
-                    return trace(
-                        &path,
-                        "dropped: reports a state older than our write there".into(),
-                    );
+                if let Some(&ct) = self.installed_ctime[p].get(&path) {
+                    if sig.ctime_ns < ct {
+                        return trace(
+                            &path,
+                            "dropped: reports a state older than our write there".into(),
+                        );
+                    }
+                    if sig.ctime_ns > ct {
+                        self.installed_ctime[p].remove(&path);
+                    }
                 }
                 if self.holds(p, &path, &sig) {
                     self.deferred[p].push(Event::Changed {
@@ -1252,6 +1255,7 @@ impl Engine {
         let p = side.idx();
         self.pending[p] = Pending::default();
         self.inflight[p].clear();
+        self.installed_ctime[p].clear();
         self.scanning[p] = Some(Scanning::default());
     }
 
@@ -1408,7 +1412,6 @@ impl Engine {
         self.intents.clear();
         self.now = now;
         self.moved_here = Default::default();
-        self.installed_ctime = Default::default();
         let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();
         if self.flips.len() > 4096 {
             self.flips.retain(|_, f| now - f.since <= LOOP_WINDOW);
@@ -2102,6 +2105,11 @@ impl Engine {
             for a in &applied[ti] {
                 if let Applied::Done(path, Some(sig)) = a {
                     if sig.ctime_ns > 0 {
+                        // Bounded: stale reports come within moments of the
+                        // install (a big merge's copies are not kept).
+                        if self.installed_ctime[ti].len() >= 4096 {
+                            self.installed_ctime[ti].clear();
+                        }
                         self.installed_ctime[ti].insert(path.clone(), sig.ctime_ns);
                     }
                 }
