@@ -54,19 +54,6 @@ pub struct BatchStats {
     pub conflicts: u64,
 }
 
-/// The path an operation makes or changes (reported with its lstat).
-fn target(op: &Op) -> &RelPath {
-    match op {
-        Op::Move { to, .. } => to,
-        Op::Trash { path, .. }
-        | Op::KeepConflict { path }
-        | Op::Mkdir { path, .. }
-        | Op::Symlink { path, .. }
-        | Op::SetAttr { path, .. }
-        | Op::Install { path, .. } => path,
-    }
-}
-
 /// Record the outcome of a conditional write at `path` into `report`.
 fn note(
     report: &mut Report,
@@ -114,10 +101,10 @@ pub async fn execute(
                 // sorts it out (the index moved a whole subtree).
                 stats.refused += 1;
                 report.refused_moves.push((from.clone(), to.clone()));
-                warn!(side = %side, path = %target(op), "move refused: something else is there now");
+                warn!(side = %side, path = %op.target(), "move refused: something else is there now");
                 continue;
             }
-            note(&mut report, &mut stats, side, target(op), r);
+            note(&mut report, &mut stats, side, op.target(), r);
         }
     }
     // Symlinks are made by the destination's helper (atomically, with their
@@ -164,7 +151,7 @@ pub async fn execute(
         let results = links[dst.idx()].apply(made.clone()).await?;
         for (r, op) in results.into_iter().zip(&made) {
             stats.ops[dst.idx()] += 1;
-            note(&mut report, &mut stats, dst, target(op), r);
+            note(&mut report, &mut stats, dst, op.target(), r);
         }
     }
     let t = Instant::now();

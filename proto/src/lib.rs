@@ -361,6 +361,23 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The path the operation makes, changes or removes (a move's
+    /// destination): what its result's lstat is of.
+    #[must_use]
+    pub fn target(&self) -> &RelPath {
+        match self {
+            Op::Move { to, .. } => to,
+            Op::Trash { path, .. }
+            | Op::KeepConflict { path }
+            | Op::Mkdir { path, .. }
+            | Op::Symlink { path, .. }
+            | Op::SetAttr { path, .. }
+            | Op::Install { path, .. } => path,
+        }
+    }
+}
+
 /// A whole file carried inline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileData {

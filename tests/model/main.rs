@@ -1761,15 +1761,7 @@ impl World {
             };
             let r = self.apply_op(s, &op);
             self.flush_created();
-            let target = match &op {
-                Op::Move { to, .. } => to,
-                Op::Trash { path, .. }
-                | Op::KeepConflict { path }
-                | Op::Mkdir { path, .. }
-                | Op::Symlink { path, .. }
-                | Op::SetAttr { path, .. }
-                | Op::Install { path, .. } => path,
-            };
+            let target = op.target();
             match r {
                 Ok(sig) => report.applied[s.idx()].push(Applied::Done(target.clone(), sig)),
                 Err(OpFail::Refused { found }) => {
