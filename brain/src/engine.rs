@@ -357,6 +357,10 @@ pub struct Engine {
     /// Copies of a batch interrupted by a crash, per path: (destination
     /// side index, the version copied). Used by the next listings only.
     intents: HashMap<RelPath, (usize, Sig)>,
+    /// What each side's helper recorded installing (path: stamp right
+    /// after), read at start-up: a copy of an interrupted batch found with
+    /// that stamp is the batch's for sure.
+    installed: [HashMap<RelPath, Stamp>; 2],
     /// Paths whose index entry was taken from such a copy (until the next
     /// plan).
     adopted: BTreeSet<RelPath>,
@@ -571,6 +575,7 @@ impl Engine {
             stuck: BTreeSet::new(),
             intents: HashMap::new(),
             adopted: BTreeSet::new(),
+            installed: Default::default(),
             excludes,
             policy,
             changed: std::collections::BTreeSet::new(),
@@ -797,6 +802,12 @@ impl Engine {
             .into_iter()
             .map(|i| (i.path, (usize::from(i.side.min(1)), i.sig)))
             .collect();
+    }
+
+    /// What side `side`'s helper recorded installing since the index was
+    /// last saved whole (see [`Engine::set_intents`]).
+    pub fn set_installed(&mut self, side: Side, installed: Vec<(RelPath, Stamp)>) {
+        self.installed[side.idx()] = installed.into_iter().collect();
     }
 
     /// Replace the index (loaded from disk).
@@ -1308,6 +1319,10 @@ impl Engine {
                     // bytes are compared with the source's.
                     let mut k = Known::new(*sig);
                     k.stamps[o] = sig.stamp();
+                    if self.installed[p].get(&e.path) == Some(&e.sig.stamp()) {
+                        // The helper recorded installing this very version.
+                        k.stamps[p] = e.sig.stamp();
+                    }
                     // The source's listing, if already in, may have taken
                     // that version for a change.
                     if let Some(Some(x)) = self.pending[o].state.get(&e.path) {
@@ -1410,6 +1425,7 @@ impl Engine {
         let mut b = Batch::default();
         // Only the listings right after a crash use them.
         self.intents.clear();
+        self.installed = Default::default();
         self.now = now;
         self.moved_here = Default::default();
         let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();

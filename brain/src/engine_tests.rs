@@ -1025,3 +1025,37 @@ fn a_copy_installed_before_a_crash_follows_the_source_s_deletion() {
     assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
     assert_eq!(strip(&b.ops[0]), vec![trash("a".into())]);
 }
+
+#[test]
+fn a_copy_the_helper_recorded_installing_before_a_crash_is_no_change_of_its_destination() {
+    // The crashed batch copied v2 from the left to the right, and the
+    // right's helper recorded installing it; the left changed it since.
+    let v2 = Sig {
+        ino: 5,
+        ctime_ns: 50,
+        ..file(2, 20)
+    };
+    let installed = Sig {
+        ino: 9,
+        ctime_ns: 55,
+        ..v2
+    };
+    let v3 = Sig {
+        ino: 5,
+        ctime_ns: 60,
+        ..file(3, 30)
+    };
+    let mut e = synced(&[("a", file(1, 10))]);
+    e.set_intents(vec![crate::index::Intent {
+        path: "a".into(),
+        side: 1,
+        sig: v2,
+    }]);
+    e.set_installed(Side::Right, vec![("a".into(), installed.stamp())]);
+    e.load_scan(Side::Left, entries(&[("a", v3)]));
+    e.load_scan(Side::Right, entries(&[("a", installed)]));
+    assert!(e.to_compare().is_empty());
+    let b = e.plan(0);
+    assert!(b.conflicts.is_empty(), "{b:?}");
+    assert_eq!(pairs(&b.copies[1]), vec![("a".into(), v3)]);
+}

@@ -474,6 +474,18 @@ impl Link {
         }
     }
 
+    /// The files the agent's helper installed since the record was last
+    /// emptied (`forget` empties it), with their stamps.
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn installed(&self, forget: bool) -> Result<Vec<(RelPath, twinsync_proto::Stamp)>> {
+        match self.request(Request::Installed { forget }).await? {
+            Response::Installed(r) => Ok(r),
+            other => bail!("unexpected answer to installed: {other:?}"),
+        }
+    }
+
     /// Copy files from another local replica (when rsync is missing).
     ///
     /// # Errors

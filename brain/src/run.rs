@@ -364,6 +364,12 @@ impl Brain {
         // index (in order, so its nodes are half full), unjournaled.
         self.engine.compact_known();
         self.save_snapshot();
+        if !self.settings.dry_run {
+            // The index now holds what the helpers installed.
+            for link in &self.links {
+                link.installed(true).await?;
+            }
+        }
         trim_heap();
         self.merging = self.engine.has_work();
         self.in_merge = self.merging;
@@ -396,6 +402,17 @@ impl Brain {
         }
         self.engine.set_known(loaded.known);
         self.engine.set_intents(loaded.intents);
+        Ok(())
+    }
+
+    /// What each agent's helper recorded installing since the index was
+    /// last saved whole: after a crash, it tells the interrupted batch's
+    /// copies from a user's same-size, same-mtime write.
+    async fn load_installed(&mut self) -> Result<()> {
+        for side in Side::BOTH {
+            let installed = self.links[side.idx()].installed(false).await?;
+            self.engine.set_installed(side, installed);
+        }
         Ok(())
     }
 
@@ -562,6 +579,9 @@ impl Brain {
         let mut sigusr1 = signal(SignalKind::user_defined1())?;
         let mut banned_check = tokio::time::interval(std::time::Duration::from_secs(2));
         self.load_index()?;
+        if !self.settings.dry_run {
+            self.load_installed().await?;
+        }
         self.set_state("scanning");
         self.rescan().await?;
         if self.settings.skip_initial_sync {

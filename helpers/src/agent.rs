@@ -313,6 +313,10 @@ fn handle(
                 })
                 .collect(),
         )),
+        Request::Installed { forget } => replica
+            .installed(forget)
+            .map(Response::Installed)
+            .map_err(|e| format!("reading the record of installed files: {e}")),
         Request::Hash { paths } => Ok(Response::Hashes(
             paths
                 .iter()

@@ -29,6 +29,8 @@ const NAME_MAX: usize = 255;
 pub struct Replica {
     root: PathBuf,
     seq: AtomicU64,
+    /// Whether installs are recorded in `.twinsync/installed`.
+    record: std::sync::atomic::AtomicBool,
 }
 
 /// An error of a helper operation, with the path.
@@ -90,6 +92,7 @@ impl Replica {
         Replica {
             root,
             seq: AtomicU64::new(0),
+            record: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -112,6 +115,7 @@ impl Replica {
     pub fn prepare(&self) -> io::Result<()> {
         // Staged files left by an interrupted batch are stale.
         let _ = fs::remove_dir_all(self.state_dir().join(STAGE_DIR));
+        self.record.store(true, Ordering::Relaxed);
         for sub in ["tmp", "trash", "conflicts", STAGE_DIR] {
             fs::create_dir_all(self.state_dir().join(sub))?;
         }
@@ -262,6 +266,7 @@ impl Replica {
         }
         let after = twinsync_filter::sig_of(&f.metadata().map_err(io_err("installing", rel))?);
         if after.same_content(&before) {
+            self.note_installed(rel, &after);
             Ok(after)
         } else {
             // Written into after the rename: what was installed is
@@ -272,6 +277,45 @@ impl Replica {
                 ..before
             })
         }
+    }
+
+    /// Append `rel` and its stamp to `.twinsync/installed` (written, not
+    /// synced: it serves after a brain is killed, see
+    /// [`Replica::installed`]). Best effort.
+    fn note_installed(&self, rel: &RelPath, sig: &Sig) {
+        if !self.record.load(Ordering::Relaxed) {
+            return;
+        }
+        let frame = twinsync_proto::encode(&(rel, sig.stamp()));
+        let _ = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state_dir().join("installed"))
+            .and_then(|mut f| io::Write::write_all(&mut f, &frame));
+    }
+
+    /// The files installed since the record was last emptied, with their
+    /// stamps right after (latest last); `forget` empties it.
+    ///
+    /// # Errors
+    /// A record that exists but cannot be read or emptied.
+    pub fn installed(&self, forget: bool) -> io::Result<Vec<(RelPath, twinsync_proto::Stamp)>> {
+        let p = self.state_dir().join("installed");
+        let data = match fs::read(&p) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        let mut r = &data[..];
+        // Up to a torn last record.
+        while let Ok(x) = twinsync_proto::read_frame(&mut r) {
+            out.push(x);
+        }
+        if forget {
+            fs::remove_file(&p)?;
+        }
+        Ok(out)
     }
 
     /// Trash `rel` if it holds what is expected (a version changed since

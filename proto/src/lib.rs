@@ -279,6 +279,14 @@ pub enum Request {
         /// Paths to copy, each with what its destination must hold.
         paths: Vec<(RelPath, Expect)>,
     },
+    /// The stamps of the files the helper installed since the last
+    /// `forget` (kept in the replica's `.twinsync/installed`, so they
+    /// outlive a brain killed in the middle of a batch); `forget` empties
+    /// the record after reading it.
+    Installed {
+        /// Empty the record (the brain's index now holds them).
+        forget: bool,
+    },
     /// Apply a list of helper operations in order; each gets its own result.
     Apply {
         /// The operations.
@@ -438,6 +446,9 @@ pub enum Response {
     Hashes(Vec<Option<serde_bytes::ByteBuf>>),
     /// Write results: the signature each file has now.
     Written(Vec<Result<Sig, OpFail>>),
+    /// What the helper installed: each path with the stamp it had right
+    /// after (latest last).
+    Installed(Vec<(RelPath, Stamp)>),
 }
 
 /// Messages from an agent to the brain.
