@@ -383,6 +383,9 @@ pub struct Engine {
     snapshot_due: bool,
     /// Listings being taken in, per side.
     scanning: [Option<Scanning>; 2],
+    /// A side's listing taken in whole since the last plan (what it did
+    /// not list, it lacks).
+    scanned: [Option<Scanning>; 2],
     /// A batch ends after `max(min_batch, pending / 8)` actions, so a merge
     /// of a big tree runs in a few batches and the copy lists, the undo log
     /// and the journal delta of each stay small. [`MIN_BATCH`] by default;
@@ -585,6 +588,7 @@ impl Engine {
             attr_fixes: Vec::new(),
             failed_ops_rescans: 0,
             scanning: Default::default(),
+            scanned: Default::default(),
             min_batch: MIN_BATCH,
             big_move: BIG_MOVE,
             epoch: 0,
@@ -1268,6 +1272,7 @@ impl Engine {
         self.inflight[p].clear();
         self.installed_ctime[p].clear();
         self.scanning[p] = Some(Scanning::default());
+        self.scanned[p] = None;
     }
 
     /// Take in the next entries of `side`'s listing, which come in ascending
@@ -1324,10 +1329,20 @@ impl Engine {
                         k.stamps[p] = e.sig.stamp();
                     }
                     // The source's listing, if already in, may have taken
-                    // that version for a change.
-                    if let Some(Some(x)) = self.pending[o].state.get(&e.path) {
-                        if judge(Some(&k), o, x) == Judged::Same {
-                            self.pending[o].state.remove(&e.path);
+                    // that version for a change, or passed the path by: the
+                    // source removed it since (unknown then, it was not
+                    // taken for missing).
+                    match self.pending[o].state.get(&e.path) {
+                        Some(Some(x)) => {
+                            if judge(Some(&k), o, x) == Judged::Same {
+                                self.pending[o].state.remove(&e.path);
+                            }
+                        }
+                        Some(None) => {}
+                        None => {
+                            if self.listing_passed(o, &e.path) {
+                                self.pending[o].state.insert(e.path.clone(), None);
+                            }
                         }
                     }
                     self.known.insert(e.path.clone(), k);
@@ -1377,6 +1392,16 @@ impl Engine {
         res
     }
 
+    /// True when side `p`'s listing, in or taken in whole, went past `path`
+    /// (and could read it): had it had `path`, it would have listed it.
+    fn listing_passed(&self, p: usize, path: &RelPath) -> bool {
+        match (&self.scanning[p], &self.scanned[p]) {
+            (Some(sc), _) => sc.last.as_ref().is_some_and(|l| l >= path) && !sc.protects(path),
+            (None, Some(sc)) => !sc.protects(path),
+            (None, None) => false,
+        }
+    }
+
     /// The listing of `side` is complete: what the index has after its last
     /// entry is missing. Returns the number of entries it had.
     pub fn end_scan(&mut self, side: Side) -> usize {
@@ -1386,7 +1411,9 @@ impl Engine {
         self.missing_between(p, &sc, None);
 
         compact(&mut self.pending[p].state);
-        sc.count
+        let n = sc.count;
+        self.scanned[p] = Some(sc);
+        n
     }
 
     /// Every indexed path after the scan's last entry and before `upto` is
@@ -1425,6 +1452,7 @@ impl Engine {
         let mut b = Batch::default();
         // Only the listings right after a crash use them.
         self.intents.clear();
+        self.scanned = Default::default();
         self.installed = Default::default();
         self.now = now;
         self.moved_here = Default::default();

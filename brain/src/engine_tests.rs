@@ -1015,12 +1015,48 @@ fn a_copy_installed_before_a_crash_follows_the_source_s_deletion() {
         ctime_ns: 55,
         ..v
     };
+    let intents = vec![crate::index::Intent {
+        path: "a".into(),
+        side: 0,
+        sig: v,
+    }];
     e.load_scan(
         Side::Left,
         entries(&[("a", installed), ("keep", file(1, 10))]),
     );
     e.load_scan(Side::Right, entries(&[("keep", file(1, 10))]));
     assert!(e.to_compare().is_empty());
+    let b = e.plan(0);
+    assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
+    assert_eq!(strip(&b.ops[0]), vec![trash("a".into())]);
+
+    // The same with the source's listing taken in first (it passed `a` by
+    // when `a` was not known yet).
+    let mut e = synced(&[("keep", file(1, 10))]);
+    e.set_intents(intents.clone());
+    e.load_scan(Side::Right, entries(&[("keep", file(1, 10))]));
+    e.load_scan(
+        Side::Left,
+        entries(&[("a", installed), ("keep", file(1, 10))]),
+    );
+    assert!(e.to_compare().is_empty());
+    let b = e.plan(0);
+    assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
+    assert_eq!(strip(&b.ops[0]), vec![trash("a".into())]);
+
+    // And with both listings in at once, chunk by chunk.
+    let mut e = synced(&[("keep", file(1, 10))]);
+    e.set_intents(intents);
+    e.begin_scan(Side::Left);
+    e.begin_scan(Side::Right);
+    e.scan_chunk(Side::Right, entries(&[("keep", file(1, 10))]), vec![])
+        .unwrap();
+    e.scan_chunk(Side::Left, entries(&[("a", installed)]), vec![])
+        .unwrap();
+    e.scan_chunk(Side::Left, entries(&[("keep", file(1, 10))]), vec![])
+        .unwrap();
+    e.end_scan(Side::Left);
+    e.end_scan(Side::Right);
     let b = e.plan(0);
     assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
     assert_eq!(strip(&b.ops[0]), vec![trash("a".into())]);

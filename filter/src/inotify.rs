@@ -38,7 +38,14 @@ struct Table {
     /// Directories found by a scan under a new name while still watched under
     /// the old one: their unpaired `MOVED_FROM` is not a removal.
     moved_away: HashSet<RelPath>,
+    /// Paths whose events found nothing there (latest last, bounded): an
+    /// entry written in a directory just before the directory was renamed
+    /// is reported under the old path and looked at under it in vain.
+    vanished: std::collections::VecDeque<RelPath>,
 }
+
+/// How many vanished paths are remembered (see [`Table::vanished`]).
+const VANISHED_MAX: usize = 1024;
 
 impl Table {
     fn insert(&mut self, wd: WatchDescriptor, path: RelPath) {
@@ -61,6 +68,21 @@ impl Table {
             }
         }
         out
+    }
+
+    /// An event's entry was not found at `path`.
+    fn vanished(&mut self, path: RelPath) {
+        if self.vanished.len() >= VANISHED_MAX {
+            self.vanished.pop_front();
+        }
+        self.vanished.push_back(path);
+    }
+
+    /// True when an entry at or below `dir` vanished (those are forgotten).
+    fn take_vanished_within(&mut self, dir: &RelPath) -> bool {
+        let before = self.vanished.len();
+        self.vanished.retain(|v| !v.is_within(dir));
+        self.vanished.len() != before
     }
 
     fn keys_within(&self, dir: &RelPath) -> Vec<RelPath> {
@@ -508,11 +530,24 @@ impl EventLoop {
                             }
                         }
                         (false, false) => match lstat_sig(&to.under(&w.root)) {
-                            Ok(Some(sig)) => out.push(Event::Moved {
-                                from: path,
-                                to,
-                                sig,
-                            }),
+                            Ok(Some(sig)) => {
+                                let relist = is_dir
+                                    && w.table
+                                        .lock()
+                                        .expect("watch table")
+                                        .take_vanished_within(&path);
+                                out.push(Event::Moved {
+                                    from: path,
+                                    to: to.clone(),
+                                    sig,
+                                });
+                                if relist {
+                                    // Entries written inside just before the
+                                    // rename were looked for under the old
+                                    // path in vain: the listing reports them.
+                                    self.created(&to, &mut out)?;
+                                }
+                            }
                             Ok(None) => out.push(Event::Removed { path }),
                             Err(e) => out.push(Event::Error {
                                 path: to,
@@ -553,14 +588,17 @@ impl EventLoop {
                 } else {
                     // A regular file is reported when closed after writing;
                     // anything else (symlink, hard link) now.
-                    if let Ok(md) = std::fs::symlink_metadata(path.under(&w.root)) {
-                        use std::os::unix::fs::MetadataExt;
-                        if !md.file_type().is_file() || md.nlink() > 1 {
-                            out.push(Event::Changed {
-                                path,
-                                sig: sig_of(&md),
-                            });
+                    match std::fs::symlink_metadata(path.under(&w.root)) {
+                        Ok(md) => {
+                            use std::os::unix::fs::MetadataExt;
+                            if !md.file_type().is_file() || md.nlink() > 1 {
+                                out.push(Event::Changed {
+                                    path,
+                                    sig: sig_of(&md),
+                                });
+                            }
                         }
+                        Err(_) => w.table.lock().expect("watch table").vanished(path),
                     }
                 }
             } else if is_dir
@@ -581,7 +619,7 @@ impl EventLoop {
             {
                 match lstat_sig(&path.under(&w.root)) {
                     Ok(Some(sig)) => out.push(Event::Changed { path, sig }),
-                    Ok(None) => {}
+                    Ok(None) => w.table.lock().expect("watch table").vanished(path),
                     Err(e) => out.push(Event::Error {
                         path,
                         message: e.to_string(),
@@ -632,7 +670,7 @@ impl EventLoop {
                     }));
                 }
             }
-            Ok(None) => {}
+            Ok(None) => w.table.lock().expect("watch table").vanished(path.clone()),
             Err(e) => out.push(Event::Error {
                 path: path.clone(),
                 message: e.to_string(),

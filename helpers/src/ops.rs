@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::os::unix::fs::OpenOptionsExt;
 use twinsync_filter::{lstat_sig, IGNORE_SUFFIX, STATE_DIR};
 
-use twinsync_proto::{Expect, FileData, Op, OpFail, OpResult, RelPath, Sig};
+use twinsync_proto::{Expect, FileData, Kind, Op, OpFail, OpResult, RelPath, Sig};
 
 /// Largest file carried inline in one frame (below the protocol's limit).
 const INLINE_LIMIT: u64 = (twinsync_proto::MAX_FRAME as u64) * 3 / 4;
@@ -243,13 +243,14 @@ impl Replica {
                 found,
             });
         }
-        match found {
+        let backup = match found {
             Some(md) if md.kind == twinsync_proto::Kind::Dir => {
                 self.trash(rel)?;
+                None
             }
             Some(_) => self.backup(rel, &p),
-            None => {}
-        }
+            None => None,
+        };
         if expect == Expect::Absent {
             // Created meanwhile: refused, not replaced.
             if let Err(e) = rename_noreplace(tmp, &p) {
@@ -265,6 +266,11 @@ impl Replica {
             fs::rename(tmp, &p).map_err(io_err("installing", rel))?;
         }
         let after = twinsync_filter::sig_of(&f.metadata().map_err(io_err("installing", rel))?);
+        if let (Some(old), Some(bk)) = (found.filter(|o| o.kind == Kind::File), backup) {
+            if let Some(refused) = self.undo_if_written(rel, &p, &bk, &old, &after) {
+                return Err(refused);
+            }
+        }
         if after.same_content(&before) {
             self.note_installed(rel, &after);
             Ok(after)
@@ -582,11 +588,46 @@ impl Replica {
         r
     }
 
-    /// Keep a copy of a file about to be replaced: a hard link in the trash.
-    fn backup(&self, rel: &RelPath, abs: &Path) {
-        if let Ok(dst) = self.keep_place("trash", rel) {
-            let _ = fs::hard_link(abs, &dst);
+    /// Keep a copy of a file about to be replaced: a hard link in the trash,
+    /// whose path is returned.
+    fn backup(&self, rel: &RelPath, abs: &Path) -> Option<PathBuf> {
+        let dst = self.keep_place("trash", rel).ok()?;
+        fs::hard_link(abs, &dst).ok().map(|()| dst)
+    }
+
+    /// After `place` renamed its file over `old` (kept at `backup`): when
+    /// the displaced file is no longer `old` — a writer opened it between
+    /// the check and the rename (an `O_TRUNC` open, a write) — its writes
+    /// would land in the trash, silently. It is put back at `abs`, if that
+    /// still holds what was installed (`installed`), and the install is
+    /// refused with what is there, so the brain merges it like any other
+    /// refusal (a conflict, not a loss). Link count changes move ctime, so
+    /// only what a write moves is compared: inode, size, mtime, mode.
+    fn undo_if_written(
+        &self,
+        rel: &RelPath,
+        abs: &Path,
+        backup: &Path,
+        old: &Sig,
+        installed: &Sig,
+    ) -> Option<OpError> {
+        let now = lstat_sig(backup).ok().flatten()?;
+        let untouched = now.kind == old.kind
+            && now.ino == old.ino
+            && now.size == old.size
+            && now.mtime_ns == old.mtime_ns
+            && now.mode == old.mode;
+        if untouched {
+            return None;
         }
+        let here = lstat_sig(abs).ok().flatten();
+        if here.is_some_and(|h| h.ino == installed.ino) {
+            let _ = fs::rename(backup, abs);
+        }
+        Some(OpError::Refused {
+            path: rel.clone(),
+            found: lstat_sig(abs).ok().flatten(),
+        })
     }
 
     /// A free place for `rel` in `.twinsync/<into>/YYYY-MM-DD/` (its parents
@@ -753,6 +794,40 @@ mod tests {
         let r = Replica::new(d.path().to_path_buf());
         r.prepare().unwrap();
         (d, r)
+    }
+
+    /// A writer that opened the file before the install renamed over it
+    /// and wrote after: its bytes are put back at the path and the install
+    /// is refused (a conflict for the brain, not a write lost in the trash).
+    #[test]
+    fn a_file_written_while_replaced_is_put_back_and_the_install_refused() {
+        use std::io::Write;
+        let (d, r) = replica();
+        let abs = d.path().join("a");
+        fs::write(&abs, b"old!").unwrap();
+        let old = lstat_sig(&abs).unwrap().unwrap();
+        let mut writer = fs::OpenOptions::new().write(true).open(&abs).unwrap();
+        let bk = r.backup(&"a".into(), &abs).unwrap();
+        let tmp = d.path().join("new");
+        fs::write(&tmp, b"theirs").unwrap();
+        fs::rename(&tmp, &abs).unwrap();
+        let installed = lstat_sig(&abs).unwrap().unwrap();
+        writer.write_all(b"mine, written last").unwrap();
+        drop(writer);
+        let e = r.undo_if_written(&"a".into(), &abs, &bk, &old, &installed);
+        assert!(matches!(e, Some(OpError::Refused { found: Some(_), .. })));
+        assert_eq!(fs::read(&abs).unwrap(), b"mine, written last");
+
+        // Untouched: nothing undone.
+        let old = lstat_sig(&abs).unwrap().unwrap();
+        let bk = r.backup(&"a".into(), &abs).unwrap();
+        fs::write(&tmp, b"theirs").unwrap();
+        fs::rename(&tmp, &abs).unwrap();
+        let installed = lstat_sig(&abs).unwrap().unwrap();
+        assert!(r
+            .undo_if_written(&"a".into(), &abs, &bk, &old, &installed)
+            .is_none());
+        assert_eq!(fs::read(&abs).unwrap(), b"theirs");
     }
 
     #[test]
