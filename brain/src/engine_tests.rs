@@ -1095,3 +1095,30 @@ fn a_copy_the_helper_recorded_installing_before_a_crash_is_no_change_of_its_dest
     assert!(b.conflicts.is_empty(), "{b:?}");
     assert_eq!(pairs(&b.copies[1]), vec![("a".into(), v3)]);
 }
+
+#[test]
+fn an_attribute_set_before_a_crash_does_not_undo_a_deletion_since() {
+    // Index: a = v (0644) on both. The crashed batch set 0444 on the right
+    // (the left's chmod); the left deleted `a` since.
+    let v = file(2, 20);
+    let ro = Sig { mode: 0o444, ..v };
+    let mut e = synced(&[("a", v), ("keep", file(1, 10))]);
+    e.set_intents(vec![crate::index::Intent {
+        path: "a".into(),
+        side: 1,
+        sig: ro,
+    }]);
+    let on_right = Sig {
+        ino: 9,
+        ctime_ns: 99,
+        ..ro
+    };
+    e.load_scan(Side::Left, entries(&[("keep", file(1, 10))]));
+    e.load_scan(
+        Side::Right,
+        entries(&[("a", on_right), ("keep", file(1, 10))]),
+    );
+    let b = e.plan(0);
+    assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
+    assert_eq!(strip(&b.ops[1]), vec![trash("a".into())], "{b:?}");
+}

@@ -859,7 +859,8 @@ impl Brain {
         self.counters.refused += stats.refused;
     }
 
-    /// Write down the copies `batch` is about to make (see
+    /// Write down the copies, directories and attributes `batch` is about
+    /// to make (see
     /// [`Index::intend`]).
     fn intend(&mut self, batch: &crate::engine::Batch) {
         let known = self.engine.known();
@@ -872,9 +873,13 @@ impl Brain {
                     sig: c.sig,
                 });
             }
-            // Directories the batch makes, as the index will have them.
+            // Directories the batch makes and attributes it sets, as the
+            // index will have them (a chmod found after a crash is the
+            // batch's, not a change that would undo a deletion since).
             for op in &batch.ops[t.idx()] {
-                if let twinsync_proto::Op::Mkdir { path, .. } = op {
+                if let twinsync_proto::Op::Mkdir { path, .. }
+                | twinsync_proto::Op::SetAttr { path, .. } = op
+                {
                     if let Some(k) = known.get(path) {
                         intents.push(crate::index::Intent {
                             path: path.clone(),
