@@ -772,6 +772,11 @@ impl Brain {
                 _ = sigint.recv() => { *stopping = true; return Ok(()); }
             }
         }
+        if self.down {
+            // A lost link says nothing of the root: the reconnection's
+            // merge decides these deletions again.
+            return Ok(());
+        }
         let deleting = {
             let now = self.engine.live_deletions();
             [deleting[0].max(now[0]), deleting[1].max(now[1])]
@@ -783,12 +788,17 @@ impl Brain {
             // The deletions come from the other side: is its root intact?
             let s = t.other();
             let state = RelPath::from(twinsync_filter::STATE_DIR);
-            let intact = self.links[s.idx()]
-                .stat(vec![state])
-                .await
-                .ok()
-                .and_then(|mut v| v.pop().flatten())
-                .is_some_and(|sig| sig.kind == twinsync_proto::Kind::Dir);
+            let found = match self.links[s.idx()].stat(vec![state]).await {
+                Ok(mut v) => v.pop().flatten(),
+                Err(e) if matches!(self.transports[s.idx()], Transport::Ssh { .. }) => {
+                    // The link, not the root: reconnect and merge again.
+                    warn!(side = %s, "link lost: {e:#}");
+                    self.down = true;
+                    return Ok(());
+                }
+                Err(_) => None,
+            };
+            let intact = found.is_some_and(|sig| sig.kind == twinsync_proto::Kind::Dir);
             if !intact {
                 bail!(
                     "the {s} replica root {} vanished or lost its .twinsync/ (deleted, moved \
