@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use twinsync_filter::Excludes;
-use twinsync_proto::{AgentOptions, Event, RelPath};
+use twinsync_proto::{AgentOptions, Event};
 
 use crate::config::Settings;
 use crate::engine::{Engine, Policy, Side, Trace};
@@ -782,13 +782,7 @@ impl Brain {
             }
             // The deletions come from the other side: is its root intact?
             let s = t.other();
-            let state = RelPath::from(twinsync_filter::STATE_DIR);
-            let intact = self.links[s.idx()]
-                .stat(vec![state])
-                .await
-                .ok()
-                .and_then(|mut v| v.pop().flatten())
-                .is_some_and(|sig| sig.kind == twinsync_proto::Kind::Dir);
+            let intact = self.links[s.idx()].intact().await.unwrap_or(false);
             if !intact {
                 bail!(
                     "the {s} replica root {} vanished or lost its .twinsync/ (deleted, moved \
