@@ -54,7 +54,8 @@ pub fn parse(arg: &str, remote_host: Option<&str>) -> Result<Option<RemoteSpec>,
 /// connection puts no `--` before it.
 fn check_host(host: &str) -> Result<(), String> {
     let (user, name) = host.split_once('@').unwrap_or(("", host));
-    let bad = |s: &str| s.starts_with('-') || s.chars().any(|c| c.is_whitespace() || c.is_control());
+    let bad =
+        |s: &str| s.starts_with('-') || s.chars().any(|c| c.is_whitespace() || c.is_control());
     if name.is_empty() || bad(name) || bad(user) || name.contains('@') {
         return Err(format!(
             "refused host {host:?}: a host or user may not start with `-` or contain spaces or \
