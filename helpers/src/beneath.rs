@@ -22,6 +22,12 @@ use twinsync_proto::{Kind, Sig};
 /// Set once `openat2` is found missing (older kernel, seccomp filter).
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
+/// Use `openat2` when the kernel has it (`true`, the default), or always the
+/// component-by-component walk (to test the fallback).
+pub fn use_openat2(on: bool) {
+    NO_OPENAT2.store(!on, Ordering::Relaxed);
+}
+
 const DIR_FLAGS: OFlags = OFlags::PATH
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
