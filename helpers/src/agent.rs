@@ -34,6 +34,15 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Sets its flag when dropped.
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 fn send(out: &Out, msg: &FromAgent) -> io::Result<()> {
     let mut w = out.lock().expect("agent output");
     write_frame(&mut *w, msg)?;
@@ -209,8 +218,13 @@ pub fn serve(
     // Heartbeat: the brain pings every few seconds; an agent that hears
     // nothing for this long assumes its brain is gone and exits.
     let last_seen = Arc::new(AtomicU64::new(now_secs()));
+    // Set when this function returns: the watchdog ends with it (an agent
+    // served in-process, as in the fuzz test, must not exit its host).
+    let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _served_on_return = SetOnDrop(Arc::clone(&served));
     {
         let last_seen = Arc::clone(&last_seen);
+        let served = Arc::clone(&served);
         let release_lock = lock.as_ref().map(crate::lock::Lock::releaser);
         std::thread::Builder::new()
             .name("watchdog".into())
@@ -218,6 +232,9 @@ pub fn serve(
                 let mut prev = now_secs();
                 loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
+                if served.load(Ordering::Relaxed) {
+                    return;
+                }
                 let now = now_secs();
                 if now.saturating_sub(prev) > 5 {
                     // This process itself was stopped (SIGSTOP, suspend):
