@@ -565,26 +565,7 @@ impl Link {
                 },
             )
             .await?;
-        Ok(got
-            .into_iter()
-            .zip(asked)
-            .map(|(r, p)| {
-                let f = r?;
-                if f.path != p
-                    || f.sig.kind != twinsync_proto::Kind::File
-                    || f.data.len() as u64 != f.sig.size
-                {
-                    return Err(format!(
-                        "the {} agent answered a read of {p} with {} ({} bytes, {:?}): ignored",
-                        self.side,
-                        f.path,
-                        f.data.len(),
-                        f.sig.kind
-                    ));
-                }
-                Ok(f)
-            })
-            .collect())
+        Ok(check_read(self.side, &asked, got))
     }
 
     /// The files the agent's helper installed since the record was last
@@ -729,4 +710,112 @@ fn check_paths(m: &FromAgent) -> std::result::Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+/// A read answer, checked against what was asked: a file for another path,
+/// of another size than its own signature says, or not a regular file, is
+/// taken for an unreadable one (never written anywhere).
+fn check_read(
+    side: Side,
+    asked: &[RelPath],
+    got: Vec<Result<twinsync_proto::FileData, String>>,
+) -> Vec<Result<twinsync_proto::FileData, String>> {
+    got.into_iter()
+        .zip(asked)
+        .map(|(r, p)| {
+            let f = r?;
+            if &f.path != p
+                || f.sig.kind != twinsync_proto::Kind::File
+                || f.data.len() as u64 != f.sig.size
+            {
+                return Err(format!(
+                    "the {side} agent answered a read of {p} with {} ({} bytes, {:?}): ignored",
+                    f.path,
+                    f.data.len(),
+                    f.sig.kind
+                ));
+            }
+            Ok(f)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twinsync_proto::{FileData, Kind};
+
+    fn sig(kind: Kind, size: u64) -> Sig {
+        Sig {
+            kind,
+            size,
+            mtime_ns: 0,
+            mode: 0o644,
+            ino: 1,
+            ctime_ns: 1,
+        }
+    }
+
+    #[test]
+    fn a_hostile_agents_listing_and_events_are_refused() {
+        let entry = |p: &str| Entry {
+            path: p.into(),
+            sig: sig(Kind::File, 0),
+        };
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            ".twinsync/index",
+            ".twinsync",
+            "a/../b",
+            "a//b",
+            "",
+        ] {
+            let chunk = FromAgent::ScanChunk {
+                id: 1,
+                entries: vec![entry("ok"), entry(bad)],
+                unreadable: vec![],
+            };
+            assert!(check_paths(&chunk).is_err(), "{bad:?}");
+            let ev = FromAgent::Events(vec![Event::Changed {
+                path: bad.into(),
+                sig: sig(Kind::File, 0),
+            }]);
+            assert!(check_paths(&ev).is_err(), "{bad:?}");
+            let mv = FromAgent::Events(vec![Event::Moved {
+                from: "ok".into(),
+                to: bad.into(),
+                sig: sig(Kind::File, 0),
+            }]);
+            assert!(check_paths(&mv).is_err(), "{bad:?}");
+        }
+        let fine = FromAgent::ScanChunk {
+            id: 1,
+            entries: vec![entry("a/b"), entry("-x"), entry(".twinsyncx")],
+            unreadable: vec![RelPath::root()],
+        };
+        assert!(check_paths(&fine).is_ok());
+    }
+
+    #[test]
+    fn a_read_answered_for_another_path_or_size_is_not_taken() {
+        let file = |p: &str, data: &[u8], s: Sig| {
+            Ok(FileData {
+                path: p.into(),
+                data: serde_bytes::ByteBuf::from(data.to_vec()),
+                sig: s,
+                expect: twinsync_proto::Expect::Any,
+            })
+        };
+        let asked: Vec<RelPath> = vec!["a".into(), "b".into(), "c".into(), "d".into()];
+        let got = vec![
+            file(".twinsync/index", b"x", sig(Kind::File, 1)),
+            file("b", b"xx", sig(Kind::File, 1)),
+            file("c", b"", sig(Kind::Symlink, 0)),
+            file("d", b"ok", sig(Kind::File, 2)),
+        ];
+        let r = check_read(Side::Left, &asked, got);
+        assert!(r[0].is_err() && r[1].is_err() && r[2].is_err());
+        assert_eq!(r[3].as_ref().unwrap().data.as_slice(), b"ok");
+    }
 }
