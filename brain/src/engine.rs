@@ -356,7 +356,7 @@ pub struct Engine {
     stuck: BTreeSet<RelPath>,
     /// Copies of a batch interrupted by a crash, per path: (destination
     /// side index, the version copied). Used by the next listings only.
-    intents: HashMap<RelPath, (usize, Sig)>,
+    intents: HashMap<RelPath, (usize, Sig, Stamp)>,
     /// What each side's helper recorded installing (path: stamp right
     /// after), read at start-up: a copy of an interrupted batch found with
     /// that stamp is the batch's for sure.
@@ -498,7 +498,8 @@ pub type Compared = (RelPath, Option<Digest>, Option<Digest>);
 /// The fewest actions a batch is cut at (see [`Engine::min_batch`]).
 pub const MIN_BATCH: usize = 16_384;
 
-fn range_within<'a, V>(
+/// The entries of `map` at or below `dir`, in order.
+pub(crate) fn range_within<'a, V>(
     map: &'a BTreeMap<RelPath, V>,
     dir: &RelPath,
 ) -> impl Iterator<Item = (&'a RelPath, &'a V)> + 'a {
@@ -804,7 +805,7 @@ impl Engine {
     pub fn set_intents(&mut self, intents: Vec<crate::index::Intent>) {
         self.intents = intents
             .into_iter()
-            .map(|i| (i.path, (usize::from(i.side.min(1)), i.sig)))
+            .map(|i| (i.path, (usize::from(i.side.min(1)), i.sig, i.stamp)))
             .collect();
     }
 
@@ -1315,7 +1316,7 @@ impl Engine {
             }
             sc.count += 1;
             self.missing_between(p, &sc, Some(&e.path));
-            if let Some((t, sig)) = self.intents.get(&e.path) {
+            if let Some((t, sig, stamp)) = self.intents.get(&e.path) {
                 if *t == p && sig.same_content(&e.sig) {
                     // Maybe installed by the interrupted batch: the version
                     // the source had then (its stamp there is the copy's).
@@ -1324,8 +1325,11 @@ impl Engine {
                     // bytes are compared with the source's.
                     let mut k = Known::new(*sig);
                     k.stamps[o] = sig.stamp();
-                    if self.installed[p].get(&e.path) == Some(&e.sig.stamp()) {
-                        // The helper recorded installing this very version.
+                    if self.installed[p].get(&e.path) == Some(&e.sig.stamp())
+                        || *stamp == e.sig.stamp()
+                    {
+                        // The helper recorded installing this very version,
+                        // or the batch left it as it was (moved along).
                         k.stamps[p] = e.sig.stamp();
                     }
                     // The source's listing, if already in, may have taken

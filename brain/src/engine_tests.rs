@@ -966,6 +966,7 @@ fn a_copy_installed_before_a_crash_is_not_a_change_of_its_destination() {
             path: "a".into(),
             side: 1,
             sig: v2,
+            stamp: twinsync_proto::Stamp::UNKNOWN,
         }]
     };
     let mut e = synced(&[("a", v1)]);
@@ -1009,6 +1010,7 @@ fn a_copy_installed_before_a_crash_follows_the_source_s_deletion() {
         path: "a".into(),
         side: 0,
         sig: v,
+        stamp: twinsync_proto::Stamp::UNKNOWN,
     }]);
     let installed = Sig {
         ino: 9,
@@ -1019,6 +1021,7 @@ fn a_copy_installed_before_a_crash_follows_the_source_s_deletion() {
         path: "a".into(),
         side: 0,
         sig: v,
+        stamp: twinsync_proto::Stamp::UNKNOWN,
     }];
     e.load_scan(
         Side::Left,
@@ -1086,6 +1089,7 @@ fn a_copy_the_helper_recorded_installing_before_a_crash_is_no_change_of_its_dest
         path: "a".into(),
         side: 1,
         sig: v2,
+        stamp: twinsync_proto::Stamp::UNKNOWN,
     }]);
     e.set_installed(Side::Right, vec![("a".into(), installed.stamp())]);
     e.load_scan(Side::Left, entries(&[("a", v3)]));
@@ -1107,6 +1111,7 @@ fn an_attribute_set_before_a_crash_does_not_undo_a_deletion_since() {
         path: "a".into(),
         side: 1,
         sig: ro,
+        stamp: twinsync_proto::Stamp::UNKNOWN,
     }]);
     let on_right = Sig {
         ino: 9,
@@ -1121,4 +1126,33 @@ fn an_attribute_set_before_a_crash_does_not_undo_a_deletion_since() {
     let b = e.plan(0);
     assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
     assert_eq!(strip(&b.ops[1]), vec![trash("a".into())], "{b:?}");
+}
+
+#[test]
+fn a_move_replayed_before_a_crash_does_not_bring_back_a_removal_since() {
+    // Index: d/ and d/f on both. The crashed batch replayed the left's
+    // rename d → e on the right; the left removed e since.
+    let f = file(3, 30);
+    let mut e = synced(&[("d", dir()), ("d/f", f), ("keep", file(1, 10))]);
+    let intent = |p: &str, sig: Sig, stamp| crate::index::Intent {
+        path: p.into(),
+        side: 1,
+        sig,
+        stamp,
+    };
+    // Only the moved directory's ctime changes: e/f keeps its stamp.
+    e.set_intents(vec![
+        intent("e", dir(), Stamp::UNKNOWN),
+        intent("e/f", f, f.stamp()),
+    ]);
+    let moved = f;
+    e.load_scan(Side::Left, entries(&[("keep", file(1, 10))]));
+    e.load_scan(
+        Side::Right,
+        entries(&[("e", dir()), ("e/f", moved), ("keep", file(1, 10))]),
+    );
+    let b = e.plan(0);
+    assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
+    assert!(b.ops[0].is_empty(), "{b:?}");
+    assert_eq!(strip(&b.ops[1]), vec![trash("e".into())], "{b:?}");
 }

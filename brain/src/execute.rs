@@ -228,19 +228,10 @@ pub async fn execute(
             // destination still holds what the engine planned against.
             let paths: Vec<&RelPath> = big.iter().map(|&i| &list[i].path).collect();
             let mut out = rsync::copy_split(rsync_opts, &src_end, &dst_end, &paths).await?;
-            let staged_of = |p: &RelPath| {
-                RelPath::from_bytes(
-                    format!(
-                        "{}/{}",
-                        twinsync_filter::STATE_DIR,
-                        twinsync_helpers::STAGE_DIR
-                    )
-                    .into_bytes(),
-                )
-                .join(p.as_bytes())
-            };
+            // Staged paths are relative to the stage (`.twinsync/stage/`),
+            // which only this request may look into.
             let mut found = dst_link
-                .stat(big.iter().map(|&i| staged_of(&list[i].path)).collect())
+                .stat_staged(big.iter().map(|&i| list[i].path.clone()).collect())
                 .await?;
             // rsync reported every file but may still be renaming the last
             // ones into the stage: look again (at those only) until they are
@@ -266,12 +257,7 @@ pub async fn execute(
                         Err(_) => break,
                     };
                     let again = dst_link
-                        .stat(
-                            behind
-                                .iter()
-                                .map(|&j| staged_of(&list[big[j]].path))
-                                .collect(),
-                        )
+                        .stat_staged(behind.iter().map(|&j| list[big[j]].path.clone()).collect())
                         .await?;
                     for (j, got) in behind.into_iter().zip(again) {
                         found[j] = got;

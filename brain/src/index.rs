@@ -103,6 +103,10 @@ pub struct Intent {
     pub side: u8,
     /// The version copied.
     pub sig: Sig,
+    /// The destination's own stamp of that version when the batch leaves it
+    /// as it is (an entry below a directory the batch moves), else unknown.
+    #[serde(default)]
+    pub stamp: twinsync_proto::Stamp,
 }
 
 /// The on-disk index of one instance.
@@ -434,6 +438,7 @@ mod tests {
             path: p.into(),
             side: 1,
             sig: sig(7).sig,
+            stamp: twinsync_proto::Stamp::UNKNOWN,
         };
         ix.intend(vec![intent("a")]).unwrap();
         // The batch ended, with no index change to record.

@@ -12,8 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use twinsync_proto::{
-    decode, encode, AgentOptions, Entry, Event, FromAgent, Op, OpResult, RelPath, Request,
-    Response, Sig, ToAgent, MAGIC, MAX_FRAME, PROTOCOL_VERSION,
+    decode, encode, try_encode, AgentOptions, Entry, Event, FromAgent, Op, OpResult, RelPath,
+    Request, Response, Sig, ToAgent, MAGIC, MAX_FRAME, MAX_ITEMS, PROTOCOL_VERSION,
 };
 
 use crate::engine::Side;
@@ -292,6 +292,11 @@ impl Link {
                             DEAD_AFTER.as_secs()
                         );
                     };
+                    if let Ok(m) = &msg {
+                        if let Err(e) = check_paths(m) {
+                            break e;
+                        }
+                    }
                     match msg {
                         Ok(FromAgent::Events(evs)) => {
                             if notices.send(Notice::Events(side, link_id, evs)).is_err() {
@@ -348,6 +353,11 @@ impl Link {
 
     async fn request(&self, req: Request) -> Result<Response> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let req = ToAgent::Request { id, req };
+        // Never a frame the agent would refuse (the writer encodes it again).
+        if let Err(e) = try_encode(&req) {
+            bail!("a request to the {} agent is too large: {e}", self.side);
+        }
         let (tx, rx) = oneshot::channel();
         self.waiters.insert(id, tx);
         // The reader marks the link dead *before* dropping the waiters, so a
@@ -357,7 +367,7 @@ impl Link {
             bail!("the {} agent is gone", self.side);
         }
         self.tx
-            .send(ToAgent::Request { id, req })
+            .send(req)
             .map_err(|_| anyhow!("the {} agent is gone", self.side))?;
         rx.await
             .map_err(|_| anyhow!("the {} agent went away before answering", self.side))?
@@ -395,18 +405,52 @@ impl Link {
         })
     }
 
+    /// Ask for `items` in requests of at most [`MAX_ITEMS`] each (in order),
+    /// and check that each answer has one result per item asked.
+    async fn each<I: Clone, T>(
+        &self,
+        what: &str,
+        items: Vec<I>,
+        ask: impl Fn(Vec<I>) -> Request,
+        take: impl Fn(Response) -> Option<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(MAX_ITEMS) {
+            let r = self.request(ask(chunk.to_vec())).await?;
+            let Some(got) = take(r) else {
+                bail!(
+                    "the {} agent gave an unexpected answer to {what}",
+                    self.side
+                );
+            };
+            if got.len() != chunk.len() {
+                bail!(
+                    "the {} agent answered {what} of {} paths with {} results",
+                    self.side,
+                    chunk.len(),
+                    got.len()
+                );
+            }
+            out.extend(got);
+        }
+        Ok(out)
+    }
+
     /// Apply helper operations in order.
     ///
     /// # Errors
     /// When the agent fails or goes away (per-op failures are in the result).
     pub async fn apply(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self.request(Request::Apply { ops }).await? {
-            Response::Applied(r) => Ok(r),
-            other => bail!("unexpected answer to apply: {other:?}"),
-        }
+        self.each(
+            "apply",
+            ops,
+            |ops| Request::Apply { ops },
+            |r| match r {
+                Response::Applied(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
     }
 
     /// lstat paths.
@@ -414,12 +458,45 @@ impl Link {
     /// # Errors
     /// When the agent fails or goes away.
     pub async fn stat(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Sig>>> {
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self.request(Request::Stat { paths }).await? {
-            Response::Stats(r) => Ok(r),
-            other => bail!("unexpected answer to stat: {other:?}"),
+        self.each(
+            "stat",
+            paths,
+            |paths| Request::Stat { paths },
+            |r| match r {
+                Response::Stats(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// lstat files staged below the agent's `.twinsync/stage/` (paths
+    /// relative to it).
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn stat_staged(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Sig>>> {
+        self.each(
+            "stat of staged files",
+            paths,
+            |paths| Request::StatStaged { paths },
+            |r| match r {
+                Response::Stats(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Whether the replica root's path still leads to the directory the
+    /// agent serves, with its `.twinsync/`.
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn intact(&self) -> Result<bool> {
+        match self.request(Request::Intact).await? {
+            Response::Intact(b) => Ok(b),
+            other => bail!("unexpected answer to intact: {other:?}"),
         }
     }
 
@@ -428,16 +505,20 @@ impl Link {
     /// # Errors
     /// When the agent fails or goes away.
     pub async fn read_links(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Vec<u8>>>> {
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self.request(Request::ReadLinks { paths }).await? {
-            Response::Links(r) => Ok(r
-                .into_iter()
-                .map(|b| b.map(serde_bytes::ByteBuf::into_vec))
-                .collect()),
-            other => bail!("unexpected answer to readlink: {other:?}"),
-        }
+        let r = self
+            .each(
+                "readlink",
+                paths,
+                |paths| Request::ReadLinks { paths },
+                |r| match r {
+                    Response::Links(r) => Some(r),
+                    _ => None,
+                },
+            )
+            .await?;
+        Ok(r.into_iter()
+            .map(|b| b.map(serde_bytes::ByteBuf::into_vec))
+            .collect())
     }
 
     /// BLAKE3 digests of files.
@@ -445,19 +526,26 @@ impl Link {
     /// # Errors
     /// When the agent fails or goes away.
     pub async fn hash(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Vec<u8>>>> {
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self.request(Request::Hash { paths }).await? {
-            Response::Hashes(r) => Ok(r
-                .into_iter()
-                .map(|h| h.map(serde_bytes::ByteBuf::into_vec))
-                .collect()),
-            other => bail!("unexpected answer to hash: {other:?}"),
-        }
+        let r = self
+            .each(
+                "hash",
+                paths,
+                |paths| Request::Hash { paths },
+                |r| match r {
+                    Response::Hashes(r) => Some(r),
+                    _ => None,
+                },
+            )
+            .await?;
+        Ok(r.into_iter()
+            .map(|h| h.map(serde_bytes::ByteBuf::into_vec))
+            .collect())
     }
 
     /// Read whole small files (for transfers to or from a remote replica).
+    /// What the agent sends is data, checked against what was asked: a file
+    /// for another path, of another size than its own signature says, or
+    /// not a regular file, is taken for an unreadable one.
     ///
     /// # Errors
     /// When the agent fails or goes away.
@@ -465,13 +553,19 @@ impl Link {
         &self,
         paths: Vec<RelPath>,
     ) -> Result<Vec<Result<twinsync_proto::FileData, String>>> {
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self.request(Request::ReadFiles { paths }).await? {
-            Response::Files(r) => Ok(r),
-            other => bail!("unexpected answer to read: {other:?}"),
-        }
+        let asked = paths.clone();
+        let got = self
+            .each(
+                "read",
+                paths,
+                |paths| Request::ReadFiles { paths },
+                |r| match r {
+                    Response::Files(r) => Some(r),
+                    _ => None,
+                },
+            )
+            .await?;
+        Ok(check_read(self.side, &asked, got))
     }
 
     /// The files the agent's helper installed since the record was last
@@ -481,7 +575,12 @@ impl Link {
     /// When the agent fails or goes away.
     pub async fn installed(&self, forget: bool) -> Result<Vec<(RelPath, twinsync_proto::Stamp)>> {
         match self.request(Request::Installed { forget }).await? {
-            Response::Installed(r) => Ok(r),
+            Response::Installed(r) => {
+                if let Some((p, _)) = r.iter().find(|(p, _)| !valid_path(p)) {
+                    bail!("the {} agent reported an unsafe path {p}", self.side);
+                }
+                Ok(r)
+            }
             other => bail!("unexpected answer to installed: {other:?}"),
         }
     }
@@ -496,14 +595,20 @@ impl Link {
         paths: Vec<(RelPath, twinsync_proto::Expect)>,
     ) -> Result<Vec<Result<Sig, twinsync_proto::OpFail>>> {
         use std::os::unix::ffi::OsStrExt;
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
         let src_root = src_root.as_os_str().as_bytes().to_vec();
-        match self.request(Request::CopyFrom { src_root, paths }).await? {
-            Response::Written(r) => Ok(r),
-            other => bail!("unexpected answer to copy: {other:?}"),
-        }
+        self.each(
+            "copy",
+            paths,
+            |paths| Request::CopyFrom {
+                src_root: src_root.clone(),
+                paths,
+            },
+            |r| match r {
+                Response::Written(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
     }
 
     /// Write whole small files.
@@ -514,13 +619,16 @@ impl Link {
         &self,
         files: Vec<twinsync_proto::FileData>,
     ) -> Result<Vec<Result<Sig, twinsync_proto::OpFail>>> {
-        if files.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self.request(Request::WriteFiles { files }).await? {
-            Response::Written(r) => Ok(r),
-            other => bail!("unexpected answer to write: {other:?}"),
-        }
+        self.each(
+            "write",
+            files,
+            |files| Request::WriteFiles { files },
+            |r| match r {
+                Response::Written(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
     }
 
     /// Ask the agent to exit and wait for it.
@@ -551,4 +659,163 @@ async fn read_msg(r: &mut BufReader<BoxRead>) -> Result<FromAgent> {
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
     Ok(decode(&body)?)
+}
+
+/// True for a path an agent may report: relative, no `.` or `..`, not the
+/// root, not in `.twinsync/`.
+fn valid_path(p: &RelPath) -> bool {
+    p.is_safe() && !p.is_root() && !twinsync_helpers::ops::in_state_dir(p)
+}
+
+/// What an agent says is data: every path in a listing or an event must be
+/// one it may report (the root only where "this could not be read" is meant).
+fn check_paths(m: &FromAgent) -> std::result::Result<(), String> {
+    let bad = |p: &RelPath| format!("the agent reported an unsafe path {p}: link dropped");
+    let root_ok = |p: &RelPath| p.is_root() || valid_path(p);
+    match m {
+        FromAgent::ScanChunk {
+            entries,
+            unreadable,
+            ..
+        } => {
+            if let Some(e) = entries.iter().find(|e| !valid_path(&e.path)) {
+                return Err(bad(&e.path));
+            }
+            if let Some(p) = unreadable.iter().find(|p| !root_ok(p)) {
+                return Err(bad(p));
+            }
+        }
+        FromAgent::Events(evs) => {
+            for ev in evs {
+                match ev {
+                    Event::Changed { path, .. } | Event::Removed { path } => {
+                        if !valid_path(path) {
+                            return Err(bad(path));
+                        }
+                    }
+                    Event::Moved { from, to, .. } => {
+                        if let Some(p) = [from, to].into_iter().find(|p| !valid_path(p)) {
+                            return Err(bad(p));
+                        }
+                    }
+                    Event::Error { path, .. } => {
+                        if !root_ok(path) {
+                            return Err(bad(path));
+                        }
+                    }
+                    Event::RescanNeeded { .. } | Event::RootGone => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A read answer, checked against what was asked: a file for another path,
+/// of another size than its own signature says, or not a regular file, is
+/// taken for an unreadable one (never written anywhere).
+fn check_read(
+    side: Side,
+    asked: &[RelPath],
+    got: Vec<Result<twinsync_proto::FileData, String>>,
+) -> Vec<Result<twinsync_proto::FileData, String>> {
+    got.into_iter()
+        .zip(asked)
+        .map(|(r, p)| {
+            let f = r?;
+            if &f.path != p
+                || f.sig.kind != twinsync_proto::Kind::File
+                || f.data.len() as u64 != f.sig.size
+            {
+                return Err(format!(
+                    "the {side} agent answered a read of {p} with {} ({} bytes, {:?}): ignored",
+                    f.path,
+                    f.data.len(),
+                    f.sig.kind
+                ));
+            }
+            Ok(f)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twinsync_proto::{FileData, Kind};
+
+    fn sig(kind: Kind, size: u64) -> Sig {
+        Sig {
+            kind,
+            size,
+            mtime_ns: 0,
+            mode: 0o644,
+            ino: 1,
+            ctime_ns: 1,
+        }
+    }
+
+    #[test]
+    fn a_hostile_agents_listing_and_events_are_refused() {
+        let entry = |p: &str| Entry {
+            path: p.into(),
+            sig: sig(Kind::File, 0),
+        };
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            ".twinsync/index",
+            ".twinsync",
+            "a/../b",
+            "a//b",
+            "",
+        ] {
+            let chunk = FromAgent::ScanChunk {
+                id: 1,
+                entries: vec![entry("ok"), entry(bad)],
+                unreadable: vec![],
+            };
+            assert!(check_paths(&chunk).is_err(), "{bad:?}");
+            let ev = FromAgent::Events(vec![Event::Changed {
+                path: bad.into(),
+                sig: sig(Kind::File, 0),
+            }]);
+            assert!(check_paths(&ev).is_err(), "{bad:?}");
+            let mv = FromAgent::Events(vec![Event::Moved {
+                from: "ok".into(),
+                to: bad.into(),
+                sig: sig(Kind::File, 0),
+            }]);
+            assert!(check_paths(&mv).is_err(), "{bad:?}");
+        }
+        let fine = FromAgent::ScanChunk {
+            id: 1,
+            entries: vec![entry("a/b"), entry("-x"), entry(".twinsyncx")],
+            unreadable: vec![RelPath::root()],
+        };
+        assert!(check_paths(&fine).is_ok());
+    }
+
+    #[test]
+    fn a_read_answered_for_another_path_or_size_is_not_taken() {
+        let file = |p: &str, data: &[u8], s: Sig| {
+            Ok(FileData {
+                path: p.into(),
+                data: serde_bytes::ByteBuf::from(data.to_vec()),
+                sig: s,
+                expect: twinsync_proto::Expect::Any,
+            })
+        };
+        let asked: Vec<RelPath> = vec!["a".into(), "b".into(), "c".into(), "d".into()];
+        let got = vec![
+            file(".twinsync/index", b"x", sig(Kind::File, 1)),
+            file("b", b"xx", sig(Kind::File, 1)),
+            file("c", b"", sig(Kind::Symlink, 0)),
+            file("d", b"ok", sig(Kind::File, 2)),
+        ];
+        let r = check_read(Side::Left, &asked, got);
+        assert!(r[0].is_err() && r[1].is_err() && r[2].is_err());
+        assert_eq!(r[3].as_ref().unwrap().data.as_slice(), b"ok");
+    }
 }

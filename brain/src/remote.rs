@@ -41,6 +41,31 @@ impl RemoteSpec {
 /// # Errors
 /// A malformed `ssh://` URL or an empty host or path.
 pub fn parse(arg: &str, remote_host: Option<&str>) -> Result<Option<RemoteSpec>, String> {
+    let spec = parse_unchecked(arg, remote_host)?;
+    if let Some(s) = &spec {
+        check_host(&s.host).map_err(|e| format!("{arg}: {e}"))?;
+    }
+    Ok(spec)
+}
+
+/// A `[user@]host` that ssh and rsync can only take for a destination: it
+/// goes into their argument lists, where one starting with `-` would be an
+/// option (`-oProxyCommand=…` runs a command), and openssh's master
+/// connection puts no `--` before it.
+fn check_host(host: &str) -> Result<(), String> {
+    let (user, name) = host.split_once('@').unwrap_or(("", host));
+    let bad =
+        |s: &str| s.starts_with('-') || s.chars().any(|c| c.is_whitespace() || c.is_control());
+    if name.is_empty() || bad(name) || bad(user) || name.contains('@') {
+        return Err(format!(
+            "refused host {host:?}: a host or user may not start with `-` or contain spaces or \
+             control characters"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_unchecked(arg: &str, remote_host: Option<&str>) -> Result<Option<RemoteSpec>, String> {
     if let Some(h) = remote_host {
         return Ok(Some(RemoteSpec {
             host: h.to_string(),
@@ -157,5 +182,22 @@ mod tests {
         assert!(parse("ssh://host", None).is_err());
         assert!(parse("ssh://host:x/p", None).is_err());
         assert!(parse("host:", None).is_err());
+    }
+
+    #[test]
+    fn option_injection_through_the_host_is_refused() {
+        for bad in [
+            "-oProxyCommand=x:/srv",
+            "ssh://-oProxyCommand=x/srv",
+            "-l:/srv",
+            "user@-oProxyCommand=x:/srv",
+            "-x@host:/srv",
+            "ho st:/srv",
+        ] {
+            assert!(parse(bad, None).is_err(), "{bad}");
+        }
+        assert!(parse("/srv/data", Some("-oProxyCommand=touch /tmp/x")).is_err());
+        assert!(parse("/srv/data", Some("--")).is_err());
+        assert!(parse("host-1:/srv", None).is_ok());
     }
 }

@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use twinsync_filter::Excludes;
-use twinsync_proto::{AgentOptions, Event, RelPath};
+use twinsync_proto::{AgentOptions, Event};
 
 use crate::config::Settings;
 use crate::engine::{Engine, Policy, Side, Trace};
@@ -787,18 +787,16 @@ impl Brain {
             }
             // The deletions come from the other side: is its root intact?
             let s = t.other();
-            let state = RelPath::from(twinsync_filter::STATE_DIR);
-            let found = match self.links[s.idx()].stat(vec![state]).await {
-                Ok(mut v) => v.pop().flatten(),
+            let intact = match self.links[s.idx()].intact().await {
+                Ok(intact) => intact,
                 Err(e) if matches!(self.transports[s.idx()], Transport::Ssh { .. }) => {
                     // The link, not the root: reconnect and merge again.
                     warn!(side = %s, "link lost: {e:#}");
                     self.down = true;
                     return Ok(());
                 }
-                Err(_) => None,
+                Err(_) => false,
             };
-            let intact = found.is_some_and(|sig| sig.kind == twinsync_proto::Kind::Dir);
             if !intact {
                 bail!(
                     "the {s} replica root {} vanished or lost its .twinsync/ (deleted, moved \
@@ -881,10 +879,11 @@ impl Brain {
                     path: c.path.clone(),
                     side: t.idx() as u8,
                     sig: c.sig,
+                    stamp: twinsync_proto::Stamp::UNKNOWN,
                 });
             }
-            // Directories the batch makes and attributes it sets, as the
-            // index will have them (a chmod found after a crash is the
+            // Directories the batch makes, attributes it sets and entries
+            // it moves, as the index will have them (a chmod found after a crash is the
             // batch's, not a change that would undo a deletion since).
             for op in &batch.ops[t.idx()] {
                 if let twinsync_proto::Op::Mkdir { path, .. }
@@ -895,6 +894,25 @@ impl Brain {
                             path: path.clone(),
                             side: t.idx() as u8,
                             sig: k.sig,
+                            stamp: twinsync_proto::Stamp::UNKNOWN,
+                        });
+                    }
+                }
+                // What a replayed move puts at its destination (a removal
+                // of it made since on the other side must not bring it
+                // back as new).
+                if let twinsync_proto::Op::Move { to, .. } = op {
+                    for (path, k) in crate::engine::range_within(known, to) {
+                        intents.push(crate::index::Intent {
+                            path: path.clone(),
+                            side: t.idx() as u8,
+                            sig: k.sig,
+                            // Only the moved entry's own ctime changes.
+                            stamp: if path == to {
+                                twinsync_proto::Stamp::UNKNOWN
+                            } else {
+                                k.stamps[t.idx()]
+                            },
                         });
                     }
                 }

@@ -4,7 +4,7 @@
 //! and the filter's event loop. Every frame is written whole and flushed.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use twinsync_filter::{Excludes, Watcher};
 use twinsync_proto::{
-    read_frame, write_frame, FrameError, FromAgent, OpFail, Request, Response, ToAgent, MAGIC,
-    PROTOCOL_VERSION,
+    read_frame, try_encode, write_frame, FrameError, FromAgent, OpFail, Request, Response, ToAgent,
+    MAGIC, PROTOCOL_VERSION,
 };
 
 use crate::Replica;
@@ -23,15 +23,47 @@ type Out = Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>;
 /// Seconds without any frame from the brain after which the agent exits.
 const BRAIN_TIMEOUT_SECS: u64 = 20;
 
+/// Requests read ahead of the one running: when they are queued, the agent
+/// reads no more (back-pressure on a brain that sends faster than it reads
+/// the answers, instead of memory growing without bound).
+const QUEUE: usize = 4;
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
+/// Sets its flag when dropped.
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 fn send(out: &Out, msg: &FromAgent) -> io::Result<()> {
     let mut w = out.lock().expect("agent output");
     write_frame(&mut *w, msg)?;
+    w.flush()
+}
+
+/// Send the answer to request `id`; one larger than a frame is replaced by
+/// an error saying so (the brain asks for less).
+fn answer(out: &Out, id: u64, result: Result<Response, String>) -> io::Result<()> {
+    let msg = FromAgent::Response { id, result };
+    let frame = match try_encode(&msg) {
+        Ok(f) => f,
+        Err(e) => twinsync_proto::encode(&FromAgent::Response {
+            id,
+            result: Err(format!(
+                "the answer is too large ({e}): ask for fewer paths"
+            )),
+        }),
+    };
+    let mut w = out.lock().expect("agent output");
+    w.write_all(&frame)?;
     w.flush()
 }
 
@@ -107,7 +139,15 @@ pub fn serve(
             )
         }
     };
-    let replica = Replica::new(root.clone());
+    let replica = match Replica::open(root.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            return fatal(
+                &out,
+                format!("replica root {} cannot be used: {e}", root.display()),
+            )
+        }
+    };
     // A brain that takes no lock changes nothing (a dry run): the agent then
     // creates nothing either, not even `.twinsync/`.
     if options.lock.is_some() {
@@ -124,14 +164,17 @@ pub fn serve(
     // Held until this function returns (and released by the watchdog when
     // it ends the process).
     let lock = match &options.lock {
-        Some(instance) => match crate::lock::Lock::take(&replica.state_dir(), instance) {
+        Some(instance) => match replica
+            .state_fd()
+            .map_err(|e| format!("cannot open {}: {e}", replica.state_dir().display()))
+            .and_then(|state| crate::lock::Lock::take(state, &replica.state_dir(), instance))
+        {
             Ok(l) => Some(l),
             Err(e) => return fatal(&out, format!("replica {}: {e}", replica.root().display())),
         },
         None => None,
     };
-    if let Some(days) = options.trash_days {
-        let state = replica.state_dir();
+    if let (Some(days), Ok(state)) = (options.trash_days, replica.state_fd()) {
         std::thread::spawn(move || crate::ops::clean_trash(&state, days));
     }
     let excludes = match Excludes::new(&options.excludes) {
@@ -175,8 +218,13 @@ pub fn serve(
     // Heartbeat: the brain pings every few seconds; an agent that hears
     // nothing for this long assumes its brain is gone and exits.
     let last_seen = Arc::new(AtomicU64::new(now_secs()));
+    // Set when this function returns: the watchdog ends with it (an agent
+    // served in-process, as in the fuzz test, must not exit its host).
+    let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _served_on_return = SetOnDrop(Arc::clone(&served));
     {
         let last_seen = Arc::clone(&last_seen);
+        let served = Arc::clone(&served);
         let release_lock = lock.as_ref().map(crate::lock::Lock::releaser);
         std::thread::Builder::new()
             .name("watchdog".into())
@@ -184,6 +232,9 @@ pub fn serve(
                 let mut prev = now_secs();
                 loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
+                if served.load(Ordering::Relaxed) {
+                    return;
+                }
                 let now = now_secs();
                 if now.saturating_sub(prev) > 5 {
                     // This process itself was stopped (SIGSTOP, suspend):
@@ -205,15 +256,15 @@ pub fn serve(
     // Requests run one at a time, in order, on a worker thread, so that a
     // long one (a big scan, hashing a large file) never delays the answer to
     // a ping: this thread only reads.
-    let (work_tx, work_rx) = std::sync::mpsc::channel::<(u64, Request)>();
+    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(u64, Request)>(QUEUE);
     let worker = {
         let out = Arc::clone(&out);
         std::thread::Builder::new()
             .name("requests".into())
             .spawn(move || {
                 for (id, req) in work_rx {
-                    let result = handle(&watcher, &replica, &out, id, req);
-                    if send(&out, &FromAgent::Response { id, result }).is_err() {
+                    let result = handle(&watcher, &replica, allowed_root.as_deref(), &out, id, req);
+                    if answer(&out, id, result).is_err() {
                         return;
                     }
                 }
@@ -252,6 +303,7 @@ pub fn serve(
 fn handle(
     watcher: &Watcher,
     replica: &Replica,
+    restricted: Option<&std::path::Path>,
     out: &Out,
     id: u64,
     req: Request,
@@ -301,16 +353,12 @@ fn handle(
             Ok(Response::ScanDone { count })
         }
         Request::Stat { paths } => Ok(Response::Stats(stat_all(replica, &paths))),
+        Request::StatStaged { paths } => Ok(Response::Stats(replica.stat_staged(&paths))),
+        Request::Intact => Ok(Response::Intact(replica.intact())),
         Request::ReadLinks { paths } => Ok(Response::Links(
             paths
                 .iter()
-                .map(|p| {
-                    replica
-                        .resolve(p)
-                        .ok()
-                        .and_then(|abs| std::fs::read_link(abs).ok())
-                        .map(|t| serde_bytes::ByteBuf::from(t.into_os_string().into_vec()))
-                })
+                .map(|p| replica.read_link(p).map(serde_bytes::ByteBuf::from))
                 .collect(),
         )),
         Request::Installed { forget } => replica
@@ -342,6 +390,16 @@ fn handle(
         )),
         Request::CopyFrom { src_root, paths } => {
             let src_root = PathBuf::from(std::ffi::OsStr::from_bytes(&src_root));
+            // Restricted: no root but the one served, whatever a request says.
+            if let Some(allowed) = restricted {
+                if src_root != allowed {
+                    return Err(format!(
+                        "this agent is restricted to {} and refuses to copy from {}",
+                        allowed.display(),
+                        src_root.display()
+                    ));
+                }
+            }
             Ok(Response::Written(
                 paths
                     .iter()

@@ -3,11 +3,14 @@
 //! filter, over the framed protocol.
 //!
 //! Every operation works on paths relative to the replica root, refuses paths
-//! that could escape it (`..`, absolute paths, a walk through a symlink), and
-//! never builds a shell command line.
+//! that could escape it (`..`, absolute paths) or that name the replica's own
+//! `.twinsync/`, has the kernel resolve them beneath the root without
+//! following any symlink, acts through directory descriptors (`*at` calls),
+//! and never builds a shell command line.
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod beneath;
 pub mod lock;
 pub mod ops;
 pub mod time;

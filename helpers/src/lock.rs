@@ -3,13 +3,18 @@
 //! lock left by a dead process on this host is taken over.
 
 use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 /// A held lock; released (the file removed) when dropped.
 #[derive(Debug)]
 pub struct Lock {
-    path: PathBuf,
+    /// The state dir, held open: the lock file is named through it, never
+    /// through a path a user could swap for a symlink.
+    state: Arc<OwnedFd>,
 }
 
 fn hostname() -> String {
@@ -29,31 +34,49 @@ fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// The lock file's text (a regular file, not followed, at most 4 KiB).
+fn read_lock(state: BorrowedFd<'_>) -> String {
+    let mut text = String::new();
+    if let Ok((f, _)) = crate::beneath::open_file(state, b"lock") {
+        let _ = f.take(4096).read_to_string(&mut text);
+    }
+    text
+}
+
 impl Lock {
-    /// Take the lock in `state_dir` for `instance`.
+    /// Take the lock in the state dir `state` (shown as `state_path`) for
+    /// `instance`.
     ///
     /// # Errors
     /// A message naming the holder when another live process holds it.
-    pub fn take(state_dir: &Path, instance: &str) -> Result<Lock, String> {
-        let path = state_dir.join("lock");
+    pub fn take(
+        state: OwnedFd,
+        state_path: &std::path::Path,
+        instance: &str,
+    ) -> Result<Lock, String> {
+        let path = state_path.join("lock");
         let me = format!(
             "instance={instance}\nhost={}\npid={}\n",
             hostname(),
             std::process::id()
         );
         for _ in 0..3 {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    f.write_all(me.as_bytes())
+            match rustix::fs::openat(
+                &state,
+                "lock",
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            ) {
+                Ok(fd) => {
+                    fs::File::from(fd)
+                        .write_all(me.as_bytes())
                         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                    return Ok(Lock { path });
+                    return Ok(Lock {
+                        state: Arc::new(state),
+                    });
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let text = fs::read_to_string(&path).unwrap_or_default();
+                Err(rustix::io::Errno::EXIST) => {
+                    let text = read_lock(state.as_fd());
                     let host = field(&text, "host").unwrap_or("?");
                     let pid: i32 = field(&text, "pid")
                         .and_then(|p| p.parse().ok())
@@ -63,7 +86,7 @@ impl Lock {
                         tracing::warn!(
                             "taking over the stale lock of instance {holder} (pid {pid} is gone)"
                         );
-                        let _ = fs::remove_file(&path);
+                        let _ = rustix::fs::unlinkat(&state, "lock", AtFlags::empty());
                         continue;
                     }
                     return Err(format!(
@@ -83,22 +106,21 @@ impl Lock {
     /// Something that releases this lock from another thread, for a process
     /// about to exit without unwinding (`std::process::exit`).
     pub fn releaser(&self) -> impl Fn() + Send + 'static {
-        let path = self.path.clone();
-        move || release(&path)
+        let state = Arc::clone(&self.state);
+        move || release(state.as_fd())
     }
 }
 
-/// Remove the lock file at `path` if this process holds it.
-fn release(path: &Path) {
-    if let Ok(text) = fs::read_to_string(path) {
-        if field(&text, "pid") == Some(std::process::id().to_string().as_str()) {
-            let _ = fs::remove_file(path);
-        }
+/// Remove the lock file of the state dir `state` if this process holds it.
+fn release(state: BorrowedFd<'_>) {
+    let text = read_lock(state);
+    if field(&text, "pid") == Some(std::process::id().to_string().as_str()) {
+        let _ = rustix::fs::unlinkat(state, "lock", AtFlags::empty());
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        release(&self.path);
+        release(self.state.as_fd());
     }
 }

@@ -5,18 +5,20 @@
 //! its destination. The filter reports neither step, so the brain never sees
 //! its own moves and deletes come back as events.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
-use std::os::unix::fs::OpenOptionsExt;
-use twinsync_filter::{lstat_sig, IGNORE_SUFFIX, STATE_DIR};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use twinsync_filter::{IGNORE_SUFFIX, STATE_DIR};
 
 use twinsync_proto::{Expect, FileData, Kind, Op, OpFail, OpResult, RelPath, Sig};
+
+use crate::beneath::{self, sig_of_stat};
 
 /// Largest file carried inline in one frame (below the protocol's limit).
 const INLINE_LIMIT: u64 = (twinsync_proto::MAX_FRAME as u64) * 3 / 4;
@@ -25,19 +27,28 @@ const INLINE_LIMIT: u64 = (twinsync_proto::MAX_FRAME as u64) * 3 / 4;
 const NAME_MAX: usize = 255;
 
 /// One replica root and the helpers that act on it.
+///
+/// The root is held open: every path is resolved beneath it by the kernel
+/// (see [`crate::beneath`]) and acted on through its parent's descriptor,
+/// and so is the replica's own `.twinsync/`, which requests can never name.
 #[derive(Debug)]
 pub struct Replica {
     root: PathBuf,
-    seq: AtomicU64,
+    root_fd: OwnedFd,
+    /// `.twinsync/`, once opened and found to be ours.
+    state: OnceLock<OwnedFd>,
     /// Whether installs are recorded in `.twinsync/installed`.
-    record: std::sync::atomic::AtomicBool,
+    record: AtomicBool,
 }
 
 /// An error of a helper operation, with the path.
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
-    /// The path could leave the root.
-    #[error("refused path {0}: it is absolute, contains `..` or passes through a symlink")]
+    /// The path could leave the root, or names the replica's `.twinsync/`.
+    #[error(
+        "refused path {0}: it is absolute, contains `..`, passes through a symlink or names \
+         .twinsync/"
+    )]
     Unsafe(RelPath),
     /// The entry to act on does not exist.
     #[error("{0}: no such file or directory")]
@@ -85,15 +96,59 @@ fn io_err<'a>(what: &'static str, path: &'a RelPath) -> impl FnOnce(io::Error) -
     }
 }
 
+fn parent_bytes(rel: &RelPath) -> &[u8] {
+    let b = rel.as_bytes();
+    match b.iter().rposition(|&c| c == b'/') {
+        Some(i) => &b[..i],
+        None => &[],
+    }
+}
+
+/// True when `rel` is `.twinsync` or below it.
+#[must_use]
+pub fn in_state_dir(rel: &RelPath) -> bool {
+    rel.as_bytes().split(|&b| b == b'/').next() == Some(STATE_DIR.as_bytes())
+}
+
+/// Open the state dir and check it is this user's and writable by no one
+/// else (anyone else could swap what is inside it).
+fn open_state(root: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let fd = beneath::open_dir(root, STATE_DIR.as_bytes())?;
+    let st = rustix::fs::fstat(&fd)?;
+    let me = rustix::process::geteuid().as_raw();
+    if st.st_uid != me || st.st_mode & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{STATE_DIR}/ is owned by uid {} with mode {:o}: it must belong to this user \
+                 (uid {me}) and be writable by no one else; remove it (a fresh one is made)",
+                st.st_uid,
+                st.st_mode & 0o7777
+            ),
+        ));
+    }
+    Ok(fd)
+}
+
 impl Replica {
-    /// A replica rooted at `root` (which must exist).
-    #[must_use]
-    pub fn new(root: PathBuf) -> Self {
-        Replica {
+    /// A replica rooted at `root` (a directory, held open from now on).
+    ///
+    /// # Errors
+    /// When the root cannot be opened as a directory.
+    pub fn open(root: PathBuf) -> io::Result<Self> {
+        // The root itself is the administrator's choice and may be reached
+        // through a symlink; nothing below it is.
+        let root_fd = rustix::fs::open(
+            &root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Replica {
             root,
-            seq: AtomicU64::new(0),
-            record: std::sync::atomic::AtomicBool::new(false),
-        }
+            root_fd,
+            state: OnceLock::new(),
+            record: AtomicBool::new(false),
+        })
     }
 
     /// The root.
@@ -102,50 +157,115 @@ impl Replica {
         &self.root
     }
 
-    /// `root/.twinsync`.
+    /// `root/.twinsync`, for messages.
     #[must_use]
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(STATE_DIR)
     }
 
-    /// Create `.twinsync/` and its working folders.
+    /// The state dir, opened without following a symlink and checked.
+    fn state(&self) -> io::Result<BorrowedFd<'_>> {
+        if let Some(fd) = self.state.get() {
+            return Ok(fd.as_fd());
+        }
+        let fd = open_state(self.root_fd.as_fd())?;
+        Ok(self.state.get_or_init(|| fd).as_fd())
+    }
+
+    /// A descriptor of the state dir of its own (for a thread or a lock).
     ///
     /// # Errors
-    /// When they cannot be created.
+    /// When it is missing or not this user's.
+    pub fn state_fd(&self) -> io::Result<OwnedFd> {
+        Ok(rustix::io::fcntl_dupfd_cloexec(self.state()?, 0)?)
+    }
+
+    /// True when the root's path still leads to the directory this replica
+    /// holds open and its `.twinsync/` is there: false once the root was
+    /// deleted, moved away, unmounted or its state dir swapped.
+    #[must_use]
+    pub fn intact(&self) -> bool {
+        let Ok(now) = rustix::fs::stat(&self.root) else {
+            return false;
+        };
+        let Ok(held) = rustix::fs::fstat(&self.root_fd) else {
+            return false;
+        };
+        if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino) {
+            return false;
+        }
+        match (open_state(self.root_fd.as_fd()), self.state.get()) {
+            (Ok(fd), Some(ours)) => {
+                let (a, b) = (rustix::fs::fstat(&fd), rustix::fs::fstat(ours));
+                matches!((a, b), (Ok(a), Ok(b)) if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
+            }
+            (Ok(_), None) => true,
+            (Err(_), _) => false,
+        }
+    }
+
+    /// Create `.twinsync/` (this user's, writable by no one else) and its
+    /// working folders.
+    ///
+    /// # Errors
+    /// When they cannot be created, or a `.twinsync/` that is not this
+    /// user's is in the way.
     pub fn prepare(&self) -> io::Result<()> {
+        match rustix::fs::mkdirat(&self.root_fd, STATE_DIR, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // One of ours made by an older version with a loose umask: tightened.
+        if let Some(st) = beneath::lstat_at(self.root_fd.as_fd(), STATE_DIR.as_bytes())? {
+            let me = rustix::process::geteuid().as_raw();
+            if st.st_uid == me && st.st_mode & 0o022 != 0 {
+                beneath::chmod(
+                    self.root_fd.as_fd(),
+                    STATE_DIR.as_bytes(),
+                    st.st_mode & 0o7755,
+                )?;
+            }
+        }
+        let state = self.state()?;
         // Staged files left by an interrupted batch are stale.
-        let _ = fs::remove_dir_all(self.state_dir().join(STAGE_DIR));
+        beneath::remove_tree(state, STAGE_DIR.as_bytes())?;
         self.record.store(true, Ordering::Relaxed);
         for sub in ["tmp", "trash", "conflicts", STAGE_DIR] {
-            fs::create_dir_all(self.state_dir().join(sub))?;
+            beneath::make_dirs(state, sub.as_bytes())?;
         }
         Ok(())
     }
 
-    /// Absolute path of `rel`, after checking it cannot escape the root: no
-    /// `..`, nothing absolute, and no symlink among its parents.
+    /// Check that `rel` is a path a request may name: relative, no `..`,
+    /// not the root, not in `.twinsync/`.
     ///
     /// # Errors
-    /// [`OpError::Unsafe`] when it could escape.
-    pub fn resolve(&self, rel: &RelPath) -> Result<PathBuf, OpError> {
-        if !rel.is_safe() || rel.is_root() {
+    /// [`OpError::Unsafe`].
+    pub fn check(&self, rel: &RelPath) -> Result<(), OpError> {
+        if !rel.is_safe() || rel.is_root() || in_state_dir(rel) {
             return Err(OpError::Unsafe(rel.clone()));
         }
-        let mut p = self.root.clone();
-        let parent = rel.parent().unwrap_or_default();
-        for comp in parent
-            .as_bytes()
-            .split(|&b| b == b'/')
-            .filter(|c| !c.is_empty())
-        {
-            p.push(OsStr::from_bytes(comp));
-            match fs::symlink_metadata(&p) {
-                Ok(md) if md.file_type().is_symlink() => return Err(OpError::Unsafe(rel.clone())),
-                _ => {}
-            }
+        Ok(())
+    }
+
+    /// The directory holding `rel`, resolved beneath the root (created when
+    /// `create`); `None` when it does not exist.
+    fn dir_of(&self, rel: &RelPath, create: bool) -> Result<Option<OwnedFd>, OpError> {
+        self.check(rel)?;
+        let parent = parent_bytes(rel);
+        let r = if create {
+            beneath::make_dirs(self.root_fd.as_fd(), parent)
+        } else {
+            beneath::open_dir(self.root_fd.as_fd(), parent)
+        };
+        match r {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ELOOP | libc::EXDEV) => Err(OpError::Unsafe(rel.clone())),
+                Some(libc::ENOENT | libc::ENOTDIR) if !create => Ok(None),
+                _ => Err(io_err("resolving", rel)(e)),
+            },
         }
-        p.push(OsStr::from_bytes(rel.file_name()));
-        Ok(p)
     }
 
     /// Apply one operation.
@@ -184,6 +304,33 @@ impl Replica {
         r.map_err(OpFail::from)
     }
 
+    /// The stage (`.twinsync/stage/`).
+    fn stage(&self) -> io::Result<OwnedFd> {
+        beneath::open_dir(self.state()?, STAGE_DIR.as_bytes())
+    }
+
+    /// lstat files staged below `.twinsync/stage/` (`None`: not there, or
+    /// an unsafe path).
+    #[must_use]
+    pub fn stat_staged(&self, paths: &[RelPath]) -> Vec<Option<Sig>> {
+        let Ok(stage) = self.stage() else {
+            return vec![None; paths.len()];
+        };
+        paths
+            .iter()
+            .map(|p| {
+                if !p.is_safe() || p.is_root() {
+                    return None;
+                }
+                let d = beneath::open_dir(stage.as_fd(), parent_bytes(p)).ok()?;
+                beneath::lstat_at(d.as_fd(), p.file_name())
+                    .ok()
+                    .flatten()
+                    .map(|st| sig_of_stat(&st))
+            })
+            .collect()
+    }
+
     /// Install the file rsync staged at `.twinsync/stage/STAGED` at `rel`,
     /// if `rel` holds what is expected (what it replaces is kept in the
     /// trash). Returns the installed file's signature.
@@ -194,49 +341,54 @@ impl Replica {
         if !staged.is_safe() || staged.is_root() {
             return Err(OpError::Unsafe(staged.clone()));
         }
-        let stage_root = self.state_dir().join(STAGE_DIR);
-        let src = stage_root.join(staged.as_path());
-        let f = fs::File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&src)
+        let stage = self.stage().map_err(|_| OpError::Missing(staged.clone()))?;
+        let sdir = beneath::open_dir(stage.as_fd(), parent_bytes(staged))
             .map_err(|_| OpError::Missing(staged.clone()))?;
-        if !f.metadata().map_err(io_err("installing", rel))?.is_file() {
-            return Err(OpError::Missing(staged.clone()));
+        let (f, _) = beneath::open_file(sdir.as_fd(), staged.file_name())
+            .map_err(|_| OpError::Missing(staged.clone()))?;
+        let r = self.place(rel, (sdir.as_fd(), staged.file_name()), &f, expect);
+        if r.is_err() {
+            let _ = rustix::fs::unlinkat(
+                &sdir,
+                std::ffi::OsStr::from_bytes(staged.file_name()),
+                AtFlags::empty(),
+            );
         }
-        let r = self.place(rel, &src, &f, expect);
         // Empty staging directories left behind go (a non-empty one stays).
-        let mut dir = src.parent();
-        while let Some(d) = dir.filter(|d| *d != stage_root) {
-            if fs::remove_dir(d).is_err() {
+        let mut dir = staged.parent();
+        while let Some(d) = dir.filter(|d| !d.is_root()) {
+            let Ok(p) = beneath::open_dir(stage.as_fd(), parent_bytes(&d)) else {
+                break;
+            };
+            let name = std::ffi::OsStr::from_bytes(d.file_name());
+            if rustix::fs::unlinkat(&p, name, AtFlags::REMOVEDIR).is_err() {
                 break;
             }
             dir = d.parent();
         }
-        if r.is_err() {
-            let _ = fs::remove_file(&src);
-        }
         r
     }
 
-    /// Rename the prepared file `tmp` (open as `f`) to `rel` if `rel` holds
-    /// what is expected, keeping what it replaces in the trash; returns the
-    /// installed file's signature, from its descriptor after the rename
-    /// (rename changes its ctime): a user write after it shows as another
-    /// version.
+    /// Rename the prepared file `tmp` (a directory and a name in it, open
+    /// as `f`) to `rel` if `rel` holds what is expected, keeping what it
+    /// replaces in the trash; returns the installed file's signature, from
+    /// its descriptor after the rename (rename changes its ctime): a user
+    /// write after it shows as another version.
     fn place(
         &self,
         rel: &RelPath,
-        tmp: &Path,
+        tmp: (BorrowedFd<'_>, &[u8]),
         f: &fs::File,
         expect: Expect,
     ) -> Result<Sig, OpError> {
-        let p = self.resolve(rel)?;
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).map_err(io_err("creating parents of", rel))?;
-        }
+        let dir = self
+            .dir_of(rel, true)?
+            .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        let name = rel.file_name();
         let before = twinsync_filter::sig_of(&f.metadata().map_err(io_err("installing", rel))?);
-        let found = lstat_sig(&p).map_err(io_err("looking at", rel))?;
+        let found = beneath::lstat_at(dir.as_fd(), name)
+            .map_err(io_err("looking at", rel))?
+            .map(|st| sig_of_stat(&st));
         if !expect.holds(found.as_ref()) {
             return Err(OpError::Refused {
                 path: rel.clone(),
@@ -244,30 +396,33 @@ impl Replica {
             });
         }
         let backup = match found {
-            Some(md) if md.kind == twinsync_proto::Kind::Dir => {
+            Some(md) if md.kind == Kind::Dir => {
                 self.trash(rel)?;
                 None
             }
-            Some(_) => self.backup(rel, &p),
+            Some(_) => self.backup(rel, dir.as_fd(), name),
             None => None,
         };
-        if expect == Expect::Absent {
-            // Created meanwhile: refused, not replaced.
-            if let Err(e) = rename_noreplace(tmp, &p) {
-                if e.raw_os_error() == Some(libc::EEXIST) {
-                    return Err(OpError::Refused {
-                        path: rel.clone(),
-                        found: lstat_sig(&p).ok().flatten(),
-                    });
-                }
-                return Err(io_err("installing", rel)(e));
+        // Created meanwhile when nothing was expected: refused, not replaced.
+        let noreplace = expect == Expect::Absent;
+        if let Err(e) = beneath::rename(tmp.0, tmp.1, dir.as_fd(), name, noreplace) {
+            if noreplace && e.raw_os_error() == Some(libc::EEXIST) {
+                return Err(OpError::Refused {
+                    path: rel.clone(),
+                    found: beneath::lstat_at(dir.as_fd(), name)
+                        .ok()
+                        .flatten()
+                        .map(|st| sig_of_stat(&st)),
+                });
             }
-        } else {
-            fs::rename(tmp, &p).map_err(io_err("installing", rel))?;
+            return Err(io_err("installing", rel)(e));
         }
         let after = twinsync_filter::sig_of(&f.metadata().map_err(io_err("installing", rel))?);
-        if let (Some(old), Some(bk)) = (found.filter(|o| o.kind == Kind::File), backup) {
-            if let Some(refused) = self.undo_if_written(rel, &p, &bk, &old, &after) {
+        if let (Some(old), Some((bdir, bname))) = (found.filter(|o| o.kind == Kind::File), backup) {
+            let at = (dir.as_fd(), name);
+            if let Some(refused) =
+                self.undo_if_written(rel, at, (bdir.as_fd(), &bname), &old, &after)
+            {
                 return Err(refused);
             }
         }
@@ -293,11 +448,15 @@ impl Replica {
             return;
         }
         let frame = twinsync_proto::encode(&(rel, sig.stamp()));
-        let _ = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.state_dir().join("installed"))
-            .and_then(|mut f| io::Write::write_all(&mut f, &frame));
+        let Ok(state) = self.state() else { return };
+        let _ = rustix::fs::openat(
+            state,
+            "installed",
+            OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(io::Error::from)
+        .and_then(|fd| io::Write::write_all(&mut fs::File::from(fd), &frame));
     }
 
     /// The files installed since the record was last emptied, with their
@@ -306,12 +465,18 @@ impl Replica {
     /// # Errors
     /// A record that exists but cannot be read or emptied.
     pub fn installed(&self, forget: bool) -> io::Result<Vec<(RelPath, twinsync_proto::Stamp)>> {
-        let p = self.state_dir().join("installed");
-        let data = match fs::read(&p) {
-            Ok(d) => d,
+        let state = match self.state() {
+            Ok(s) => s,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
+        let mut f = match beneath::open_file(state, b"installed") {
+            Ok((f, _)) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut data = Vec::new();
+        io::Read::read_to_end(&mut f, &mut data)?;
         let mut out = Vec::new();
         let mut r = &data[..];
         // Up to a torn last record.
@@ -319,7 +484,7 @@ impl Replica {
             out.push(x);
         }
         if forget {
-            fs::remove_file(&p)?;
+            rustix::fs::unlinkat(state, "installed", AtFlags::empty())?;
         }
         Ok(out)
     }
@@ -347,22 +512,38 @@ impl Replica {
     /// # Errors
     /// Unsafe paths and errors other than "not found".
     pub fn stat(&self, rel: &RelPath) -> Result<Option<Sig>, OpError> {
-        let p = self.resolve(rel)?;
-        lstat_sig(&p).map_err(io_err("stat", rel))
+        let Some(dir) = self.dir_of(rel, false)? else {
+            return Ok(None);
+        };
+        Ok(beneath::lstat_at(dir.as_fd(), rel.file_name())
+            .map_err(io_err("stat", rel))?
+            .map(|st| sig_of_stat(&st)))
     }
 
-    /// A fresh ignore-suffix name beside `abs` (its own name kept when it fits).
-    fn ignore_name(&self, abs: &Path) -> PathBuf {
-        let id = (u64::from(std::process::id()) << 24) ^ self.seq.fetch_add(1, Ordering::Relaxed);
-        let name = abs.file_name().map_or(&[][..], OsStr::as_bytes);
-        let suffix = format!(".{id:x}");
+    /// The target of the symlink `rel` (`None`: missing, not a link, unsafe).
+    #[must_use]
+    pub fn read_link(&self, rel: &RelPath) -> Option<Vec<u8>> {
+        let dir = self.dir_of(rel, false).ok()??;
+        let t = rustix::fs::readlinkat(
+            &dir,
+            std::ffi::OsStr::from_bytes(rel.file_name()),
+            Vec::new(),
+        )
+        .ok()?;
+        Some(t.into_bytes())
+    }
+
+    /// A fresh, unpredictable ignore-suffix name for `name` (kept in it when
+    /// it fits).
+    fn ignore_name(name: &[u8]) -> Vec<u8> {
+        let suffix = format!(".{}", &beneath::random_hex()[..16]);
         let mut n = Vec::with_capacity(name.len() + suffix.len() + IGNORE_SUFFIX.len());
         if name.len() + suffix.len() + IGNORE_SUFFIX.len() <= NAME_MAX {
             n.extend_from_slice(name);
         }
         n.extend_from_slice(suffix.as_bytes());
         n.extend_from_slice(IGNORE_SUFFIX);
-        abs.with_file_name(OsStr::from_bytes(&n))
+        n
     }
 
     /// Rename `from` to `to` through the dance; an entry at `to` is trashed.
@@ -370,33 +551,42 @@ impl Replica {
     /// # Errors
     /// Missing source, unsafe paths, failing renames.
     pub fn move_entry(&self, from: &RelPath, to: &RelPath, expect: Expect) -> Result<(), OpError> {
-        let src = self.resolve(from)?;
-        let dst = self.resolve(to)?;
-        let src_md = fs::symlink_metadata(&src).map_err(|_| OpError::Missing(from.clone()))?;
-        if let Ok(md) = fs::symlink_metadata(&dst) {
-            use std::os::unix::fs::MetadataExt;
-            if md.ino() == src_md.ino() && md.dev() == src_md.dev() {
-                return Ok(());
+        let sdir = self
+            .dir_of(from, false)?
+            .ok_or_else(|| OpError::Missing(from.clone()))?;
+        self.check(to)?;
+        let sname = from.file_name();
+        let src_md = beneath::lstat_at(sdir.as_fd(), sname)
+            .ok()
+            .flatten()
+            .ok_or_else(|| OpError::Missing(from.clone()))?;
+        if let Some(d) = self.dir_of(to, false)? {
+            if let Ok(Some(md)) = beneath::lstat_at(d.as_fd(), to.file_name()) {
+                if md.st_ino == src_md.st_ino && md.st_dev == src_md.st_dev {
+                    return Ok(());
+                }
+                let found = sig_of_stat(&md);
+                if !expect.holds(Some(&found)) {
+                    return Err(OpError::Refused {
+                        path: to.clone(),
+                        found: Some(found),
+                    });
+                }
+                self.trash(to)?;
             }
-            let found = twinsync_filter::sig_of(&md);
-            if !expect.holds(Some(&found)) {
-                return Err(OpError::Refused {
-                    path: to.clone(),
-                    found: Some(found),
-                });
-            }
-            self.trash(to)?;
         }
-        if let Some(parent) = to.parent() {
-            if !parent.is_root() {
-                let pabs = self.resolve(&parent)?;
-                fs::create_dir_all(&pabs).map_err(io_err("creating parents of", to))?;
-            }
-        }
-        let tmp = self.ignore_name(&src);
-        fs::rename(&src, &tmp).map_err(io_err("renaming", from))?;
-        if let Err(e) = fs::rename(&tmp, &dst) {
-            let _ = fs::rename(&tmp, &src);
+        let ddir = self
+            .dir_of(to, true)
+            .map_err(|e| match e {
+                OpError::Io { source, .. } => io_err("creating parents of", to)(source),
+                e => e,
+            })?
+            .ok_or_else(|| OpError::Missing(to.clone()))?;
+        let tmp = Self::ignore_name(sname);
+        beneath::rename(sdir.as_fd(), sname, sdir.as_fd(), &tmp, true)
+            .map_err(io_err("renaming", from))?;
+        if let Err(e) = beneath::rename(sdir.as_fd(), &tmp, ddir.as_fd(), to.file_name(), false) {
+            let _ = beneath::rename(sdir.as_fd(), &tmp, sdir.as_fd(), sname, true);
             return Err(io_err("renaming to", to)(e));
         }
         Ok(())
@@ -413,17 +603,21 @@ impl Replica {
     /// Move `rel` into `.twinsync/<into>/YYYY-MM-DD/` (the trash, or the
     /// conflicts folder), through the dance; true when it existed.
     fn stash(&self, rel: &RelPath, into: &str) -> Result<bool, OpError> {
-        let src = self.resolve(rel)?;
-        if fs::symlink_metadata(&src).is_err() {
+        let Some(sdir) = self.dir_of(rel, false)? else {
+            return Ok(false);
+        };
+        let name = rel.file_name();
+        if !matches!(beneath::lstat_at(sdir.as_fd(), name), Ok(Some(_))) {
             return Ok(false);
         }
-        let dst = self
+        let (kdir, kname) = self
             .keep_place(into, rel)
             .map_err(io_err("creating trash folder for", rel))?;
-        let tmp = self.ignore_name(&src);
-        fs::rename(&src, &tmp).map_err(io_err("trashing", rel))?;
-        if let Err(e) = fs::rename(&tmp, &dst) {
-            let _ = fs::rename(&tmp, &src);
+        let tmp = Self::ignore_name(name);
+        beneath::rename(sdir.as_fd(), name, sdir.as_fd(), &tmp, true)
+            .map_err(io_err("trashing", rel))?;
+        if let Err(e) = beneath::rename(sdir.as_fd(), &tmp, kdir.as_fd(), &kname, true) {
+            let _ = beneath::rename(sdir.as_fd(), &tmp, sdir.as_fd(), name, true);
             return Err(io_err("trashing", rel)(e));
         }
         Ok(true)
@@ -434,21 +628,54 @@ impl Replica {
     /// # Errors
     /// Unsafe paths, failing mkdir/chmod, or a non-directory in the way.
     pub fn mkdir(&self, rel: &RelPath, mode: u32) -> Result<(), OpError> {
-        let p = self.resolve(rel)?;
-        match fs::symlink_metadata(&p) {
-            Ok(md) if md.is_dir() => {}
-            Ok(md) => {
-                // Not what the brain expected (it trashes what it expects
-                // there first): someone made it meanwhile.
-                return Err(OpError::Refused {
-                    path: rel.clone(),
-                    found: Some(twinsync_filter::sig_of(&md)),
-                });
-            }
-            Err(_) => fs::create_dir_all(&p).map_err(io_err("creating directory", rel))?,
+        let dir = self
+            .dir_of(rel, true)
+            .map_err(|e| match e {
+                OpError::Io { source, .. } => io_err("creating directory", rel)(source),
+                e => e,
+            })?
+            .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        let name = rel.file_name();
+        let os = std::ffi::OsStr::from_bytes(name);
+        let refuse = |st: &rustix::fs::Stat| OpError::Refused {
+            path: rel.clone(),
+            found: Some(sig_of_stat(st)),
+        };
+        match beneath::lstat_at(dir.as_fd(), name).map_err(io_err("looking at", rel))? {
+            Some(st) if sig_of_stat(&st).kind == Kind::Dir => {}
+            // Not what the brain expected (it trashes what it expects there
+            // first): someone made it meanwhile.
+            Some(st) => return Err(refuse(&st)),
+            None => match rustix::fs::mkdirat(&dir, os, Mode::from_raw_mode(0o777)) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::EXIST) => {
+                    if let Ok(Some(st)) = beneath::lstat_at(dir.as_fd(), name) {
+                        if sig_of_stat(&st).kind != Kind::Dir {
+                            return Err(refuse(&st));
+                        }
+                    }
+                }
+                Err(e) => return Err(io_err("creating directory", rel)(e.into())),
+            },
         }
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode))
-            .map_err(io_err("setting mode of", rel))
+        beneath::chmod(dir.as_fd(), name, mode).map_err(io_err("setting mode of", rel))
+    }
+
+    /// Open `rel` for reading: a regular file, never a symlink, never
+    /// blocking (a fifo or device in its place is [`OpError::Missing`]).
+    fn open_regular(
+        &self,
+        rel: &RelPath,
+        what: &'static str,
+    ) -> Result<(fs::File, rustix::fs::Stat), OpError> {
+        let dir = self
+            .dir_of(rel, false)?
+            .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        match beneath::open_file(dir.as_fd(), rel.file_name()) {
+            Ok(x) => Ok(x),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(OpError::Missing(rel.clone())),
+            Err(e) => Err(io_err(what, rel)(e)),
+        }
     }
 
     /// BLAKE3 digest of a regular file (never following a symlink).
@@ -456,15 +683,7 @@ impl Replica {
     /// # Errors
     /// Unsafe paths, unreadable files, non-files.
     pub fn hash_file(&self, rel: &RelPath) -> Result<[u8; 32], OpError> {
-        let p = self.resolve(rel)?;
-        let f = fs::File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&p)
-            .map_err(io_err("hashing", rel))?;
-        if !f.metadata().map_err(io_err("hashing", rel))?.is_file() {
-            return Err(OpError::Missing(rel.clone()));
-        }
+        let (f, _) = self.open_regular(rel, "hashing")?;
         let mut h = blake3::Hasher::new();
         h.update_reader(f).map_err(io_err("hashing", rel))?;
         Ok(*h.finalize().as_bytes())
@@ -476,17 +695,9 @@ impl Replica {
     /// Unsafe paths, missing or unreadable files, non-files.
     pub fn read_file(&self, rel: &RelPath) -> Result<FileData, OpError> {
         use std::io::Read;
-        let p = self.resolve(rel)?;
-        let mut f = fs::File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&p)
-            .map_err(io_err("reading", rel))?;
-        let md = f.metadata().map_err(io_err("reading", rel))?;
-        if !md.is_file() {
-            return Err(OpError::Missing(rel.clone()));
-        }
-        if md.len() > INLINE_LIMIT {
+        let (f, st) = self.open_regular(rel, "reading")?;
+        let sig = sig_of_stat(&st);
+        if sig.size > INLINE_LIMIT {
             return Err(OpError::Io {
                 what: "reading",
                 path: rel.clone(),
@@ -495,12 +706,16 @@ impl Replica {
                 ),
             });
         }
-        let mut data = Vec::with_capacity(usize::try_from(md.len()).unwrap_or(0));
-        f.read_to_end(&mut data).map_err(io_err("reading", rel))?;
+        let mut data = Vec::with_capacity(usize::try_from(sig.size).unwrap_or(0));
+        // No more than the size seen (a file growing meanwhile is cut, and
+        // its signature tells the brain which version it got).
+        f.take(INLINE_LIMIT)
+            .read_to_end(&mut data)
+            .map_err(io_err("reading", rel))?;
         Ok(FileData {
             path: rel.clone(),
             data: serde_bytes::ByteBuf::from(data),
-            sig: twinsync_filter::sig_of(&md),
+            sig,
             // The brain sets what the destination must hold.
             expect: Expect::Any,
         })
@@ -532,25 +747,18 @@ impl Replica {
         rel: &RelPath,
         expect: Expect,
     ) -> Result<Sig, OpError> {
-        let src = Replica::new(src_root.to_path_buf()).resolve(rel)?;
-        let mut from = fs::File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&src)
-            .map_err(io_err("reading", rel))?;
-        let md = from.metadata().map_err(io_err("reading", rel))?;
-        if !md.is_file() {
-            return Err(OpError::Missing(rel.clone()));
-        }
-        let sig = twinsync_filter::sig_of(&md);
+        let src = Replica::open(src_root.to_path_buf()).map_err(io_err("reading", rel))?;
+        let (mut from, st) = src.open_regular(rel, "reading")?;
+        let sig = sig_of_stat(&st);
         self.put_file(rel, sig.mode, sig.mtime_ns, expect, |out| {
             io::copy(&mut from, out).map(|_| ())
         })
     }
 
-    /// Write a file through a temp file under `.twinsync/tmp` (filled by
-    /// `fill`), give it `mode` and `mtime_ns`, keep what it replaces in the
-    /// trash, rename it into place, and return its new signature.
+    /// Write a file through a new temp file under `.twinsync/tmp` (a random
+    /// name, created exclusively, filled by `fill`), give it `mode` and
+    /// `mtime_ns`, keep what it replaces in the trash, rename it into
+    /// place, and return its new signature.
     fn put_file(
         &self,
         rel: &RelPath,
@@ -559,46 +767,65 @@ impl Replica {
         expect: Expect,
         fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
     ) -> Result<Sig, OpError> {
-        self.resolve(rel)?;
-        let id = (u64::from(std::process::id()) << 24) ^ self.seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.state_dir().join("tmp").join(format!("w{id:x}"));
+        self.check(rel)?;
+        let tmp_dir = self
+            .state()
+            .and_then(|s| beneath::make_dirs(s, b"tmp"))
+            .map_err(io_err("writing", rel))?;
+        let name = format!("w{}", beneath::random_hex()).into_bytes();
         let res = (|| -> io::Result<fs::File> {
-            let mut out = fs::File::options()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
+            let mut out = beneath::create_file(tmp_dir.as_fd(), &name, 0o600)?;
             fill(&mut out)?;
-            out.set_permissions(fs::Permissions::from_mode(mode))?;
-            set_mtime_nofollow(&tmp, mtime_ns)?;
+            rustix::fs::fchmod(&out, Mode::from_raw_mode(mode & 0o7777))?;
+            beneath::set_mtime_fd(out.as_fd(), mtime_ns)?;
             Ok(out)
         })();
+        let unlink = || {
+            let _ = rustix::fs::unlinkat(
+                &tmp_dir,
+                std::ffi::OsStr::from_bytes(&name),
+                AtFlags::empty(),
+            );
+        };
         let out = match res {
             Ok(out) => out,
             Err(e) => {
-                let _ = fs::remove_file(&tmp);
+                unlink();
                 return Err(io_err("writing", rel)(e));
             }
         };
-        let r = self.place(rel, &tmp, &out, expect);
+        let r = self.place(rel, (tmp_dir.as_fd(), &name), &out, expect);
         if r.is_err() {
-            let _ = fs::remove_file(&tmp);
+            unlink();
         }
         r
     }
 
-    /// Keep a copy of a file about to be replaced: a hard link in the trash,
-    /// whose path is returned.
-    fn backup(&self, rel: &RelPath, abs: &Path) -> Option<PathBuf> {
-        let dst = self.keep_place("trash", rel).ok()?;
-        fs::hard_link(abs, &dst).ok().map(|()| dst)
+    /// Keep a copy of a file about to be replaced: a hard link in the trash
+    /// (`linkat` without `AT_SYMLINK_FOLLOW`: a symlink is linked itself),
+    /// whose directory and name are returned.
+    fn backup(
+        &self,
+        rel: &RelPath,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+    ) -> Option<(OwnedFd, Vec<u8>)> {
+        let (kdir, kname) = self.keep_place("trash", rel).ok()?;
+        rustix::fs::linkat(
+            dir,
+            std::ffi::OsStr::from_bytes(name),
+            &kdir,
+            std::ffi::OsStr::from_bytes(&kname),
+            AtFlags::empty(),
+        )
+        .ok()?;
+        Some((kdir, kname))
     }
 
     /// After `place` renamed its file over `old` (kept at `backup`): when
     /// the displaced file is no longer `old` — a writer opened it between
     /// the check and the rename (an `O_TRUNC` open, a write) — its writes
-    /// would land in the trash, silently. It is put back at `abs`, if that
+    /// would land in the trash, silently. It is put back at `at`, if that
     /// still holds what was installed (`installed`), and the install is
     /// refused with what is there, so the brain merges it like any other
     /// refusal (a conflict, not a loss). Link count changes move ctime, so
@@ -606,12 +833,18 @@ impl Replica {
     fn undo_if_written(
         &self,
         rel: &RelPath,
-        abs: &Path,
-        backup: &Path,
+        at: (BorrowedFd<'_>, &[u8]),
+        backup: (BorrowedFd<'_>, &[u8]),
         old: &Sig,
         installed: &Sig,
     ) -> Option<OpError> {
-        let now = lstat_sig(backup).ok().flatten()?;
+        let sig_at = |(d, n): (BorrowedFd<'_>, &[u8])| {
+            beneath::lstat_at(d, n)
+                .ok()
+                .flatten()
+                .map(|st| sig_of_stat(&st))
+        };
+        let now = sig_at(backup)?;
         let untouched = now.kind == old.kind
             && now.ino == old.ino
             && now.size == old.size
@@ -620,35 +853,38 @@ impl Replica {
         if untouched {
             return None;
         }
-        let here = lstat_sig(abs).ok().flatten();
+        let here = sig_at(at);
         if here.is_some_and(|h| h.ino == installed.ino) {
-            let _ = fs::rename(backup, abs);
+            let _ = beneath::rename(backup.0, backup.1, at.0, at.1, false);
         }
         Some(OpError::Refused {
             path: rel.clone(),
-            found: lstat_sig(abs).ok().flatten(),
+            found: sig_at(at),
         })
     }
 
     /// A free place for `rel` in `.twinsync/<into>/YYYY-MM-DD/` (its parents
-    /// created): the same relative path, with `.1`, `.2`… when taken.
-    fn keep_place(&self, into: &str, rel: &RelPath) -> io::Result<PathBuf> {
-        let day = self.state_dir().join(into).join(crate::time::today());
-        let mut dst = day.join(rel.as_path());
-        if let Some(parent) = dst.parent() {
-            fs::create_dir_all(parent)?;
+    /// created, none followed through a symlink): the same relative path,
+    /// with `.1`, `.2`… when taken. Returns the directory and the name.
+    fn keep_place(&self, into: &str, rel: &RelPath) -> io::Result<(OwnedFd, Vec<u8>)> {
+        let mut sub = format!("{into}/{}", crate::time::today()).into_bytes();
+        let parent = parent_bytes(rel);
+        if !parent.is_empty() {
+            sub.push(b'/');
+            sub.extend_from_slice(parent);
         }
+        let dir = beneath::make_dirs(self.state()?, &sub)?;
+        let mut name = rel.file_name().to_vec();
         let mut n = 1;
-        while fs::symlink_metadata(&dst).is_ok() {
-            let mut name = rel.file_name().to_vec();
+        while beneath::lstat_at(dir.as_fd(), &name)?.is_some() {
+            name = rel.file_name().to_vec();
             name.extend_from_slice(format!(".{n}").as_bytes());
             if name.len() > NAME_MAX {
                 name.drain(..name.len() - NAME_MAX);
             }
-            dst = dst.with_file_name(OsStr::from_bytes(&name));
             n += 1;
         }
-        Ok(dst)
+        Ok((dir, name))
     }
 
     /// Create or replace the symlink `rel` → `target` with mtime `mtime_ns`:
@@ -659,19 +895,31 @@ impl Replica {
     /// # Errors
     /// Unsafe paths, failing syscalls.
     pub fn symlink(&self, rel: &RelPath, target: &[u8], mtime_ns: i64) -> Result<(), OpError> {
-        let p = self.resolve(rel)?;
-        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-            self.trash(rel)?;
+        let name = rel.file_name();
+        if let Some(d) = self.dir_of(rel, false)? {
+            if beneath::lstat_at(d.as_fd(), name)
+                .ok()
+                .flatten()
+                .is_some_and(|st| sig_of_stat(&st).kind == Kind::Dir)
+            {
+                self.trash(rel)?;
+            }
         }
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).map_err(io_err("creating parents of", rel))?;
-        }
-        let tmp = self.ignore_name(&p);
-        std::os::unix::fs::symlink(OsStr::from_bytes(target), &tmp)
-            .map_err(io_err("creating symlink", rel))?;
-        let done = set_mtime_nofollow(&tmp, mtime_ns).and_then(|()| fs::rename(&tmp, &p));
+        let dir = self
+            .dir_of(rel, true)
+            .map_err(|e| match e {
+                OpError::Io { source, .. } => io_err("creating parents of", rel)(source),
+                e => e,
+            })?
+            .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        let tmp = Self::ignore_name(name);
+        let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
+        rustix::fs::symlinkat(os(target).as_os_str(), &dir, os(&tmp).as_os_str())
+            .map_err(|e| io_err("creating symlink", rel)(e.into()))?;
+        let done = beneath::set_mtime(dir.as_fd(), &tmp, mtime_ns)
+            .and_then(|()| beneath::rename(dir.as_fd(), &tmp, dir.as_fd(), name, false));
         if let Err(e) = done {
-            let _ = fs::remove_file(&tmp);
+            let _ = rustix::fs::unlinkat(&dir, os(&tmp).as_os_str(), AtFlags::empty());
             return Err(io_err("creating symlink", rel)(e));
         }
         Ok(())
@@ -687,101 +935,49 @@ impl Replica {
         mode: Option<u32>,
         mtime_ns: Option<i64>,
     ) -> Result<(), OpError> {
-        let p = self.resolve(rel)?;
-        let md = fs::symlink_metadata(&p).map_err(|_| OpError::Missing(rel.clone()))?;
-        let is_link = md.file_type().is_symlink();
+        let dir = self
+            .dir_of(rel, false)?
+            .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        let name = rel.file_name();
+        let st = beneath::lstat_at(dir.as_fd(), name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        let is_link = sig_of_stat(&st).kind == Kind::Symlink;
         if let (Some(mode), false) = (mode, is_link) {
-            fs::set_permissions(&p, fs::Permissions::from_mode(mode))
-                .map_err(io_err("setting mode of", rel))?;
+            beneath::chmod(dir.as_fd(), name, mode).map_err(io_err("setting mode of", rel))?;
         }
         if let Some(ns) = mtime_ns {
-            set_mtime_nofollow(&p, ns).map_err(io_err("setting mtime of", rel))?;
+            beneath::set_mtime(dir.as_fd(), name, ns).map_err(io_err("setting mtime of", rel))?;
         }
         Ok(())
     }
 }
 
-/// `rename(from, to)` that fails with `EEXIST` instead of replacing.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-    };
-    let (f, t) = (c(from)?, c(to)?);
-    // SAFETY: two valid NUL-terminated paths.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EINVAL) {
-        // A file system without RENAME_NOREPLACE: check, then rename.
-        if fs::symlink_metadata(to).is_ok() {
-            return Err(io::Error::from_raw_os_error(libc::EEXIST));
-        }
-        return fs::rename(from, to);
-    }
-    Err(e)
-}
-
 /// Remove day-folders (`.twinsync/{trash,conflicts}/YYYY-MM-DD`) older than
-/// `days`.
-pub fn clean_trash(state_dir: &Path, days: u32) {
+/// `days`, from the state dir `state` (held open: a symlink put in place of
+/// a folder is removed, never followed, and nothing outside it is touched).
+pub fn clean_trash(state: &OwnedFd, days: u32) {
     let cutoff = crate::time::now_secs() - i64::from(days) * 86_400;
     let (y, m, d, ..) = crate::time::civil(cutoff);
     let cutoff_name = format!("{y:04}-{m:02}-{d:02}");
     for folder in ["trash", "conflicts"] {
-        let Ok(rd) = fs::read_dir(state_dir.join(folder)) else {
+        let Ok(dir) = beneath::open_dir(state.as_fd(), folder.as_bytes()) else {
             continue;
         };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name.len() == 10 && name.as_ref() < cutoff_name.as_str() {
-                if let Err(err) = fs::remove_dir_all(e.path()) {
-                    tracing::warn!("cannot clean {}: {err}", e.path().display());
+        let Ok(names) = beneath::list(dir.as_fd(), b".") else {
+            continue;
+        };
+        for name in names {
+            if name.len() == 10 && name.as_slice() < cutoff_name.as_bytes() {
+                if let Err(err) = beneath::remove_tree(dir.as_fd(), &name) {
+                    tracing::warn!(
+                        "cannot clean {STATE_DIR}/{folder}/{}: {err}",
+                        String::from_utf8_lossy(&name)
+                    );
                 }
             }
         }
-    }
-}
-
-/// utimensat(AT_SYMLINK_NOFOLLOW), leaving atime alone.
-fn set_mtime_nofollow(p: &Path, ns: i64) -> io::Result<()> {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let times = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        libc::timespec {
-            tv_sec: ns.div_euclid(1_000_000_000),
-            tv_nsec: ns.rem_euclid(1_000_000_000),
-        },
-    ];
-    // SAFETY: a valid C string and a two-element timespec array.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 
@@ -791,7 +987,7 @@ mod tests {
 
     fn replica() -> (tempfile::TempDir, Replica) {
         let d = tempfile::tempdir().unwrap();
-        let r = Replica::new(d.path().to_path_buf());
+        let r = Replica::open(d.path().to_path_buf()).unwrap();
         r.prepare().unwrap();
         (d, r)
     }
@@ -802,30 +998,34 @@ mod tests {
     #[test]
     fn a_file_written_while_replaced_is_put_back_and_the_install_refused() {
         use std::io::Write;
+        use twinsync_filter::lstat_sig;
         let (d, r) = replica();
         let abs = d.path().join("a");
         fs::write(&abs, b"old!").unwrap();
+        let rel: RelPath = "a".into();
+        let dir = r.dir_of(&rel, false).unwrap().unwrap();
+        let at = (dir.as_fd(), &b"a"[..]);
         let old = lstat_sig(&abs).unwrap().unwrap();
         let mut writer = fs::OpenOptions::new().write(true).open(&abs).unwrap();
-        let bk = r.backup(&"a".into(), &abs).unwrap();
+        let (bdir, bname) = r.backup(&rel, dir.as_fd(), b"a").unwrap();
         let tmp = d.path().join("new");
         fs::write(&tmp, b"theirs").unwrap();
         fs::rename(&tmp, &abs).unwrap();
         let installed = lstat_sig(&abs).unwrap().unwrap();
         writer.write_all(b"mine, written last").unwrap();
         drop(writer);
-        let e = r.undo_if_written(&"a".into(), &abs, &bk, &old, &installed);
+        let e = r.undo_if_written(&rel, at, (bdir.as_fd(), &bname), &old, &installed);
         assert!(matches!(e, Some(OpError::Refused { found: Some(_), .. })));
         assert_eq!(fs::read(&abs).unwrap(), b"mine, written last");
 
         // Untouched: nothing undone.
         let old = lstat_sig(&abs).unwrap().unwrap();
-        let bk = r.backup(&"a".into(), &abs).unwrap();
+        let (bdir, bname) = r.backup(&rel, dir.as_fd(), b"a").unwrap();
         fs::write(&tmp, b"theirs").unwrap();
         fs::rename(&tmp, &abs).unwrap();
         let installed = lstat_sig(&abs).unwrap().unwrap();
         assert!(r
-            .undo_if_written(&"a".into(), &abs, &bk, &old, &installed)
+            .undo_if_written(&rel, at, (bdir.as_fd(), &bname), &old, &installed)
             .is_none());
         assert_eq!(fs::read(&abs).unwrap(), b"theirs");
     }
@@ -855,10 +1055,18 @@ mod tests {
     fn escapes_are_refused() {
         let (d, r) = replica();
         std::os::unix::fs::symlink("/tmp", d.path().join("link")).unwrap();
-        for bad in ["../x", "/etc/passwd", "link/x", "a/./b"] {
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "link/x",
+            "a/./b",
+            ".twinsync/lock",
+            ".twinsync",
+        ] {
             assert!(
-                matches!(r.resolve(&bad.into()), Err(OpError::Unsafe(_))),
-                "{bad}"
+                matches!(r.stat(&bad.into()), Err(OpError::Unsafe(_))),
+                "{bad}: {:?}",
+                r.stat(&bad.into())
             );
         }
         assert!(r.trash(&"link/x".into()).is_err());
@@ -873,7 +1081,7 @@ mod tests {
         fs::create_dir_all(&conflicts_old).unwrap();
         fs::write(d.path().join("f"), "x").unwrap();
         r.trash(&"f".into()).unwrap();
-        clean_trash(&r.state_dir(), 30);
+        clean_trash(&r.state_fd().unwrap(), 30);
         assert!(!old.exists() && !conflicts_old.exists());
         let today = d
             .path()

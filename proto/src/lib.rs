@@ -4,7 +4,8 @@
 //! # Framing
 //! Every message is one frame: a 4-byte big-endian length followed by that
 //! many bytes of MessagePack (`rmp-serde`, compact/array encoding). Frames
-//! larger than [`MAX_FRAME`] are refused. Both directions use the same framing
+//! larger than [`MAX_FRAME`] are refused, and so are requests whose lists
+//! are longer than [`MAX_ITEMS`]. Both directions use the same framing
 //! over the agent's stdin/stdout, whether the agent is a local child process
 //! or runs on a remote host behind ssh.
 //!
@@ -27,15 +28,20 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+mod bounded;
 mod path;
 pub use path::RelPath;
 
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 3;
-/// The largest frame either side accepts (64 MiB).
+pub const PROTOCOL_VERSION: u32 = 4;
+/// The largest frame either side accepts or sends (64 MiB); a bigger answer
+/// is refused with an error, never sent (nor a panic).
 pub const MAX_FRAME: usize = 64 << 20;
+/// The most paths, files or operations one request may carry; the brain
+/// splits longer lists, an agent refuses them while decoding.
+pub const MAX_ITEMS: usize = 1 << 16;
 
 /// What kind of file system entry a [`Sig`] describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -246,21 +252,39 @@ pub enum Request {
     /// lstat each path.
     Stat {
         /// Paths to stat.
+        #[serde(deserialize_with = "bounded::vec")]
         paths: Vec<RelPath>,
     },
+    /// lstat files staged (by rsync) below the replica's
+    /// `.twinsync/stage/` (paths relative to it), answered by
+    /// [`Response::Stats`]. No other request can name anything in
+    /// `.twinsync/`.
+    StatStaged {
+        /// Paths below the stage.
+        #[serde(deserialize_with = "bounded::vec")]
+        paths: Vec<RelPath>,
+    },
+    /// Whether the replica root's path still leads to the directory the
+    /// agent serves, with its `.twinsync/` (answered by
+    /// [`Response::Intact`]): false once it was deleted, moved away,
+    /// unmounted, or its state dir swapped.
+    Intact,
     /// Read the targets of symlinks (`None`: missing or not a link).
     ReadLinks {
         /// Paths to read.
+        #[serde(deserialize_with = "bounded::vec")]
         paths: Vec<RelPath>,
     },
     /// Hash files (BLAKE3), to tell equal content under different mtimes.
     Hash {
         /// Paths to hash.
+        #[serde(deserialize_with = "bounded::vec")]
         paths: Vec<RelPath>,
     },
     /// Read small files whole (content carried inline, for remote replicas).
     ReadFiles {
         /// Paths to read.
+        #[serde(deserialize_with = "bounded::vec")]
         paths: Vec<RelPath>,
     },
     /// Write small files whole: each is written to a temp file under
@@ -268,6 +292,7 @@ pub enum Request {
     /// file it replaces is kept in the trash).
     WriteFiles {
         /// The files.
+        #[serde(deserialize_with = "bounded::vec")]
         files: Vec<FileData>,
     },
     /// Copy files from another replica on the same host (when rsync is not
@@ -277,6 +302,7 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         src_root: Vec<u8>,
         /// Paths to copy, each with what its destination must hold.
+        #[serde(deserialize_with = "bounded::vec")]
         paths: Vec<(RelPath, Expect)>,
     },
     /// The stamps of the files the helper installed since the last
@@ -290,6 +316,7 @@ pub enum Request {
     /// Apply a list of helper operations in order; each gets its own result.
     Apply {
         /// The operations.
+        #[serde(deserialize_with = "bounded::vec")]
         ops: Vec<Op>,
     },
 }
@@ -446,6 +473,8 @@ pub enum Response {
     Hashes(Vec<Option<serde_bytes::ByteBuf>>),
     /// Write results: the signature each file has now.
     Written(Vec<Result<Sig, OpFail>>),
+    /// Answer to [`Request::Intact`].
+    Intact(bool),
     /// What the helper installed: each path with the stamp it had right
     /// after (latest last).
     Installed(Vec<(RelPath, Stamp)>),
@@ -537,14 +566,27 @@ impl From<io::Error> for FrameError {
 /// Encode a message into one frame (length prefix included).
 ///
 /// # Panics
-/// Only if the message cannot be serialized, which the types here rule out.
+/// When the message is larger than [`MAX_FRAME`] (use [`try_encode`] for
+/// what may be: answers, inline files).
 #[must_use]
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    try_encode(msg).expect("a frame within the limit")
+}
+
+/// Encode a message into one frame, or refuse one larger than [`MAX_FRAME`].
+///
+/// # Errors
+/// [`FrameError::TooLarge`].
+pub fn try_encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     let mut buf = vec![0u8; 4];
     rmp_serde::encode::write(&mut buf, msg).expect("protocol messages always serialize");
-    let len = u32::try_from(buf.len() - 4).expect("frame length fits in u32");
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    buf
+    let len = buf.len() - 4;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let len32 = u32::try_from(len).map_err(|_| FrameError::TooLarge(len))?;
+    buf[..4].copy_from_slice(&len32.to_be_bytes());
+    Ok(buf)
 }
 
 /// Decode the body of a frame (without its length prefix).
@@ -558,9 +600,12 @@ pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError
 /// Write one message as a frame, without flushing.
 ///
 /// # Errors
-/// I/O errors of the writer.
+/// I/O errors of the writer; `InvalidInput` for a message larger than
+/// [`MAX_FRAME`] (nothing is written).
 pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
-    w.write_all(&encode(msg))
+    let frame =
+        try_encode(msg).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    w.write_all(&frame)
 }
 
 /// Read one frame's body from a blocking reader.

@@ -71,7 +71,7 @@ fn golden_wire_format() {
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001b81a548656c6c6f94a87477696e73796e6303c4022f729490c3c0c0"
+        "0000001b81a548656c6c6f94a87477696e73796e6304c4022f729490c3c0c0"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
@@ -138,4 +138,41 @@ fn relpath_operations() {
         RelPath::from_bytes(b"n\nx\xfe".to_vec()).to_string(),
         "n\\nx\\xfe"
     );
+}
+
+#[test]
+fn a_frame_over_the_limit_is_refused_not_sent_nor_a_panic() {
+    let big = FileData {
+        path: "f".into(),
+        data: serde_bytes::ByteBuf::from(vec![0u8; MAX_FRAME + 1]),
+        sig: sig(),
+        expect: Expect::Any,
+    };
+    assert!(matches!(try_encode(&big), Err(FrameError::TooLarge(_))));
+    let mut out = Vec::new();
+    assert!(write_frame(&mut out, &big).is_err());
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_request_with_too_many_paths_is_refused_while_decoding() {
+    let ok = ToAgent::Request {
+        id: 1,
+        req: Request::Stat {
+            paths: vec!["a".into(); MAX_ITEMS],
+        },
+    };
+    let frame = encode(&ok);
+    assert_eq!(decode::<ToAgent>(&frame[4..]).unwrap(), ok);
+    let too_many = ToAgent::Request {
+        id: 1,
+        req: Request::Hash {
+            paths: vec!["a".into(); MAX_ITEMS + 1],
+        },
+    };
+    let frame = encode(&too_many);
+    assert!(matches!(
+        decode::<ToAgent>(&frame[4..]),
+        Err(FrameError::Decode(_))
+    ));
 }

@@ -9,11 +9,13 @@
 //! - `names`: odd file names;
 //! - `faults`: overflow, unreadable files, vanished roots, bad arguments;
 //! - `stop`: Ctrl-C to the process group, `kill -9` of the brain;
+//! - `attacks`: confinement against a hostile brain, a replica's own users, fifos;
 //! - `ssh_smoke`: the `sshd` harness (a real OpenSSH server on 127.0.0.1).
 
 mod harness;
 mod sshd;
 
+mod attacks;
 mod basic;
 mod conflicts;
 mod echo;
