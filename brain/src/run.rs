@@ -701,6 +701,10 @@ impl Brain {
                 info!("stopped");
                 return Ok(Exit::Done);
             }
+            if self.down {
+                // Reconnect first: nothing below may use the lost link.
+                continue;
+            }
             if self.settings.sync_only
                 || (self.settings.exit_on_no_events && !self.engine.has_work())
             {
