@@ -227,8 +227,11 @@ impl Replica {
             }
         }
         let state = self.state()?;
-        // Staged files left by an interrupted batch are stale.
-        beneath::remove_tree(state, STAGE_DIR.as_bytes())?;
+        // Staged files left by an interrupted batch are stale. Best effort:
+        // the rsync of a brain killed a moment ago may still be writing
+        // there (ENOTEMPTY); a brain installs only what its own rsync just
+        // staged, and what is left goes at the next start.
+        let _ = beneath::remove_tree(state, STAGE_DIR.as_bytes());
         self.record.store(true, Ordering::Relaxed);
         for sub in ["tmp", "trash", "conflicts", STAGE_DIR] {
             beneath::make_dirs(state, sub.as_bytes())?;
