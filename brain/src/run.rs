@@ -193,9 +193,9 @@ pub async fn run(settings: Settings) -> Result<Exit> {
             }
         }
     };
-    let transports = [Transport::Local, right_transport];
+    let mut transports = [Transport::Local, right_transport];
     let agent_log = settings.agent_log.clone();
-    let (l, r) = tokio::join!(
+    let (l, mut r) = tokio::join!(
         Link::start(
             Side::Left,
             &transports[0],
@@ -213,6 +213,37 @@ pub async fn run(settings: Settings) -> Result<Exit> {
             ntx.clone(),
         ),
     );
+    // The same for a remote agent that does not start (a master connection
+    // that dies at once while sshd is still dropping a killed brain's).
+    if let Some(spec) = &settings.remote {
+        let mut tries = 0;
+        while let Err(e) = &r {
+            if tries == 2 {
+                break;
+            }
+            tries += 1;
+            warn!("{e:#}; trying again");
+            tokio::time::sleep(std::time::Duration::from_millis(500 * tries)).await;
+            r = async {
+                let session = crate::remote::connect(spec, settings.ssh_config.as_deref()).await?;
+                transports[1] = Transport::Ssh {
+                    session,
+                    program: settings.remote_path.clone(),
+                    host: spec.display_host(),
+                };
+                Link::start(
+                    Side::Right,
+                    &transports[1],
+                    agent_log.as_deref(),
+                    roots[1].as_os_str().as_bytes(),
+                    options.clone(),
+                    ntx.clone(),
+                )
+                .await
+            }
+            .await;
+        }
+    }
     let links = [Arc::new(l?), Arc::new(r?)];
     let excludes = Excludes::new(&settings.excludes).map_err(anyhow::Error::msg)?;
     let engine = Engine::new(
