@@ -131,6 +131,20 @@ struct Brain {
 
 /// A burst is over when nothing happened for this long: verification
 /// follows (at least ten times the last scan's duration).
+/// Why both replicas are listed again: the mass-deletion net differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rescan {
+    /// A merge: at start-up, after a reconnection, on SIGUSR1.
+    Merge,
+    /// While live: asked for by the engine, or a verification.
+    Live,
+}
+
+/// The fewest entries a side must have for a live deletion of more than
+/// `--max-delete` percent of it to stop the sync (below that, only a side
+/// that lost every entry does).
+const LIVE_NET_MIN: usize = 1000;
+
 const VERIFY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Verification also runs this often when nothing happens.
 const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
@@ -338,7 +352,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
 }
 
 impl Brain {
-    async fn rescan(&mut self) -> Result<()> {
+    async fn rescan(&mut self, kind: Rescan) -> Result<()> {
         let t = Instant::now();
         let had = self.engine.known().len();
         let (mut sl, mut sr) = (self.links[0].scan()?, self.links[1].scan()?);
@@ -390,7 +404,7 @@ impl Brain {
                 );
             }
         }
-        self.check_mass_deletion(self.engine.pending_deletions())?;
+        self.check_mass_deletion(self.engine.pending_deletions(), kind)?;
         // The listings entered what they found the same on both sides in the
         // index (in order, so its nodes are half full), unjournaled.
         self.engine.compact_known();
@@ -501,15 +515,24 @@ impl Brain {
 
     /// The mass-deletion safety net, for batches that merge full scans.
     /// Refuse a merge that would delete more than `--max-delete` % of a
-    /// side's entries (`deleted`: entries per side), before it starts.
-    fn check_mass_deletion(&self, deleted: [usize; 2]) -> Result<()> {
+    /// side's entries (`deleted`: entries per side), before it starts. A
+    /// rescan while live (asked for by the engine, or a verification) takes
+    /// what the live sync would: the deletions of a moment of churn in a
+    /// small tree are no sign of a lost volume, while a side emptied, or
+    /// more than the share of a tree of [`LIVE_NET_MIN`] entries, is.
+    fn check_mass_deletion(&self, deleted: [usize; 2], kind: Rescan) -> Result<()> {
         if self.settings.force {
             return Ok(());
         }
+        let pct = usize::from(self.settings.max_delete_percent);
         for side in Side::BOTH {
             let (del, had) = (deleted[side.idx()], self.scanned[side.idx()]);
-            if had > 0 && del > 0 && del * 100 > had * usize::from(self.settings.max_delete_percent)
-            {
+            let over = had > 0 && del > 0 && del * 100 > had * pct;
+            let refuse = match kind {
+                Rescan::Merge => over,
+                Rescan::Live => (del >= had && had > 1) || (had >= LIVE_NET_MIN && over),
+            };
+            if refuse {
                 bail!(
                     "refusing to merge: it would delete {del} of the {had} entries of the {side} \
                      replica {} (more than {}%). Nothing was changed. Check the other replica; \
@@ -600,7 +623,7 @@ impl Brain {
             .await?;
             self.links[side.idx()] = Arc::new(link);
         }
-        self.rescan().await
+        self.rescan(Rescan::Merge).await
     }
 
     async fn main_loop(&mut self, notices: &mut mpsc::UnboundedReceiver<Notice>) -> Result<Exit> {
@@ -614,7 +637,7 @@ impl Brain {
             self.load_installed().await?;
         }
         self.set_state("scanning");
-        self.rescan().await?;
+        self.rescan(Rescan::Merge).await?;
         if self.settings.skip_initial_sync {
             self.engine.adopt_equal();
             self.merging = false;
@@ -723,7 +746,7 @@ impl Brain {
 
                 if rescan && !stopping {
                     self.set_state("scanning");
-                    self.rescan().await?;
+                    self.rescan(Rescan::Live).await?;
                 }
             }
             if stopping {
@@ -774,7 +797,7 @@ impl Brain {
                 _ = sigusr1.recv() => {
                     info!("SIGUSR1: full re-merge");
                     self.set_state("scanning");
-                    self.rescan().await?;
+                    self.rescan(Rescan::Merge).await?;
                 }
                 _ = banned_check.tick() => {
                     if let Some(p) = banned_running(&self.settings.banned) {
@@ -849,7 +872,7 @@ impl Brain {
         for t in Side::BOTH {
             let del = deleting[t.idx()];
             let pct = usize::from(self.settings.max_delete_percent);
-            if (del >= had && had > 1) || (had >= 1000 && del * 100 > had * pct) {
+            if (del >= had && had > 1) || (had >= LIVE_NET_MIN && del * 100 > had * pct) {
                 bail!(
                     "refusing to delete {del} of the {had} entries of the {t} replica {}: the \
                      {} replica lost them all at once (more than {pct}%). Nothing was deleted. \
@@ -870,7 +893,7 @@ impl Brain {
     async fn verify(&mut self) -> Result<()> {
         self.set_state("verifying");
         self.counters.verifications += 1;
-        self.rescan().await?;
+        self.rescan(Rescan::Live).await?;
         self.compare_content().await?;
         let found = self.engine.queue_depth();
         self.last_verify = Instant::now();
@@ -1078,7 +1101,7 @@ impl Brain {
                     info!("reconnected; reconciling both replicas");
                     // Stale notices of the old link are dropped.
                     while notices.try_recv().is_ok() {}
-                    return self.rescan().await;
+                    return self.rescan(Rescan::Merge).await;
                 }
                 Err(e) => {
                     warn!("reconnect failed: {e:#}");
