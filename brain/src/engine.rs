@@ -385,7 +385,7 @@ pub struct Engine {
     scanning: [Option<Scanning>; 2],
     /// A side's listing taken in whole since the last plan (what it did
     /// not list, it lacks).
-    scanned: [Option<Scanning>; 2],
+    listed: [Option<Scanning>; 2],
     /// A batch ends after `max(min_batch, pending / 8)` actions, so a merge
     /// of a big tree runs in a few batches and the copy lists, the undo log
     /// and the journal delta of each stay small. [`MIN_BATCH`] by default;
@@ -498,8 +498,7 @@ pub type Compared = (RelPath, Option<Digest>, Option<Digest>);
 /// The fewest actions a batch is cut at (see [`Engine::min_batch`]).
 pub const MIN_BATCH: usize = 16_384;
 
-/// The entries of `map` at or below `dir`, in order.
-pub(crate) fn range_within<'a, V>(
+fn range_within<'a, V>(
     map: &'a BTreeMap<RelPath, V>,
     dir: &RelPath,
 ) -> impl Iterator<Item = (&'a RelPath, &'a V)> + 'a {
@@ -589,7 +588,7 @@ impl Engine {
             attr_fixes: Vec::new(),
             failed_ops_rescans: 0,
             scanning: Default::default(),
-            scanned: Default::default(),
+            listed: Default::default(),
             min_batch: MIN_BATCH,
             big_move: BIG_MOVE,
             epoch: 0,
@@ -802,11 +801,32 @@ impl Engine {
     /// The copies a batch was making when the last run ended in a crash: a
     /// destination the next listing finds holding that version holds what
     /// the batch installed, not a change of its own.
+    /// A move's record stands for everything indexed below its source,
+    /// recognised below its destination with the destination side's stamps
+    /// (call after [`Engine::set_known`]). A source that an earlier move of
+    /// the batch made is followed back through it.
     pub fn set_intents(&mut self, intents: Vec<crate::index::Intent>) {
-        self.intents = intents
-            .into_iter()
-            .map(|i| (i.path, (usize::from(i.side.min(1)), i.sig, i.stamp)))
-            .collect();
+        self.intents.clear();
+        let mut moves: Vec<(RelPath, RelPath)> = Vec::new();
+        for i in intents {
+            let t = usize::from(i.side.min(1));
+            if let Some(from) = i.moved_from {
+                let mut origin = from.clone();
+                for (f, to) in moves.iter().rev() {
+                    if let Some(back) = origin.rebase(to, f) {
+                        origin = back;
+                    }
+                }
+                for (k, v) in range_within(&self.known, &origin) {
+                    if *k != origin {
+                        let here = k.rebase(&origin, &i.path).expect("within origin");
+                        self.intents.insert(here, (t, v.sig, v.stamps[t]));
+                    }
+                }
+                moves.push((from, i.path.clone()));
+            }
+            self.intents.insert(i.path, (t, i.sig, Stamp::UNKNOWN));
+        }
     }
 
     /// What side `side`'s helper recorded installing since the index was
@@ -1273,7 +1293,7 @@ impl Engine {
         self.inflight[p].clear();
         self.installed_ctime[p].clear();
         self.scanning[p] = Some(Scanning::default());
-        self.scanned[p] = None;
+        self.listed[p] = None;
     }
 
     /// Take in the next entries of `side`'s listing, which come in ascending
@@ -1399,7 +1419,7 @@ impl Engine {
     /// True when side `p`'s listing, in or taken in whole, went past `path`
     /// (and could read it): had it had `path`, it would have listed it.
     fn listing_passed(&self, p: usize, path: &RelPath) -> bool {
-        match (&self.scanning[p], &self.scanned[p]) {
+        match (&self.scanning[p], &self.listed[p]) {
             (Some(sc), _) => sc.last.as_ref().is_some_and(|l| l >= path) && !sc.protects(path),
             (None, Some(sc)) => !sc.protects(path),
             (None, None) => false,
@@ -1416,7 +1436,7 @@ impl Engine {
 
         compact(&mut self.pending[p].state);
         let n = sc.count;
-        self.scanned[p] = Some(sc);
+        self.listed[p] = Some(sc);
         n
     }
 
@@ -1456,7 +1476,7 @@ impl Engine {
         let mut b = Batch::default();
         // Only the listings right after a crash use them.
         self.intents.clear();
-        self.scanned = Default::default();
+        self.listed = Default::default();
         self.installed = Default::default();
         self.now = now;
         self.moved_here = Default::default();

@@ -57,6 +57,16 @@ fn entries(v: &[(&str, Sig)]) -> Vec<Entry> {
         })
         .collect()
 }
+/// Side `side` reports `path` changed to `sig`.
+fn changed(e: &mut Engine, side: Side, path: &str, sig: Sig) -> Trace {
+    e.on_event(
+        side,
+        Event::Changed {
+            path: path.into(),
+            sig,
+        },
+    )
+}
 fn synced(v: &[(&str, Sig)]) -> Engine {
     let mut e = engine();
     e.load_scan(Side::Left, entries(v));
@@ -103,13 +113,7 @@ fn echo_of_our_own_write_is_dropped() {
     // While the batch runs, the report of its write is held: only the
     // helper's answer (the stamp of what it installed) tells it from a
     // user's write of the same size and mtime.
-    let t = e.on_event(
-        Side::Right,
-        Event::Changed {
-            path: "a".into(),
-            sig: ours,
-        },
-    );
+    let t = changed(&mut e, Side::Right, "a", ours);
     assert!(t.decision.starts_with("held"), "{t:?}");
     let mut r = Report::default();
     r.applied[1].push(Applied::Done("a".into(), Some(ours)));
@@ -117,13 +121,7 @@ fn echo_of_our_own_write_is_dropped() {
     assert!(traces.iter().all(Trace::is_echo), "{traces:?}");
     assert!(!e.has_work());
     // Reported again later: still an echo.
-    let t = e.on_event(
-        Side::Right,
-        Event::Changed {
-            path: "a".into(),
-            sig: ours,
-        },
-    );
+    let t = changed(&mut e, Side::Right, "a", ours);
     assert!(t.is_echo(), "{t:?}");
 }
 
@@ -561,13 +559,7 @@ fn a_chain_of_moves_is_replayed_as_one() {
 #[test]
 fn a_move_into_a_directory_that_moves_later_is_retargeted() {
     let mut e = synced(&[("a", dir()), ("c", file(1, 10))]);
-    e.on_event(
-        Side::Left,
-        Event::Changed {
-            path: "a/n".into(),
-            sig: dir(),
-        },
-    );
+    changed(&mut e, Side::Left, "a/n", dir());
     moved(&mut e, Side::Left, "c", "a/n/c", file(1, 10));
     moved(&mut e, Side::Left, "a", "b", dir());
     let b = e.plan(0);
@@ -619,13 +611,7 @@ fn a_move_into_what_the_other_side_made_a_file_rescans() {
             sig: file(2, 20),
         },
     );
-    e.on_event(
-        Side::Right,
-        Event::Changed {
-            path: "c".into(),
-            sig: dir(),
-        },
-    );
+    changed(&mut e, Side::Right, "c", dir());
     moved(&mut e, Side::Right, "a", "c/a", file(1, 10));
     let b = e.plan(0);
     assert!(b.rescan);
@@ -688,13 +674,7 @@ fn a_reported_move_of_our_own_replay_is_an_echo() {
     // scans a new directory above it, and reports that as a move.
     let mut e = synced(&[("d", dir()), ("d/s", dir()), ("d/s/f", file(1, 10))]);
     moved(&mut e, Side::Left, "d", "x/d2", dir());
-    e.on_event(
-        Side::Left,
-        Event::Changed {
-            path: "x".into(),
-            sig: dir(),
-        },
-    );
+    changed(&mut e, Side::Left, "x", dir());
     let b = e.plan(0);
     assert!(!b.rescan);
     let t = moved(&mut e, Side::Right, "d", "x/d2", dir());
@@ -710,13 +690,7 @@ fn a_reported_move_of_our_own_replay_is_an_echo() {
 fn a_new_directory_renamed_over_an_emptied_one_removes_what_was_in_it() {
     let mut e = synced(&[("b", dir()), ("b/c", dir())]);
     e.on_event(Side::Left, Event::Removed { path: "b/c".into() });
-    e.on_event(
-        Side::Left,
-        Event::Changed {
-            path: "a".into(),
-            sig: dir(),
-        },
-    );
+    changed(&mut e, Side::Left, "a", dir());
     moved(&mut e, Side::Left, "a", "b", dir());
     let b = e.plan(0);
     assert_eq!(strip(&b.ops[1]), vec![trash("b/c".into())]);
@@ -966,7 +940,7 @@ fn a_copy_installed_before_a_crash_is_not_a_change_of_its_destination() {
             path: "a".into(),
             side: 1,
             sig: v2,
-            stamp: twinsync_proto::Stamp::UNKNOWN,
+            moved_from: None,
         }]
     };
     let mut e = synced(&[("a", v1)]);
@@ -1010,7 +984,7 @@ fn a_copy_installed_before_a_crash_follows_the_source_s_deletion() {
         path: "a".into(),
         side: 0,
         sig: v,
-        stamp: twinsync_proto::Stamp::UNKNOWN,
+        moved_from: None,
     }]);
     let installed = Sig {
         ino: 9,
@@ -1021,7 +995,7 @@ fn a_copy_installed_before_a_crash_follows_the_source_s_deletion() {
         path: "a".into(),
         side: 0,
         sig: v,
-        stamp: twinsync_proto::Stamp::UNKNOWN,
+        moved_from: None,
     }];
     e.load_scan(
         Side::Left,
@@ -1089,7 +1063,7 @@ fn a_copy_the_helper_recorded_installing_before_a_crash_is_no_change_of_its_dest
         path: "a".into(),
         side: 1,
         sig: v2,
-        stamp: twinsync_proto::Stamp::UNKNOWN,
+        moved_from: None,
     }]);
     e.set_installed(Side::Right, vec![("a".into(), installed.stamp())]);
     e.load_scan(Side::Left, entries(&[("a", v3)]));
@@ -1111,7 +1085,7 @@ fn an_attribute_set_before_a_crash_does_not_undo_a_deletion_since() {
         path: "a".into(),
         side: 1,
         sig: ro,
-        stamp: twinsync_proto::Stamp::UNKNOWN,
+        moved_from: None,
     }]);
     let on_right = Sig {
         ino: 9,
@@ -1131,28 +1105,50 @@ fn an_attribute_set_before_a_crash_does_not_undo_a_deletion_since() {
 #[test]
 fn a_move_replayed_before_a_crash_does_not_bring_back_a_removal_since() {
     // Index: d/ and d/f on both. The crashed batch replayed the left's
-    // rename d → e on the right; the left removed e since.
+    // rename d → e on the right; the left removed e since. One record
+    // stands for the move and all below it; only the moved directory's
+    // ctime changed (e/f keeps its stamp: no content to compare).
     let f = file(3, 30);
     let mut e = synced(&[("d", dir()), ("d/f", f), ("keep", file(1, 10))]);
-    let intent = |p: &str, sig: Sig, stamp| crate::index::Intent {
-        path: p.into(),
+    e.set_intents(vec![crate::index::Intent {
+        path: "e".into(),
         side: 1,
-        sig,
-        stamp,
+        sig: dir(),
+        moved_from: Some("d".into()),
+    }]);
+    let moved = Sig {
+        ctime_ns: 77,
+        ..dir()
     };
-    // Only the moved directory's ctime changes: e/f keeps its stamp.
-    e.set_intents(vec![
-        intent("e", dir(), Stamp::UNKNOWN),
-        intent("e/f", f, f.stamp()),
-    ]);
-    let moved = f;
     e.load_scan(Side::Left, entries(&[("keep", file(1, 10))]));
     e.load_scan(
         Side::Right,
-        entries(&[("e", dir()), ("e/f", moved), ("keep", file(1, 10))]),
+        entries(&[("e", moved), ("e/f", f), ("keep", file(1, 10))]),
     );
+    assert!(e.to_compare().is_empty());
     let b = e.plan(0);
     assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
     assert!(b.ops[0].is_empty(), "{b:?}");
     assert_eq!(strip(&b.ops[1]), vec![trash("e".into())], "{b:?}");
+
+    // Two moves in one batch, the second out of the first's destination:
+    // d → e, then e/g → h. The left removed h since.
+    let mut e = synced(&[("d", dir()), ("d/g", dir()), ("d/g/f", f)]);
+    let intent = |path: &str, from: &str| crate::index::Intent {
+        path: path.into(),
+        side: 1,
+        sig: dir(),
+        moved_from: Some(from.into()),
+    };
+    e.set_intents(vec![intent("e", "d"), intent("h", "e/g")]);
+    e.load_scan(Side::Left, entries(&[("e", moved)]));
+    e.load_scan(
+        Side::Right,
+        entries(&[("e", moved), ("h", moved), ("h/f", f)]),
+    );
+    assert!(e.to_compare().is_empty());
+    let b = e.plan(0);
+    assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
+    assert!(b.ops[0].is_empty(), "{b:?}");
+    assert_eq!(strip(&b.ops[1]), vec![trash("h".into())], "{b:?}");
 }

@@ -103,10 +103,12 @@ pub struct Intent {
     pub side: u8,
     /// The version copied.
     pub sig: Sig,
-    /// The destination's own stamp of that version when the batch leaves it
-    /// as it is (an entry below a directory the batch moves), else unknown.
+    /// Set when the batch moves the entry indexed at this path to `path`:
+    /// what is indexed below it is recognised below `path` too, with its
+    /// stamps (a rename changes the ctime of the moved entry only). One
+    /// record per move, whatever lies below.
     #[serde(default)]
-    pub stamp: twinsync_proto::Stamp,
+    pub moved_from: Option<RelPath>,
 }
 
 /// The on-disk index of one instance.
@@ -438,7 +440,7 @@ mod tests {
             path: p.into(),
             side: 1,
             sig: sig(7).sig,
-            stamp: twinsync_proto::Stamp::UNKNOWN,
+            moved_from: None,
         };
         ix.intend(vec![intent("a")]).unwrap();
         // The batch ended, with no index change to record.

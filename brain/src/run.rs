@@ -183,82 +183,48 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         ..Default::default()
     }));
     let roots = [settings.left.clone(), settings.right.clone()];
-    let right_transport = match &settings.remote {
-        None => Transport::Local,
-        Some(spec) => {
-            // A transient failure (sshd throttling new connections, a
-            // restart under way) is retried twice before giving up.
-            let mut tries = 0;
-            let session = loop {
-                match crate::remote::connect(spec, settings.ssh_config.as_deref()).await {
-                    Ok(s) => break s,
-                    Err(e) if tries < 2 => {
-                        tries += 1;
-                        warn!("{e:#}; trying again");
-                        tokio::time::sleep(std::time::Duration::from_millis(500 * tries)).await;
-                    }
-                    Err(e) => return Err(e),
+    let left = Link::start(
+        Side::Left,
+        &Transport::Local,
+        settings.agent_log.as_deref(),
+        roots[0].as_os_str().as_bytes(),
+        options.clone(),
+        ntx.clone(),
+    );
+    let right = async {
+        let Some(spec) = &settings.remote else {
+            let link = Link::start(
+                Side::Right,
+                &Transport::Local,
+                settings.agent_log.as_deref(),
+                roots[1].as_os_str().as_bytes(),
+                options.clone(),
+                ntx.clone(),
+            )
+            .await?;
+            return Ok((Transport::Local, link));
+        };
+        // A transient failure (sshd throttling new connections, a restart
+        // under way, a master connection dying at once while sshd still
+        // drops a killed brain's) is retried twice before giving up.
+        let mut tries = 0;
+        loop {
+            let root = roots[1].as_os_str().as_bytes();
+            match start_remote(spec, &settings, root, options.clone(), ntx.clone()).await {
+                Ok(x) => return Ok::<_, anyhow::Error>(x),
+                Err(e) if tries < 2 => {
+                    tries += 1;
+                    warn!("{e:#}; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(500 * tries)).await;
                 }
-            };
-            Transport::Ssh {
-                session,
-                program: settings.remote_path.clone(),
-                host: spec.display_host(),
+                Err(e) => return Err(e),
             }
         }
     };
-    let mut transports = [Transport::Local, right_transport];
-    let agent_log = settings.agent_log.clone();
-    let (l, mut r) = tokio::join!(
-        Link::start(
-            Side::Left,
-            &transports[0],
-            agent_log.as_deref(),
-            roots[0].as_os_str().as_bytes(),
-            options.clone(),
-            ntx.clone(),
-        ),
-        Link::start(
-            Side::Right,
-            &transports[1],
-            agent_log.as_deref(),
-            roots[1].as_os_str().as_bytes(),
-            options.clone(),
-            ntx.clone(),
-        ),
-    );
-    // The same for a remote agent that does not start (a master connection
-    // that dies at once while sshd is still dropping a killed brain's).
-    if let Some(spec) = &settings.remote {
-        let mut tries = 0;
-        while let Err(e) = &r {
-            if tries == 2 {
-                break;
-            }
-            tries += 1;
-            warn!("{e:#}; trying again");
-            tokio::time::sleep(std::time::Duration::from_millis(500 * tries)).await;
-            r = async {
-                let session = crate::remote::connect(spec, settings.ssh_config.as_deref()).await?;
-                transports[1] = Transport::Ssh {
-                    session,
-                    program: settings.remote_path.clone(),
-                    host: spec.display_host(),
-                };
-                Link::start(
-                    Side::Right,
-                    &transports[1],
-                    agent_log.as_deref(),
-                    roots[1].as_os_str().as_bytes(),
-                    options.clone(),
-                    ntx.clone(),
-                )
-                .await
-            }
-            .await;
-        }
-    }
-    let links = [Arc::new(l?), Arc::new(r?)];
+    let (l, r) = tokio::join!(left, right);
+    let (right_transport, r) = r?;
+    let transports = [Transport::Local, right_transport];
+    let links = [Arc::new(l?), Arc::new(r)];
     let excludes = Excludes::new(&settings.excludes).map_err(anyhow::Error::msg)?;
     let engine = Engine::new(
         excludes,
@@ -937,7 +903,7 @@ impl Brain {
                     path: c.path.clone(),
                     side: t.idx() as u8,
                     sig: c.sig,
-                    stamp: twinsync_proto::Stamp::UNKNOWN,
+                    moved_from: None,
                 });
             }
             // Directories the batch makes, attributes it sets and entries
@@ -952,25 +918,20 @@ impl Brain {
                             path: path.clone(),
                             side: t.idx() as u8,
                             sig: k.sig,
-                            stamp: twinsync_proto::Stamp::UNKNOWN,
+                            moved_from: None,
                         });
                     }
                 }
                 // What a replayed move puts at its destination (a removal
                 // of it made since on the other side must not bring it
                 // back as new).
-                if let twinsync_proto::Op::Move { to, .. } = op {
-                    for (path, k) in crate::engine::range_within(known, to) {
+                if let twinsync_proto::Op::Move { from, to, .. } = op {
+                    if let Some(k) = known.get(to) {
                         intents.push(crate::index::Intent {
-                            path: path.clone(),
+                            path: to.clone(),
                             side: t.idx() as u8,
                             sig: k.sig,
-                            // Only the moved entry's own ctime changes.
-                            stamp: if path == to {
-                                twinsync_proto::Stamp::UNKNOWN
-                            } else {
-                                k.stamps[t.idx()]
-                            },
+                            moved_from: Some(from.clone()),
                         });
                     }
                 }
@@ -1068,25 +1029,13 @@ impl Brain {
             }
             info!(host = %spec.display_host(), "reconnecting");
             self.set_state("reconnecting");
-            let attempt = async {
-                let session =
-                    crate::remote::connect(&spec, self.settings.ssh_config.as_deref()).await?;
-                let transport = Transport::Ssh {
-                    session,
-                    program: self.settings.remote_path.clone(),
-                    host: spec.display_host(),
-                };
-                let link = Link::start(
-                    side,
-                    &transport,
-                    self.settings.agent_log.as_deref(),
-                    self.roots[side.idx()].as_os_str().as_bytes(),
-                    self.options.clone(),
-                    self.notices_tx.clone(),
-                )
-                .await?;
-                Ok::<_, anyhow::Error>((transport, link))
-            };
+            let attempt = start_remote(
+                &spec,
+                &self.settings,
+                self.roots[side.idx()].as_os_str().as_bytes(),
+                self.options.clone(),
+                self.notices_tx.clone(),
+            );
             // Bounded: a connection that hangs half-open is retried.
             let attempt = async {
                 tokio::time::timeout(std::time::Duration::from_secs(8), attempt)
@@ -1110,6 +1059,33 @@ impl Brain {
             }
         }
     }
+}
+
+/// Connect to the right replica's host and start its agent on `root`: the
+/// right side's transport and link, at start-up and at each reconnection.
+async fn start_remote(
+    spec: &crate::remote::RemoteSpec,
+    settings: &Settings,
+    root: &[u8],
+    options: AgentOptions,
+    notices: mpsc::UnboundedSender<Notice>,
+) -> Result<(Transport, Link)> {
+    let session = crate::remote::connect(spec, settings.ssh_config.as_deref()).await?;
+    let transport = Transport::Ssh {
+        session,
+        program: settings.remote_path.clone(),
+        host: spec.display_host(),
+    };
+    let link = Link::start(
+        Side::Right,
+        &transport,
+        settings.agent_log.as_deref(),
+        root,
+        options,
+        notices,
+    )
+    .await?;
+    Ok((transport, link))
 }
 
 /// Hand the heap's free pages back to the system after a listing and at the

@@ -2,11 +2,12 @@
 //! directory was renamed: the write's event names the old path, where
 //! nothing is found any more, so the directory's new place is listed.
 
+mod common;
+
 use std::fs;
-use std::sync::mpsc;
 use std::time::Duration;
 
-use twinsync_filter::{Event, Excludes, Watcher};
+use twinsync_filter::Event;
 use twinsync_proto::RelPath;
 
 #[test]
@@ -14,31 +15,12 @@ fn a_file_written_just_before_its_directory_was_renamed_is_reported_at_the_new_p
     let base = tempfile::tempdir().unwrap();
     let root = base.path().join("r");
     fs::create_dir_all(root.join("d")).unwrap();
-    let (watcher, event_loop) =
-        Watcher::new(root.clone(), Excludes::new(&[]).unwrap(), true).unwrap();
-    watcher
-        .scan(
-            &RelPath::root(),
-            &mut |_| {},
-            &mut |p, e| panic!("{p}: {e}"),
-            None,
-        )
-        .unwrap();
+    let (watcher, event_loop) = common::listed(&root);
     // Both happen before the loop reads a single event: the write's
     // CLOSE_WRITE (named d/f) is read after `d` became `e`.
     fs::write(root.join("d/f"), b"data").unwrap();
     fs::rename(root.join("d"), root.join("e")).unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _keep = watcher;
-        let _ = event_loop.unwrap().run(&mut |events| {
-            let mut go_on = true;
-            for e in events {
-                go_on &= tx.send(e).is_ok();
-            }
-            go_on
-        });
-    });
+    let rx = common::forward(watcher, event_loop, |_| false);
     let want = RelPath::from("e/f");
     let mut seen = Vec::new();
     loop {

@@ -7,37 +7,15 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use twinsync_filter::{Event, Excludes, Watcher, STATE_DIR};
-use twinsync_proto::RelPath;
+mod common;
+
+use twinsync_filter::{Event, STATE_DIR};
 
 /// Watch `root` (listed once, as the agent does) and hand its events over a
 /// channel; the loop ends at the first `RootGone`.
 fn watch(root: &Path) -> mpsc::Receiver<Event> {
-    let (watcher, event_loop) =
-        Watcher::new(root.to_path_buf(), Excludes::new(&[]).unwrap(), true).unwrap();
-    watcher
-        .scan(
-            &RelPath::root(),
-            &mut |_| {},
-            &mut |p, e| panic!("{p}: {e}"),
-            None,
-        )
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _keep = watcher;
-        event_loop
-            .unwrap()
-            .run(&mut |events| {
-                let gone = events.iter().any(|e| matches!(e, Event::RootGone));
-                for e in events {
-                    let _ = tx.send(e);
-                }
-                !gone
-            })
-            .unwrap();
-    });
-    rx
+    let (watcher, event_loop) = common::listed(root);
+    common::forward(watcher, event_loop, |e| matches!(e, Event::RootGone))
 }
 
 fn expect_root_gone(rx: &mpsc::Receiver<Event>) {

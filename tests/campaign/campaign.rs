@@ -73,6 +73,28 @@ fn fixed_mtime() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000)
 }
 
+/// A brain that exited after our schedule killed one of its agents (it
+/// may: the agent's link is lost) is restarted, once per kill; any other
+/// exit is returned.
+fn restart_if_ours(
+    brain: &mut Brain,
+    may_restart: &mut bool,
+    log: &Log,
+) -> Result<(), std::process::ExitStatus> {
+    let Some(st) = brain.exited() else {
+        return Ok(());
+    };
+    if !std::mem::take(may_restart) {
+        return Err(st);
+    }
+    log.push(
+        "run",
+        format!("brain exited with {st} after the agent kill; restarted"),
+    );
+    brain.spawn();
+    Ok(())
+}
+
 /// The record of a run's operations, shared by the threads.
 #[derive(Clone)]
 struct Log {
@@ -934,17 +956,8 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
             }
         });
         // Between rounds: a brain our schedule brought down is restarted.
-        if let Some(st) = brain.exited() {
-            if may_restart {
-                log.push(
-                    "run",
-                    format!("brain exited with {st} after the agent kill; restarted"),
-                );
-                may_restart = false;
-                brain.spawn();
-            } else {
-                err = Some(format!("the brain exited with {st} during the churn"));
-            }
+        if let Err(st) = restart_if_ours(&mut brain, &mut may_restart, &log) {
+            err = Some(format!("the brain exited with {st} during the churn"));
         }
         if let Some(e) = err {
             let r = failed(&brain, &e, "");
@@ -964,16 +977,7 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
     let t = Instant::now();
     let mut ok_once = false;
     let (lt, rt) = loop {
-        if let Some(st) = brain.exited() {
-            if may_restart {
-                log.push(
-                    "run",
-                    format!("brain exited with {st} after the agent kill; restarted"),
-                );
-                may_restart = false;
-                brain.spawn();
-                continue;
-            }
+        if let Err(st) = restart_if_ours(&mut brain, &mut may_restart, &log) {
             let r = failed(
                 &brain,
                 &format!("the brain exited with {st} while converging"),

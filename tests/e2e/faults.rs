@@ -75,22 +75,7 @@ fn unreadable_files_are_logged_and_skipped_without_stopping() {
             Command::new("setpriv").arg("--version").output().is_ok(),
             "setpriv (util-linux) is needed"
         );
-        // A copy of the binary nobody can run, wherever the build lives.
-        let exe = p.dir.path().join("twinsync");
-        fs::copy(crate::harness::bin(), &exe).unwrap();
-        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-        let log = fs::File::create(&p.log).unwrap();
-        let child = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(&exe)
-            .args(["-d", "2"])
-            .arg(&p.left.root)
-            .arg(&p.right.root)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        p.child = Some(child);
+        spawn_as_nobody(&mut p);
         p.right.eventually_has("public", b"p");
         // the sync goes on: later writes still arrive (written as nobody)
         let out = Command::new("setpriv")
@@ -259,6 +244,13 @@ fn start_unprivileged(p: &mut Pair) {
         .status()
         .unwrap();
     assert!(st.success());
+    spawn_as_nobody(p);
+    p.wait_live();
+}
+
+/// Start the live sync of `p` as nobody (uid and gid 65534), from a copy
+/// of the binary nobody can run, wherever the build lives.
+fn spawn_as_nobody(p: &mut Pair) {
     let exe = p.dir.path().join("twinsync");
     fs::copy(crate::harness::bin(), &exe).unwrap();
     fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
@@ -275,7 +267,6 @@ fn start_unprivileged(p: &mut Pair) {
         .spawn()
         .expect("setpriv (util-linux) is needed");
     p.child = Some(child);
-    p.wait_live();
 }
 
 /// Both ways, a new file arrives on the other side.
