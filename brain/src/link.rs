@@ -154,8 +154,8 @@ impl Link {
                     // Its own process group: the terminal's Ctrl-C (sent to
                     // the whole foreground group) reaches the brain only,
                     // which finishes its batch and then says goodbye.
-                    .process_group(0)
                     .kill_on_drop(true);
+                own_group(&mut cmd);
                 if let Some(level) = agent_log {
                     cmd.env("TWINSYNC_LOG", level);
                 }
@@ -817,5 +817,23 @@ mod tests {
         let r = check_read(Side::Left, &asked, got);
         assert!(r[0].is_err() && r[1].is_err() && r[2].is_err());
         assert_eq!(r[3].as_ref().unwrap().data.as_slice(), b"ok");
+    }
+}
+
+/// Start `cmd` in a process group of its own, out of reach of the
+/// terminal's Ctrl-C (sent to the whole foreground group): the brain
+/// finishes its batch first. A Ctrl-C sent while the child is being made,
+/// before it leaves the brain's group, is ignored too (it would otherwise
+/// be delivered, with the default action, right before the program starts;
+/// rsync installs its own handler again).
+pub fn own_group(cmd: &mut tokio::process::Command) {
+    cmd.process_group(0);
+    // SAFETY: signal(2) is async-signal-safe, as required between fork and
+    // exec; nothing is allocated or locked.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
     }
 }

@@ -254,10 +254,10 @@ pub async fn copy(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Out of the terminal's process group: a Ctrl-C lets the batch in
-        // flight finish instead of killing its copies.
-        .process_group(0)
         .kill_on_drop(true);
+    // Out of the terminal's process group: a Ctrl-C lets the batch in flight
+    // finish instead of killing its copies.
+    crate::link::own_group(&mut cmd);
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot run {}: is rsync installed?", opts.program))?;
