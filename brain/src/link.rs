@@ -740,6 +740,24 @@ fn check_read(
         .collect()
 }
 
+/// Start `cmd` in a process group of its own, out of reach of the
+/// terminal's Ctrl-C (sent to the whole foreground group): the brain
+/// finishes its batch first. A Ctrl-C sent while the child is being made,
+/// before it leaves the brain's group, is ignored too (it would otherwise
+/// be delivered, with the default action, right before the program starts;
+/// rsync installs its own handler again).
+pub fn own_group(cmd: &mut tokio::process::Command) {
+    cmd.process_group(0);
+    // SAFETY: signal(2) is async-signal-safe, as required between fork and
+    // exec; nothing is allocated or locked.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,23 +835,5 @@ mod tests {
         let r = check_read(Side::Left, &asked, got);
         assert!(r[0].is_err() && r[1].is_err() && r[2].is_err());
         assert_eq!(r[3].as_ref().unwrap().data.as_slice(), b"ok");
-    }
-}
-
-/// Start `cmd` in a process group of its own, out of reach of the
-/// terminal's Ctrl-C (sent to the whole foreground group): the brain
-/// finishes its batch first. A Ctrl-C sent while the child is being made,
-/// before it leaves the brain's group, is ignored too (it would otherwise
-/// be delivered, with the default action, right before the program starts;
-/// rsync installs its own handler again).
-pub fn own_group(cmd: &mut tokio::process::Command) {
-    cmd.process_group(0);
-    // SAFETY: signal(2) is async-signal-safe, as required between fork and
-    // exec; nothing is allocated or locked.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-            Ok(())
-        });
     }
 }
