@@ -302,8 +302,9 @@ fn an_unreadable_directory_at_start_is_left_alone_and_the_rest_syncs() {
     );
     assert!(
         p.right.trash_contents().iter().all(|c| c == b"probe"),
-        "trashed on the right: {:?}",
-        p.right.trash_contents()
+        "trashed on the right: {:?}\n{}",
+        p.right.trash_contents(),
+        p.log_text()
     );
     assert!(
         p.child.as_mut().unwrap().try_wait().unwrap().is_none(),
