@@ -9,6 +9,7 @@
 //! what is there (a `cp -p` restore, a same-mtime tie), which rsync's quick
 //! check would skip.
 
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::process::Stdio;
 
@@ -180,6 +181,30 @@ impl End {
     }
 }
 
+/// The staging folder of the local replica `root`, opened beneath it with
+/// no symlink followed (an `O_PATH` descriptor, closed on exec).
+fn open_stage(root: &Path) -> Result<std::os::fd::OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let root_fd: std::os::fd::OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(root)
+        .with_context(|| format!("cannot open the replica root {}", root.display()))?
+        .into();
+    let rel = format!(
+        "{}/{}",
+        twinsync_filter::STATE_DIR,
+        twinsync_helpers::STAGE_DIR
+    );
+    twinsync_helpers::beneath::open_dir(root_fd.as_fd(), rel.as_bytes()).with_context(|| {
+        format!(
+            "{}/{rel} is missing or not a plain directory (a symlink on the way is never \
+             followed); restart twinsync, whose agent makes it again",
+            root.display()
+        )
+    })
+}
+
 /// Copy `paths` from `src` to `dst` with one rsync. A remote end is reached
 /// over the already-open ssh connection (its control socket), never a new
 /// login.
@@ -193,12 +218,25 @@ pub async fn copy(
     paths: &[&RelPath],
 ) -> Result<RsyncOutcome> {
     let src_arg = src.arg();
-    let mut dst_arg = dst.arg();
-    dst_arg.push(format!(
-        "{}/{}/",
-        twinsync_filter::STATE_DIR,
-        twinsync_helpers::STAGE_DIR
-    ));
+    // A local stage is handed to rsync as a descriptor opened beneath the
+    // root, never through a symlink: a replica's user who swaps the root's
+    // `.twinsync/` for a link cannot aim root's rsync at another place.
+    let stage_fd = match dst {
+        End::Local(root) => Some(open_stage(root)?),
+        End::Remote { .. } => None,
+    };
+    let dst_arg = match &stage_fd {
+        Some(fd) => std::ffi::OsString::from(format!("/proc/self/fd/{}/", fd.as_raw_fd())),
+        None => {
+            let mut a = dst.arg();
+            a.push(format!(
+                "{}/{}/",
+                twinsync_filter::STATE_DIR,
+                twinsync_helpers::STAGE_DIR
+            ));
+            a
+        }
+    };
     let remote = [src, dst].into_iter().find_map(|e| match e {
         End::Remote { ctl, config, .. } => Some((ctl, config)),
         End::Local(_) => None,
@@ -258,6 +296,19 @@ pub async fn copy(
     // Out of the terminal's process group: a Ctrl-C lets the batch in flight
     // finish instead of killing its copies.
     crate::link::own_group(&mut cmd);
+    if let Some(fd) = &stage_fd {
+        let raw = fd.as_raw_fd();
+        // SAFETY: fcntl(2) is async-signal-safe, as required between fork
+        // and exec; `raw` stays open in the parent until rsync has started.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot run {}: is rsync installed?", opts.program))?;
@@ -315,4 +366,36 @@ pub async fn copy(
         stderr: stderr_task.await.unwrap_or_default(),
         exit: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replica's user who swaps the root's `.twinsync/` (or its stage)
+    /// for a symlink cannot aim root's rsync elsewhere: the stage is never
+    /// reached through a link.
+    #[test]
+    fn a_stage_reached_through_a_symlink_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, elsewhere) = (d.path().join("r"), d.path().join("elsewhere"));
+        std::fs::create_dir_all(root.join(".twinsync/stage")).unwrap();
+        std::fs::create_dir_all(elsewhere.join("stage")).unwrap();
+        let fd = open_stage(&root).unwrap();
+        let via = std::fs::canonicalize(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        assert_eq!(
+            via,
+            std::fs::canonicalize(root.join(".twinsync/stage")).unwrap()
+        );
+
+        // .twinsync swapped for a link to a folder holding `stage/`.
+        std::fs::rename(root.join(".twinsync"), root.join(".old")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join(".twinsync")).unwrap();
+        assert!(open_stage(&root).is_err());
+        // The stage itself a link.
+        std::fs::remove_file(root.join(".twinsync")).unwrap();
+        std::fs::create_dir(root.join(".twinsync")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("stage"), root.join(".twinsync/stage")).unwrap();
+        assert!(open_stage(&root).is_err());
+    }
 }
