@@ -208,10 +208,21 @@ pub async fn execute(
             if big.is_empty() {
                 return Ok((written, missing, None));
             }
-            if let (false, End::Local(src_root)) = (rsync_opts.available, &src_end) {
-                // No rsync here: the destination's helper copies from the
-                // other local root itself.
-                for chunk in big.chunks(2000) {
+            let mut big = big;
+            if let (true, End::Local(src_root)) = (all_local, &src_end) {
+                // Both roots here: the destination's helper copies from the
+                // other root itself (each path opened beneath it, no link
+                // followed; no process started): every file when there is
+                // no rsync, else the small ones (rsync pays for large files,
+                // whose old version is the delta basis).
+                let helper: Vec<usize>;
+                (helper, big) = if rsync_opts.available {
+                    big.into_iter()
+                        .partition(|&i| list[i].sig.size <= INLINE_MAX)
+                } else {
+                    (big, Vec::new())
+                };
+                for chunk in helper.chunks(2000) {
                     let owned = chunk
                         .iter()
                         .map(|&i| (list[i].path.clone(), list[i].expect))
@@ -221,7 +232,9 @@ pub async fn execute(
                         written.push((i, r));
                     }
                 }
-                return Ok((written, missing, None));
+                if big.is_empty() {
+                    return Ok((written, missing, None));
+                }
             }
             // rsync stages the files below the destination's
             // `.twinsync/stage/`; its helper installs each one only if the
