@@ -305,18 +305,27 @@ impl Index {
     ///
     /// # Errors
     /// I/O errors.
-    pub fn intend(&mut self, intents: Vec<Intent>) -> io::Result<()> {
+    pub fn intend(&mut self, intents: &[Intent]) -> io::Result<()> {
         if intents.is_empty() {
             return Ok(());
+        }
+        /// A [`Delta`] with intents only, borrowed (the same record).
+        #[derive(Serialize)]
+        struct Intents<'a> {
+            generation: u64,
+            set: &'a [(RelPath, Known)],
+            remove: &'a [RelPath],
+            intents: &'a [Intent],
         }
         let generation = self.generation;
         let w = self.journal()?;
         twinsync_proto::write_frame(
             w,
-            &Delta {
+            &Intents {
                 generation,
+                set: &[],
+                remove: &[],
                 intents,
-                ..Delta::default()
             },
         )?;
         w.flush()?;
@@ -442,10 +451,10 @@ mod tests {
             sig: sig(7).sig,
             moved_from: None,
         };
-        ix.intend(vec![intent("a")]).unwrap();
+        ix.intend(&[intent("a")]).unwrap();
         // The batch ended, with no index change to record.
         ix.append(vec![], vec![]).unwrap();
-        ix.intend(vec![intent("b")]).unwrap();
+        ix.intend(&[intent("b")]).unwrap();
         // kill -9 here.
         let l = Index::open(d.path(), "x").unwrap().load().unwrap().unwrap();
         assert_eq!(l.intents, vec![intent("b")]);

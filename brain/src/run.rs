@@ -663,7 +663,7 @@ impl Brain {
                     record_conflicts(&self.roots[0], &batch.conflicts);
                 }
                 if !batch.is_empty() {
-                    self.intend(&batch);
+                    let intents = self.intend(&batch);
                     let exec = execute(self.links.clone(), self.ends(), self.rsync.clone(), batch);
                     tokio::pin!(exec);
                     let outcome = loop {
@@ -679,6 +679,10 @@ impl Brain {
                         Err(e) if self.down || !self.links.iter().all(|l| l.alive()) => {
                             warn!("batch interrupted by a lost link: {e:#}");
                             self.engine.abort();
+                            // As after a crash: what the batch made before
+                            // the link went is its own, not a change (the
+                            // reconnection's merge recognises it).
+                            self.engine.set_intents(intents);
                             self.down = true;
                             break;
                         }
@@ -891,10 +895,10 @@ impl Brain {
         self.counters.refused += stats.refused;
     }
 
-    /// Write down the copies, directories and attributes `batch` is about
-    /// to make (see
+    /// Write down the copies, directories, attributes and moves `batch` is
+    /// about to make, and return them (see
     /// [`Index::intend`]).
-    fn intend(&mut self, batch: &crate::engine::Batch) {
+    fn intend(&mut self, batch: &crate::engine::Batch) -> Vec<crate::index::Intent> {
         let known = self.engine.known();
         let mut intents: Vec<crate::index::Intent> = Vec::new();
         for t in Side::BOTH {
@@ -937,9 +941,10 @@ impl Brain {
                 }
             }
         }
-        if let Err(e) = self.index.intend(intents) {
+        if let Err(e) = self.index.intend(&intents) {
             warn!("cannot write down the batch's copies in the index journal: {e}");
         }
+        intents
     }
 
     /// Count and log the decisions about events taken in.
@@ -1050,6 +1055,7 @@ impl Brain {
                     info!("reconnected; reconciling both replicas");
                     // Stale notices of the old link are dropped.
                     while notices.try_recv().is_ok() {}
+                    self.load_installed().await?;
                     return self.rescan(Rescan::Merge).await;
                 }
                 Err(e) => {
