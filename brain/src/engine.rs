@@ -1337,19 +1337,26 @@ impl Engine {
             sc.count += 1;
             self.missing_between(p, &sc, Some(&e.path));
             if let Some((t, sig, stamp)) = self.intents.get(&e.path) {
-                if *t == p && sig.same_content(&e.sig) {
+                // The helper recorded installing this very version: the
+                // batch's for sure, even when it is not the version planned
+                // (a copy reads the source as it is when it runs).
+                let recorded = self.installed[p].get(&e.path) == Some(&e.sig.stamp());
+                let planned = sig.same_content(&e.sig);
+                if *t == p && (planned || recorded) {
                     // Maybe installed by the interrupted batch: the version
                     // the source had then (its stamp there is the copy's).
                     // Its stamp here was never recorded, and a same-size,
                     // same-mtime write after the copy looks the same: its
-                    // bytes are compared with the source's.
-                    let mut k = Known::new(*sig);
-                    k.stamps[o] = sig.stamp();
-                    if self.installed[p].get(&e.path) == Some(&e.sig.stamp())
-                        || *stamp == e.sig.stamp()
-                    {
-                        // The helper recorded installing this very version,
-                        // or the batch left it as it was (moved along).
+                    // bytes are compared with the source's. A version other
+                    // than the one planned is the source's of a later
+                    // moment, whose stamp there is not known.
+                    let mut k = Known::new(if planned { *sig } else { e.sig });
+                    if planned {
+                        k.stamps[o] = sig.stamp();
+                    }
+                    if recorded || *stamp == e.sig.stamp() {
+                        // Recorded, or left as it was by the batch (moved
+                        // along).
                         k.stamps[p] = e.sig.stamp();
                     }
                     // The source's listing, if already in, may have taken

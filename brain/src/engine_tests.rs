@@ -1152,3 +1152,58 @@ fn a_move_replayed_before_a_crash_does_not_bring_back_a_removal_since() {
     assert!(b.ops[0].is_empty(), "{b:?}");
     assert_eq!(strip(&b.ops[1]), vec![trash("h".into())], "{b:?}");
 }
+
+#[test]
+fn a_copy_the_helper_recorded_is_recognised_even_when_not_the_version_planned() {
+    // The crashed batch planned to copy v (0644) from the right to the
+    // left; the copy read the right's file after a chmod 600, and the left's
+    // helper recorded installing that. The right removed `a` since.
+    let v = Sig {
+        ino: 5,
+        ctime_ns: 50,
+        ..file(2, 20)
+    };
+    let installed = Sig {
+        ino: 9,
+        ctime_ns: 55,
+        mode: 0o600,
+        ..v
+    };
+    let setup = || {
+        let mut e = synced(&[("keep", file(1, 10))]);
+        e.set_intents(vec![crate::index::Intent {
+            path: "a".into(),
+            side: 0,
+            sig: v,
+            moved_from: None,
+        }]);
+        e.set_installed(Side::Left, vec![("a".into(), installed.stamp())]);
+        e
+    };
+    let mut e = setup();
+    e.load_scan(
+        Side::Left,
+        entries(&[("a", installed), ("keep", file(1, 10))]),
+    );
+    e.load_scan(Side::Right, entries(&[("keep", file(1, 10))]));
+    let b = e.plan(0);
+    assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
+    assert_eq!(strip(&b.ops[0]), vec![trash("a".into())], "{b:?}");
+
+    // The right still has that version: nothing to do once compared.
+    let mut e = setup();
+    let now_right = Sig { mode: 0o600, ..v };
+    e.load_scan(
+        Side::Left,
+        entries(&[("a", installed), ("keep", file(1, 10))]),
+    );
+    e.load_scan(
+        Side::Right,
+        entries(&[("a", now_right), ("keep", file(1, 10))]),
+    );
+    // (The right's stamp of that version is not known: the bytes tell.)
+    assert_eq!(e.to_compare(), vec![RelPath::from("a")]);
+    e.compared(vec![("a".into(), Some([4; 32]), Some([4; 32]))]);
+    let b = e.plan(0);
+    assert!(b.is_empty(), "{b:?}");
+}
