@@ -19,7 +19,8 @@ const INLINE_MAX: u64 = 1 << 20;
 /// Bytes per inline read/write request.
 const INLINE_CHUNK: u64 = 8 << 20;
 
-/// Group inline copies into requests of at most `INLINE_CHUNK` bytes.
+/// Group inline and helper copies into requests of at most `INLINE_CHUNK`
+/// bytes (a larger file goes alone).
 fn inline_chunks(list: &[&Copy]) -> Vec<Vec<Copy>> {
     let mut out = Vec::new();
     let (mut cur, mut bytes) = (Vec::new(), 0u64);
@@ -222,13 +223,17 @@ pub async fn execute(
                 } else {
                     (big, Vec::new())
                 };
-                for chunk in helper.chunks(2000) {
-                    let owned = chunk
-                        .iter()
-                        .map(|&i| (list[i].path.clone(), list[i].expect))
-                        .collect();
+                // In requests of a few MiB, like inline copies: an agent
+                // whose brain was killed finishes the one it has quickly,
+                // and releases the replica for the restarted brain.
+                let refs: Vec<&Copy> = helper.iter().map(|&i| &list[i]).collect();
+                let mut at = 0;
+                for chunk in inline_chunks(&refs) {
+                    let idx = &helper[at..at + chunk.len()];
+                    at += chunk.len();
+                    let owned = chunk.into_iter().map(|c| (c.path, c.expect)).collect();
                     let results = dst_link.copy_from(src_root, owned).await?;
-                    for (&i, r) in chunk.iter().zip(results) {
+                    for (&i, r) in idx.iter().zip(results) {
                         written.push((i, r));
                     }
                 }

@@ -23,10 +23,26 @@ fn hostname() -> String {
         .map_or_else(|_| "localhost".into(), |s| s.trim().to_string())
 }
 
+/// True when `pid` is a running process. A zombie is not: it has exited
+/// (an agent killed with -9 after its brain, waiting for init to reap it),
+/// and its lock is stale.
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !zombie(pid)
+}
+
+/// True when `/proc/PID/stat` says the process has exited (state `Z` or
+/// `X`): the state follows the command name, which is in parentheses and
+/// may itself hold any byte, so it is read after the last `)`.
+fn zombie(pid: i32) -> bool {
+    fs::read(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.iter()
+            .rposition(|&b| b == b')')
+            .and_then(|i| stat.get(i + 2))
+            .is_some_and(|&state| state == b'Z' || state == b'X')
+    })
 }
 
 fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
@@ -122,5 +138,27 @@ fn release(state: BorrowedFd<'_>) {
 impl Drop for Lock {
     fn drop(&mut self) {
         release(self.state.as_fd());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process that exited but was not reaped yet (a zombie) holds no
+    /// lock: its lock is taken over, not reported in use.
+    #[test]
+    fn a_zombie_holder_is_not_alive() {
+        assert!(alive(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Not reaped: it becomes a zombie once it has exited.
+        let t = std::time::Instant::now();
+        while !zombie(pid) {
+            assert!(t.elapsed().as_secs() < 10, "the child never exited");
+            std::thread::yield_now();
+        }
+        assert!(!alive(pid));
+        child.wait().unwrap();
     }
 }
