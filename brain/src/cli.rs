@@ -156,6 +156,18 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "ROOT")]
         restrict: Option<PathBuf>,
     },
+    /// Run rsync's server end of a transfer for ROOT, confined beneath it
+    /// (started by the brain's rsync over ssh; not for interactive use).
+    #[command(hide = true)]
+    RsyncServer {
+        /// The replica root: rsync may read beneath it and write beneath its
+        /// stage only.
+        #[arg(long, value_name = "ROOT")]
+        root: PathBuf,
+        /// The rsync program and its server arguments.
+        #[arg(last = true, required = true, value_name = "RSYNC")]
+        command: Vec<OsString>,
+    },
     /// List the instances running on this machine, with their state and
     /// counters.
     Status {
@@ -170,6 +182,43 @@ pub(crate) enum Cmd {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// An agent behind an ssh forced command (`--restrict ROOT`) serves what
+/// the client asked for (`SSH_ORIGINAL_COMMAND`) if it is one of twinsync's
+/// own: the agent (`None`: go on), or rsync's server end for a transfer,
+/// confined to ROOT whatever root the client named (never unconfined).
+/// Anything else is refused.
+fn forced_command(root: &std::path::Path, asked: &str) -> Option<ExitCode> {
+    let refuse = |why: &str| {
+        eprintln!("twinsync agent: refused {asked:?}: {why}");
+        Some(ExitCode::from(1))
+    };
+    let Ok(words) = shell_words::split(asked) else {
+        return refuse("not a command line");
+    };
+    match words.get(1).map(String::as_str) {
+        Some("agent") if words.len() == 2 => None,
+        Some("rsync-server") => {
+            let Some(dash) = words.iter().position(|w| w == "--") else {
+                return refuse("no rsync command");
+            };
+            let rsync = &words[dash + 1..];
+            if rsync.first().map(String::as_str) != Some("rsync") {
+                return refuse("only rsync may run");
+            }
+            let args: Vec<OsString> = rsync[1..].iter().map(OsString::from).collect();
+            let e = twinsync_helpers::confine::exec_rsync_server(
+                root,
+                std::ffi::OsStr::new("rsync"),
+                &args,
+                true,
+            );
+            eprintln!("twinsync agent: {e}");
+            Some(ExitCode::from(1))
+        }
+        _ => refuse("this key may run the twinsync agent and its rsync transfers only"),
+    }
 }
 
 fn level(d: u8) -> &'static str {
@@ -213,8 +262,24 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
         }
     };
     match cli.command {
+        Some(Cmd::RsyncServer { root, command }) => {
+            init_logs("warn", false);
+            let e = twinsync_helpers::confine::exec_rsync_server(
+                &root,
+                &command[0],
+                &command[1..],
+                false,
+            );
+            eprintln!("twinsync rsync-server: {e}");
+            return ExitCode::from(1);
+        }
         Some(Cmd::Agent { restrict }) => {
             init_logs("warn", false);
+            if let (Some(root), Ok(asked)) = (&restrict, std::env::var("SSH_ORIGINAL_COMMAND")) {
+                if let Some(code) = forced_command(root, &asked) {
+                    return code;
+                }
+            }
             // A local agent runs in its own process group, in the background
             // of the brain's terminal: its warnings must not stop it there
             // (`stty tostop`).

@@ -211,21 +211,12 @@ pub async fn execute(
             }
             let mut big = big;
             if let (true, End::Local(src_root)) = (all_local, &src_end) {
-                // Both roots here: the destination's helper copies from the
-                // other root itself (each path opened beneath it, no link
-                // followed; no process started): every file when there is
-                // no rsync, else the small ones (rsync pays for large files,
-                // whose old version is the delta basis).
-                let helper: Vec<usize>;
-                (helper, big) = if rsync_opts.available {
-                    big.into_iter()
-                        .partition(|&i| list[i].sig.size <= INLINE_MAX)
-                } else {
-                    (big, Vec::new())
-                };
-                // In requests of a few MiB, like inline copies: an agent
-                // whose brain was killed finishes the one it has quickly,
-                // and releases the replica for the restarted brain.
+                // Both roots here: the destination's helper copies every
+                // file from the other root itself (each path opened beneath
+                // it, no link followed, copy_file_range; no process
+                // started). rsync would not pay here: between local paths it
+                // sends whole files anyway, and it reads by path.
+                let helper: Vec<usize> = std::mem::take(&mut big);
                 let refs: Vec<&Copy> = helper.iter().map(|&i| &list[i]).collect();
                 let mut at = 0;
                 for chunk in inline_chunks(&refs) {

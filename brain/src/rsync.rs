@@ -163,6 +163,9 @@ pub enum End {
         ctl: std::path::PathBuf,
         /// An ssh config file to use (`--ssh-config`).
         config: Option<std::path::PathBuf>,
+        /// The twinsync binary on that host (`--remote-path`): it runs the
+        /// rsync server there, confined to the root.
+        program: String,
     },
 }
 
@@ -205,6 +208,66 @@ fn open_stage(root: &Path) -> Result<std::os::fd::OwnedFd> {
     })
 }
 
+/// Quoted for a POSIX shell (the remote login shell reads rsync's remote
+/// command line).
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Warn once that rsync runs unconfined (a kernel without Landlock).
+fn unconfined_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            "this kernel has no Landlock: rsync runs unconfined, and a replica's user who \
+             swaps a directory for a symlink while a file is copied could make it read \
+             outside the root (Linux >= 5.13 with Landlock enabled confines it)"
+        );
+    });
+}
+
+/// The Landlock jail of a local rsync: it reads beneath the local root (the
+/// source, or the destination's delta basis), writes beneath the local
+/// stage only, and reads the system's programs and libraries, the file
+/// list, the ssh config and the rsync program.
+fn jail_for(
+    opts: &RsyncOptions,
+    src: &End,
+    dst: &End,
+    stage: Option<&std::os::fd::OwnedFd>,
+    list_file: Option<&Path>,
+) -> Result<Option<twinsync_helpers::confine::Jail>> {
+    use twinsync_helpers::confine::{Jail, Rooms};
+    let mut roots = Vec::new();
+    let mut read_paths: Vec<std::path::PathBuf> = Vec::new();
+    for end in [src, dst] {
+        match end {
+            End::Local(root) => roots.push(
+                twinsync_helpers::confine::PathFd::new(root)
+                    .with_context(|| format!("cannot open the replica root {}", root.display()))?,
+            ),
+            End::Remote {
+                config: Some(c), ..
+            } => read_paths.push(c.clone()),
+            End::Remote { .. } => {}
+        }
+    }
+    if opts.program.contains('/') {
+        read_paths.push(opts.program.clone().into());
+    }
+    read_paths.extend(list_file.map(Path::to_path_buf));
+    let rooms = Rooms {
+        read: roots.iter().map(std::os::fd::AsFd::as_fd).collect(),
+        write: stage.iter().map(|s| s.as_fd()).collect(),
+        read_paths: read_paths.iter().map(std::path::PathBuf::as_path).collect(),
+    };
+    let jail = Jail::new(&rooms).context("cannot build rsync's Landlock jail")?;
+    if jail.is_none() {
+        unconfined_once();
+    }
+    Ok(jail)
+}
+
 /// Copy `paths` from `src` to `dst` with one rsync. A remote end is reached
 /// over the already-open ssh connection (its control socket), never a new
 /// login.
@@ -238,7 +301,13 @@ pub async fn copy(
         }
     };
     let remote = [src, dst].into_iter().find_map(|e| match e {
-        End::Remote { ctl, config, .. } => Some((ctl, config)),
+        End::Remote {
+            ctl,
+            config,
+            program,
+            path,
+            ..
+        } => Some((ctl, config, program, path)),
         End::Local(_) => None,
     });
     let mut list = Vec::with_capacity(paths.iter().map(|p| p.as_bytes().len() + 1).sum());
@@ -267,15 +336,35 @@ pub async fn copy(
         }
         None => "--files-from=-".into(),
     };
+    let jail = jail_for(
+        opts,
+        src,
+        dst,
+        stage_fd.as_ref(),
+        list_file.as_ref().map(tempfile::NamedTempFile::path),
+    )?;
     let mut cmd = Command::new(&opts.program);
-    if let Some((ctl, config)) = remote {
+    if let Some((ctl, config, program, root)) = remote {
         // ssh's own argument parsing, not a shell, reads this; paths with
-        // spaces in the control socket are avoided by construction.
+        // spaces in the control socket are avoided by construction. The
+        // session goes through the open master connection, which was set up
+        // with the user's config: this client reads none but `--ssh-config`
+        // (the jail lets it read nothing else).
         let mut rsh = format!("ssh -o ControlMaster=no -S {}", ctl.display());
-        if let Some(c) = config {
-            rsh.push_str(&format!(" -F {}", c.display()));
+        match config {
+            Some(c) => rsh.push_str(&format!(" -F {}", c.display())),
+            None => rsh.push_str(" -F none"),
         }
         cmd.arg("-e").arg(rsh).arg("--protect-args");
+        // The remote rsync server runs under twinsync there, in a Landlock
+        // jail of the same shape (`twinsync rsync-server`; also what an
+        // agent behind a forced command runs for an rsync request).
+        let root = root.to_string_lossy();
+        cmd.arg(format!(
+            "--rsync-path={} rsync-server --root {} -- rsync",
+            sh_quote(program),
+            sh_quote(&root)
+        ));
     }
     cmd.arg("-a")
         .arg("--numeric-ids")
@@ -308,6 +397,11 @@ pub async fn copy(
                 Ok(())
             });
         }
+    }
+    if let Some(j) = &jail {
+        // SAFETY: two syscalls with integer arguments (see `Jail::pre_exec`);
+        // the jail lives until the spawn below has returned.
+        unsafe { cmd.pre_exec(j.pre_exec()) };
     }
     let mut child = cmd
         .spawn()
@@ -397,5 +491,41 @@ mod tests {
         std::fs::create_dir(root.join(".twinsync")).unwrap();
         std::os::unix::fs::symlink(elsewhere.join("stage"), root.join(".twinsync/stage")).unwrap();
         assert!(open_stage(&root).is_err());
+    }
+
+    /// rsync resolves its source paths by name: a replica's user who swaps
+    /// a directory for a link to a root-only place between plan and copy
+    /// gets nothing out of root's rsync (its Landlock jail reads beneath the
+    /// source root only), while the rest of the batch is copied.
+    #[tokio::test]
+    async fn rsync_reads_nothing_through_a_link_planted_in_the_source() {
+        assert!(
+            twinsync_helpers::confine::available(),
+            "this kernel has no Landlock: rsync cannot be confined"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let (src, dst, outside) = (d.path().join("s"), d.path().join("d"), d.path().join("o"));
+        std::fs::create_dir_all(dst.join(".twinsync/stage")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(outside.join("secret"), "root only").unwrap();
+        std::fs::write(src.join("mine"), "data").unwrap();
+        std::os::unix::fs::symlink(&outside, src.join("sub")).unwrap();
+        let paths: Vec<RelPath> = vec!["mine".into(), "sub/secret".into()];
+        let refs: Vec<&RelPath> = paths.iter().collect();
+        let out = copy(
+            &RsyncOptions::default(),
+            &End::Local(src.clone()),
+            &End::Local(dst.clone()),
+            &refs,
+        )
+        .await
+        .unwrap();
+        if let Some(exit) = out.exit {
+            let _ = exit.await;
+        }
+        let stage = dst.join(".twinsync/stage");
+        assert_eq!(std::fs::read(stage.join("mine")).unwrap(), b"data");
+        assert!(!stage.join("sub/secret").exists());
     }
 }

@@ -26,11 +26,16 @@ use crate::status;
 fn end_of(t: &Transport, root: &std::path::Path, settings: &Settings) -> End {
     match t {
         Transport::Local => End::Local(root.to_path_buf()),
-        Transport::Ssh { session, host, .. } => End::Remote {
+        Transport::Ssh {
+            session,
+            host,
+            program,
+        } => End::Remote {
             host: host.clone(),
             path: root.to_path_buf(),
             ctl: session.control_socket().to_path_buf(),
             config: settings.ssh_config.clone(),
+            program: program.clone(),
         },
     }
 }

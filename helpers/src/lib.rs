@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod beneath;
+pub mod confine;
 pub mod lock;
 pub mod ops;
 pub mod time;

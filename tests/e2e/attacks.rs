@@ -629,3 +629,107 @@ fn a_replica_user_cannot_aim_root_at_a_root_only_directory() {
     assert!(!st.success() && err.contains("uid 65534"), "{st:?}: {err}");
     assert_eq!(listing(&rootonly), vec![]);
 }
+
+/// A stand-in for ssh in front of a forced command: whatever command the
+/// client asks for goes to `twinsync agent --restrict ROOT` as
+/// `SSH_ORIGINAL_COMMAND`, as sshd does with a `command=` key.
+fn forced_ssh(dir: &Path, root: &Path) -> PathBuf {
+    let script = dir.join("forced-ssh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n# rsync calls: forced-ssh HOST COMMAND...\nshift\n\
+             SSH_ORIGINAL_COMMAND=\"$*\" exec '{}' agent --restrict '{}'\n",
+            bin(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// rsync through the forced command, asking for `args`; its success.
+fn rsync_via(ssh: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("rsync")
+        .arg("-a")
+        .arg("--protect-args")
+        .arg("-e")
+        .arg(ssh)
+        .arg("--rsync-path=twinsync rsync-server --root / -- rsync")
+        .args(args)
+        .output()
+        .expect("rsync");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Finding 9 and "restricted means restricted": behind a forced command, a
+/// stolen key may run rsync transfers (so large files keep rsync's delta),
+/// but rsync's server is confined to the root whatever root or paths the
+/// client names, through links planted in the replica too: it reads
+/// nothing outside the root and writes nowhere but the root's stage.
+#[test]
+fn a_forced_command_runs_rsync_confined_to_its_root() {
+    let (d, root, outside) = setup();
+    fs::create_dir_all(root.join(".twinsync/stage")).unwrap();
+    fs::write(root.join("mine"), b"replica data").unwrap();
+    fs::write(outside.join("secret"), b"not for you").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("d")).unwrap();
+    let ssh = forced_ssh(d.path(), &root);
+    let got = d.path().join("got");
+    fs::create_dir(&got).unwrap();
+    let dst = |p: &Path| format!("{}/", p.display());
+    let remote = |p: &Path| format!("h:{}", p.display());
+
+    // What the brain does: read a file of the root, stage one in it.
+    let (ok, err) = rsync_via(&ssh, &[&remote(&root.join("mine")), &dst(&got)]);
+    assert!(ok, "{err}");
+    assert_eq!(fs::read(got.join("mine")).unwrap(), b"replica data");
+    let (ok, err) = rsync_via(
+        &ssh,
+        &[
+            &got.join("mine").display().to_string(),
+            &format!("h:{}", dst(&root.join(".twinsync/stage"))),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        fs::read(root.join(".twinsync/stage/mine")).unwrap(),
+        b"replica data"
+    );
+
+    // Reading outside: through a planted link, by name, the host's files.
+    for src in [
+        root.join("d/secret"),
+        outside.join("secret"),
+        PathBuf::from("/etc/shadow"),
+    ] {
+        let (ok, _) = rsync_via(&ssh, &[&remote(&src), &dst(&got)]);
+        assert!(!ok, "{} was read", src.display());
+    }
+    assert!(!got.join("secret").exists() && !got.join("shadow").exists());
+
+    // Writing anywhere but the stage: outside, through the link, the root.
+    fs::write(got.join("planted"), b"x").unwrap();
+    let planted = got.join("planted").display().to_string();
+    for to in [outside.clone(), root.join("d"), root.clone()] {
+        let (ok, err) = rsync_via(&ssh, &[&planted, &format!("h:{}", dst(&to))]);
+        assert!(!ok, "{} was written: {err}", to.display());
+    }
+    assert!(!outside.join("planted").exists() && !root.join("planted").exists());
+
+    // Nothing but twinsync's own commands runs behind the key.
+    let out = Command::new(&ssh)
+        .args(["h", "cat", "/etc/shadow"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && out.stdout.is_empty());
+    let out = Command::new(&ssh)
+        .args(["h", "twinsync rsync-server --root / -- sh -c id"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && out.stdout.is_empty());
+}
