@@ -250,3 +250,236 @@ fn arbitrary_bytes_never_panic_the_frame_decoder() {
         let _ = twinsync_proto::decode::<ToAgent>(&b);
     });
 }
+
+/// The seed corpus (`tests/fuzz-corpus/`, committed): one frame per kind of
+/// request, each aimed at an escape (a path out of the root, through the
+/// planted link, into `.twinsync/`, another root). The mutation fuzz below
+/// starts from these real frames, so its mutations reach deep into the
+/// handler instead of failing at the first length field.
+fn corpus_requests() -> Vec<(&'static str, Request)> {
+    let p = |s: &str| RelPath::from_bytes(s.as_bytes().to_vec());
+    let sig = Sig {
+        kind: Kind::File,
+        size: 3,
+        mtime_ns: 1,
+        mode: 0o4755,
+        ino: 0,
+        ctime_ns: 0,
+    };
+    let file = |path: &str| FileData {
+        path: p(path),
+        data: serde_bytes::ByteBuf::from(b"pwn".to_vec()),
+        sig,
+        expect: Expect::Any,
+    };
+    vec![
+        ("scan", Request::Scan),
+        (
+            "stat",
+            Request::Stat {
+                paths: vec![p("link/f"), p("../outside/f"), p("f")],
+            },
+        ),
+        (
+            "stat-staged",
+            Request::StatStaged {
+                paths: vec![p("../lock"), p("f")],
+            },
+        ),
+        ("intact", Request::Intact),
+        (
+            "read-links",
+            Request::ReadLinks {
+                paths: vec![p("link"), p(".twinsync/lock")],
+            },
+        ),
+        (
+            "hash",
+            Request::Hash {
+                paths: vec![p("link/f"), p("f")],
+            },
+        ),
+        (
+            "read-files",
+            Request::ReadFiles {
+                paths: vec![p("/etc/shadow"), p("link/f"), p("f")],
+            },
+        ),
+        (
+            "write-files",
+            Request::WriteFiles {
+                files: vec![file("link/f"), file(".twinsync/tmp/x"), file("g")],
+            },
+        ),
+        (
+            "copy-from",
+            Request::CopyFrom {
+                src_root: b"/".to_vec(),
+                paths: vec![(p("etc/shadow"), Expect::Absent)],
+            },
+        ),
+        ("installed", Request::Installed { forget: true }),
+        (
+            "apply",
+            Request::Apply {
+                ops: vec![
+                    Op::Move {
+                        from: p("f"),
+                        to: p("link/f"),
+                        expect: Expect::Any,
+                    },
+                    Op::Trash {
+                        path: p("link/f"),
+                        expect: Expect::Any,
+                    },
+                    Op::KeepConflict { path: p("link/f") },
+                    Op::Mkdir {
+                        path: p("link/new"),
+                        mode: 0o777,
+                    },
+                    Op::SetAttr {
+                        path: p("link/f"),
+                        mode: Some(0o4777),
+                        mtime_ns: Some(0),
+                    },
+                    Op::Symlink {
+                        path: p(".twinsync/trash"),
+                        target: b"/etc".to_vec(),
+                        mtime_ns: 0,
+                    },
+                    Op::Install {
+                        staged: p("../../outside/f"),
+                        path: p("f"),
+                        expect: Expect::Any,
+                        want: sig,
+                    },
+                ],
+            },
+        ),
+    ]
+}
+
+fn corpus_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus")
+}
+
+/// The committed corpus is the current protocol's encoding of
+/// [`corpus_requests`] (`FUZZ_WRITE_CORPUS=1` writes it again after a
+/// protocol change).
+#[test]
+fn the_corpus_is_current() {
+    let dir = corpus_dir();
+    for (name, req) in corpus_requests() {
+        let bytes = encode(&ToAgent::Request { id: 0, req });
+        let file = dir.join(format!("{name}.bin"));
+        if std::env::var_os("FUZZ_WRITE_CORPUS").is_some() {
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(&file, &bytes).unwrap();
+        }
+        let on_disk = fs::read(&file).unwrap_or_default();
+        assert!(
+            on_disk == bytes,
+            "{} is not the current encoding: run `FUZZ_WRITE_CORPUS=1 cargo test -p \
+             twinsync-helpers --test fuzz the_corpus_is_current` and commit the corpus",
+            file.display()
+        );
+    }
+}
+
+/// The mutation fuzz's own replica (the tests run side by side).
+static MUT_DIRS: std::sync::LazyLock<(&'static str, &'static str)> =
+    std::sync::LazyLock::new(|| {
+        let base = std::env::temp_dir().join(format!("twinsync-fuzz-mut-{}", std::process::id()));
+        let s = |n: &str| &*base.join(n).to_string_lossy().into_owned().leak();
+        (s("root"), s("outside"))
+    });
+
+/// One mutation of a corpus frame: bytes overwritten, a cut, a splice of
+/// another corpus frame.
+#[derive(Debug, Clone)]
+struct Mutation {
+    overwrite: Vec<(usize, u8)>,
+    cut: Option<usize>,
+    splice: Option<(usize, usize)>,
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    (
+        proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+        proptest::option::of(any::<usize>()),
+        proptest::option::of((any::<usize>(), any::<usize>())),
+    )
+        .prop_map(|(overwrite, cut, splice)| Mutation {
+            overwrite,
+            cut,
+            splice,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        max_shrink_iters: 200,
+        ..ProptestConfig::default()
+    })]
+
+    /// Corpus frames, mutated, after a valid hello to a restricted agent:
+    /// no panic, nothing outside the root changed.
+    #[test]
+    fn mutated_corpus_frames_never_panic_nor_leave_the_root(
+        muts in proptest::collection::vec(mutation(), 1..4),
+    ) {
+        let corpus: Vec<Vec<u8>> = {
+            let mut files: Vec<_> = fs::read_dir(corpus_dir())
+                .expect("the fuzz corpus (tests/fuzz-corpus)")
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            files.iter().map(|f| fs::read(f).unwrap()).collect()
+        };
+        prop_assert!(corpus.len() >= 10);
+        let (root, outside) = (Path::new(MUT_DIRS.0), Path::new(MUT_DIRS.1));
+        let _ = fs::remove_dir_all(root);
+        let _ = fs::remove_dir_all(outside);
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::create_dir_all(outside).unwrap();
+        fs::write(root.join("f"), b"in").unwrap();
+        fs::write(outside.join("f"), b"out").unwrap();
+        std::os::unix::fs::symlink(outside, root.join("link")).unwrap();
+        let before = snapshot(outside);
+        let mut input = encode(&ToAgent::Hello {
+            magic: MAGIC.into(),
+            version: PROTOCOL_VERSION,
+            root: MUT_DIRS.0.as_bytes().to_vec(),
+            options: AgentOptions {
+                excludes: vec![],
+                watch: false,
+                trash_days: Some(0),
+                lock: Some("fuzz".into()),
+            },
+        });
+        for (i, m) in muts.iter().enumerate() {
+            let mut frame = corpus[(i * 7 + m.overwrite.len()) % corpus.len()].clone();
+            for &(at, b) in &m.overwrite {
+                let n = frame.len();
+                frame[at % n] = b;
+            }
+            if let Some((at, from)) = m.splice {
+                let other = &corpus[from % corpus.len()];
+                let at = at % frame.len();
+                frame.splice(at..at, other[at % other.len()..].iter().copied());
+            }
+            if let Some(cut) = m.cut {
+                frame.truncate(cut % (frame.len() + 1));
+            }
+            input.extend(frame);
+        }
+        let _ = twinsync_helpers::agent::serve(
+            Box::new(std::io::Cursor::new(input)),
+            Box::new(Sink::default()),
+            Some(root.to_path_buf()),
+        );
+        prop_assert_eq!(snapshot(outside), before);
+        let _ = fs::remove_dir_all(Path::new(MUT_DIRS.0).parent().unwrap());
+    }
+}
