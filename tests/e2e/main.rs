@@ -20,6 +20,7 @@ mod basic;
 mod conflicts;
 mod echo;
 mod faults;
+mod hostile_agent;
 mod merge;
 mod moves;
 mod names;
