@@ -15,10 +15,12 @@
 //! are easy to inspect and cost no dependency.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
 use twinsync_proto::{RelPath, Sig, Stamp};
 
@@ -114,6 +116,8 @@ pub struct Intent {
 /// The on-disk index of one instance.
 #[derive(Debug)]
 pub struct Index {
+    /// The index folder, held open (`O_PATH`).
+    dir: OwnedFd,
     snap: PathBuf,
     journal_path: PathBuf,
     journal: Option<BufWriter<File>>,
@@ -144,15 +148,46 @@ impl Index {
     /// When the directory cannot be created.
     pub fn open(dir: &Path, name: &str) -> io::Result<Index> {
         fs::create_dir_all(dir)?;
-        Ok(Index {
-            snap: dir.join(format!("{name}.snap")),
-            journal_path: dir.join(format!("{name}.journal")),
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Index::open_in(fd, dir, name))
+    }
+
+    /// The index named `name` in the folder open as `dir` (shown as
+    /// `shown`): every file of it is reached through that descriptor, never
+    /// through a symlink.
+    #[must_use]
+    pub fn open_in(dir: OwnedFd, shown: &Path, name: &str) -> Index {
+        Index {
+            dir,
+            snap: shown.join(format!("{name}.snap")),
+            journal_path: shown.join(format!("{name}.journal")),
             journal: None,
             journal_records: 0,
             journal_entries: 0,
             generation: 0,
             intended: false,
-        })
+        }
+    }
+
+    /// `name` of the index folder as a file name there.
+    fn name(p: &Path) -> &std::ffi::OsStr {
+        p.file_name().expect("index files have names")
+    }
+
+    /// Open the index file `p` (in the folder) with `flags`, never
+    /// following a symlink.
+    fn open_file(&self, p: &Path, flags: OFlags) -> io::Result<File> {
+        let fd = rustix::fs::openat(
+            &self.dir,
+            Index::name(p),
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        Ok(File::from(fd))
     }
 
     /// Load the snapshot and replay the journal; `None` when there is no index
@@ -161,7 +196,7 @@ impl Index {
     /// # Errors
     /// A snapshot that exists but cannot be read or decoded.
     pub fn load(&mut self) -> io::Result<Option<Loaded>> {
-        let f = match File::open(&self.snap) {
+        let f = match self.open_file(&self.snap, OFlags::RDONLY) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -203,7 +238,7 @@ impl Index {
         }
         let mut known: BTreeMap<RelPath, Known> = entries.into_iter().collect();
         let mut intents = Vec::new();
-        if let Ok(f) = File::open(&self.journal_path) {
+        if let Ok(f) = self.open_file(&self.journal_path, OFlags::RDONLY) {
             let mut r = BufReader::new(f);
             // Until the end of the journal, or a torn last record from a crash.
             while let Ok(d) = twinsync_proto::read_frame::<_, Delta>(&mut r) {
@@ -244,7 +279,10 @@ impl Index {
         let generation = self.generation + 1;
         let tmp = self.snap.with_extension("snap.tmp");
         {
-            let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+            let mut w = BufWriter::with_capacity(
+                1 << 20,
+                self.open_file(&tmp, OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC)?,
+            );
             let mut h = header.clone();
             h.magic = MAGIC.into();
             h.count = known.len();
@@ -257,16 +295,29 @@ impl Index {
             let f = w.into_inner().map_err(io::IntoInnerError::into_error)?;
             f.sync_all()?;
         }
-        fs::rename(&tmp, &self.snap)?;
+        rustix::fs::renameat(
+            &self.dir,
+            Index::name(&tmp),
+            &self.dir,
+            Index::name(&self.snap),
+        )?;
         self.generation = generation;
         self.intended = false;
         // The journal is now folded into the snapshot (its records, of the
         // previous generation, would be skipped anyway).
         self.journal = None;
-        File::create(&self.journal_path)?.sync_all()?;
-        if let Some(dir) = self.snap.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+        self.open_file(
+            &self.journal_path,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
+        )?
+        .sync_all()?;
+        File::from(rustix::fs::openat(
+            &self.dir,
+            c".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?)
+        .sync_all()?;
         self.journal_records = 0;
         self.journal_entries = 0;
         Ok(())
@@ -336,10 +387,10 @@ impl Index {
     /// The journal, opened for appending on first use.
     fn journal(&mut self) -> io::Result<&mut BufWriter<File>> {
         if self.journal.is_none() {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.journal_path)?;
+            let f = self.open_file(
+                &self.journal_path,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND,
+            )?;
             self.journal = Some(BufWriter::new(f));
         }
         Ok(self.journal.as_mut().expect("opened"))
@@ -401,7 +452,7 @@ mod tests {
             .unwrap();
         ix.append(vec![("d".into(), sig(4))], vec![]).unwrap();
         // a torn record at the end, as after kill -9 mid-write
-        let mut f = OpenOptions::new()
+        let mut f = fs::OpenOptions::new()
             .append(true)
             .open(d.path().join("x.journal"))
             .unwrap();
@@ -458,5 +509,42 @@ mod tests {
         // kill -9 here.
         let l = Index::open(d.path(), "x").unwrap().load().unwrap().unwrap();
         assert_eq!(l.intents, vec![intent("b")]);
+    }
+
+    /// The index is written through the descriptor of its folder: a folder
+    /// swapped for another full of links (named like the index's files and
+    /// aimed at root's files) receives nothing, and the index goes on in
+    /// the folder that was opened.
+    #[test]
+    fn the_index_is_never_written_through_a_planted_link() {
+        let d = tempfile::tempdir().unwrap();
+        let (dir, outside) = (d.path().join("index"), d.path().join("outside"));
+        fs::create_dir_all(&outside).unwrap();
+        let mut ix = Index::open(&dir, "x").unwrap();
+        let h = Index::header("/l", "/r", [1, 2]);
+        ix.snapshot(&h, &BTreeMap::new()).unwrap();
+        fs::rename(&dir, d.path().join("real")).unwrap();
+        fs::create_dir(&dir).unwrap();
+        for n in ["x.snap", "x.snap.tmp", "x.journal"] {
+            fs::write(outside.join(n), b"root's").unwrap();
+            std::os::unix::fs::symlink(outside.join(n), dir.join(n)).unwrap();
+        }
+        ix.append(vec![("a".into(), sig(1))], vec![]).unwrap();
+        let mut known = BTreeMap::new();
+        known.insert(RelPath::from("b"), sig(2));
+        ix.snapshot(&h, &known).unwrap();
+        ix.append(vec![("c".into(), sig(3))], vec![]).unwrap();
+        for n in ["x.snap", "x.snap.tmp", "x.journal"] {
+            assert_eq!(fs::read(outside.join(n)).unwrap(), b"root's", "{n}");
+        }
+        let l = Index::open(&d.path().join("real"), "x")
+            .unwrap()
+            .load()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            l.known.keys().map(ToString::to_string).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
     }
 }

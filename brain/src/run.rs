@@ -254,12 +254,14 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     } else {
         None
     };
-    let index = Index::open(
-        scratch
-            .as_ref()
-            .map_or(index_dir.as_path(), tempfile::TempDir::path),
-        &settings.instance,
-    )
+    // The index is reached through a descriptor of `.twinsync/index/`
+    // opened with no symlink followed, in a `.twinsync/` that must be ours:
+    // a replica's user who swaps it cannot aim root's writes elsewhere.
+    let index = match &scratch {
+        Some(d) => Index::open(d.path(), &settings.instance),
+        None => twinsync_helpers::ops::open_state_dir(&roots[0], b"index")
+            .map(|fd| Index::open_in(fd, &index_dir, &settings.instance)),
+    }
     .context("cannot open the index in the left replica's .twinsync/")?;
     let header = Index::header(
         &roots[0].to_string_lossy(),
@@ -1119,11 +1121,22 @@ fn now() -> i64 {
 /// `.twinsync/conflicts.log`.
 fn record_conflicts(left_root: &std::path::Path, conflicts: &[crate::engine::Conflict]) {
     let path = left_root.join(".twinsync").join("conflicts.log");
-    let mut f = match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-    {
+    // Through `.twinsync/`'s descriptor, never a symlink (see the index).
+    let opened = twinsync_helpers::ops::open_state_dir(left_root, b"").and_then(|dir| {
+        rustix::fs::openat(
+            &dir,
+            c"conflicts.log",
+            rustix::fs::OFlags::WRONLY
+                | rustix::fs::OFlags::CREATE
+                | rustix::fs::OFlags::APPEND
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .map(std::fs::File::from)
+        .map_err(std::io::Error::from)
+    });
+    let mut f = match opened {
         Ok(f) => f,
         Err(e) => {
             warn!("cannot write {}: {e}", path.display());

@@ -130,6 +130,25 @@ fn open_state(root: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The folder `sub` of `root`'s `.twinsync/` (made if missing), opened with
+/// no symlink followed on the way, and `.twinsync/` checked to be this
+/// user's and writable by no one else: for the brain's own files in the
+/// left replica (index, conflicts log), which a replica's user must not be
+/// able to aim elsewhere. `sub` empty: `.twinsync/` itself.
+///
+/// # Errors
+/// A missing root or `.twinsync/`, a link on the way, a `.twinsync/` that is
+/// not this user's.
+pub fn open_state_dir(root: &Path, sub: &[u8]) -> io::Result<OwnedFd> {
+    let root_fd = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let state = open_state(root_fd.as_fd())?;
+    beneath::make_dirs(state.as_fd(), sub)
+}
+
 impl Replica {
     /// A replica rooted at `root` (a directory, held open from now on).
     ///
@@ -1105,5 +1124,25 @@ mod tests {
         fs::write(d.path().join(&long), "y").unwrap();
         assert!(r.trash(&long.as_str().into()).unwrap());
         assert!(r.trash(&long.as_str().into()).is_ok());
+    }
+
+    /// The brain's own files go through [`open_state_dir`]: a `.twinsync/`
+    /// that is a link, not this user's, or writable by others is refused.
+    #[test]
+    fn the_state_dir_of_the_brains_files_must_be_ours_and_no_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let (root, elsewhere) = (d.path().join("root"), d.path().join("elsewhere"));
+        fs::create_dir_all(root.join(".twinsync")).unwrap();
+        fs::create_dir_all(elsewhere.join("index")).unwrap();
+        fs::set_permissions(root.join(".twinsync"), fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(open_state_dir(&root, b"index").is_ok());
+        assert!(root.join(".twinsync/index").is_dir());
+        fs::set_permissions(root.join(".twinsync"), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(open_state_dir(&root, b"index").is_err());
+        fs::remove_dir_all(root.join(".twinsync")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join(".twinsync")).unwrap();
+        assert!(open_state_dir(&root, b"index").is_err());
+        assert!(open_state_dir(&root, b"").is_err());
     }
 }
