@@ -367,6 +367,8 @@ pub async fn copy(
         ));
     }
     cmd.arg("-a")
+        // Holes stay holes (a sparse image arrives sparse).
+        .arg("--sparse")
         .arg("--numeric-ids")
         .arg(&files_from)
         .arg("--from0")

@@ -14,6 +14,7 @@ pub mod beneath;
 pub mod confine;
 pub mod lock;
 pub mod ops;
+pub mod sparse;
 pub mod time;
 
 pub use ops::{Replica, STAGE_DIR};

@@ -750,15 +750,14 @@ impl Replica {
     /// # Errors
     /// Unsafe paths, failing syscalls.
     pub fn write_file(&self, f: &FileData) -> Result<Sig, OpError> {
-        use std::io::Write;
         self.put_file(&f.path, f.sig.mode, f.sig.mtime_ns, f.expect, |out| {
-            out.write_all(&f.data)
+            crate::sparse::write_bytes(out, &f.data)
         })
     }
 
     /// Copy `rel` from another local replica rooted at `src_root` (used
     /// when rsync is not installed): streamed (copy_file_range where the
-    /// kernel can), with the source's mode and mtime, atomically as
+    /// kernel can; holes kept), with the source's mode and mtime, atomically as
     /// [`Replica::write_file`].
     ///
     /// # Errors
@@ -770,10 +769,10 @@ impl Replica {
         expect: Expect,
     ) -> Result<Sig, OpError> {
         let src = Replica::open(src_root.to_path_buf()).map_err(io_err("reading", rel))?;
-        let (mut from, st) = src.open_regular(rel, "reading")?;
+        let (from, st) = src.open_regular(rel, "reading")?;
         let sig = sig_of_stat(&st);
         self.put_file(rel, sig.mode, sig.mtime_ns, expect, |out| {
-            io::copy(&mut from, out).map(|_| ())
+            crate::sparse::copy_file(&from, out, sig.size)
         })
     }
 

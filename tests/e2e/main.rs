@@ -20,6 +20,7 @@ mod basic;
 mod conflicts;
 mod echo;
 mod faults;
+mod fidelity;
 mod hostile_agent;
 mod merge;
 mod moves;
