@@ -1094,9 +1094,12 @@ impl Engine {
             // The state before the write: a late report, not a change.
             return false;
         }
-        self.known.get(path).is_some_and(|k| {
-            k.same_content(sig) && (sig.kind != Kind::File || !k.stamps[p].is_known())
-        })
+        // Any other state of a path the running batch writes is decided
+        // after it, when what was written there is known: a copy reads its
+        // source as it is when it runs, which may be a later version than
+        // planned (the source written again meanwhile), and its report must
+        // not be taken for a user's change there.
+        true
     }
 
     /// `from` was renamed to `to` on side `p` (neither is excluded, neither
@@ -1515,6 +1518,7 @@ impl Engine {
                 path: path.clone(),
                 mode: Some(w.mode),
                 mtime_ns: Some(w.mtime_ns),
+                owner: w.owner(),
             });
             self.inflight[t.idx()].insert(path.clone(), self.known.get(&path).copied());
             self.k_insert(path, Known::new(w).with_stamp(t.other().idx(), w.stamp()));
@@ -1886,6 +1890,7 @@ impl Engine {
             b.ops[s.idx()].push(Op::Mkdir {
                 path: path.clone(),
                 mode: k.mode,
+                owner: k.owner(),
             });
             b.trace(self.tracing, s, path, || {
                 format!("keep directory: {t} changed entries inside it")
@@ -1988,6 +1993,7 @@ impl Engine {
             b.ops[t.idx()].push(Op::Mkdir {
                 path: path.clone(),
                 mode: sig.mode,
+                owner: sig.owner(),
             });
             b.trace(self.tracing, t, path, || format!("mkdir on {t}: {why}"));
         } else if attr_only {
@@ -1995,6 +2001,7 @@ impl Engine {
                 path: path.clone(),
                 mode: Some(sig.mode),
                 mtime_ns: None,
+                owner: sig.owner(),
             });
             b.trace(self.tracing, t, path, || {
                 format!("chmod {:o} on {t}: {why}", sig.mode)
@@ -2067,6 +2074,7 @@ impl Engine {
                 path: path.clone(),
                 mode: Some(w.mode),
                 mtime_ns: None,
+                owner: w.owner(),
             });
             self.k_insert(path.clone(), Known::new(w));
             b.trace(self.tracing, loser, path, || {

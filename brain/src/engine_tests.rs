@@ -9,6 +9,8 @@ fn file(size: u64, mtime: i64) -> Sig {
         mode: 0o644,
         ino: 1,
         ctime_ns: 1,
+        uid: 0,
+        gid: 0,
     }
 }
 fn dir() -> Sig {
@@ -19,6 +21,8 @@ fn dir() -> Sig {
         mode: 0o755,
         ino: 2,
         ctime_ns: 2,
+        uid: 0,
+        gid: 0,
     }
 }
 /// A trash op, whatever it expects to find.
@@ -88,7 +92,8 @@ fn first_run_is_a_union() {
         strip(&b.ops[1]),
         vec![Op::Mkdir {
             path: "d".into(),
-            mode: 0o755
+            mode: 0o755,
+            owner: None,
         }]
     );
     assert!(strip(&b.ops[0]).is_empty());
@@ -311,7 +316,8 @@ fn deleted_dir_keeps_what_the_other_side_changed_inside() {
     assert!(!b.ops[1].contains(&trash("d".into())));
     assert!(strip(&b.ops[0]).contains(&Op::Mkdir {
         path: "d".into(),
-        mode: 0o755
+        mode: 0o755,
+        owner: None,
     }));
     assert_eq!(pairs(&b.copies[0]), vec![("d/b".into(), file(5, 50))]);
 }
@@ -374,7 +380,8 @@ fn chmod_only_sends_no_data() {
         vec![Op::SetAttr {
             path: "f".into(),
             mode: Some(0o600),
-            mtime_ns: None
+            mtime_ns: None,
+            owner: None,
         }]
     );
     assert!(pairs(&b.copies[1]).is_empty());
@@ -576,7 +583,8 @@ fn a_move_into_a_directory_that_moves_later_is_retargeted() {
             },
             Op::Mkdir {
                 path: "b/n".into(),
-                mode: 0o755
+                mode: 0o755,
+                owner: None,
             },
             Op::Move {
                 from: "c".into(),
@@ -736,6 +744,8 @@ fn a_directory_losing_a_conflict_kept_in_the_state_dir_takes_its_contents_along(
                 mode: 0o777,
                 ino: 3,
                 ctime_ns: 3,
+                uid: 0,
+                gid: 0,
             },
         )]),
     );

@@ -133,6 +133,7 @@ pub async fn execute(
                     path: c.path,
                     target,
                     mtime_ns: c.sig.mtime_ns,
+                    owner: c.sig.owner(),
                 }),
                 None => {
                     let now = links[dst.idx()]

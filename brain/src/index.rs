@@ -24,7 +24,7 @@ use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
 use twinsync_proto::{RelPath, Sig, Stamp};
 
-const MAGIC: &str = "twinsync-index-2";
+const MAGIC: &str = "twinsync-index-3";
 
 /// What the index holds for one path: the version both replicas agreed on
 /// (its content signature: kind, size, mtime, mode) and that version's
@@ -222,6 +222,15 @@ impl Index {
             }
         };
         if header.magic != MAGIC {
+            if header.magic.starts_with("twinsync-index-") {
+                // An older format (entries without owners): as above.
+                tracing::warn!(
+                    "{} is from an older twinsync version: it is set aside and the next \
+                     merge is a union (nothing is deleted)",
+                    self.snap.display()
+                );
+                return Ok(None);
+            }
             return Err(bad("unknown format"));
         }
         self.generation = header.generation;
@@ -435,6 +444,8 @@ mod tests {
             mode: 0o644,
             ino: n,
             ctime_ns: n as i64,
+            uid: 0,
+            gid: 0,
         })
     }
 

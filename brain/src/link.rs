@@ -122,6 +122,8 @@ pub struct Link {
     guard: tokio::sync::Mutex<Guard>,
     /// Device of the replica root, from the hello.
     pub root_dev: u64,
+    /// The agent runs as root (it can give entries any owner).
+    pub root: bool,
     alive: Arc<std::sync::atomic::AtomicBool>,
     /// Distinguishes this link's notices from those of a replaced one.
     pub id: u64,
@@ -210,12 +212,13 @@ impl Link {
                     env!("CARGO_PKG_VERSION")
                 )
             })?;
-        let root_dev = match first {
+        let (root_dev, agent_root) = match first {
             FromAgent::Hello {
                 magic,
                 version,
                 agent_version,
                 root_dev,
+                root,
             } => {
                 if magic != MAGIC || version != PROTOCOL_VERSION {
                     bail!(
@@ -226,7 +229,7 @@ impl Link {
                         env!("CARGO_PKG_VERSION")
                     );
                 }
-                root_dev
+                (root_dev, root)
             }
             FromAgent::Fatal { message } => bail!("{side} replica: {message}"),
             other => bail!("the {side} agent sent {other:?} instead of a hello"),
@@ -340,6 +343,7 @@ impl Link {
             next: AtomicU64::new(1),
             guard: tokio::sync::Mutex::new(guard),
             root_dev,
+            root: agent_root,
             alive,
             id: link_id,
         })
@@ -771,6 +775,8 @@ mod tests {
             mode: 0o644,
             ino: 1,
             ctime_ns: 1,
+            uid: 0,
+            gid: 0,
         }
     }
 

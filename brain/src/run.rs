@@ -175,6 +175,8 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         // takes the lock (the agents then create no `.twinsync/`).
         trash_days: (!settings.dry_run).then_some(settings.trash_days),
         lock: (!settings.dry_run).then(|| settings.instance.clone()),
+        // Root's agents give what they make its source's owner and group.
+        owners: true,
     };
     let status: status::Shared = Arc::new(std::sync::Mutex::new(status::Status {
         instance: settings.instance.clone(),
@@ -230,6 +232,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     let (right_transport, r) = r?;
     let transports = [Transport::Local, right_transport];
     let links = [Arc::new(l?), Arc::new(r)];
+    carry_owners(&links);
     let excludes = Excludes::new(&settings.excludes).map_err(anyhow::Error::msg)?;
     let engine = Engine::new(
         excludes,
@@ -596,6 +599,7 @@ impl Brain {
             .await?;
             self.links[side.idx()] = Arc::new(link);
         }
+        twinsync_proto::set_owners_carried(self.links.iter().all(|l| l.root));
         self.rescan(Rescan::Merge).await
     }
 
@@ -1058,6 +1062,7 @@ impl Brain {
                 Ok((transport, link)) => {
                     self.transports[side.idx()] = transport;
                     self.links[side.idx()] = Arc::new(link);
+                    twinsync_proto::set_owners_carried(self.links.iter().all(|l| l.root));
                     self.down = false;
                     info!("reconnected; reconciling both replicas");
                     // Stale notices of the old link are dropped.
@@ -1115,6 +1120,27 @@ fn trim_heap() {
 
 fn now() -> i64 {
     twinsync_helpers::time::now_secs()
+}
+
+/// Owners and groups are part of an entry's state when both agents run as
+/// root (only root can set them; otherwise a difference could never be
+/// repaired). Said once, at start, when they are not.
+fn carry_owners(links: &[Arc<Link>; 2]) {
+    let carried = links.iter().all(|l| l.root);
+    twinsync_proto::set_owners_carried(carried);
+    if carried {
+        info!("numeric owners and groups are carried (both agents run as root)");
+    } else if links.iter().any(|l| l.root) {
+        warn!(
+            "owners and groups are not carried: the {} agent does not run as root (run it as \
+             root, e.g. log in as root over ssh, to carry them)",
+            if links[0].root {
+                Side::Right
+            } else {
+                Side::Left
+            }
+        );
+    }
 }
 
 /// Append one JSON line per conflict to the left replica's

@@ -27,6 +27,8 @@ pub fn sig_of(md: &Metadata) -> Sig {
         mode: md.mode() & 0o7777,
         ino: md.ino(),
         ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+        uid: md.uid(),
+        gid: md.gid(),
     }
 }
 

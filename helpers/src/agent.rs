@@ -148,6 +148,7 @@ pub fn serve(
             )
         }
     };
+    replica.set_owners(options.owners);
     // A brain that takes no lock changes nothing (a dry run): the agent then
     // creates nothing either, not even `.twinsync/`.
     if options.lock.is_some() {
@@ -192,6 +193,7 @@ pub fn serve(
             version: PROTOCOL_VERSION,
             agent_version: env!("CARGO_PKG_VERSION").into(),
             root_dev: md.dev(),
+            root: rustix::process::geteuid().is_root(),
         },
     )
     .map_err(|e| e.to_string())?;

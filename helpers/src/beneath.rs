@@ -136,6 +136,8 @@ pub fn sig_of_stat(st: &Stat) -> Sig {
         mode: st.st_mode & 0o7777,
         ino: st.st_ino as u64,
         ctime_ns: st.st_ctime as i64 * 1_000_000_000 + st.st_ctime_nsec as i64,
+        uid: st.st_uid,
+        gid: st.st_gid,
     }
 }
 
@@ -280,6 +282,26 @@ pub fn set_mtime(dir: BorrowedFd<'_>, name: &[u8], ns: i64) -> io::Result<()> {
 /// `futimens` errors.
 pub fn set_mtime_fd(fd: BorrowedFd<'_>, ns: i64) -> io::Result<()> {
     Ok(rustix::fs::futimens(fd, &mtime_only(ns))?)
+}
+
+/// Give `name` in `dir` the numeric owner and group `(uid, gid)`, never
+/// following a symlink (a link's own owner is changed).
+///
+/// # Errors
+/// Missing entries, failing chown (not root).
+pub fn chown(dir: BorrowedFd<'_>, name: &[u8], (uid, gid): (u32, u32)) -> io::Result<()> {
+    let (uid, gid) = (
+        rustix::fs::Uid::from_raw(uid),
+        rustix::fs::Gid::from_raw(gid),
+    );
+    rustix::fs::chownat(
+        dir,
+        OsStr::from_bytes(name),
+        Some(uid),
+        Some(gid),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
 }
 
 /// chmod `name` in `dir`, never following a symlink (a symlink is left

@@ -39,6 +39,8 @@ pub struct Replica {
     state: OnceLock<OwnedFd>,
     /// Whether installs are recorded in `.twinsync/installed`.
     record: AtomicBool,
+    /// Whether files made here get their source's owner and group.
+    owners: AtomicBool,
 }
 
 /// An error of a helper operation, with the path.
@@ -110,6 +112,41 @@ pub fn in_state_dir(rel: &RelPath) -> bool {
     rel.as_bytes().split(|&b| b == b'/').next() == Some(STATE_DIR.as_bytes())
 }
 
+/// How many times a file that keeps changing while it is read is read
+/// again before the copy is given up (until its next change is reported).
+const COPY_ATTEMPTS: usize = 3;
+
+/// True when the file open as `f` is no longer the version `before` was a
+/// stat of (written, truncated or its attributes changed since).
+fn changed_since(f: &fs::File, before: &rustix::fs::Stat) -> bool {
+    rustix::fs::fstat(f).map_or(true, |now| {
+        (
+            now.st_size,
+            now.st_mtime,
+            now.st_mtime_nsec,
+            now.st_ctime,
+            now.st_ctime_nsec,
+        ) != (
+            before.st_size,
+            before.st_mtime,
+            before.st_mtime_nsec,
+            before.st_ctime,
+            before.st_ctime_nsec,
+        )
+    })
+}
+
+/// The error of a file that kept changing while it was read.
+fn changing(rel: &RelPath) -> OpError {
+    OpError::Io {
+        what: "copying",
+        path: rel.clone(),
+        source: io::Error::other(
+            "it kept changing while it was read; it is copied once its writer pauses",
+        ),
+    }
+}
+
 /// Open the state dir and check it is this user's and writable by no one
 /// else (anyone else could swap what is inside it).
 fn open_state(root: BorrowedFd<'_>) -> io::Result<OwnedFd> {
@@ -167,6 +204,7 @@ impl Replica {
             root_fd,
             state: OnceLock::new(),
             record: AtomicBool::new(false),
+            owners: AtomicBool::new(false),
         })
     }
 
@@ -221,6 +259,15 @@ impl Replica {
             (Ok(_), None) => true,
             (Err(_), _) => false,
         }
+    }
+
+    /// Give files made from now on their source's numeric owner and group
+    /// (only root can; otherwise they are the agent's user's).
+    pub fn set_owners(&self, on: bool) {
+        self.owners.store(
+            on && rustix::process::geteuid().is_root(),
+            Ordering::Relaxed,
+        );
     }
 
     /// Create `.twinsync/` (this user's, writable by no one else) and its
@@ -301,20 +348,24 @@ impl Replica {
             }
             Op::Trash { path, expect } => self.trash_if(path, *expect).map(|_| None),
             Op::KeepConflict { path } => self.stash(path, "conflicts").map(|_| None),
-            Op::Mkdir { path, mode } => self.mkdir(path, *mode).and_then(|()| after(path)),
+            Op::Mkdir { path, mode, owner } => {
+                self.mkdir(path, *mode, *owner).and_then(|()| after(path))
+            }
             Op::SetAttr {
                 path,
                 mode,
                 mtime_ns,
+                owner,
             } => self
-                .set_attr(path, *mode, *mtime_ns)
+                .set_attr(path, *mode, *mtime_ns, *owner)
                 .and_then(|()| after(path)),
             Op::Symlink {
                 path,
                 target,
                 mtime_ns,
+                owner,
             } => self
-                .symlink(path, target, *mtime_ns)
+                .symlink(path, target, *mtime_ns, *owner)
                 .and_then(|()| after(path)),
             Op::Install {
                 staged,
@@ -649,7 +700,12 @@ impl Replica {
     ///
     /// # Errors
     /// Unsafe paths, failing mkdir/chmod, or a non-directory in the way.
-    pub fn mkdir(&self, rel: &RelPath, mode: u32) -> Result<(), OpError> {
+    pub fn mkdir(
+        &self,
+        rel: &RelPath,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), OpError> {
         let dir = self
             .dir_of(rel, true)
             .map_err(|e| match e {
@@ -679,6 +735,9 @@ impl Replica {
                 }
                 Err(e) => return Err(io_err("creating directory", rel)(e.into())),
             },
+        }
+        if let Some(owner) = owner {
+            beneath::chown(dir.as_fd(), name, owner).map_err(io_err("setting owner of", rel))?;
         }
         beneath::chmod(dir.as_fd(), name, mode).map_err(io_err("setting mode of", rel))
     }
@@ -717,30 +776,35 @@ impl Replica {
     /// Unsafe paths, missing or unreadable files, non-files.
     pub fn read_file(&self, rel: &RelPath) -> Result<FileData, OpError> {
         use std::io::Read;
-        let (f, st) = self.open_regular(rel, "reading")?;
-        let sig = sig_of_stat(&st);
-        if sig.size > INLINE_LIMIT {
-            return Err(OpError::Io {
-                what: "reading",
-                path: rel.clone(),
-                source: io::Error::other(
-                    "too large to carry in a frame: install rsync on both hosts",
-                ),
-            });
+        for _ in 0..COPY_ATTEMPTS {
+            let (f, st) = self.open_regular(rel, "reading")?;
+            let sig = sig_of_stat(&st);
+            if sig.size > INLINE_LIMIT {
+                return Err(OpError::Io {
+                    what: "reading",
+                    path: rel.clone(),
+                    source: io::Error::other(
+                        "too large to carry in a frame: install rsync on both hosts",
+                    ),
+                });
+            }
+            let mut data = Vec::with_capacity(usize::try_from(sig.size).unwrap_or(0));
+            (&f).take(INLINE_LIMIT)
+                .read_to_end(&mut data)
+                .map_err(io_err("reading", rel))?;
+            // One version, whole: the bytes read are those of the signature
+            // (a writer truncating or writing meanwhile: read again).
+            if !changed_since(&f, &st) && data.len() as u64 == sig.size {
+                return Ok(FileData {
+                    path: rel.clone(),
+                    data: serde_bytes::ByteBuf::from(data),
+                    sig,
+                    // The brain sets what the destination must hold.
+                    expect: Expect::Any,
+                });
+            }
         }
-        let mut data = Vec::with_capacity(usize::try_from(sig.size).unwrap_or(0));
-        // No more than the size seen (a file growing meanwhile is cut, and
-        // its signature tells the brain which version it got).
-        f.take(INLINE_LIMIT)
-            .read_to_end(&mut data)
-            .map_err(io_err("reading", rel))?;
-        Ok(FileData {
-            path: rel.clone(),
-            data: serde_bytes::ByteBuf::from(data),
-            sig,
-            // The brain sets what the destination must hold.
-            expect: Expect::Any,
-        })
+        Err(changing(rel))
     }
 
     /// Write a whole file atomically: temp file under `.twinsync/tmp`, mode
@@ -750,7 +814,7 @@ impl Replica {
     /// # Errors
     /// Unsafe paths, failing syscalls.
     pub fn write_file(&self, f: &FileData) -> Result<Sig, OpError> {
-        self.put_file(&f.path, f.sig.mode, f.sig.mtime_ns, f.expect, |out| {
+        self.put_file(&f.path, &f.sig, f.expect, |out| {
             crate::sparse::write_bytes(out, &f.data)
         })
     }
@@ -769,11 +833,25 @@ impl Replica {
         expect: Expect,
     ) -> Result<Sig, OpError> {
         let src = Replica::open(src_root.to_path_buf()).map_err(io_err("reading", rel))?;
-        let (from, st) = src.open_regular(rel, "reading")?;
-        let sig = sig_of_stat(&st);
-        self.put_file(rel, sig.mode, sig.mtime_ns, expect, |out| {
-            crate::sparse::copy_file(&from, out, sig.size)
-        })
+        for _ in 0..COPY_ATTEMPTS {
+            let (from, st) = src.open_regular(rel, "reading")?;
+            let sig = sig_of_stat(&st);
+            let torn = std::cell::Cell::new(false);
+            let r = self.put_file(rel, &sig, expect, |out| {
+                crate::sparse::copy_file(&from, out, sig.size)?;
+                // One version, whole: a copy of a file written meanwhile
+                // (truncated, half written) is never installed.
+                if changed_since(&from, &st) {
+                    torn.set(true);
+                    return Err(io::Error::other("changed while it was copied"));
+                }
+                Ok(())
+            });
+            if !torn.get() {
+                return r;
+            }
+        }
+        Err(changing(rel))
     }
 
     /// Write a file through a new temp file under `.twinsync/tmp` (a random
@@ -783,11 +861,11 @@ impl Replica {
     fn put_file(
         &self,
         rel: &RelPath,
-        mode: u32,
-        mtime_ns: i64,
+        src: &Sig,
         expect: Expect,
         fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
     ) -> Result<Sig, OpError> {
+        let (mode, mtime_ns) = (src.mode, src.mtime_ns);
         self.check(rel)?;
         let tmp_dir = self
             .state()
@@ -797,6 +875,13 @@ impl Replica {
         let res = (|| -> io::Result<fs::File> {
             let mut out = beneath::create_file(tmp_dir.as_fd(), &name, 0o600)?;
             fill(&mut out)?;
+            if self.owners.load(Ordering::Relaxed) {
+                let (uid, gid) = (
+                    rustix::fs::Uid::from_raw(src.uid),
+                    rustix::fs::Gid::from_raw(src.gid),
+                );
+                rustix::fs::fchown(&out, Some(uid), Some(gid))?;
+            }
             rustix::fs::fchmod(&out, Mode::from_raw_mode(mode & 0o7777))?;
             beneath::set_mtime_fd(out.as_fd(), mtime_ns)?;
             Ok(out)
@@ -915,7 +1000,13 @@ impl Replica {
     ///
     /// # Errors
     /// Unsafe paths, failing syscalls.
-    pub fn symlink(&self, rel: &RelPath, target: &[u8], mtime_ns: i64) -> Result<(), OpError> {
+    pub fn symlink(
+        &self,
+        rel: &RelPath,
+        target: &[u8],
+        mtime_ns: i64,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), OpError> {
         let name = rel.file_name();
         if let Some(d) = self.dir_of(rel, false)? {
             if beneath::lstat_at(d.as_fd(), name)
@@ -937,7 +1028,9 @@ impl Replica {
         let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
         rustix::fs::symlinkat(os(target).as_os_str(), &dir, os(&tmp).as_os_str())
             .map_err(|e| io_err("creating symlink", rel)(e.into()))?;
-        let done = beneath::set_mtime(dir.as_fd(), &tmp, mtime_ns)
+        let done = owner
+            .map_or(Ok(()), |o| beneath::chown(dir.as_fd(), &tmp, o))
+            .and_then(|()| beneath::set_mtime(dir.as_fd(), &tmp, mtime_ns))
             .and_then(|()| beneath::rename(dir.as_fd(), &tmp, dir.as_fd(), name, false));
         if let Err(e) = done {
             let _ = rustix::fs::unlinkat(&dir, os(&tmp).as_os_str(), AtFlags::empty());
@@ -946,7 +1039,8 @@ impl Replica {
         Ok(())
     }
 
-    /// Set the mode and/or mtime of `rel` without following a symlink.
+    /// Set the owner, mode and/or mtime of `rel` without following a
+    /// symlink (the owner first: a chown clears the set-user-ID bit).
     ///
     /// # Errors
     /// Unsafe paths, a missing entry, failing syscalls.
@@ -955,6 +1049,7 @@ impl Replica {
         rel: &RelPath,
         mode: Option<u32>,
         mtime_ns: Option<i64>,
+        owner: Option<(u32, u32)>,
     ) -> Result<(), OpError> {
         let dir = self
             .dir_of(rel, false)?
@@ -965,6 +1060,9 @@ impl Replica {
             .flatten()
             .ok_or_else(|| OpError::Missing(rel.clone()))?;
         let is_link = sig_of_stat(&st).kind == Kind::Symlink;
+        if let Some(owner) = owner {
+            beneath::chown(dir.as_fd(), name, owner).map_err(io_err("setting owner of", rel))?;
+        }
         if let (Some(mode), false) = (mode, is_link) {
             beneath::chmod(dir.as_fd(), name, mode).map_err(io_err("setting mode of", rel))?;
         }
@@ -1143,5 +1241,61 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, root.join(".twinsync")).unwrap();
         assert!(open_state_dir(&root, b"index").is_err());
         assert!(open_state_dir(&root, b"").is_err());
+    }
+
+    /// A file rewritten in a loop while it is copied (the destination's
+    /// helper copying from the other root, and a read for an inline copy):
+    /// what is installed or sent is always one whole version, with its own
+    /// signature, never a truncated or half-written one.
+    #[test]
+    fn a_file_written_while_it_is_copied_is_copied_whole_or_not_at_all() {
+        let (_d, src) = replica();
+        let (_e, dst) = replica();
+        dst.prepare().unwrap();
+        let path = src.root().join("f");
+        std::fs::write(&path, b"version 0").unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (stop, path) = (std::sync::Arc::clone(&stop), path.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let v = format!("version {n} {}", "x".repeat((n % 5000) as usize));
+                    std::fs::write(&path, v).unwrap();
+                }
+            })
+        };
+        let whole = |b: &[u8]| {
+            let t = String::from_utf8_lossy(b);
+            t.is_empty()
+                || t.strip_prefix("version ").is_some_and(|r| {
+                    let mut it = r.splitn(2, ' ');
+                    let n: u64 = it.next().unwrap().parse().unwrap_or(u64::MAX);
+                    n == 0 || it.next().is_some_and(|x| x.len() as u64 == n % 5000)
+                })
+        };
+        let rel = RelPath::from("f");
+        let (mut copied, mut read) = (0, 0);
+        for _ in 0..300 {
+            if let Ok(sig) = dst.copy_from(src.root(), &rel, Expect::Any) {
+                let got = std::fs::read(dst.root().join("f")).unwrap();
+                assert!(
+                    whole(&got),
+                    "installed a torn copy: {:?}",
+                    String::from_utf8_lossy(&got)
+                );
+                assert_eq!(sig.size, got.len() as u64);
+                copied += 1;
+            }
+            if let Ok(f) = src.read_file(&rel) {
+                assert!(whole(&f.data), "read a torn version");
+                assert_eq!(f.sig.size, f.data.len() as u64);
+                read += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(copied > 0 && read > 0, "copied {copied}, read {read}");
     }
 }

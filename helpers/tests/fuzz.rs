@@ -79,6 +79,8 @@ fn sig() -> impl Strategy<Value = Sig> {
         mode,
         ino: 0,
         ctime_ns: 0,
+        uid: 0,
+        gid: 0,
     })
 }
 
@@ -87,7 +89,11 @@ fn op() -> impl Strategy<Value = Op> {
         (path(), path(), expect()).prop_map(|(from, to, expect)| Op::Move { from, to, expect }),
         (path(), expect()).prop_map(|(path, expect)| Op::Trash { path, expect }),
         path().prop_map(|path| Op::KeepConflict { path }),
-        (path(), 0u32..0o10000).prop_map(|(path, mode)| Op::Mkdir { path, mode }),
+        (path(), 0u32..0o10000).prop_map(|(path, mode)| Op::Mkdir {
+            path,
+            mode,
+            owner: None
+        }),
         (
             path(),
             proptest::option::of(0u32..0o10000),
@@ -96,7 +102,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(path, mode, mtime_ns)| Op::SetAttr {
                 path,
                 mode,
-                mtime_ns
+                mtime_ns,
+                owner: None,
             }),
         (
             path(),
@@ -106,7 +113,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(path, target, mtime_ns)| Op::Symlink {
                 path,
                 target,
-                mtime_ns
+                mtime_ns,
+                owner: None,
             }),
         (path(), path(), expect(), sig()).prop_map(|(staged, path, expect, want)| Op::Install {
             staged,
@@ -209,6 +217,7 @@ proptest! {
                 watch: false,
                 trash_days: Some(0),
                 lock: Some("fuzz".into()),
+                owners: false,
             },
         });
         for (id, req) in reqs.iter().enumerate() {
@@ -265,6 +274,8 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
         mode: 0o4755,
         ino: 0,
         ctime_ns: 0,
+        uid: 0,
+        gid: 0,
     };
     let file = |path: &str| FileData {
         path: p(path),
@@ -336,16 +347,19 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
                     Op::Mkdir {
                         path: p("link/new"),
                         mode: 0o777,
+                        owner: None,
                     },
                     Op::SetAttr {
                         path: p("link/f"),
                         mode: Some(0o4777),
                         mtime_ns: Some(0),
+                        owner: None,
                     },
                     Op::Symlink {
                         path: p(".twinsync/trash"),
                         target: b"/etc".to_vec(),
                         mtime_ns: 0,
+                        owner: None,
                     },
                     Op::Install {
                         staged: p("../../outside/f"),
@@ -456,6 +470,7 @@ proptest! {
                 watch: false,
                 trash_days: Some(0),
                 lock: Some("fuzz".into()),
+                owners: false,
             },
         });
         for (i, m) in muts.iter().enumerate() {

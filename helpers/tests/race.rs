@@ -100,6 +100,8 @@ fn race(openat2: bool) {
         mode: 0o4777,
         ino: 0,
         ctime_ns: 0,
+        uid: 0,
+        gid: 0,
     };
     let (mut ops, mut refused, mut read_outside) = (0u64, 0u64, 0u64);
     let t = Instant::now();
@@ -113,11 +115,12 @@ fn race(openat2: bool) {
         };
         let results = [
             r.write_file(&file).err(),
-            r.set_attr(&p("d/g"), Some(0o4777), Some(0)).err(),
-            r.mkdir(&p("d/new"), 0o777).err(),
+            r.set_attr(&p("d/g"), Some(0o4777), Some(0), Some((0, 0)))
+                .err(),
+            r.mkdir(&p("d/new"), 0o777, Some((0, 0))).err(),
             r.move_entry(&p("d/a"), &p("d/b"), Expect::Any).err(),
             r.trash(&p("d/x")).err(),
-            r.symlink(&p("d/l"), b"/etc/shadow", 0).err(),
+            r.symlink(&p("d/l"), b"/etc/shadow", 0, Some((0, 0))).err(),
         ];
         ops += results.len() as u64;
         refused += results.iter().filter(|e| e.is_some()).count() as u64;

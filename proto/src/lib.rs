@@ -35,7 +35,7 @@ pub use path::RelPath;
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// The largest frame either side accepts or sends (64 MiB); a bigger answer
 /// is refused with an error, never sent (nor a panic).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -74,6 +74,28 @@ pub struct Sig {
     /// set it: with the inode it tells one version of an entry from another
     /// even when size and mtime are equal (a `cp -p` restore, a tie).
     pub ctime_ns: i64,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+}
+
+/// Whether owners and groups are part of an entry's state in this process
+/// (see [`set_owners_carried`]).
+static OWNERS_CARRIED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Make numeric owners and groups part of the state compared by
+/// [`Sig::same_content`]: set once by the brain when both agents run as root
+/// (only root can give an entry another owner; otherwise a difference could
+/// never be repaired and would be copied back and forth).
+pub fn set_owners_carried(on: bool) {
+    OWNERS_CARRIED.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// See [`set_owners_carried`].
+#[must_use]
+pub fn owners_carried() -> bool {
+    OWNERS_CARRIED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The identity of one version of an entry on one replica: a fingerprint of
@@ -133,13 +155,26 @@ impl Sig {
         Stamp(z.max(1))
     }
 
+    /// True when the owners and groups are equal, or not carried (see
+    /// [`set_owners_carried`]).
+    #[must_use]
+    pub fn same_owner(&self, other: &Sig) -> bool {
+        !owners_carried() || (self.uid, self.gid) == (other.uid, other.gid)
+    }
+
+    /// The owner and group to give a copy of this entry, when carried.
+    #[must_use]
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        owners_carried().then_some((self.uid, self.gid))
+    }
+
     /// True when two signatures describe the same content and attributes,
     /// whatever their inodes. Directories compare by kind and mode only: a
     /// directory's mtime changes whenever an entry inside it does and is not
     /// synchronised after creation.
     #[must_use]
     pub fn same_content(&self, other: &Sig) -> bool {
-        if self.kind != other.kind || self.mode != other.mode {
+        if self.kind != other.kind || self.mode != other.mode || !self.same_owner(other) {
             return false;
         }
         match self.kind {
@@ -213,6 +248,9 @@ pub struct AgentOptions {
     pub trash_days: Option<u32>,
     /// Take the replica's lock (`.twinsync/lock`) for this instance name.
     pub lock: Option<String>,
+    /// Files this agent makes get the numeric owner and group of their
+    /// source (when it runs as root).
+    pub owners: bool,
 }
 
 /// Messages from the brain to an agent.
@@ -373,6 +411,8 @@ pub enum Op {
         path: RelPath,
         /// Permission bits.
         mode: u32,
+        /// Numeric owner and group to give it (an existing one too).
+        owner: Option<(u32, u32)>,
     },
     /// Create (or replace) a symlink, with its mtime, atomically: it is made
     /// under an ignore-suffix name and renamed into place.
@@ -384,8 +424,10 @@ pub enum Op {
         target: Vec<u8>,
         /// Its modification time in ns.
         mtime_ns: i64,
+        /// Numeric owner and group to give it.
+        owner: Option<(u32, u32)>,
     },
-    /// Set permission bits and/or mtime.
+    /// Set owner, permission bits and/or mtime.
     SetAttr {
         /// The entry.
         path: RelPath,
@@ -393,6 +435,9 @@ pub enum Op {
         mode: Option<u32>,
         /// Modification time in ns, if to be set.
         mtime_ns: Option<i64>,
+        /// Numeric owner and group, if to be set (before the mode: a chown
+        /// clears the set-user-ID bit).
+        owner: Option<(u32, u32)>,
     },
 }
 
@@ -493,6 +538,8 @@ pub enum FromAgent {
         agent_version: String,
         /// Device number of the root, to notice a volume swapped underneath.
         root_dev: u64,
+        /// The agent runs as root: it can give entries any owner.
+        root: bool,
     },
     /// The answer to request `id`.
     Response {

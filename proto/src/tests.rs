@@ -8,6 +8,8 @@ fn sig() -> Sig {
         mode: 0o644,
         ino: 42,
         ctime_ns: 1_700_000_001_000_000_007,
+        uid: 0,
+        gid: 0,
     }
 }
 
@@ -66,12 +68,13 @@ fn golden_wire_format() {
             watch: true,
             trash_days: None,
             lock: None,
+            owners: false,
         },
     };
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001b81a548656c6c6f94a87477696e73796e6304c4022f729490c3c0c0"
+        "0000001c81a548656c6c6f94a87477696e73796e6305c4022f729590c3c0c0c2"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
@@ -88,7 +91,7 @@ fn golden_wire_format() {
         sig: sig(),
     };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, "0000002a81a74368616e67656492c4016196a446696c6503cf17979cfe3d85cd15cd01a42acf17979cfe71c4ca07");
+    assert_eq!(hex, "0000002c81a74368616e67656492c4016198a446696c6503cf17979cfe3d85cd15cd01a42acf17979cfe71c4ca070000");
     let op = Op::Trash {
         path: "a".into(),
         expect: Expect::Version(Stamp(5)),

@@ -77,6 +77,7 @@ impl Hostile {
                 watch: false,
                 trash_days,
                 lock: lock.then(|| "attacker".into()),
+                owners: false,
             },
         });
         match h.recv() {
@@ -142,6 +143,8 @@ fn sig(mode: u32, size: u64) -> Sig {
         mode,
         ino: 0,
         ctime_ns: 0,
+        uid: 0,
+        gid: 0,
     }
 }
 
@@ -290,11 +293,13 @@ fn writes_never_land_outside_the_root() {
                 path: state.clone(),
                 mode: Some(0o777),
                 mtime_ns: None,
+                owner: None,
             },
             Op::Symlink {
                 path: ".twinsync/trash".into(),
                 target: b"/etc".to_vec(),
                 mtime_ns: 0,
+                owner: None,
             },
             Op::Install {
                 staged: "../lock".into(),
@@ -305,11 +310,13 @@ fn writes_never_land_outside_the_root() {
             Op::Mkdir {
                 path: "dirlink/sub".into(),
                 mode: 0o777,
+                owner: None,
             },
             Op::SetAttr {
                 path: "dirlink/secret".into(),
                 mode: Some(0o777),
                 mtime_ns: None,
+                owner: None,
             },
         ],
     }) {

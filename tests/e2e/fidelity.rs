@@ -76,3 +76,76 @@ fn a_sparse_file_arrives_sparse_over_ssh() {
     make_sparse(&p.left.path("live.img"));
     check(&p, "live.img");
 }
+
+fn owner(path: &Path) -> Option<(u32, u32)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.uid(), m.gid()))
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+}
+
+fn eventually_owned(path: &Path, want: (u32, u32)) {
+    eventually(&format!("{} owned by {want:?}", path.display()), || {
+        owner(path) == Some(want)
+    });
+}
+
+fn assert_root() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "owners can be carried by root only: run the suite as root (CI does)"
+    );
+}
+
+/// Numeric owners and groups, of files, directories and symlinks: carried
+/// at the first merge, then live both ways; a chown moves no content (the
+/// destination keeps its inode).
+fn owners_are_carried(p: &mut Pair, extra: &[&str]) {
+    p.left.write("f", b"data");
+    p.left.write("d/g", b"in d");
+    std::os::unix::fs::symlink("f", p.left.path("l")).unwrap();
+    chown(&p.left.path("f"), 1234, 2345);
+    chown(&p.left.path("d"), 3456, 4567);
+    chown(&p.left.path("l"), 5678, 6789);
+    p.start(extra);
+    eventually_owned(&p.right.path("f"), (1234, 2345));
+    eventually_owned(&p.right.path("d"), (3456, 4567));
+    eventually_owned(&p.right.path("l"), (5678, 6789));
+    let ino = p.right.ino("f");
+    chown(&p.left.path("f"), 1111, 2222);
+    eventually_owned(&p.right.path("f"), (1111, 2222));
+    assert_eq!(p.right.ino("f"), ino, "a chown sent the content again");
+    chown(&p.right.path("d"), 3333, 4444);
+    eventually_owned(&p.left.path("d"), (3333, 4444));
+    p.right.write("d/new", b"made on the right");
+    chown(&p.right.path("d/new"), 7777, 8888);
+    p.left.eventually_has("d/new", b"made on the right");
+    eventually_owned(&p.left.path("d/new"), (7777, 8888));
+    p.eventually_equal();
+}
+
+#[test]
+fn owners_and_groups_are_carried_locally() {
+    assert_root();
+    let mut p = Pair::new();
+    owners_are_carried(&mut p, &[]);
+}
+
+#[test]
+fn owners_and_groups_are_carried_over_ssh() {
+    assert_root();
+    let Some(sshd) = Sshd::start() else {
+        panic!("the loopback sshd did not start (CI installs openssh-server)")
+    };
+    let mut p = Pair::new();
+    p.right_arg = Some(format!("{}:{}", sshd.host, p.right.root.display()));
+    let cfg = sshd.ssh_config.display().to_string();
+    owners_are_carried(
+        &mut p,
+        &["--ssh-config", &cfg, "--remote-path", crate::harness::bin()],
+    );
+}

@@ -44,6 +44,8 @@ fn tamper(mode: &str, m: FromAgent, reads: &Mutex<Vec<u64>>, n: &mut u64) -> Vec
         mode: 0o644,
         ino: 7,
         ctime_ns: 7,
+        uid: 0,
+        gid: 0,
     };
     match (mode, m) {
         (

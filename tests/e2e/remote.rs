@@ -131,6 +131,7 @@ fn an_agent_of_another_protocol_version_is_refused_with_advice() {
         version: 999,
         agent_version: "9.9.9".into(),
         root_dev: 0,
+        root: false,
     });
     let frame = p.dir.path().join("hello999.bin");
     fs::write(&frame, hello).unwrap();
@@ -194,6 +195,7 @@ fn path_escapes_are_refused_by_the_agent() {
         Op::Mkdir {
             path: "out/evil".into(),
             mode: 0o755,
+            owner: None,
         },
     ];
     write_frame(

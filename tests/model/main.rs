@@ -125,6 +125,8 @@ impl Node {
                 mode,
                 ino,
                 ctime_ns: ctime as i64,
+                uid: 0,
+                gid: 0,
             },
             Node::File {
                 content,
@@ -141,6 +143,8 @@ impl Node {
                 mode,
                 ino,
                 ctime_ns: ctime as i64,
+                uid: 0,
+                gid: 0,
             },
             Node::Symlink {
                 content,
@@ -154,6 +158,8 @@ impl Node {
                 mode: 0o777,
                 ino,
                 ctime_ns: ctime as i64,
+                uid: 0,
+                gid: 0,
             },
         }
     }
@@ -1515,7 +1521,7 @@ impl World {
                 }
                 Ok(None)
             }
-            Op::Mkdir { path, mode } => {
+            Op::Mkdir { path, mode, .. } => {
                 self.resolve(s, path).map_err(failed)?;
                 match self.tree(s).get(path) {
                     Some(Node::Dir { .. }) => {
@@ -1542,6 +1548,7 @@ impl World {
                 path,
                 target,
                 mtime_ns,
+                ..
             } => {
                 // Made under an ignore-suffix name and renamed into place:
                 // unreported; a directory in the way is trashed first, a
@@ -1581,6 +1588,7 @@ impl World {
                 path,
                 mode,
                 mtime_ns,
+                ..
             } => {
                 self.resolve(s, path).map_err(failed)?;
                 let ctime = self.ctime();
@@ -1893,6 +1901,7 @@ impl World {
                     path: c.path.clone(),
                     target: link_target(*content),
                     mtime_ns: c.sig.mtime_ns,
+                    owner: None,
                 })
             }
             _ => {
