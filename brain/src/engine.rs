@@ -939,10 +939,12 @@ impl Engine {
                 if self.excludes.excluded(&path) {
                     return trace(&path, "dropped: excluded".into());
                 }
-                if sig.kind == Kind::Other {
+                if sig.kind.unsynced() {
                     return trace(
                         &path,
-                        "dropped: special file (fifo, socket or device) is not synced".into(),
+                        "dropped: not synced (a socket, or a device while owners are not \
+                         carried)"
+                            .into(),
                     );
                 }
                 if let Some(&ct) = self.installed_ctime[p].get(&path) {
@@ -1385,7 +1387,7 @@ impl Engine {
                 }
             }
             let known = self.known.get(&e.path);
-            if e.sig.kind == Kind::Other || self.excludes.excluded(&e.path) {
+            if e.sig.kind.unsynced() || self.excludes.excluded(&e.path) {
                 // Not synchronised: as if absent.
                 if known.is_some() && !sc.protects(&e.path) {
                     self.pending[p].state.insert(e.path.clone(), None);

@@ -11,6 +11,7 @@ fn file(size: u64, mtime: i64) -> Sig {
         ctime_ns: 1,
         uid: 0,
         gid: 0,
+        rdev: 0,
     }
 }
 fn dir() -> Sig {
@@ -23,6 +24,7 @@ fn dir() -> Sig {
         ctime_ns: 2,
         uid: 0,
         gid: 0,
+        rdev: 0,
     }
 }
 /// A trash op, whatever it expects to find.
@@ -746,6 +748,7 @@ fn a_directory_losing_a_conflict_kept_in_the_state_dir_takes_its_contents_along(
                 ctime_ns: 3,
                 uid: 0,
                 gid: 0,
+                rdev: 0,
             },
         )]),
     );

@@ -156,6 +156,51 @@ pub async fn execute(
             note(&mut report, &mut stats, dst, op.target(), r);
         }
     }
+    // Fifos and devices are made by the destination's helper (`mknod`, from
+    // the signature: nothing is read), if the source still holds the
+    // version planned.
+    for dst in Side::BOTH {
+        let (specials, rest): (Vec<Copy>, Vec<Copy>) = std::mem::take(&mut copies[dst.idx()])
+            .into_iter()
+            .partition(|c| c.sig.kind.is_special());
+        copies[dst.idx()] = rest;
+        if specials.is_empty() {
+            continue;
+        }
+        let now = links[dst.other().idx()]
+            .stat(specials.iter().map(|c| c.path.clone()).collect())
+            .await?;
+        let mut made = Vec::new();
+        for (c, src) in specials.into_iter().zip(now) {
+            if src.is_some_and(|s| s.same_content(&c.sig)) {
+                made.push(Op::Mknod {
+                    path: c.path,
+                    kind: c.sig.kind,
+                    mode: c.sig.mode,
+                    rdev: c.sig.rdev,
+                    mtime_ns: c.sig.mtime_ns,
+                    owner: c.sig.owner(),
+                });
+            } else {
+                let now = links[dst.idx()]
+                    .stat(vec![c.path.clone()])
+                    .await?
+                    .pop()
+                    .flatten();
+                report.missed[dst.idx()].push(Copied {
+                    path: c.path,
+                    src,
+                    dst: now,
+                    installed: false,
+                });
+            }
+        }
+        let results = links[dst.idx()].apply(made.clone()).await?;
+        for (r, op) in results.into_iter().zip(&made) {
+            stats.ops[dst.idx()] += 1;
+            note(&mut report, &mut stats, dst, op.target(), r);
+        }
+    }
     let t = Instant::now();
     let all_local = ends.iter().all(|e| matches!(e, End::Local(_)));
     let copy = |dst: Side| {

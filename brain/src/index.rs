@@ -446,6 +446,7 @@ mod tests {
             ctime_ns: n as i64,
             uid: 0,
             gid: 0,
+            rdev: 0,
         })
     }
 

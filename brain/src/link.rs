@@ -777,6 +777,7 @@ mod tests {
             ctime_ns: 1,
             uid: 0,
             gid: 0,
+            rdev: 0,
         }
     }
 

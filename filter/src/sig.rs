@@ -18,7 +18,16 @@ pub fn sig_of(md: &Metadata) -> Sig {
     } else if ft.is_file() {
         Kind::File
     } else {
-        Kind::Other
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_char_device() {
+            Kind::CharDev
+        } else if ft.is_block_device() {
+            Kind::BlockDev
+        } else {
+            Kind::Other
+        }
     };
     Sig {
         kind,
@@ -29,6 +38,7 @@ pub fn sig_of(md: &Metadata) -> Sig {
         ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
         uid: md.uid(),
         gid: md.gid(),
+        rdev: if kind.is_special() { md.rdev() } else { 0 },
     }
 }
 

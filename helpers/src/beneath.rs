@@ -123,6 +123,9 @@ pub fn sig_of_stat(st: &Stat) -> Sig {
         FileType::Symlink => Kind::Symlink,
         FileType::Directory => Kind::Dir,
         FileType::RegularFile => Kind::File,
+        FileType::Fifo => Kind::Fifo,
+        FileType::CharacterDevice => Kind::CharDev,
+        FileType::BlockDevice => Kind::BlockDev,
         _ => Kind::Other,
     };
     Sig {
@@ -138,6 +141,7 @@ pub fn sig_of_stat(st: &Stat) -> Sig {
         ctime_ns: st.st_ctime as i64 * 1_000_000_000 + st.st_ctime_nsec as i64,
         uid: st.st_uid,
         gid: st.st_gid,
+        rdev: if kind.is_special() { st.st_rdev } else { 0 },
     }
 }
 

@@ -367,6 +367,16 @@ impl Replica {
             } => self
                 .symlink(path, target, *mtime_ns, *owner)
                 .and_then(|()| after(path)),
+            Op::Mknod {
+                path,
+                kind,
+                mode,
+                rdev,
+                mtime_ns,
+                owner,
+            } => self
+                .mknod(path, *kind, *mode, *rdev, *mtime_ns, *owner)
+                .and_then(|()| after(path)),
             Op::Install {
                 staged,
                 path,
@@ -1035,6 +1045,73 @@ impl Replica {
         if let Err(e) = done {
             let _ = rustix::fs::unlinkat(&dir, os(&tmp).as_os_str(), AtFlags::empty());
             return Err(io_err("creating symlink", rel)(e));
+        }
+        Ok(())
+    }
+
+    /// Create or replace the fifo or device `rel`, with its mode, owner and
+    /// mtime: made under an ignore-suffix name (the filter reports nothing),
+    /// then renamed into place. Never opened. A directory in the way goes
+    /// to the trash.
+    ///
+    /// # Errors
+    /// Unsafe paths, another kind, failing syscalls (a device made by
+    /// anyone but root).
+    pub fn mknod(
+        &self,
+        rel: &RelPath,
+        kind: Kind,
+        mode: u32,
+        rdev: u64,
+        mtime_ns: i64,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), OpError> {
+        let file_type = match kind {
+            Kind::Fifo => rustix::fs::FileType::Fifo,
+            Kind::CharDev => rustix::fs::FileType::CharacterDevice,
+            Kind::BlockDev => rustix::fs::FileType::BlockDevice,
+            _ => {
+                return Err(io_err("creating", rel)(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a fifo or a device",
+                )))
+            }
+        };
+        let name = rel.file_name();
+        if let Some(d) = self.dir_of(rel, false)? {
+            if beneath::lstat_at(d.as_fd(), name)
+                .ok()
+                .flatten()
+                .is_some_and(|st| sig_of_stat(&st).kind == Kind::Dir)
+            {
+                self.trash(rel)?;
+            }
+        }
+        let dir = self
+            .dir_of(rel, true)
+            .map_err(|e| match e {
+                OpError::Io { source, .. } => io_err("creating parents of", rel)(source),
+                e => e,
+            })?
+            .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        let tmp = Self::ignore_name(name);
+        let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
+        rustix::fs::mknodat(
+            &dir,
+            os(&tmp).as_os_str(),
+            file_type,
+            Mode::from_raw_mode(0o600),
+            rdev,
+        )
+        .map_err(|e| io_err("creating", rel)(e.into()))?;
+        let done = owner
+            .map_or(Ok(()), |o| beneath::chown(dir.as_fd(), &tmp, o))
+            .and_then(|()| beneath::chmod(dir.as_fd(), &tmp, mode))
+            .and_then(|()| beneath::set_mtime(dir.as_fd(), &tmp, mtime_ns))
+            .and_then(|()| beneath::rename(dir.as_fd(), &tmp, dir.as_fd(), name, false));
+        if let Err(e) = done {
+            let _ = rustix::fs::unlinkat(&dir, os(&tmp).as_os_str(), AtFlags::empty());
+            return Err(io_err("creating", rel)(e));
         }
         Ok(())
     }

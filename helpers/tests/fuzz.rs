@@ -81,6 +81,7 @@ fn sig() -> impl Strategy<Value = Sig> {
         ctime_ns: 0,
         uid: 0,
         gid: 0,
+        rdev: 0,
     })
 }
 
@@ -276,6 +277,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
         ctime_ns: 0,
         uid: 0,
         gid: 0,
+        rdev: 0,
     };
     let file = |path: &str| FileData {
         path: p(path),

@@ -102,6 +102,7 @@ fn race(openat2: bool) {
         ctime_ns: 0,
         uid: 0,
         gid: 0,
+        rdev: 0,
     };
     let (mut ops, mut refused, mut read_outside) = (0u64, 0u64, 0u64);
     let t = Instant::now();

@@ -52,8 +52,35 @@ pub enum Kind {
     Dir,
     /// A symbolic link (never followed).
     Symlink,
-    /// Anything else (fifo, socket, device): never synced.
+    /// A named pipe: made with `mknod`, never opened.
+    Fifo,
+    /// A character device (its numbers in [`Sig::rdev`]): made with `mknod`
+    /// where both agents run as root, never opened.
+    CharDev,
+    /// A block device, likewise.
+    BlockDev,
+    /// Anything else (a socket: it belongs to the process serving it):
+    /// never synced.
     Other,
+}
+
+impl Kind {
+    /// A fifo or a device: made by `mknod`, never read.
+    #[must_use]
+    pub fn is_special(self) -> bool {
+        matches!(self, Kind::Fifo | Kind::CharDev | Kind::BlockDev)
+    }
+
+    /// Not synchronised here: sockets, and devices unless owners are
+    /// carried (both agents run as root: only root can make a device).
+    #[must_use]
+    pub fn unsynced(self) -> bool {
+        match self {
+            Kind::Other => true,
+            Kind::CharDev | Kind::BlockDev => !owners_carried(),
+            _ => false,
+        }
+    }
 }
 
 /// The lstat signature of an entry: what the brain compares to tell a real
@@ -78,6 +105,8 @@ pub struct Sig {
     pub uid: u32,
     /// Numeric group.
     pub gid: u32,
+    /// Device numbers of a device (`st_rdev`), else 0.
+    pub rdev: u64,
 }
 
 /// Whether owners and groups are part of an entry's state in this process
@@ -180,6 +209,7 @@ impl Sig {
         match self.kind {
             Kind::Dir => true,
             Kind::Symlink => self.size == other.size && self.mtime_ns == other.mtime_ns,
+            k if k.is_special() => self.rdev == other.rdev && self.mtime_ns == other.mtime_ns,
             _ => self.size == other.size && self.mtime_ns == other.mtime_ns,
         }
     }
@@ -427,6 +457,23 @@ pub enum Op {
         /// Numeric owner and group to give it.
         owner: Option<(u32, u32)>,
     },
+    /// Create (or replace) a fifo or a device, with its mode, owner and
+    /// mtime, atomically: made under an ignore-suffix name and renamed into
+    /// place.
+    Mknod {
+        /// The entry.
+        path: RelPath,
+        /// [`Kind::Fifo`], [`Kind::CharDev`] or [`Kind::BlockDev`].
+        kind: Kind,
+        /// Permission bits.
+        mode: u32,
+        /// Device numbers (devices only).
+        rdev: u64,
+        /// Modification time in ns.
+        mtime_ns: i64,
+        /// Numeric owner and group to give it.
+        owner: Option<(u32, u32)>,
+    },
     /// Set owner, permission bits and/or mtime.
     SetAttr {
         /// The entry.
@@ -453,6 +500,7 @@ impl Op {
             | Op::Mkdir { path, .. }
             | Op::Symlink { path, .. }
             | Op::SetAttr { path, .. }
+            | Op::Mknod { path, .. }
             | Op::Install { path, .. } => path,
         }
     }

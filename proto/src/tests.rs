@@ -10,6 +10,7 @@ fn sig() -> Sig {
         ctime_ns: 1_700_000_001_000_000_007,
         uid: 0,
         gid: 0,
+        rdev: 0,
     }
 }
 
@@ -91,7 +92,7 @@ fn golden_wire_format() {
         sig: sig(),
     };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, "0000002c81a74368616e67656492c4016198a446696c6503cf17979cfe3d85cd15cd01a42acf17979cfe71c4ca070000");
+    assert_eq!(hex, "0000002d81a74368616e67656492c4016199a446696c6503cf17979cfe3d85cd15cd01a42acf17979cfe71c4ca07000000");
     let op = Op::Trash {
         path: "a".into(),
         expect: Expect::Version(Stamp(5)),

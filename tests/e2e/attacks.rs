@@ -145,6 +145,7 @@ fn sig(mode: u32, size: u64) -> Sig {
         ctime_ns: 0,
         uid: 0,
         gid: 0,
+        rdev: 0,
     }
 }
 

@@ -149,3 +149,74 @@ fn owners_and_groups_are_carried_over_ssh() {
         &["--ssh-config", &cfg, "--remote-path", crate::harness::bin()],
     );
 }
+
+fn mknod(path: &Path, kind: libc::mode_t, mode: libc::mode_t, dev: libc::dev_t) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(
+        unsafe { libc::mknod(c.as_ptr(), kind | mode, dev) },
+        0,
+        "mknod"
+    );
+}
+
+/// Kind, device numbers, mode and owner of a special file.
+fn special(path: &Path) -> Option<(u32, u64, u32, u32)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.mode(), m.rdev(), m.uid(), m.gid()))
+}
+
+/// Fifos and devices (as a container's `/dev` holds) are made on the other
+/// side with `mknod` — never opened — at the first merge and live both
+/// ways, with their device numbers, mode and owner; a removal travels too.
+#[test]
+fn fifos_and_devices_are_carried() {
+    assert_root();
+    let mut p = Pair::new();
+    mknod(
+        &p.left.path("null"),
+        libc::S_IFCHR,
+        0o666,
+        libc::makedev(1, 3),
+    );
+    mknod(
+        &p.left.path("loop9"),
+        libc::S_IFBLK,
+        0o660,
+        libc::makedev(7, 9),
+    );
+    mknod(&p.left.path("pipe"), libc::S_IFIFO, 0o640, 0);
+    chown(&p.left.path("loop9"), 0, 6);
+    p.start(&[]);
+    for name in ["null", "loop9", "pipe"] {
+        let want = special(&p.left.path(name));
+        eventually(&format!("{name} made on the right"), || {
+            special(&p.right.path(name)) == want
+        });
+    }
+    mknod(
+        &p.right.path("zero"),
+        libc::S_IFCHR,
+        0o666,
+        libc::makedev(1, 5),
+    );
+    mknod(&p.right.path("fifo2"), libc::S_IFIFO, 0o600, 0);
+    for name in ["zero", "fifo2"] {
+        let want = special(&p.right.path(name));
+        eventually(&format!("{name} made on the left"), || {
+            special(&p.left.path(name)) == want
+        });
+    }
+    std::fs::remove_file(p.left.path("loop9")).unwrap();
+    p.right.eventually_gone("loop9");
+    std::fs::set_permissions(
+        p.right.path("pipe"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o604),
+    )
+    .unwrap();
+    eventually("the fifo's mode on the left", || {
+        special(&p.left.path("pipe")).is_some_and(|s| s.0 & 0o7777 == 0o604)
+    });
+    p.eventually_equal();
+    assert!(p.stop().success());
+}

@@ -139,6 +139,15 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, String>) {
         } else if md.is_dir() {
             walk(root, &p, out);
             format!("dir {mode:o}")
+        } else if !md.is_file() {
+            // A fifo or a device: never opened (it could block).
+            format!(
+                "special {:o} {} {}:{}",
+                md.mode(),
+                md.rdev(),
+                md.uid(),
+                md.gid()
+            )
         } else {
             let data = fs::read(&p).unwrap_or_default();
             format!(

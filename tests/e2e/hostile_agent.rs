@@ -46,6 +46,7 @@ fn tamper(mode: &str, m: FromAgent, reads: &Mutex<Vec<u64>>, n: &mut u64) -> Vec
         ctime_ns: 7,
         uid: 0,
         gid: 0,
+        rdev: 0,
     };
     match (mode, m) {
         (

@@ -127,6 +127,7 @@ impl Node {
                 ctime_ns: ctime as i64,
                 uid: 0,
                 gid: 0,
+                rdev: 0,
             },
             Node::File {
                 content,
@@ -145,6 +146,7 @@ impl Node {
                 ctime_ns: ctime as i64,
                 uid: 0,
                 gid: 0,
+                rdev: 0,
             },
             Node::Symlink {
                 content,
@@ -160,6 +162,7 @@ impl Node {
                 ctime_ns: ctime as i64,
                 uid: 0,
                 gid: 0,
+                rdev: 0,
             },
         }
     }
@@ -289,6 +292,7 @@ fn batch_targets(b: &Batch) -> Vec<(Side, RelPath)> {
                 | Op::Mkdir { path, .. }
                 | Op::SetAttr { path, .. }
                 | Op::Symlink { path, .. }
+                | Op::Mknod { path, .. }
                 | Op::Install { path, .. } => v.push((s, path.clone())),
             }
         }
@@ -1460,6 +1464,7 @@ impl World {
     fn apply_op(&mut self, s: Side, op: &Op) -> Result<Option<Sig>, OpFail> {
         let failed = OpFail::Failed;
         match op {
+            Op::Mknod { .. } => unreachable!("the model's users make no fifo or device"),
             Op::Move { from, to, expect } => {
                 self.resolve(s, from).map_err(failed)?;
                 self.resolve(s, to).map_err(failed)?;
@@ -1723,6 +1728,7 @@ impl World {
                     | Op::Symlink { path, .. }
                     | Op::SetAttr { path, .. }
                     | Op::KeepConflict { path }
+                    | Op::Mknod { path, .. }
                     | Op::Install { path, .. } => vec![(s, path.clone())],
                 },
                 Stage::Link(s, i) => vec![(s, links[s.idx()][i].path.clone())],
