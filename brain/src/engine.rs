@@ -2393,6 +2393,13 @@ impl Engine {
     #[must_use]
     pub fn to_compare(&self) -> Vec<RelPath> {
         let mut out = BTreeSet::new();
+        // True when what side `i`'s view has at `path` is not the index's
+        // entry there: a pending move brought it, or took that one away.
+        let moved_here = |i: usize, path: &RelPath| {
+            self.pending[i]
+                .origin(path)
+                .is_none_or(|o| o.as_ref() != path)
+        };
         for p in 0..2 {
             let o = 1 - p;
             for (path, x) in &self.pending[p].state {
@@ -2402,9 +2409,16 @@ impl Engine {
                 }
                 match self.pending[o].state.get(path) {
                     Some(Some(y)) => {
+                        // Not where a pending move goes: equal bytes would
+                        // take the path into the index while the move's
+                        // replay still puts the moved entry there on the
+                        // other side (it conflicts with the change there:
+                        // a full merge sorts it out).
                         if y.kind == Kind::File
                             && y.size == x.size
                             && !self.pending[o].forced.contains(path)
+                            && !moved_here(p, path)
+                            && !moved_here(o, path)
                         {
                             out.insert(path.clone());
                         }
@@ -2414,10 +2428,7 @@ impl Engine {
                         // An entry a pending move brought here has a new
                         // stamp from the rename; the move's replay takes it
                         // (the other side has nothing here to compare yet).
-                        let moved_here = self.pending[p]
-                            .origin(path)
-                            .is_none_or(|o| o.as_ref() != path);
-                        if !moved_here
+                        if !moved_here(p, path)
                             && !self.pending[p].verified.contains(path)
                             && needs_compare(self.view_get(p, path).as_ref(), p, x)
                         {
