@@ -167,6 +167,10 @@ pub enum Applied {
     /// Refused: the path did not hold the expected version (someone changed
     /// it meanwhile); `found` is what it holds.
     Refused(RelPath, Option<Sig>),
+    /// Moved to the trash: the entry's lstat there right after (the rename
+    /// gave it the time of the removal as ctime), `None` when nothing was
+    /// there.
+    Removed(RelPath, Option<Sig>),
 }
 
 /// What happened to a batch, for [`Engine::complete`].
@@ -400,6 +404,15 @@ pub struct Engine {
     /// Paths the batch being planned moves an entry to, per side: their
     /// stamp there is only known once the move is done.
     moved_here: [BTreeSet<RelPath>; 2],
+    /// Paths the running batch moves away (a replayed move's source, a
+    /// conflict's loser) or trashes, per side: a report at or below one may
+    /// describe what was there before (held until the batch is done).
+    leaving: [BTreeSet<RelPath>; 2],
+    /// The moves the running batch makes, per side: destination -> source.
+    moving: [HashMap<RelPath, RelPath>; 2],
+    /// What the batches moved away or trashed, per side, oldest first (see
+    /// [`Fence`]).
+    fences: [Vec<Fence>; 2],
     /// The ctime of what the batches installed, per side and path: a
     /// report of an older state there (taken before the install, handled
     /// after it, even a batch later) is stale. Forgotten once a newer state
@@ -412,6 +425,22 @@ pub struct Engine {
     /// that plan left pending was already checked against the index.
     planned_epoch: u64,
 }
+
+/// An entry the brain moved away from `at` (to `to`) or trashed (`to` is
+/// `None`) on a side, and the ctime the rename gave it (the time it left):
+/// a report of a path at or below `at` with an older ctime was taken
+/// before it left. It describes the entry now at `to` (the report is taken
+/// there), or one in the trash (dropped). Anything put at `at` since has a
+/// later ctime (a rename, a link, a creation all set it).
+#[derive(Debug, Clone)]
+struct Fence {
+    at: RelPath,
+    to: Option<RelPath>,
+    ctime_ns: i64,
+}
+
+/// Fences kept per side: stale reports come within moments of the batch.
+const FENCES: usize = 1024;
 
 /// A directory move with more indexed entries below it than this is
 /// recorded as one move (undo) and saved by a snapshot.
@@ -595,6 +624,9 @@ impl Engine {
             planned_epoch: u64::MAX,
             now: 0,
             moved_here: Default::default(),
+            leaving: Default::default(),
+            moving: Default::default(),
+            fences: Default::default(),
             installed_ctime: Default::default(),
         }
     }
@@ -658,6 +690,8 @@ impl Engine {
             self.revert(u);
         }
         self.inflight = Default::default();
+        self.leaving = Default::default();
+        self.moving = Default::default();
         // A full rescan follows: what was held is superseded by it.
         self.deferred = Default::default();
     }
@@ -945,6 +979,22 @@ impl Engine {
                         "dropped: special file (fifo, socket or device) is not synced".into(),
                     );
                 }
+                if self.holds(p, &path, &sig) {
+                    self.deferred[p].push(Event::Changed {
+                        path: path.clone(),
+                        sig,
+                    });
+                    return trace(
+                        &path,
+                        "held: may report the running batch's own write (decided after it)".into(),
+                    );
+                }
+                let Some(path) = self.through_fences(p, path.clone(), Some(sig.ctime_ns)) else {
+                    return trace(
+                        &path,
+                        "dropped: reports an entry from before our batch trashed it".into(),
+                    );
+                };
                 if let Some(&ct) = self.installed_ctime[p].get(&path) {
                     if sig.ctime_ns < ct {
                         return trace(
@@ -955,16 +1005,6 @@ impl Engine {
                     if sig.ctime_ns > ct {
                         self.installed_ctime[p].remove(&path);
                     }
-                }
-                if self.holds(p, &path, &sig) {
-                    self.deferred[p].push(Event::Changed {
-                        path: path.clone(),
-                        sig,
-                    });
-                    return trace(
-                        &path,
-                        "held: may report the running batch's own write (decided after it)".into(),
-                    );
                 }
                 let judged = judge(self.view_get(p, &path).as_ref(), p, &sig);
                 self.pending[p].forced.remove(&path);
@@ -1010,9 +1050,26 @@ impl Engine {
                 if self.excludes.excluded(&path) {
                     return trace(&path, "dropped: excluded".into());
                 }
-                if !self.deferred[p].is_empty() {
+                if !self.deferred[p].is_empty()
+                    || ancestors(&path, true).any(|a| self.leaving[p].contains(&a))
+                {
                     self.deferred[p].push(Event::Removed { path: path.clone() });
                     return trace(&path, "held: after a held event".into());
+                }
+                let here = |e: &Engine, path: &RelPath| {
+                    e.view_any_within(p, path)
+                        || range_within(&e.pending[p].state, path).next().is_some()
+                };
+                if !here(self, &path) {
+                    // Nothing is known here: the removal of an entry the
+                    // brain moved away before (reported late), where it is
+                    // now; or of one it trashed (nothing to do).
+                    match self.through_fences(p, path.clone(), None) {
+                        Some(moved) if moved != path && here(self, &moved) => {
+                            return self.on_event(side, Event::Removed { path: moved });
+                        }
+                        _ => return trace(&path, "dropped: echo (not in the ledger)".into()),
+                    }
                 }
                 self.cancel_moves_into(p, &path);
                 let known_here = self.view_any_within(p, &path);
@@ -1076,6 +1133,29 @@ impl Engine {
         }
     }
 
+    /// Where a report of side `p` at `path` taken at `ctime` (`None`: a
+    /// removal, whose time is not known) belongs, through the fences of the
+    /// entries the batches moved away or trashed there since: `None` when
+    /// it reports an entry now in the trash. A removal is only ever taken
+    /// through them when nothing is known at `path` on the side.
+    fn through_fences(&self, p: usize, mut path: RelPath, ctime: Option<i64>) -> Option<RelPath> {
+        for f in &self.fences[p] {
+            if ctime.is_some_and(|c| c >= f.ctime_ns) || !path.is_within(&f.at) {
+                continue;
+            }
+            path = path.rebase(&f.at, f.to.as_ref()?).expect("within");
+        }
+        Some(path)
+    }
+
+    /// Side `p`'s entry at `from` left it at `ctime` (see [`Fence`]).
+    fn fence(&mut self, p: usize, at: RelPath, to: Option<RelPath>, ctime_ns: i64) {
+        if self.fences[p].len() >= FENCES {
+            self.fences[p].drain(..FENCES / 2);
+        }
+        self.fences[p].push(Fence { at, to, ctime_ns });
+    }
+
     /// True when an event of side `p` reporting `sig` at `path` must wait
     /// for the running batch to end: once one is held, every later one of
     /// the side is (their order matters); and a report of what the batch
@@ -1085,6 +1165,14 @@ impl Engine {
         if !self.deferred[p].is_empty() || self.moved_here[p].contains(path) {
             // (A path the batch moves an entry to and may write again: what
             // is reported there now may be either.)
+            return true;
+        }
+        if !self.leaving[p].is_empty()
+            && ancestors(path, true).any(|a| self.leaving[p].contains(&a))
+        {
+            // At or below what the batch moves away or trashes: a report
+            // from before that is told by the time it left (a fence, known
+            // when the helper answers).
             return true;
         }
         let Some(before) = self.inflight[p].get(path) else {
@@ -1292,6 +1380,7 @@ impl Engine {
         self.pending[p] = Pending::default();
         self.inflight[p].clear();
         self.installed_ctime[p].clear();
+        self.fences[p].clear();
         self.scanning[p] = Some(Scanning::default());
         self.listed[p] = None;
     }
@@ -1487,6 +1576,8 @@ impl Engine {
         self.installed = Default::default();
         self.now = now;
         self.moved_here = Default::default();
+        self.leaving = Default::default();
+        self.moving = Default::default();
         let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();
         if self.flips.len() > 4096 {
             self.flips.retain(|_, f| now - f.since <= LOOP_WINDOW);
@@ -1592,6 +1683,8 @@ impl Engine {
                 }
                 self.inflight[t.idx()].insert(to.clone(), None);
                 self.moved_here[t.idx()].insert(to.clone());
+                self.leaving[t.idx()].insert(from.clone());
+                self.moving[t.idx()].insert(to.clone(), from.clone());
             }
         }
 
@@ -1874,6 +1967,7 @@ impl Engine {
                 path: path.clone(),
                 expect,
             });
+            self.leaving[t.idx()].insert(path.clone());
             self.inflight[t.idx()].insert(path.clone(), self.known.get(path).copied());
             self.k_remove_within(path);
             trashed[t.idx()].insert(path.clone());
@@ -1984,6 +2078,7 @@ impl Engine {
                     path: path.clone(),
                     expect,
                 });
+                self.leaving[t.idx()].insert(path.clone());
             }
             b.ops[t.idx()].push(Op::Mkdir {
                 path: path.clone(),
@@ -2006,6 +2101,7 @@ impl Engine {
                     path: path.clone(),
                     expect: Expect::Any,
                 });
+                self.leaving[t.idx()].insert(path.clone());
                 self.k_remove_within(path);
                 expect = Expect::Absent;
             }
@@ -2097,6 +2193,8 @@ impl Engine {
                 to: kept_as.clone(),
                 expect: Expect::Absent,
             });
+            self.leaving[loser.idx()].insert(path.clone());
+            self.moving[loser.idx()].insert(kept_as.clone(), path.clone());
             if lo.kind == Kind::Dir {
                 // The losing directory's contents are not listed here: a full
                 // merge copies them over.
@@ -2190,13 +2288,31 @@ impl Engine {
                 }
                 match a {
                     Applied::Done(path, Some(sig)) => {
-                        if let Some(k) = self.known.get(path).copied() {
+                        let k = self.known.get(path).copied();
+                        if let Some(k) = k {
                             if k.same_content(sig) && k.stamps[ti] != sig.stamp() {
                                 self.k_insert(path.clone(), k.with_stamp(ti, sig.stamp()));
                             }
                         }
+                        if let Some(from) = self.moving[ti].get(path).cloned() {
+                            // Moved from `from`: a report there from before
+                            // is of what is here now. What the move took
+                            // along is the entry as a user left it before
+                            // (its report, older, names `from`): another
+                            // version than the index's is their change.
+                            self.fence(ti, from, Some(path.clone()), sig.ctime_ns);
+                            if !k.is_some_and(|k| k.same_content(sig)) {
+                                self.pending[ti]
+                                    .state
+                                    .entry(path.clone())
+                                    .or_insert(Some(*sig));
+                            }
+                        }
                     }
-                    Applied::Done(_, None) => {}
+                    Applied::Removed(path, Some(sig)) => {
+                        self.fence(ti, path.clone(), None, sig.ctime_ns);
+                    }
+                    Applied::Done(_, None) | Applied::Removed(_, None) => {}
                     Applied::Refused(path, found) => {
                         // Someone changed the destination since it was last
                         // seen: what the batch meant to put there is still a
@@ -2322,6 +2438,8 @@ impl Engine {
         self.undo.clear();
         self.inflight = Default::default();
         self.moved_here = Default::default();
+        self.leaving = Default::default();
+        self.moving = Default::default();
         if ops_failed {
             if self.failed_ops_rescans < 1 {
                 self.failed_ops_rescans += 1;

@@ -105,6 +105,11 @@ pub async fn execute(
                 warn!(side = %side, path = %op.target(), "move refused: something else is there now");
                 continue;
             }
+            if let (Op::Trash { path, .. }, Ok(sig)) = (op, &r) {
+                // The trashed entry's lstat there: when it left.
+                report.applied[side.idx()].push(Applied::Removed(path.clone(), *sig));
+                continue;
+            }
             note(&mut report, &mut stats, side, op.target(), r);
         }
     }

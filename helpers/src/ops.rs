@@ -280,7 +280,7 @@ impl Replica {
             Op::Move { from, to, expect } => {
                 self.move_entry(from, to, *expect).and_then(|()| after(to))
             }
-            Op::Trash { path, expect } => self.trash_if(path, *expect).map(|_| None),
+            Op::Trash { path, expect } => self.trash_if(path, *expect),
             Op::KeepConflict { path } => self.stash(path, "conflicts").map(|_| None),
             Op::Mkdir { path, mode } => self.mkdir(path, *mode).and_then(|()| after(path)),
             Op::SetAttr {
@@ -497,7 +497,7 @@ impl Replica {
     ///
     /// # Errors
     /// See [`Replica::trash`]; [`OpError::Refused`].
-    pub fn trash_if(&self, rel: &RelPath, expect: Expect) -> Result<bool, OpError> {
+    pub fn trash_if(&self, rel: &RelPath, expect: Expect) -> Result<Option<Sig>, OpError> {
         if expect != Expect::Any {
             let found = self.stat(rel)?;
             if !expect.holds(found.as_ref()) {
@@ -507,7 +507,7 @@ impl Replica {
                 });
             }
         }
-        self.trash(rel)
+        self.stash_sig(rel, "trash")
     }
 
     /// lstat `rel`.
@@ -606,13 +606,21 @@ impl Replica {
     /// Move `rel` into `.twinsync/<into>/YYYY-MM-DD/` (the trash, or the
     /// conflicts folder), through the dance; true when it existed.
     fn stash(&self, rel: &RelPath, into: &str) -> Result<bool, OpError> {
+        self.stash_sig(rel, into).map(|s| s.is_some())
+    }
+
+    /// [`Replica::stash`], returning the entry's lstat in its new place
+    /// (`None`: nothing was there). The rename gave it the time of its
+    /// removal as ctime: a report of the path taken before is older (the
+    /// brain tells a late report of what it removed from a new entry by it).
+    fn stash_sig(&self, rel: &RelPath, into: &str) -> Result<Option<Sig>, OpError> {
         let Some(sdir) = self.dir_of(rel, false)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let name = rel.file_name();
-        if !matches!(beneath::lstat_at(sdir.as_fd(), name), Ok(Some(_))) {
-            return Ok(false);
-        }
+        let Ok(Some(before)) = beneath::lstat_at(sdir.as_fd(), name) else {
+            return Ok(None);
+        };
         let (kdir, kname) = self
             .keep_place(into, rel)
             .map_err(io_err("creating trash folder for", rel))?;
@@ -623,7 +631,8 @@ impl Replica {
             let _ = beneath::rename(sdir.as_fd(), &tmp, sdir.as_fd(), name, true);
             return Err(io_err("trashing", rel)(e));
         }
-        Ok(true)
+        let after = beneath::lstat_at(kdir.as_fd(), &kname).ok().flatten();
+        Ok(Some(sig_of_stat(&after.unwrap_or(before))))
     }
 
     /// Create directory `rel` (parents too) and give it `mode`.

@@ -1403,11 +1403,19 @@ impl World {
         self.next_content - 1
     }
 
-    fn trash(&mut self, s: Side, p: &RelPath) {
+    /// Move `p` (and what is below it) to the trash of `s`: the rename
+    /// gives it a new ctime; its lstat there.
+    fn trash(&mut self, s: Side, p: &RelPath) -> Option<Sig> {
+        let mut top = None;
         for k in within(self.tree(s), p) {
-            let n = self.tree_mut(s).remove(&k).expect("listed");
+            let mut n = self.tree_mut(s).remove(&k).expect("listed");
+            if k == *p {
+                n.set_ctime(self.ctime());
+                top = Some(n.sig());
+            }
             self.reps[s.idx()].trash.push((k, n));
         }
+        top
     }
 
     /// `fs::create_dir_all` of `p` and its parents (new ones get `mode`
@@ -1467,7 +1475,7 @@ impl World {
                     if *expect == Expect::Any {
                         self.unconditional_loss(s, to, "move");
                     }
-                    self.trash(s, to);
+                    let _ = self.trash(s, to);
                 }
                 if let Some(parent) = to.parent().filter(|p| !p.is_root()) {
                     self.create_dir_all(s, &parent, None).map_err(failed)?;
@@ -1499,7 +1507,7 @@ impl World {
                     if *expect == Expect::Any {
                         self.unconditional_loss(s, path, "trash");
                     }
-                    self.trash(s, path);
+                    return Ok(self.trash(s, path));
                 }
                 Ok(None)
             }
@@ -1549,7 +1557,7 @@ impl World {
                     self.unconditional_loss(s, path, "symlink");
                 }
                 if self.tree(s).get(path).is_some_and(Node::is_dir) {
-                    self.trash(s, path);
+                    let _ = self.trash(s, path);
                 }
                 if let Some(parent) = path.parent().filter(|p| !p.is_root()) {
                     self.create_dir_all(s, &parent, None).map_err(failed)?;
@@ -1629,7 +1637,9 @@ impl World {
             self.unconditional_loss(t, p, "copy");
         }
         match self.tree(t).get(p).cloned() {
-            Some(Node::Dir { .. }) => self.trash(t, p),
+            Some(Node::Dir { .. }) => {
+                let _ = self.trash(t, p);
+            }
             Some(old) => self.reps[t.idx()].trash.push((p.clone(), old)),
             None => {}
         }
@@ -1766,6 +1776,9 @@ impl World {
             self.flush_created();
             let target = op.target();
             match r {
+                Ok(sig) if matches!(op, Op::Trash { .. }) => {
+                    report.applied[s.idx()].push(Applied::Removed(target.clone(), sig));
+                }
                 Ok(sig) => report.applied[s.idx()].push(Applied::Done(target.clone(), sig)),
                 Err(OpFail::Refused { found }) => {
                     self.refused.push((s, target.clone()));
@@ -2212,6 +2225,11 @@ enum T {
     /// As `SyncWhile`, each user action before the batch's `n`-th
     /// operation or copy (or after the last one).
     SyncAt(Vec<(u8, Side, U)>),
+    /// Hand the events queued on a side to the engine.
+    Deliver(Side),
+    /// Plan a batch from what was handed over so far (the rest reaches the
+    /// engine while it runs, with its echoes), run it and complete it.
+    SyncEarly,
 }
 
 impl World {
@@ -2354,6 +2372,8 @@ fn case_in(mut w: World, check: Check, steps: &[T]) {
                 w.sync_at(&at);
             }
             T::SyncAt(during) => w.sync_at(during),
+            T::Deliver(s) => w.deliver(*s, usize::MAX),
+            T::SyncEarly => w.sync(false, &[], Echoes::BeforeComplete, true),
         }
         if let Err(e) = &outcome {
             panic!("{}", w.report(e));
@@ -2378,7 +2398,7 @@ fn calm(steps: &[T]) {
     case(Mode::Calm, STRICT, steps);
 }
 
-use T::{Settle, SyncAt, SyncWhile, L, R};
+use T::{Deliver, Settle, SyncAt, SyncEarly, SyncWhile, L, R};
 use U::{Chmod, Create, Mkdir, Mv, Restore, Rm, RmDir, Symlink, Tie, Write};
 
 #[test]
@@ -2863,5 +2883,70 @@ fn a_symlink_renamed_while_it_is_copied_is_kept() {
         Mode::Races,
         STRICT,
         &[L(Symlink("b")), SyncAt(vec![(0, Side::Left, Mv("b", "a"))])],
+    );
+}
+
+/// Engine bug (fixed): the right chmods `b` while the left renames it to
+/// `a`; the engine replays the rename on the right before the report of
+/// the chmod reaches it. That report (of `b`, from before the replay) was
+/// taken for a new directory `b` on the right, made on the left, and the
+/// right's `a` kept its new mode alone. The helper's answer to the move
+/// gives the time it was made (the moved entry's ctime): a report at or
+/// below its source from before is taken where the entry went, and what
+/// the move took along is compared with the index there.
+#[test]
+fn a_change_reported_after_the_batch_moved_it_away_follows_the_move() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("b")),
+            Settle,
+            L(Mv("b", "a")),
+            R(Chmod("b")),
+            Deliver(Side::Left),
+            SyncEarly,
+        ],
+    );
+}
+
+/// As above, below a moved directory: the report of a file written in it
+/// before the replay names the old place.
+#[test]
+fn a_write_reported_after_the_batch_moved_its_directory_follows_the_move() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("b")),
+            L(Create("b/c")),
+            Settle,
+            L(Mv("b", "a")),
+            R(Write("b/c")),
+            Deliver(Side::Left),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (fixed): the left chmods directory `a` while the right
+/// removes it; the engine trashes it on the left before the report of the
+/// chmod reaches it. That report was taken for a new directory on the
+/// left, made again on the right. The helper's answer to the trash gives
+/// the time it was made: a report at or below the path from before is of
+/// what is in the trash now.
+#[test]
+fn a_change_reported_after_the_batch_trashed_it_is_not_made_again() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("a")),
+            Settle,
+            L(Chmod("a")),
+            R(RmDir("a")),
+            Deliver(Side::Right),
+            SyncEarly,
+        ],
     );
 }
