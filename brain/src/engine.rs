@@ -1178,6 +1178,12 @@ impl Engine {
         let Some(before) = self.inflight[p].get(path) else {
             return false;
         };
+        if sig.kind == Kind::Dir {
+            // A directory's state tells no version apart: the report of
+            // its old mode may as well be a user's chmod back after ours.
+            // It waits for the time of our write.
+            return true;
+        }
         if before.is_some_and(|b| judge(Some(&b), p, sig) == Judged::Same) {
             // The state before the write: a late report, not a change.
             return false;
@@ -2411,6 +2417,17 @@ impl Engine {
                         if base.is_some() {
                             self.pending[si].state.insert(c.path.clone(), None);
                         }
+                        // The source moved away (its move taken in): what
+                        // it moved is the version planned, not the index's
+                        // (restored) one: its bytes are compared, not taken
+                        // for the index's with the rename's stamp.
+                        let mut now_at = c.path.clone();
+                        for (f, t) in &self.pending[si].moves {
+                            if let Some(p) = now_at.rebase(f, t) {
+                                now_at = p;
+                            }
+                        }
+                        self.pending[si].renamed.remove(&now_at);
                         if judge(base.as_ref(), ti, &b) != Judged::Same {
                             self.pending[ti].state.insert(c.path.clone(), Some(b));
                         }
