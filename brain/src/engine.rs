@@ -2281,7 +2281,7 @@ impl Engine {
         }
         for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());
-            for a in &applied[ti] {
+            for (i, a) in applied[ti].iter().enumerate() {
                 if let Applied::Done(path, Some(sig)) = a {
                     if sig.ctime_ns > 0 {
                         // Bounded: stale reports come within moments of the
@@ -2300,14 +2300,20 @@ impl Engine {
                                 self.k_insert(path.clone(), k.with_stamp(ti, sig.stamp()));
                             }
                         }
-                        if let Some(from) = self.moving[ti].get(path).cloned() {
+                        // (The move's answer comes first: a copy the batch
+                        // makes there after it answers after it.)
+                        if let Some(from) = self.moving[ti].remove(path) {
                             // Moved from `from`: a report there from before
                             // is of what is here now. What the move took
                             // along is the entry as a user left it before
                             // (its report, older, names `from`): another
-                            // version than the index's is their change.
+                            // version than the index's is their change,
+                            // unless the batch wrote there after the move.
                             self.fence(ti, from, Some(path.clone()), sig.ctime_ns);
-                            if !k.is_some_and(|k| k.same_content(sig)) {
+                            let rewritten = applied[ti][i + 1..].iter().any(
+                                |b| matches!(b, Applied::Done(q, _) | Applied::Refused(q, _) if q == path),
+                            );
+                            if !rewritten && !k.is_some_and(|k| k.same_content(sig)) {
                                 self.pending[ti]
                                     .state
                                     .entry(path.clone())

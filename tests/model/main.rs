@@ -3003,3 +3003,24 @@ fn a_tied_file_renamed_while_it_is_copied_is_synced() {
         ],
     );
 }
+
+/// Engine bug (found by the first fix of late reports after a move): the
+/// batch replays the left's move `b` -> `a` on the right and copies the
+/// left's new version over `a`; meanwhile, after the move, the right's
+/// user creates `b`. The copy's answer at `a` was taken for the move's,
+/// whose time then was the copy's: the user's `b`, made before it, was
+/// taken for a late report of the moved entry and dropped.
+#[test]
+fn a_file_made_where_a_replayed_move_left_is_synced() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Create("b")),
+            Settle,
+            L(Mv("b", "a")),
+            L(Write("a")),
+            SyncAt(vec![(1, Side::Right, Create("b"))]),
+        ],
+    );
+}
