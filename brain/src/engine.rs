@@ -2375,7 +2375,12 @@ impl Engine {
                     // not taken for the installed version's).
                     (Some(a), Some(b)) if a.same_content(&b) => {
                         let mut k = both(a, b);
-                        k.stamps[si] = Stamp::UNKNOWN;
+                        // Unless the source is as the batch's own operation
+                        // there left it, before the copy read it (the
+                        // conflict move of a file written just before).
+                        if ours[si].get(&c.path) != Some(&a.stamp()) {
+                            k.stamps[si] = Stamp::UNKNOWN;
+                        }
                         if !installed {
                             k.stamps[ti] = Stamp::UNKNOWN;
                         }

@@ -3024,3 +3024,36 @@ fn a_file_made_where_a_replayed_move_left_is_synced() {
         ],
     );
 }
+
+/// Engine bug (fixed): the right loses a conflict at `a` (its version is
+/// kept as a conflict copy) and writes `a` again just before the batch
+/// renames it: the copy of the conflict copy to the left reads that newer
+/// version. The index then did not take the right's stamp of it (the
+/// source may have changed after the copy read it), although it was the
+/// one the batch's own rename reported, before the copy ran. The left's
+/// user removes the conflict copy at once; at the next listing (an
+/// overflow, which loses the reports queued), the
+/// right's copy, of an unknown stamp, looked changed, and the modification
+/// won over the deletion: the conflict copy came back.
+#[test]
+fn a_conflict_copy_written_before_the_batch_renames_it_stays_deleted() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Create("a"));
+    w.settle().unwrap();
+    w.act(Side::Right, Write("a"));
+    w.act(Side::Left, Write("a"));
+    w.sync_at(&[(0, Side::Right, Write("a"))]);
+    let kept = w
+        .tree(Side::Left)
+        .keys()
+        .find(|k| k.to_string().contains("conflict"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", w.report("no conflict copy")));
+    let entry = World::index_of(&w.listed(Side::Left, |n| !n.is_dir()), &kept);
+    w.user(Side::Left, &Action::Rm { entry });
+    w.overflow(Side::Left, 0);
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
