@@ -1121,6 +1121,14 @@ impl Engine {
                     self.pending[p].rescan = true;
                     return trace(&to, format!("moved from {from} into itself: rescan").into());
                 }
+                if self.installed_ctime[p]
+                    .get(&to)
+                    .is_some_and(|&ct| sig.ctime_ns < ct)
+                {
+                    // Replaced by our write since (a symlink made there):
+                    // the source is gone, and nothing of it is at `to`.
+                    return self.on_event(side, Event::Removed { path: from });
+                }
                 let decision = self.on_moved(p, &from, &to, sig);
                 trace(&to, decision.into())
             }

@@ -3057,3 +3057,24 @@ fn a_conflict_copy_written_before_the_batch_renames_it_stays_deleted() {
         panic!("{}", w.report(&e));
     }
 }
+
+/// Engine bug (fixed): the right makes a directory `c` and renames it to
+/// `b`; before the reports reach the engine, it makes the left's symlink
+/// `b` on the right (`Op::Symlink` replaces what is there). The rename's
+/// report, taken after the batch, made `b` a new directory of the right,
+/// which replaced the symlink on the left. A rename onto a path the batch
+/// wrote later (by the time of its write) only removes its source.
+#[test]
+fn a_rename_onto_a_path_then_replaced_by_a_symlink_copy_converges() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Symlink("b")),
+            Deliver(Side::Left),
+            R(Mkdir("c")),
+            R(Mv("c", "b")),
+            SyncEarly,
+        ],
+    );
+}
