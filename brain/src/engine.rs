@@ -1096,8 +1096,10 @@ impl Engine {
             Event::Moved { from, to, sig } => {
                 if !self.deferred[p].is_empty()
                     || self.inflight[p].contains_key(&to)
-                    || self.inflight[p].contains_key(&from)
+                    || self.inflight[p].keys().any(|k| k.is_within(&from))
                 {
+                    // (Below the source too: what the batch puts there may
+                    // land after the rename, in a directory made again.)
                     let t = to.clone();
                     self.deferred[p].push(Event::Moved { from, to, sig });
                     return trace(&t, "held: while the running batch writes there".into());
@@ -1129,7 +1131,22 @@ impl Engine {
                     // the source is gone, and nothing of it is at `to`.
                     return self.on_event(side, Event::Removed { path: from });
                 }
+                // What the batches installed below the source after the
+                // rename (by its time) is not in the moved directory: the
+                // helper made the missing parents again at the old place.
+                let late: Vec<(RelPath, Option<Sig>)> = self.installed_ctime[p]
+                    .iter()
+                    .filter(|(k, ct)| k.is_within(&from) && **ct > sig.ctime_ns)
+                    .map(|(k, _)| (k.clone(), self.view_get(p, k).map(|k| k.sig)))
+                    .collect();
                 let decision = self.on_moved(p, &from, &to, sig);
+                for (k, x) in late {
+                    let moved = k.rebase(&from, &to).expect("within");
+                    self.pending[p].state.insert(moved, None);
+                    if let Some(x) = x {
+                        self.pending[p].state.insert(k, Some(x));
+                    }
+                }
                 trace(&to, decision.into())
             }
             Event::RescanNeeded { reason } => {

@@ -3078,3 +3078,39 @@ fn a_rename_onto_a_path_then_replaced_by_a_symlink_copy_converges() {
         ],
     );
 }
+
+/// Engine bug (fixed): the right renames directory `c` to `a` while the
+/// batch makes `c/b` there (its helper makes the missing `c` again). The
+/// rename, taken in before the batch's answer, carried `c/b` in the
+/// engine's view of the right: its replay on the left put the left's
+/// `c/b` in `a`, which the right's `a` lacks. What the batch installed
+/// below the source after the rename (by its time) is now taken as left
+/// where it is.
+#[test]
+fn a_directory_renamed_while_the_batch_writes_in_it_converges() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("c")),
+            Settle,
+            L(Mkdir("c/b")),
+            SyncAt(vec![(0, Side::Right, Mv("c", "a"))]),
+        ],
+    );
+}
+
+/// As above, with a file copied into the renamed directory.
+#[test]
+fn a_directory_renamed_while_a_file_is_copied_into_it_converges() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("c")),
+            Settle,
+            R(Create("c/a")),
+            SyncAt(vec![(0, Side::Left, Mv("c", "b"))]),
+        ],
+    );
+}
