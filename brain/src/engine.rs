@@ -413,6 +413,10 @@ pub struct Engine {
     /// What the batches moved away or trashed, per side, oldest first (see
     /// [`Fence`]).
     fences: [Vec<Fence>; 2],
+    /// Copies whose source vanished before the report of why reached the
+    /// engine, per source side: the version planned, still to copy if a
+    /// rename took it (its report brings it along), dropped on a removal.
+    vanished: [BTreeMap<RelPath, Sig>; 2],
     /// The ctime of what the batches installed, per side and path: a
     /// report of an older state there (taken before the install, handled
     /// after it, even a batch later) is stale. Forgotten once a newer state
@@ -627,6 +631,7 @@ impl Engine {
             leaving: Default::default(),
             moving: Default::default(),
             fences: Default::default(),
+            vanished: Default::default(),
             installed_ctime: Default::default(),
         }
     }
@@ -1006,6 +1011,7 @@ impl Engine {
                         self.installed_ctime[p].remove(&path);
                     }
                 }
+                self.vanished[p].remove(&path);
                 let judged = judge(self.view_get(p, &path).as_ref(), p, &sig);
                 self.pending[p].forced.remove(&path);
                 self.pending[p].verified.remove(&path);
@@ -1055,6 +1061,9 @@ impl Engine {
                 {
                     self.deferred[p].push(Event::Removed { path: path.clone() });
                     return trace(&path, "held: after a held event".into());
+                }
+                if !self.vanished[p].is_empty() && !path.is_root() {
+                    drop(take_within(&mut self.vanished[p], &path));
                 }
                 let here = |e: &Engine, path: &RelPath| {
                     e.view_any_within(p, path)
@@ -1139,7 +1148,15 @@ impl Engine {
                     .filter(|(k, ct)| k.is_within(&from) && **ct > sig.ctime_ns)
                     .map(|(k, _)| (k.clone(), self.view_get(p, k).map(|k| k.sig)))
                     .collect();
+                let gone: Vec<(RelPath, Sig)> = take_within(&mut self.vanished[p], &from)
+                    .into_iter()
+                    .collect();
                 let decision = self.on_moved(p, &from, &to, sig);
+                for (k, x) in gone {
+                    // A copy that found no source: the rename took it.
+                    let moved = k.rebase(&from, &to).expect("within");
+                    self.pending[p].state.entry(moved).or_insert(Some(x));
+                }
                 for (k, x) in late {
                     let moved = k.rebase(&from, &to).expect("within");
                     self.pending[p].state.insert(moved, None);
@@ -1412,6 +1429,7 @@ impl Engine {
         self.inflight[p].clear();
         self.installed_ctime[p].clear();
         self.fences[p].clear();
+        self.vanished[p].clear();
         self.scanning[p] = Some(Scanning::default());
         self.listed[p] = None;
     }
@@ -2424,11 +2442,13 @@ impl Engine {
                     (None, None) => {
                         let meant = self.known.get(&c.path).map(|k| k.sig);
                         self.k_restore(&c.path, base);
-                        // The source moved away with a directory above it
-                        // (a move pending or held): the copy follows it
-                        // there, once the move is taken in.
-                        // Where the pending moves took it (their replay
-                        // rekeyed what was queued below them already).
+                        // The source moved away (with a directory above
+                        // it) or was removed: the version planned is still
+                        // to copy, as the source's change, which follows
+                        // the move (pending or held: where the pending
+                        // moves took it, their replay rekeyed what was
+                        // queued below them already). Not reported yet: it
+                        // waits for the report of the move (or removal).
                         let mut now_at = c.path.clone();
                         for (f, t) in &self.pending[si].moves {
                             if let Some(p) = now_at.rebase(f, t) {
@@ -2439,9 +2459,14 @@ impl Engine {
                             || self.deferred[si].iter().any(|e| {
                                 matches!(e, Event::Moved { from, .. } if c.path.is_within(from))
                             });
-                        if moved {
-                            if let Some(sig) = meant {
+                        if let Some(sig) = meant {
+                            if moved {
                                 self.pending[si].state.entry(now_at).or_insert(Some(sig));
+                            } else {
+                                if self.vanished[si].len() >= 4096 {
+                                    self.vanished[si].clear();
+                                }
+                                self.vanished[si].insert(c.path.clone(), sig);
                             }
                         }
                     }
