@@ -1230,9 +1230,9 @@ impl Engine {
             // The state before the write: a late report, not a change.
             return false;
         }
-        self.known.get(path).is_some_and(|k| {
-            k.same_content(sig) && (sig.kind != Kind::File || !k.stamps[p].is_known())
-        })
+        // Our write, or a user's before it (older than its answer, which
+        // replaced it) or after it: the answer's time tells.
+        true
     }
 
     /// `from` was renamed to `to` on side `p` (neither is excluded, neither
@@ -2373,8 +2373,17 @@ impl Engine {
                         // seen: what the batch meant to put there is still a
                         // change of the other side, and what is there now is
                         // one of this side (modification wins over deletion;
-                        // two versions are a conflict).
+                        // two versions are a conflict). As the batch's own
+                        // operation there left it on the other side, if it
+                        // made it (a conflict copy's rename).
                         let meant = self.known.get(path).map(|k| k.sig);
+                        let made = applied[si].iter().rev().find_map(|a| match a {
+                            Applied::Done(q, Some(x)) if q == path => Some(*x),
+                            _ => None,
+                        });
+                        let meant = made
+                            .filter(|x| meant.is_some_and(|m| m.same_content(x)))
+                            .or(meant);
                         let before = self.inflight[ti].get(path).copied().flatten();
                         self.k_restore(path, before);
                         let theirs = &mut self.pending[si];
