@@ -1103,9 +1103,13 @@ impl Engine {
                 trace(&path, "queued: removed".into())
             }
             Event::Moved { from, to, sig } => {
+                let leaving =
+                    |q: &RelPath| ancestors(q, true).any(|a| self.leaving[p].contains(&a));
                 if !self.deferred[p].is_empty()
                     || self.inflight[p].contains_key(&to)
                     || self.inflight[p].keys().any(|k| k.is_within(&from))
+                    || leaving(&from)
+                    || leaving(&to)
                 {
                     // (Below the source too: what the batch puts there may
                     // land after the rename, in a directory made again.)
@@ -1132,13 +1136,58 @@ impl Engine {
                     self.pending[p].rescan = true;
                     return trace(&to, format!("moved from {from} into itself: rescan").into());
                 }
-                if self.installed_ctime[p]
-                    .get(&to)
-                    .is_some_and(|&ct| sig.ctime_ns < ct)
-                {
+                // A rename made before the batches moved away or trashed
+                // what it names: the ends are where those entries are now.
+                let (from, to) = match (
+                    self.through_fences(p, from.clone(), Some(sig.ctime_ns)),
+                    self.through_fences(p, to.clone(), Some(sig.ctime_ns)),
+                ) {
+                    (Some(f), Some(t)) if f == from && t == to => (f, t),
+                    (Some(f), Some(t)) => {
+                        return self.on_event(
+                            side,
+                            Event::Moved {
+                                from: f,
+                                to: t,
+                                sig,
+                            },
+                        )
+                    }
+                    // Moved into what is in the trash now.
+                    (Some(f), None) => return self.on_event(side, Event::Removed { path: f }),
+                    // Moved out of what is in the trash now: new here.
+                    (None, Some(t)) => return self.on_event(side, Event::Changed { path: t, sig }),
+                    (None, None) => {
+                        return trace(&to, "dropped: moved within what our batch trashed".into())
+                    }
+                };
+                let older = |q: &RelPath| {
+                    self.installed_ctime[p]
+                        .get(q)
+                        .is_some_and(|&ct| sig.ctime_ns < ct)
+                };
+                if older(&to) {
                     // Replaced by our write since (a symlink made there):
                     // the source is gone, and nothing of it is at `to`.
                     return self.on_event(side, Event::Removed { path: from });
+                }
+                if older(&from) {
+                    // What was renamed is not what our write put at `from`
+                    // later: a user's entry, new at `to`.
+                    return self.on_event(side, Event::Changed { path: to, sig });
+                }
+                if self.pending[p].state.get(&to).is_some_and(|x| {
+                    x.is_some_and(|x| x.kind == sig.kind && x.stamp() == sig.stamp())
+                }) && match self.pending[p].state.get(&from) {
+                    Some(x) => x.is_none(),
+                    None => self.view_get(p, &from).is_none(),
+                } {
+                    // Already taken in (by a listing after the rename: the
+                    // entry with the rename's stamp at `to`, none at `from`).
+                    return trace(
+                        &to,
+                        format!("dropped: moved from {from}, already listed").into(),
+                    );
                 }
                 // What the batches installed below the source after the
                 // rename (by its time) is not in the moved directory: the

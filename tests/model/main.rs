@@ -3203,3 +3203,51 @@ fn a_report_older_than_a_symlink_made_over_it_is_dropped() {
     }
     assert_eq!(w.bug_trashed.len(), 1, "{}", w.report("the known loss"));
 }
+
+/// Engine bug (fixed): the right renames its new file `b` to `a` and back
+/// while the engine plans to make the left's new directory `a` there. The
+/// reports of both renames, taken after the batch, moved the directory the
+/// batch had made at `a` (in the engine's view) to `b`: its replay removed
+/// the left's `a`. A rename from a path the batch wrote later (by the time
+/// of its write) is of another entry, new at its destination.
+#[test]
+fn a_rename_from_a_path_the_batch_then_wrote_is_of_another_entry() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            R(Create("b")),
+            L(Mkdir("a")),
+            Deliver(Side::Left),
+            R(Mv("b", "a")),
+            R(Mv("a", "b")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (fixed): the left renames directory `b` (with a new `b/a`
+/// whose report an overflow lost) to `a` while a rescan is under way; the
+/// listing has `a` and `a/a`, and the rename's report comes after it. It
+/// was taken as a rename of a new entry, which dropped what the listing
+/// had queued below `a`: `a/a` was never made on the right. A rename whose
+/// destination the side already reported with the rename's own stamp, and
+/// whose source it reported gone, was taken in already.
+#[test]
+fn a_rename_reported_after_a_listing_that_has_it_is_dropped() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Mkdir("b"));
+    w.settle().unwrap();
+    w.act(Side::Left, Mkdir("b/a"));
+    w.overflow(Side::Left, 0);
+    w.sync(
+        true,
+        &[(0, During::Named(Side::Left, Mv("b", "a")))],
+        Echoes::AfterComplete,
+        true,
+    );
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
