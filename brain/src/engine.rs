@@ -421,7 +421,11 @@ pub struct Engine {
     /// report of an older state there (taken before the install, handled
     /// after it, even a batch later) is stale. Forgotten once a newer state
     /// is reported, and at a listing.
-    installed_ctime: [HashMap<RelPath, i64>; 2],
+    installed_ctime: [HashMap<RelPath, (i64, u64)>; 2],
+    /// Paths whose last report, older than our write there, was dropped,
+    /// per side: a removal reported next is of that older entry (gone
+    /// before our write, which expected nothing or its own version there).
+    older_gone: [BTreeSet<RelPath>; 2],
     /// Counts calls that may have put in the pending maps a state equal to
     /// the index's (events, listings, index changes from outside).
     epoch: u64,
@@ -633,6 +637,7 @@ impl Engine {
             fences: Default::default(),
             vanished: Default::default(),
             installed_ctime: Default::default(),
+            older_gone: Default::default(),
         }
     }
 
@@ -1000,8 +1005,12 @@ impl Engine {
                         "dropped: reports an entry from before our batch trashed it".into(),
                     );
                 };
-                if let Some(&ct) = self.installed_ctime[p].get(&path) {
+                if let Some(&(ct, _)) = self.installed_ctime[p].get(&path) {
                     if sig.ctime_ns < ct {
+                        if self.older_gone[p].len() >= 4096 {
+                            self.older_gone[p].clear();
+                        }
+                        self.older_gone[p].insert(path.clone());
                         return trace(
                             &path,
                             "dropped: reports a state older than our write there".into(),
@@ -1011,6 +1020,7 @@ impl Engine {
                         self.installed_ctime[p].remove(&path);
                     }
                 }
+                self.older_gone[p].remove(&path);
                 self.vanished[p].remove(&path);
                 let judged = judge(self.view_get(p, &path).as_ref(), p, &sig);
                 self.pending[p].forced.remove(&path);
@@ -1061,6 +1071,12 @@ impl Engine {
                 {
                     self.deferred[p].push(Event::Removed { path: path.clone() });
                     return trace(&path, "held: after a held event".into());
+                }
+                if self.older_gone[p].remove(&path) {
+                    return trace(
+                        &path,
+                        "dropped: removal of an entry older than our write there".into(),
+                    );
                 }
                 if !self.vanished[p].is_empty() && !path.is_root() {
                     drop(take_within(&mut self.vanished[p], &path));
@@ -1161,10 +1177,11 @@ impl Engine {
                         return trace(&to, "dropped: moved within what our batch trashed".into())
                     }
                 };
+                // Older than what our write left there, and another inode.
                 let older = |q: &RelPath| {
                     self.installed_ctime[p]
                         .get(q)
-                        .is_some_and(|&ct| sig.ctime_ns < ct)
+                        .is_some_and(|&(ct, ino)| sig.ctime_ns < ct && ino != sig.ino)
                 };
                 if older(&to) {
                     // Replaced by our write since (a symlink made there):
@@ -1194,7 +1211,7 @@ impl Engine {
                 // helper made the missing parents again at the old place.
                 let late: Vec<(RelPath, Option<Sig>)> = self.installed_ctime[p]
                     .iter()
-                    .filter(|(k, ct)| k.is_within(&from) && **ct > sig.ctime_ns)
+                    .filter(|(k, (ct, _))| k.is_within(&from) && *ct > sig.ctime_ns)
                     .map(|(k, _)| (k.clone(), self.view_get(p, k).map(|k| k.sig)))
                     .collect();
                 let gone: Vec<(RelPath, Sig)> = take_within(&mut self.vanished[p], &from)
@@ -1477,6 +1494,7 @@ impl Engine {
         self.pending[p] = Pending::default();
         self.inflight[p].clear();
         self.installed_ctime[p].clear();
+        self.older_gone[p].clear();
         self.fences[p].clear();
         self.vanished[p].clear();
         self.scanning[p] = Some(Scanning::default());
@@ -2381,7 +2399,7 @@ impl Engine {
                         if self.installed_ctime[ti].len() >= 4096 {
                             self.installed_ctime[ti].clear();
                         }
-                        self.installed_ctime[ti].insert(path.clone(), sig.ctime_ns);
+                        self.installed_ctime[ti].insert(path.clone(), (sig.ctime_ns, sig.ino));
                     }
                 }
                 match a {

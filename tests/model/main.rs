@@ -3279,3 +3279,50 @@ fn a_file_renamed_and_touched_then_removed_on_the_other_side_stays_removed() {
         panic!("{}", w.report(&e));
     }
 }
+
+/// Engine bug (fixed): the left makes and removes a file `a` while the
+/// engine makes the right's symlink `a` there, before the reports of both
+/// reach it. The report of the file, older than the symlink, was dropped,
+/// but the removal's report was then taken for a removal of the symlink:
+/// the right's symlink was trashed although the left has it. A removal
+/// reported right after a report older than our write there is of that
+/// older entry.
+#[test]
+fn a_file_made_and_removed_before_a_symlink_copy_lands_keeps_the_symlink() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            R(Symlink("a")),
+            Deliver(Side::Right),
+            L(Create("a")),
+            L(Rm("a")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (found by the first fix of late renames onto written paths):
+/// the right renames directory `a` over the empty `b` while the batch sets
+/// the mode of `b` there (in place, on what is now the renamed `a`). The
+/// rename's report, older than the batch's write at `b`, was taken as a
+/// rename onto something our write then replaced, and reduced to a removal
+/// of `a`: the left's `a` was trashed and its `a/a` lost on the right. Only
+/// a write that put another inode there replaces what was renamed.
+#[test]
+fn a_directory_renamed_over_one_whose_mode_the_batch_sets_converges() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("a")),
+            L(Mkdir("a/a")),
+            L(Mkdir("b")),
+            Settle,
+            L(Chmod("b")),
+            Deliver(Side::Left),
+            R(Mv("a", "b")),
+            SyncEarly,
+        ],
+    );
+}
