@@ -3326,3 +3326,29 @@ fn a_directory_renamed_over_one_whose_mode_the_batch_sets_converges() {
         ],
     );
 }
+
+/// Race the engine cannot tell without ordering (reported, not fixed): the
+/// left makes and removes a file `a` while the engine makes the right's
+/// symlink `a` there; the left's filter is lazy (it lstats a path when its
+/// report is taken), so the report of the user's file describes the
+/// symlink (an echo), and the removal's report that follows is taken for
+/// a removal of the symlink: it is trashed on the right, and the replicas
+/// differ. The same reports come when a user removes the symlink once it
+/// is made. Telling them apart needs the order of the user's changes and
+/// the helper's write (the agent numbering its events and stamping its
+/// answers with that number, issue #10).
+#[test]
+#[ignore = "needs ordering: a lazy report of a file removed before a symlink copy landed looks like the symlink's echo; the removal then trashes the symlink"]
+fn a_file_made_and_removed_before_a_symlink_copy_lands_keeps_it_with_a_lazy_filter() {
+    case_in(
+        World::new(false, true, true),
+        STRICT,
+        &[
+            R(Symlink("a")),
+            Deliver(Side::Right),
+            L(Create("a")),
+            L(Rm("a")),
+            SyncEarly,
+        ],
+    );
+}
