@@ -1005,12 +1005,16 @@ impl Engine {
                         "dropped: reports an entry from before our batch trashed it".into(),
                     );
                 };
-                if let Some(&(ct, _)) = self.installed_ctime[p].get(&path) {
+                if let Some(&(ct, ino)) = self.installed_ctime[p].get(&path) {
                     if sig.ctime_ns < ct {
-                        if self.older_gone[p].len() >= 4096 {
-                            self.older_gone[p].clear();
+                        if ino != sig.ino {
+                            // Another entry, which ours replaced (or which
+                            // was gone before ours came).
+                            if self.older_gone[p].len() >= 4096 {
+                                self.older_gone[p].clear();
+                            }
+                            self.older_gone[p].insert(path.clone());
                         }
-                        self.older_gone[p].insert(path.clone());
                         return trace(
                             &path,
                             "dropped: reports a state older than our write there".into(),

@@ -3352,3 +3352,26 @@ fn a_file_made_and_removed_before_a_symlink_copy_lands_keeps_it_with_a_lazy_filt
         ],
     );
 }
+
+/// Engine bug (found by the first fix of removals after older reports): the
+/// right chmods `a` while the batch replays the left's rename of it to `b`;
+/// the chmod's late report (of `a`, older than the replay) is taken at `b`
+/// and dropped. The right's user then removes `b`: that removal was taken
+/// for one of the older entry and dropped, and `b` stayed on the left. Only
+/// a report of another inode than ours marks an older entry.
+#[test]
+fn a_directory_removed_after_a_late_report_of_its_rename_stays_removed() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("a")),
+            Settle,
+            L(Mv("a", "b")),
+            Deliver(Side::Left),
+            R(Chmod("a")),
+            SyncEarly,
+            R(RmDir("b")),
+        ],
+    );
+}
