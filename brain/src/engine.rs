@@ -1163,6 +1163,17 @@ impl Engine {
                     self.through_fences(p, to.clone(), Some(sig.ctime_ns)),
                 ) {
                     (Some(f), Some(t)) if f == from && t == to => (f, t),
+                    (Some(f), Some(t))
+                        if t != to
+                            && self.installed_ctime[p]
+                                .get(&t)
+                                .is_some_and(|&(ct, ino)| ino == sig.ino && ct > sig.ctime_ns) =>
+                    {
+                        // The renamed entry itself is where our move took
+                        // it since, which answered with its state: only the
+                        // source's removal is news.
+                        return self.on_event(side, Event::Removed { path: f });
+                    }
                     (Some(f), Some(t)) => {
                         return self.on_event(
                             side,

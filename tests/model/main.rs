@@ -3375,3 +3375,27 @@ fn a_directory_removed_after_a_late_report_of_its_rename_stays_removed() {
         ],
     );
 }
+
+/// Engine bug (found by the fix of late renames through fences): the right
+/// renames `b` over its file `a` while the batch keeps the right's `a` as a
+/// conflict copy (renaming it). The rename's late report, taken where the
+/// batch's rename took the entry, brought its stamp from before that
+/// rename: the index kept a stale stamp of the right's conflict copy. The
+/// batch's rename answered with the entry's state; only the source's
+/// removal is news.
+#[test]
+fn a_rename_onto_a_conflict_loser_keeps_the_stamp_of_the_conflict_copy() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Right, Create("a"));
+    w.act(Side::Left, Mkdir("a"));
+    w.act(Side::Right, Create("b"));
+    w.deliver(Side::Left, usize::MAX);
+    // The right's `a`, not yet its `b`.
+    w.deliver(Side::Right, 1);
+    w.act(Side::Right, Mv("b", "a"));
+    w.sync(false, &[], Echoes::BeforeComplete, true);
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
