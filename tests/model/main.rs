@@ -47,13 +47,13 @@
 //! 6. no path is found looping.
 //!
 //! Known bugs: the ignored hand-written cases at the end are the minimal
-//! sequences of the bugs the model found and that are not fixed yet; the
-//! random schedules avoid those sequences (see [`World::known_bug_avoided`]
-//! and [`World::unconditional_avoided`]) so that they keep checking the
-//! rest, and run with a fixed seed (`MODEL_SEED=random` for a hunt). The
-//! racing schedules still fail without a final rescan: that test is
-//! ignored. The other hand-written cases are bugs the model found and that
-//! were fixed.
+//! sequences of the bugs the model found and that are not fixed yet. The
+//! random schedules avoid one class of them, the operations that act on
+//! whatever is at their path (see [`World::unconditional_avoided`]), so
+//! that they keep checking the rest, and run with a fixed seed
+//! (`MODEL_SEED=random` and `PROPTEST_CASES` for a hunt): the others, rare,
+//! are still found by long random hunts (see the racing test). The other
+//! hand-written cases are bugs the model found and that were fixed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -345,14 +345,6 @@ enum Action {
     Rename { entry: u8, dir: u8, name: u8 },
 }
 
-/// Actions skipped by [`World::known_bug_avoided`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Avoid {
-    Rename,
-    Chmod,
-    Tie,
-}
-
 /// How a user rewrites a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum How {
@@ -565,11 +557,6 @@ struct Replica {
     /// Paths users changed, with the sequence number of the event that
     /// reports it: outstanding until the engine planned after seeing it.
     touches: Vec<(u64, RelPath)>,
-    /// As `touches`: files tied or restored (same size and mtime), and
-    /// where users moved entries (see [`World::known_bug_avoided`]).
-    ties: Vec<(u64, RelPath)>,
-    moved_to: Vec<(u64, RelPath)>,
-    chmods: Vec<(u64, RelPath)>,
 }
 
 struct World {
@@ -878,8 +865,7 @@ impl World {
             }
             Action::Chmod { entry, mode } => {
                 let p = self.pick_where(s, entry, |n| !matches!(n, Node::Symlink { .. }))?;
-                if self.known_bug_avoided(s, &p, Avoid::Chmod) || self.unconditional_avoided(s, &p)
-                {
+                if self.unconditional_avoided(s, &p) {
                     return None;
                 }
                 let ctime = self.ctime();
@@ -899,8 +885,6 @@ impl World {
                 self.emit_changed(s, &p);
                 self.touch(s, std::slice::from_ref(&p));
                 self.wrote(&p);
-                let seq = self.reps[s.idx()].seq;
-                self.reps[s.idx()].chmods.push((seq, p.clone()));
                 Some(format!("chmod {new:o} {p}"))
             }
             Action::Mkdir { dir, name, mode } => {
@@ -941,10 +925,7 @@ impl World {
                 if to.is_within(&from) || to.depth() > MAX_DEPTH + 1 {
                     return None;
                 }
-                if self.known_bug_avoided(s, &from, Avoid::Rename)
-                    || self.unconditional_avoided(s, &from)
-                    || self.unconditional_avoided(s, &to)
-                {
+                if self.unconditional_avoided(s, &from) || self.unconditional_avoided(s, &to) {
                     return None;
                 }
                 let src = self.tree(s)[&from].clone();
@@ -1006,39 +987,7 @@ impl World {
                     },
                 );
                 self.touch(s, &paths);
-                let seq = self.reps[s.idx()].seq;
-                self.reps[s.idx()].moved_to.push((seq, to.clone()));
-                self.reps[s.idx()].moved_to.push((seq, from.clone()));
                 Some(what)
-            }
-        }
-    }
-
-    /// KNOWN ENGINE BUGS (reported; see the ignored hand-written cases):
-    /// a file tied or restored (other bytes, same size and mtime) and, before
-    /// the engine planned both,
-    /// - moved (it or a directory above it), is taken as the moved indexed
-    ///   version (`a_tie_then_a_rename_is_synced`);
-    /// - chmodded, is taken as a mode change (`a_tie_then_a_chmod_is_synced`):
-    ///
-    /// its bytes are never compared nor copied. The random schedules do not
-    /// make these sequences: true when the action `what` on `p` is skipped.
-    fn known_bug_avoided(&self, s: Side, p: &RelPath, what: Avoid) -> bool {
-        let r = &self.reps[s.idx()];
-        if !self.avoid_known_bugs {
-            return false;
-        }
-        // A rename's replay on the other side moves what is there too.
-        let both = || self.reps.iter();
-        match what {
-            Avoid::Rename => both().any(|r| r.ties.iter().any(|(_, q)| q.is_within(p))),
-            Avoid::Chmod => r.ties.iter().any(|(_, q)| q == p),
-            Avoid::Tie => {
-                both().any(|r| {
-                    r.moved_to
-                        .iter()
-                        .any(|(_, q)| p.is_within(q) || q.is_within(p))
-                }) || r.chmods.iter().any(|(_, q)| q == p)
             }
         }
     }
@@ -1124,9 +1073,7 @@ impl World {
         else {
             return None;
         };
-        if how != How::New && self.known_bug_avoided(s, p, Avoid::Tie)
-            || self.unconditional_avoided(s, p)
-        {
+        if self.unconditional_avoided(s, p) {
             return None;
         }
         let content = match how {
@@ -1158,10 +1105,6 @@ impl World {
         self.emit_changed(s, p);
         self.touch(s, std::slice::from_ref(p));
         self.wrote(p);
-        if how != How::New {
-            let seq = self.reps[s.idx()].seq;
-            self.reps[s.idx()].ties.push((seq, p.clone()));
-        }
         Some(match how {
             How::New => format!("write {p} = #{content} (was #{old})"),
             How::Tie => format!("tie {p} = #{content} (was #{old}; same size and mtime)"),
@@ -1323,9 +1266,6 @@ impl World {
                 r.planned = r.delivered;
                 let planned = r.planned;
                 r.touches.retain(|(seq, _)| *seq > planned);
-                r.ties.retain(|(seq, _)| *seq > planned);
-                r.moved_to.retain(|(seq, _)| *seq > planned);
-                r.chmods.retain(|(seq, _)| *seq > planned);
             }
         }
         let mut s = String::from("plan:");
@@ -2634,13 +2574,13 @@ proptest! {
     /// deletion comes back, no version is trashed, and the index's stamps
     /// are the files'.
     ///
-    /// With the known bugs of the ignored hand-written cases avoided, the
-    /// random schedules still fail (reported, not minimised yet): versions
-    /// trashed, and replicas left different (a symlink on one side and a
-    /// directory on the other; a tied file's bytes).
+    /// Long random hunts still find failures, about one case in two
+    /// thousand: races only the order of a side's reports and the helper's
+    /// answers can tell (see the ignored lazy-filter case), a report taken
+    /// after a listing that already has it, the known unconditional
+    /// operations, and conflicts of a directory with what is renamed into
+    /// it meanwhile (minimise them into hand-written cases as they come).
     #[test]
-    #[ignore = "engine bugs: user changes made while a batch runs still lose versions or \
-                leave the replicas different (see above and the ignored cases)"]
     fn racing_schedules_converge_without_a_rescan_or_resurrecting_anything(
         sc in scenario(Mode::Races, true, 30)
     ) {
@@ -2774,17 +2714,19 @@ fn a_losing_symlink_is_kept_as_a_conflict_copy_on_both_sides() {
     calm(&[L(Symlink("b")), R(Create("b"))]);
 }
 
-/// Engine bug (reported): a file tied (other bytes, same size and mtime)
-/// and then renamed before the engine planned is taken as the moved
-/// indexed version; the move is replayed and the new bytes never copied.
+/// Engine bug (fixed; the random schedules no longer avoid it): a file
+/// tied (other bytes, same size and mtime) and then renamed before the
+/// engine planned was taken as the moved indexed version; the move was
+/// replayed and the new bytes never copied.
 #[test]
 fn a_tie_then_a_rename_is_synced() {
     calm(&[L(Create("c")), Settle, R(Tie("c")), R(Mv("c", "a"))]);
 }
 
-/// Engine bug (reported): a file tied (other bytes, same size and mtime)
-/// and chmodded before the engine planned is taken as a mode change: only
-/// the mode is set on the other side, the new bytes are never copied.
+/// Engine bug (fixed; the random schedules no longer avoid it): a file
+/// tied (other bytes, same size and mtime) and chmodded before the engine
+/// planned was taken as a mode change: only the mode was set on the other
+/// side, the new bytes were never copied.
 #[test]
 fn a_tie_then_a_chmod_is_synced() {
     calm(&[L(Create("b")), Settle, L(Tie("b")), L(Chmod("b"))]);
@@ -3334,9 +3276,11 @@ fn a_directory_renamed_over_one_whose_mode_the_batch_sets_converges() {
 /// symlink (an echo), and the removal's report that follows is taken for
 /// a removal of the symlink: it is trashed on the right, and the replicas
 /// differ. The same reports come when a user removes the symlink once it
-/// is made. Telling them apart needs the order of the user's changes and
-/// the helper's write (the agent numbering its events and stamping its
-/// answers with that number, issue #10).
+/// is made. The same with a directory the batch renames there (the fixed
+/// seed's racing schedules find it past 1000 cases). Telling them apart
+/// needs the order of the user's changes and the helper's write (the agent
+/// numbering its events and stamping its answers with that number, issue
+/// #10).
 #[test]
 #[ignore = "needs ordering: a lazy report of a file removed before a symlink copy landed looks like the symlink's echo; the removal then trashes the symlink"]
 fn a_file_made_and_removed_before_a_symlink_copy_lands_keeps_it_with_a_lazy_filter() {
