@@ -1216,6 +1216,18 @@ impl Engine {
                 } {
                     // Already taken in (by a listing after the rename: the
                     // entry with the rename's stamp at `to`, none at `from`).
+                    // Late reports below the source taken since go along
+                    // (the listing's own entries there stay).
+                    let below: Vec<(RelPath, Option<Sig>)> =
+                        range_within(&self.pending[p].state, &from)
+                            .filter(|(k, _)| **k != from)
+                            .map(|(k, v)| (k.clone(), *v))
+                            .collect();
+                    for (k, v) in below {
+                        self.pending[p].state.remove(&k);
+                        let moved = k.rebase(&from, &to).expect("within");
+                        self.pending[p].state.entry(moved).or_insert(v);
+                    }
                     return trace(
                         &to,
                         format!("dropped: moved from {from}, already listed").into(),

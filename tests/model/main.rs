@@ -3343,3 +3343,30 @@ fn a_rename_onto_a_conflict_loser_keeps_the_stamp_of_the_conflict_copy() {
         panic!("{}", w.report(&e));
     }
 }
+
+/// Engine bug (found by the fix of renames reported after a listing): the
+/// left makes `a` and `a/a` and renames `a` to `b` while a rescan is under
+/// way; the report of `a/a` comes after the listing (which has `b` and
+/// `b/a`), then the rename's. The rename, already listed, was dropped, and
+/// the late report of `a/a` made `a` and `a/a` on the right, which the left
+/// does not have. Late reports below the source go along with the rename.
+#[test]
+fn a_late_report_below_a_rename_already_listed_follows_it() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.overflow(Side::Left, 0);
+    w.act(Side::Left, Mkdir("a"));
+    w.act(Side::Left, Mkdir("a/a"));
+    // The overflow's rescan and `a`'s report are taken in; `a/a`'s and the
+    // rename's reports come after the listing.
+    w.deliver(Side::Left, 2);
+    w.sync(
+        false,
+        &[(0, During::Named(Side::Left, Mv("a", "b")))],
+        Echoes::AfterComplete,
+        true,
+    );
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
