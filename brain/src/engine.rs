@@ -426,6 +426,9 @@ pub struct Engine {
     /// per side: a removal reported next is of that older entry (gone
     /// before our write, which expected nothing or its own version there).
     older_gone: [BTreeSet<RelPath>; 2],
+    /// Paths whose bytes the last batch copied to the other side, per
+    /// source side (read after its own operations there).
+    copied_out: [BTreeSet<RelPath>; 2],
     /// Counts calls that may have put in the pending maps a state equal to
     /// the index's (events, listings, index changes from outside).
     epoch: u64,
@@ -638,6 +641,7 @@ impl Engine {
             vanished: Default::default(),
             installed_ctime: Default::default(),
             older_gone: Default::default(),
+            copied_out: Default::default(),
         }
     }
 
@@ -1014,6 +1018,32 @@ impl Engine {
                                 self.older_gone[p].clear();
                             }
                             self.older_gone[p].insert(path.clone());
+                        } else if sig.kind == Kind::File {
+                            // A change of that very file before our write (a
+                            // rename, attributes) reported late: its bytes may
+                            // be another version's (a tie). Compared again.
+                            if let Some(k) = self.known.get(&path).copied() {
+                                if k.kind == Kind::File
+                                    && k.stamps[p].is_known()
+                                    && !self.copied_out[p].contains(&path)
+                                {
+                                    self.k_insert(path.clone(), k.with_stamp(p, Stamp::UNKNOWN));
+                                    let now = Sig {
+                                        ino,
+                                        ctime_ns: ct,
+                                        ..k.sig
+                                    };
+                                    self.pending[p]
+                                        .state
+                                        .entry(path.clone())
+                                        .or_insert(Some(now));
+                                    return trace(
+                                        &path,
+                                        "queued: maybe changed before our write there (content to compare)"
+                                            .into(),
+                                    );
+                                }
+                            }
                         }
                         return trace(
                             &path,
@@ -1721,6 +1751,7 @@ impl Engine {
         self.moved_here = Default::default();
         self.leaving = Default::default();
         self.moving = Default::default();
+        self.copied_out = Default::default();
         let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();
         if self.flips.len() > 4096 {
             self.flips.retain(|_, f| now - f.since <= LOOP_WINDOW);
@@ -2503,10 +2534,14 @@ impl Engine {
         });
         for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());
+            self.copied_out[si].extend(ours[ti].keys().map(|p| (*p).clone()));
             for c in &missed[ti] {
                 let installed = c.installed
                     || c.dst
                         .is_some_and(|b| ours[ti].get(&c.path) == Some(&b.stamp()));
+                if installed {
+                    self.copied_out[si].insert(c.path.clone());
+                }
                 // The state the destination had just before the copy.
                 let base = self.inflight[ti].get(&c.path).copied().flatten();
                 let both = |src: Sig, dst: Sig| {

@@ -3370,3 +3370,26 @@ fn a_late_report_below_a_rename_already_listed_follows_it() {
         panic!("{}", w.report(&e));
     }
 }
+
+/// Engine bug (fixed): the right ties `c` (other bytes, the same size and
+/// mtime) just before the batch replays the left's rename of it to `a`.
+/// The rename's answer (same size and mtime) was taken for the indexed
+/// version with the rename's stamp, and the tie's late report, older than
+/// the rename, was dropped: the right kept other bytes than the left for
+/// good. A late report of that very file from before our write now has its
+/// bytes compared again.
+#[test]
+fn a_tie_made_just_before_the_batch_renames_the_file_is_synced() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Create("c")),
+            Settle,
+            L(Mv("c", "a")),
+            Deliver(Side::Left),
+            R(Tie("c")),
+            SyncEarly,
+        ],
+    );
+}
