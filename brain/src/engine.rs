@@ -1554,6 +1554,9 @@ impl Engine {
         self.older_gone[p].clear();
         self.fences[p].clear();
         self.vanished[p].clear();
+        // Attributes to align, decided by a comparison before the listing:
+        // the listing supersedes it (a comparison after it tells again).
+        self.attr_fixes.clear();
         self.scanning[p] = Some(Scanning::default());
         self.listed[p] = None;
     }

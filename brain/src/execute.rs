@@ -138,6 +138,7 @@ pub async fn execute(
                     path: c.path,
                     target,
                     mtime_ns: c.sig.mtime_ns,
+                    expect: c.expect,
                 }),
                 None => {
                     let now = links[dst.idx()]

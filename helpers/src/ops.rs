@@ -294,8 +294,9 @@ impl Replica {
                 path,
                 target,
                 mtime_ns,
+                expect,
             } => self
-                .symlink(path, target, *mtime_ns)
+                .symlink(path, target, *mtime_ns, *expect)
                 .and_then(|()| after(path)),
             Op::Install {
                 staged,
@@ -899,21 +900,34 @@ impl Replica {
         Ok((dir, name))
     }
 
-    /// Create or replace the symlink `rel` → `target` with mtime `mtime_ns`:
-    /// made under an ignore-suffix name, timed, then renamed into place, so
-    /// the filter reports nothing and no half-made link is ever visible. A
-    /// directory in the way goes to the trash.
+    /// Create or replace the symlink `rel` → `target` with mtime `mtime_ns`,
+    /// if `rel` holds what `expect` says (else [`OpError::Refused`]): made
+    /// under an ignore-suffix name, timed, then renamed into place, so the
+    /// filter reports nothing and no half-made link is ever visible. A
+    /// directory in the way (expected) goes to the trash; nothing expected
+    /// there, the rename does not replace what was made meanwhile.
     ///
     /// # Errors
-    /// Unsafe paths, failing syscalls.
-    pub fn symlink(&self, rel: &RelPath, target: &[u8], mtime_ns: i64) -> Result<(), OpError> {
+    /// Unsafe paths, failing syscalls, [`OpError::Refused`].
+    pub fn symlink(
+        &self,
+        rel: &RelPath,
+        target: &[u8],
+        mtime_ns: i64,
+        expect: Expect,
+    ) -> Result<(), OpError> {
         let name = rel.file_name();
         if let Some(d) = self.dir_of(rel, false)? {
-            if beneath::lstat_at(d.as_fd(), name)
-                .ok()
-                .flatten()
-                .is_some_and(|st| sig_of_stat(&st).kind == Kind::Dir)
-            {
+            let found = beneath::lstat_at(d.as_fd(), name)
+                .map_err(io_err("looking at", rel))?
+                .map(|st| sig_of_stat(&st));
+            if !expect.holds(found.as_ref()) {
+                return Err(OpError::Refused {
+                    path: rel.clone(),
+                    found,
+                });
+            }
+            if found.is_some_and(|f| f.kind == Kind::Dir) {
                 self.trash(rel)?;
             }
         }
@@ -928,10 +942,21 @@ impl Replica {
         let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
         rustix::fs::symlinkat(os(target).as_os_str(), &dir, os(&tmp).as_os_str())
             .map_err(|e| io_err("creating symlink", rel)(e.into()))?;
+        let noreplace = expect == Expect::Absent;
         let done = beneath::set_mtime(dir.as_fd(), &tmp, mtime_ns)
-            .and_then(|()| beneath::rename(dir.as_fd(), &tmp, dir.as_fd(), name, false));
+            .and_then(|()| beneath::rename(dir.as_fd(), &tmp, dir.as_fd(), name, noreplace));
         if let Err(e) = done {
             let _ = rustix::fs::unlinkat(&dir, os(&tmp).as_os_str(), AtFlags::empty());
+            if noreplace && e.raw_os_error() == Some(libc::EEXIST) {
+                // Made meanwhile: refused, not replaced.
+                return Err(OpError::Refused {
+                    path: rel.clone(),
+                    found: beneath::lstat_at(dir.as_fd(), name)
+                        .ok()
+                        .flatten()
+                        .map(|st| sig_of_stat(&st)),
+                });
+            }
             return Err(io_err("creating symlink", rel)(e));
         }
         Ok(())
@@ -1040,6 +1065,22 @@ mod tests {
             .undo_if_written(&rel, at, (bdir.as_fd(), &bname), &old, &installed)
             .is_none());
         assert_eq!(fs::read(&abs).unwrap(), b"theirs");
+    }
+
+    #[test]
+    fn a_symlink_replaces_only_what_is_expected() {
+        let (d, r) = replica();
+        fs::write(d.path().join("a"), "user").unwrap();
+        let found = r.symlink(&"a".into(), b"t", 0, Expect::Absent);
+        assert!(matches!(
+            found,
+            Err(OpError::Refused { found: Some(_), .. })
+        ));
+        assert_eq!(fs::read(d.path().join("a")).unwrap(), b"user");
+        r.symlink(&"b".into(), b"t", 0, Expect::Absent).unwrap();
+        assert_eq!(fs::read_link(d.path().join("b")).unwrap().as_os_str(), "t");
+        r.symlink(&"a".into(), b"u", 0, Expect::Any).unwrap();
+        assert_eq!(fs::read_link(d.path().join("a")).unwrap().as_os_str(), "u");
     }
 
     #[test]

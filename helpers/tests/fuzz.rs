@@ -101,12 +101,14 @@ fn op() -> impl Strategy<Value = Op> {
         (
             path(),
             proptest::collection::vec(any::<u8>(), 0..8),
-            any::<i64>()
+            any::<i64>(),
+            expect()
         )
-            .prop_map(|(path, target, mtime_ns)| Op::Symlink {
+            .prop_map(|(path, target, mtime_ns, expect)| Op::Symlink {
                 path,
                 target,
-                mtime_ns
+                mtime_ns,
+                expect
             }),
         (path(), path(), expect(), sig()).prop_map(|(staged, path, expect, want)| Op::Install {
             staged,

@@ -35,7 +35,7 @@ pub use path::RelPath;
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// The largest frame either side accepts or sends (64 MiB); a bigger answer
 /// is refused with an error, never sent (nor a panic).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -375,7 +375,9 @@ pub enum Op {
         mode: u32,
     },
     /// Create (or replace) a symlink, with its mtime, atomically: it is made
-    /// under an ignore-suffix name and renamed into place.
+    /// under an ignore-suffix name and renamed into place, if the path
+    /// holds what `expect` says (else refused; a directory expected there
+    /// goes to the trash first).
     Symlink {
         /// The link.
         path: RelPath,
@@ -384,6 +386,8 @@ pub enum Op {
         target: Vec<u8>,
         /// Its modification time in ns.
         mtime_ns: i64,
+        /// What must be at `path`.
+        expect: Expect,
     },
     /// Set permission bits and/or mtime.
     SetAttr {

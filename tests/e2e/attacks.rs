@@ -295,6 +295,7 @@ fn writes_never_land_outside_the_root() {
                 path: ".twinsync/trash".into(),
                 target: b"/etc".to_vec(),
                 mtime_ns: 0,
+                expect: Expect::Any,
             },
             Op::Install {
                 staged: "../lock".into(),
