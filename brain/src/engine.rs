@@ -426,6 +426,12 @@ pub struct Engine {
     /// per side: a removal reported next is of that older entry (gone
     /// before our write, which expected nothing or its own version there).
     older_gone: [BTreeSet<RelPath>; 2],
+    /// What the batches' unreported writes (replayed moves, symlinks) left
+    /// at a path, per side: its stamp right after.
+    quiet: [HashMap<RelPath, Stamp>; 2],
+    /// Paths the running batch writes without a report (the destinations
+    /// of replayed moves, symlinks), per side.
+    unreported: [BTreeSet<RelPath>; 2],
     /// Paths whose bytes the last batch copied to the other side, per
     /// source side (read after its own operations there).
     copied_out: [BTreeSet<RelPath>; 2],
@@ -642,6 +648,8 @@ impl Engine {
             installed_ctime: Default::default(),
             older_gone: Default::default(),
             copied_out: Default::default(),
+            quiet: Default::default(),
+            unreported: Default::default(),
         }
     }
 
@@ -1070,6 +1078,13 @@ impl Engine {
                     return trace(&path, "coalesced with a queued change".into());
                 }
                 if judged == Judged::Same {
+                    if self.quiet[p].get(&path) == Some(&sig.stamp()) {
+                        // Our write there is never reported (a rename into
+                        // place): this report, which shows it, was of a
+                        // user's change before it, taken after it. A
+                        // removal reported next is of that older entry.
+                        self.older_gone[p].insert(path.clone());
+                    }
                     return trace(
                         &path,
                         "dropped: echo (the indexed version: what we wrote or already synced)"
@@ -1552,6 +1567,7 @@ impl Engine {
         self.inflight[p].clear();
         self.installed_ctime[p].clear();
         self.older_gone[p].clear();
+        self.quiet[p].clear();
         self.fences[p].clear();
         self.vanished[p].clear();
         // Attributes to align, decided by a comparison before the listing:
@@ -1755,6 +1771,7 @@ impl Engine {
         self.leaving = Default::default();
         self.moving = Default::default();
         self.copied_out = Default::default();
+        self.unreported = Default::default();
         let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();
         if self.flips.len() > 4096 {
             self.flips.retain(|_, f| now - f.since <= LOOP_WINDOW);
@@ -1862,6 +1879,7 @@ impl Engine {
                 self.moved_here[t.idx()].insert(to.clone());
                 self.leaving[t.idx()].insert(from.clone());
                 self.moving[t.idx()].insert(to.clone(), from.clone());
+                self.unreported[t.idx()].insert(to.clone());
             }
         }
 
@@ -2282,6 +2300,9 @@ impl Engine {
                 self.k_remove_within(path);
                 expect = Expect::Absent;
             }
+            if sig.kind == Kind::Symlink {
+                self.unreported[t.idx()].insert(path.clone());
+            }
             b.copies[t.idx()].push(Copy {
                 path: path.clone(),
                 sig,
@@ -2461,6 +2482,12 @@ impl Engine {
                             self.installed_ctime[ti].clear();
                         }
                         self.installed_ctime[ti].insert(path.clone(), (sig.ctime_ns, sig.ino));
+                        if self.unreported[ti].contains(path) {
+                            if self.quiet[ti].len() >= 4096 {
+                                self.quiet[ti].clear();
+                            }
+                            self.quiet[ti].insert(path.clone(), sig.stamp());
+                        }
                     }
                 }
                 match a {
