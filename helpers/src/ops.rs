@@ -564,6 +564,7 @@ impl Replica {
             .ok()
             .flatten()
             .ok_or_else(|| OpError::Missing(from.clone()))?;
+        let mut there = false;
         if let Some(d) = self.dir_of(to, false)? {
             if let Ok(Some(md)) = beneath::lstat_at(d.as_fd(), to.file_name()) {
                 if md.st_ino == src_md.st_ino && md.st_dev == src_md.st_dev {
@@ -577,7 +578,17 @@ impl Replica {
                     });
                 }
                 self.trash(to)?;
+                there = true;
             }
+        }
+        if !there && matches!(expect, Expect::Version(_)) {
+            // The version to replace is gone (a user removed it): the
+            // brain cannot tell that removal from one of what it moves
+            // there, so it is told.
+            return Err(OpError::Refused {
+                path: to.clone(),
+                found: None,
+            });
         }
         let ddir = self
             .dir_of(to, true)
@@ -1065,6 +1076,22 @@ mod tests {
             .undo_if_written(&rel, at, (bdir.as_fd(), &bname), &old, &installed)
             .is_none());
         assert_eq!(fs::read(&abs).unwrap(), b"theirs");
+    }
+
+    #[test]
+    fn a_move_expecting_a_version_that_is_gone_is_refused() {
+        let (d, r) = replica();
+        fs::write(d.path().join("a"), "A").unwrap();
+        let gone = r.move_entry(
+            &"a".into(),
+            &"b".into(),
+            Expect::Version(twinsync_proto::Stamp(7)),
+        );
+        assert!(matches!(gone, Err(OpError::Refused { found: None, .. })));
+        assert!(d.path().join("a").exists());
+        r.move_entry(&"a".into(), &"b".into(), Expect::Absent)
+            .unwrap();
+        assert_eq!(fs::read(d.path().join("b")).unwrap(), b"A");
     }
 
     #[test]

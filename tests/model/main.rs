@@ -1407,7 +1407,7 @@ impl World {
                 if from == to {
                     return self.stat(s, to);
                 }
-                if self.tree(s).contains_key(to) {
+                if self.tree(s).contains_key(to) || matches!(expect, Expect::Version(_)) {
                     let found = self.stat(s, to)?;
                     if !expect.holds(found.as_ref()) {
                         return Err(OpFail::Refused { found });
@@ -3468,6 +3468,30 @@ fn a_file_made_and_removed_before_a_move_is_replayed_there_keeps_the_move() {
             Deliver(Side::Right),
             L(Create("b")),
             L(Rm("b")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine and helper bug (fixed): the left renames `c` over `b`; the right
+/// removes `b` just before the batch replays the rename there. The helper's
+/// move, expecting the version of `b` it was to replace, went ahead when it
+/// found nothing, and the right's removal, reported after, was taken for a
+/// removal of what the move put there: it was trashed on the left. A move
+/// that expects a version refuses when it is gone (a full merge sorts it
+/// out), as a trash or an install does.
+#[test]
+fn a_rename_over_a_file_the_other_side_just_removed_converges() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Create("b")),
+            L(Create("c")),
+            Settle,
+            L(Mv("c", "b")),
+            Deliver(Side::Left),
+            R(Rm("b")),
             SyncEarly,
         ],
     );
