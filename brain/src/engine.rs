@@ -2606,7 +2606,21 @@ impl Engine {
                     }
                     // Not copied (unreadable source, refused destination):
                     // left as it was; the next change or rescan retries.
-                    (Some(_), None) => self.k_restore(&c.path, base),
+                    // Unless a directory above it was refused (a user's
+                    // file where the batch made it): the source's change
+                    // waits for the merge of that directory.
+                    (Some(a), None) => {
+                        self.k_restore(&c.path, base);
+                        let above = applied[ti].iter().any(|x| {
+                            matches!(x, Applied::Refused(r, _) if c.path.is_within(r) && c.path != *r)
+                        });
+                        if above {
+                            self.pending[si]
+                                .state
+                                .entry(c.path.clone())
+                                .or_insert(Some(a));
+                        }
+                    }
                     (None, None) => {
                         let meant = self.known.get(&c.path).map(|k| k.sig);
                         self.k_restore(&c.path, base);

@@ -3496,3 +3496,25 @@ fn a_rename_over_a_file_the_other_side_just_removed_converges() {
         ],
     );
 }
+
+/// Engine bug (fixed): the right makes `c/a`; the left makes a file `c`
+/// (its report not taken in yet) where the batch makes directory `c`: the
+/// `Mkdir` is refused, and the copy of `c/a` fails. The left then removes
+/// its file: `c` is made again, but `c/a` was left as it was, to be copied
+/// at the next change (there was none). A copy missed below a refused
+/// directory waits for the merge of that directory, as the source's change.
+#[test]
+fn a_file_below_a_refused_directory_is_copied_once_it_is_made() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            R(Mkdir("c")),
+            R(Create("c/a")),
+            Deliver(Side::Right),
+            L(Create("c")),
+            SyncEarly,
+            L(Rm("c")),
+        ],
+    );
+}
