@@ -2482,11 +2482,23 @@ impl Engine {
                             self.installed_ctime[ti].clear();
                         }
                         self.installed_ctime[ti].insert(path.clone(), (sig.ctime_ns, sig.ino));
-                        if self.unreported[ti].contains(path) {
+                        // The last write of the batch there, if unreported
+                        // (a reported one after it, such as a mode set on a
+                        // directory a replayed move put there, has echoes).
+                        let later = applied[ti][i + 1..].iter().any(|b| {
+                            matches!(b, Applied::Done(q, _) | Applied::Refused(q, _) if q == path)
+                        });
+                        // (This write: the move's, answered first there, or
+                        // the symlink's.)
+                        let unreported = self.unreported[ti].contains(path)
+                            && (self.moving[ti].contains_key(path) || sig.kind == Kind::Symlink);
+                        if unreported && !later {
                             if self.quiet[ti].len() >= 4096 {
                                 self.quiet[ti].clear();
                             }
                             self.quiet[ti].insert(path.clone(), sig.stamp());
+                        } else {
+                            self.quiet[ti].remove(path);
                         }
                     }
                 }

@@ -3518,3 +3518,26 @@ fn a_file_below_a_refused_directory_is_copied_once_it_is_made() {
         ],
     );
 }
+
+/// Engine bug (found by the fix of lazy reports of unreported writes): the
+/// batch replays the right's rename `a` -> `b` on the left, then sets the
+/// mode the right gave it (a reported write); the report of that mode was
+/// taken for a late report of a user's change before the rename, and the
+/// left's user's `rm -r b` that followed was dropped as the removal of an
+/// older entry. Only the batch's last write at a path, if unreported,
+/// counts.
+#[test]
+fn a_directory_removed_after_its_replayed_rename_and_chmod_stays_removed() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("a")),
+            Settle,
+            R(Chmod("a")),
+            R(Mv("a", "b")),
+            SyncWhile(vec![]),
+            L(RmDir("b")),
+        ],
+    );
+}
