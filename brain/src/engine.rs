@@ -2019,6 +2019,22 @@ impl Engine {
                     base,
                     forced[1],
                 ),
+                (Some(Some(a)), Some(Some(c)))
+                    if a.kind == Kind::File
+                        && a.same_content(&c)
+                        && forced == [false, false]
+                        && verified == [false, false]
+                        && Side::BOTH.iter().any(|t| {
+                            self.moved_here[t.idx()].iter().any(|m| path.is_within(m))
+                        }) =>
+                {
+                    // Files of the same size and mtime on both sides, which
+                    // a move this batch replays brought here before they
+                    // could be compared (ties may hold other bytes): they
+                    // wait for the next plan's comparison.
+                    carried[0].push((path.clone(), a));
+                    carried[1].push((path, c));
+                }
                 (Some(Some(a)), Some(Some(c))) => {
                     if self.both_changed(&mut b, now, &path, a, c, forced[0] || forced[1]) {
                         aside.insert(path.clone());
