@@ -2593,8 +2593,8 @@ proptest! {
     /// (same bytes, another stamp) removed on the other side before its
     /// bytes could be compared comes back (see the ignored case; it needs
     /// digests in the index), reports of a directory that lost a conflict
-    /// taken after the rescan that merged it, and a copy into a directory a
-    /// user renamed meanwhile. Minimise them into hand-written cases as
+    /// taken after the rescan that merged it, and a copy out of a directory
+    /// its side renamed meanwhile. Minimise them into hand-written cases as
     /// they come.
     #[test]
     fn racing_schedules_converge_without_a_rescan_or_resurrecting_anything(
