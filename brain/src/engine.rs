@@ -1250,7 +1250,18 @@ impl Engine {
                 }
                 if older(&from) {
                     // What was renamed is not what our write put at `from`
-                    // later: a user's entry, new at `to`.
+                    // later: a user's entry, new at `to`, with what was
+                    // reported below it before our write (older than it).
+                    let ct = self.installed_ctime[p].get(&from).map_or(0, |&(ct, _)| ct);
+                    let below: Vec<(RelPath, Sig)> = range_within(&self.pending[p].state, &from)
+                        .filter(|(k, _)| **k != from)
+                        .filter_map(|(k, v)| v.filter(|x| x.ctime_ns < ct).map(|x| (k.clone(), x)))
+                        .collect();
+                    for (k, x) in below {
+                        self.pending[p].state.remove(&k);
+                        let moved = k.rebase(&from, &to).expect("within");
+                        self.pending[p].state.entry(moved).or_insert(Some(x));
+                    }
                     return self.on_event(side, Event::Changed { path: to, sig });
                 }
                 if self.pending[p].state.get(&to).is_some_and(|x| {

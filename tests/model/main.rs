@@ -2593,9 +2593,8 @@ proptest! {
     /// (same bytes, another stamp) removed on the other side before its
     /// bytes could be compared comes back (see the ignored case; it needs
     /// digests in the index), reports of a directory that lost a conflict
-    /// taken after the rescan that merged it, and a copy out of a directory
-    /// its side renamed meanwhile. Minimise them into hand-written cases as
-    /// they come.
+    /// taken after the rescan that merged it. Minimise them into
+    /// hand-written cases as they come.
     #[test]
     fn racing_schedules_converge_without_a_rescan_or_resurrecting_anything(
         sc in scenario(Mode::Races, true, 30)
@@ -3562,4 +3561,29 @@ fn ties_on_both_sides_below_a_renamed_directory_are_compared() {
         L(Tie("a/a")),
         L(Mv("a", "b")),
     ]);
+}
+
+/// Engine bug (fixed): the right renames its new directory `a` (with `a/a`)
+/// to `b` just before the batch copies the left's new file `a` there. The
+/// rename, older than the copy at `a`, is of the user's directory, new at
+/// `b`; but the report of `a/a`, taken before it, stayed at `a/a`, where
+/// nothing is: `b/a` never reached the left. Reports below a renamed
+/// entry older than our write at its old path go along with the rename.
+#[test]
+fn a_directory_renamed_just_before_a_copy_lands_at_its_name_keeps_its_contents() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Create("a"));
+    w.act(Side::Right, Mkdir("a"));
+    w.act(Side::Right, Create("a/a"));
+    w.deliver(Side::Left, usize::MAX);
+    w.sync(
+        false,
+        &[(0, During::Named(Side::Right, Mv("a", "b")))],
+        Echoes::BeforeComplete,
+        true,
+    );
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
 }
