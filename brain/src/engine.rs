@@ -167,6 +167,10 @@ pub enum Applied {
     /// Refused: the path did not hold the expected version (someone changed
     /// it meanwhile); `found` is what it holds.
     Refused(RelPath, Option<Sig>),
+    /// Moved to the trash: the entry's lstat there right after (the rename
+    /// gave it the time of the removal as ctime), `None` when nothing was
+    /// there.
+    Removed(RelPath, Option<Sig>),
 }
 
 /// What happened to a batch, for [`Engine::complete`].
@@ -400,11 +404,37 @@ pub struct Engine {
     /// Paths the batch being planned moves an entry to, per side: their
     /// stamp there is only known once the move is done.
     moved_here: [BTreeSet<RelPath>; 2],
+    /// Paths the running batch moves away (a replayed move's source, a
+    /// conflict's loser) or trashes, per side: a report at or below one may
+    /// describe what was there before (held until the batch is done).
+    leaving: [BTreeSet<RelPath>; 2],
+    /// The moves the running batch makes, per side: destination -> source.
+    moving: [HashMap<RelPath, RelPath>; 2],
+    /// What the batches moved away or trashed, per side, oldest first (see
+    /// [`Fence`]).
+    fences: [Vec<Fence>; 2],
+    /// Copies whose source vanished before the report of why reached the
+    /// engine, per source side: the version planned, still to copy if a
+    /// rename took it (its report brings it along), dropped on a removal.
+    vanished: [BTreeMap<RelPath, Sig>; 2],
     /// The ctime of what the batches installed, per side and path: a
     /// report of an older state there (taken before the install, handled
     /// after it, even a batch later) is stale. Forgotten once a newer state
     /// is reported, and at a listing.
-    installed_ctime: [HashMap<RelPath, i64>; 2],
+    installed_ctime: [HashMap<RelPath, (i64, u64)>; 2],
+    /// Paths whose last report, older than our write there, was dropped,
+    /// per side: a removal reported next is of that older entry (gone
+    /// before our write, which expected nothing or its own version there).
+    older_gone: [BTreeSet<RelPath>; 2],
+    /// What the batches' unreported writes (replayed moves, symlinks) left
+    /// at a path, per side: its stamp right after.
+    quiet: [HashMap<RelPath, Stamp>; 2],
+    /// Paths the running batch writes without a report (the destinations
+    /// of replayed moves, symlinks), per side.
+    unreported: [BTreeSet<RelPath>; 2],
+    /// Paths whose bytes the last batch copied to the other side, per
+    /// source side (read after its own operations there).
+    copied_out: [BTreeSet<RelPath>; 2],
     /// Counts calls that may have put in the pending maps a state equal to
     /// the index's (events, listings, index changes from outside).
     epoch: u64,
@@ -412,6 +442,22 @@ pub struct Engine {
     /// that plan left pending was already checked against the index.
     planned_epoch: u64,
 }
+
+/// An entry the brain moved away from `at` (to `to`) or trashed (`to` is
+/// `None`) on a side, and the ctime the rename gave it (the time it left):
+/// a report of a path at or below `at` with an older ctime was taken
+/// before it left. It describes the entry now at `to` (the report is taken
+/// there), or one in the trash (dropped). Anything put at `at` since has a
+/// later ctime (a rename, a link, a creation all set it).
+#[derive(Debug, Clone)]
+struct Fence {
+    at: RelPath,
+    to: Option<RelPath>,
+    ctime_ns: i64,
+}
+
+/// Fences kept per side: stale reports come within moments of the batch.
+const FENCES: usize = 1024;
 
 /// A directory move with more indexed entries below it than this is
 /// recorded as one move (undo) and saved by a snapshot.
@@ -595,7 +641,15 @@ impl Engine {
             planned_epoch: u64::MAX,
             now: 0,
             moved_here: Default::default(),
+            leaving: Default::default(),
+            moving: Default::default(),
+            fences: Default::default(),
+            vanished: Default::default(),
             installed_ctime: Default::default(),
+            older_gone: Default::default(),
+            copied_out: Default::default(),
+            quiet: Default::default(),
+            unreported: Default::default(),
         }
     }
 
@@ -658,6 +712,8 @@ impl Engine {
             self.revert(u);
         }
         self.inflight = Default::default();
+        self.leaving = Default::default();
+        self.moving = Default::default();
         // A full rescan follows: what was held is superseded by it.
         self.deferred = Default::default();
     }
@@ -947,17 +1003,6 @@ impl Engine {
                             .into(),
                     );
                 }
-                if let Some(&ct) = self.installed_ctime[p].get(&path) {
-                    if sig.ctime_ns < ct {
-                        return trace(
-                            &path,
-                            "dropped: reports a state older than our write there".into(),
-                        );
-                    }
-                    if sig.ctime_ns > ct {
-                        self.installed_ctime[p].remove(&path);
-                    }
-                }
                 if self.holds(p, &path, &sig) {
                     self.deferred[p].push(Event::Changed {
                         path: path.clone(),
@@ -968,6 +1013,59 @@ impl Engine {
                         "held: may report the running batch's own write (decided after it)".into(),
                     );
                 }
+                let Some(path) = self.through_fences(p, path.clone(), Some(sig.ctime_ns)) else {
+                    return trace(
+                        &path,
+                        "dropped: reports an entry from before our batch trashed it".into(),
+                    );
+                };
+                if let Some(&(ct, ino)) = self.installed_ctime[p].get(&path) {
+                    if sig.ctime_ns < ct {
+                        if ino != sig.ino {
+                            // Another entry, which ours replaced (or which
+                            // was gone before ours came).
+                            if self.older_gone[p].len() >= 4096 {
+                                self.older_gone[p].clear();
+                            }
+                            self.older_gone[p].insert(path.clone());
+                        } else if sig.kind == Kind::File {
+                            // A change of that very file before our write (a
+                            // rename, attributes) reported late: its bytes may
+                            // be another version's (a tie). Compared again.
+                            if let Some(k) = self.known.get(&path).copied() {
+                                if k.kind == Kind::File
+                                    && k.stamps[p].is_known()
+                                    && !self.copied_out[p].contains(&path)
+                                {
+                                    self.k_insert(path.clone(), k.with_stamp(p, Stamp::UNKNOWN));
+                                    let now = Sig {
+                                        ino,
+                                        ctime_ns: ct,
+                                        ..k.sig
+                                    };
+                                    self.pending[p]
+                                        .state
+                                        .entry(path.clone())
+                                        .or_insert(Some(now));
+                                    return trace(
+                                        &path,
+                                        "queued: maybe changed before our write there (content to compare)"
+                                            .into(),
+                                    );
+                                }
+                            }
+                        }
+                        return trace(
+                            &path,
+                            "dropped: reports a state older than our write there".into(),
+                        );
+                    }
+                    if sig.ctime_ns > ct {
+                        self.installed_ctime[p].remove(&path);
+                    }
+                }
+                self.older_gone[p].remove(&path);
+                self.vanished[p].remove(&path);
                 let judged = judge(self.view_get(p, &path).as_ref(), p, &sig);
                 self.pending[p].forced.remove(&path);
                 self.pending[p].verified.remove(&path);
@@ -982,6 +1080,13 @@ impl Engine {
                     return trace(&path, "coalesced with a queued change".into());
                 }
                 if judged == Judged::Same {
+                    if self.quiet[p].get(&path) == Some(&sig.stamp()) {
+                        // Our write there is never reported (a rename into
+                        // place): this report, which shows it, was of a
+                        // user's change before it, taken after it. A
+                        // removal reported next is of that older entry.
+                        self.older_gone[p].insert(path.clone());
+                    }
                     return trace(
                         &path,
                         "dropped: echo (the indexed version: what we wrote or already synced)"
@@ -1012,9 +1117,35 @@ impl Engine {
                 if self.excludes.excluded(&path) {
                     return trace(&path, "dropped: excluded".into());
                 }
-                if !self.deferred[p].is_empty() {
+                if !self.deferred[p].is_empty()
+                    || ancestors(&path, true).any(|a| self.leaving[p].contains(&a))
+                {
                     self.deferred[p].push(Event::Removed { path: path.clone() });
                     return trace(&path, "held: after a held event".into());
+                }
+                if self.older_gone[p].remove(&path) {
+                    return trace(
+                        &path,
+                        "dropped: removal of an entry older than our write there".into(),
+                    );
+                }
+                if !self.vanished[p].is_empty() && !path.is_root() {
+                    drop(take_within(&mut self.vanished[p], &path));
+                }
+                let here = |e: &Engine, path: &RelPath| {
+                    e.view_any_within(p, path)
+                        || range_within(&e.pending[p].state, path).next().is_some()
+                };
+                if !here(self, &path) {
+                    // Nothing is known here: the removal of an entry the
+                    // brain moved away before (reported late), where it is
+                    // now; or of one it trashed (nothing to do).
+                    match self.through_fences(p, path.clone(), None) {
+                        Some(moved) if moved != path && here(self, &moved) => {
+                            return self.on_event(side, Event::Removed { path: moved });
+                        }
+                        _ => return trace(&path, "dropped: echo (not in the ledger)".into()),
+                    }
                 }
                 self.cancel_moves_into(p, &path);
                 let known_here = self.view_any_within(p, &path);
@@ -1039,10 +1170,16 @@ impl Engine {
                 trace(&path, "queued: removed".into())
             }
             Event::Moved { from, to, sig } => {
+                let leaving =
+                    |q: &RelPath| ancestors(q, true).any(|a| self.leaving[p].contains(&a));
                 if !self.deferred[p].is_empty()
                     || self.inflight[p].contains_key(&to)
-                    || self.inflight[p].contains_key(&from)
+                    || self.inflight[p].keys().any(|k| k.is_within(&from))
+                    || leaving(&from)
+                    || leaving(&to)
                 {
+                    // (Below the source too: what the batch puts there may
+                    // land after the rename, in a directory made again.)
                     let t = to.clone();
                     self.deferred[p].push(Event::Moved { from, to, sig });
                     return trace(&t, "held: while the running batch writes there".into());
@@ -1066,7 +1203,118 @@ impl Engine {
                     self.pending[p].rescan = true;
                     return trace(&to, format!("moved from {from} into itself: rescan").into());
                 }
+                // A rename made before the batches moved away or trashed
+                // what it names: the ends are where those entries are now.
+                let (from, to) = match (
+                    self.through_fences(p, from.clone(), Some(sig.ctime_ns)),
+                    self.through_fences(p, to.clone(), Some(sig.ctime_ns)),
+                ) {
+                    (Some(f), Some(t)) if f == from && t == to => (f, t),
+                    (Some(f), Some(t))
+                        if t != to
+                            && self.installed_ctime[p]
+                                .get(&t)
+                                .is_some_and(|&(ct, ino)| ino == sig.ino && ct > sig.ctime_ns) =>
+                    {
+                        // The renamed entry itself is where our move took
+                        // it since, which answered with its state: only the
+                        // source's removal is news.
+                        return self.on_event(side, Event::Removed { path: f });
+                    }
+                    (Some(f), Some(t)) => {
+                        return self.on_event(
+                            side,
+                            Event::Moved {
+                                from: f,
+                                to: t,
+                                sig,
+                            },
+                        )
+                    }
+                    // Moved into what is in the trash now.
+                    (Some(f), None) => return self.on_event(side, Event::Removed { path: f }),
+                    // Moved out of what is in the trash now: new here.
+                    (None, Some(t)) => return self.on_event(side, Event::Changed { path: t, sig }),
+                    (None, None) => {
+                        return trace(&to, "dropped: moved within what our batch trashed".into())
+                    }
+                };
+                // Older than what our write left there, and another inode.
+                let older = |q: &RelPath| {
+                    self.installed_ctime[p]
+                        .get(q)
+                        .is_some_and(|&(ct, ino)| sig.ctime_ns < ct && ino != sig.ino)
+                };
+                if older(&to) {
+                    // Replaced by our write since (a symlink made there):
+                    // the source is gone, and nothing of it is at `to`.
+                    return self.on_event(side, Event::Removed { path: from });
+                }
+                if older(&from) {
+                    // What was renamed is not what our write put at `from`
+                    // later: a user's entry, new at `to`, with what was
+                    // reported below it before our write (older than it).
+                    let ct = self.installed_ctime[p].get(&from).map_or(0, |&(ct, _)| ct);
+                    let below: Vec<(RelPath, Sig)> = range_within(&self.pending[p].state, &from)
+                        .filter(|(k, _)| **k != from)
+                        .filter_map(|(k, v)| v.filter(|x| x.ctime_ns < ct).map(|x| (k.clone(), x)))
+                        .collect();
+                    for (k, x) in below {
+                        self.pending[p].state.remove(&k);
+                        let moved = k.rebase(&from, &to).expect("within");
+                        self.pending[p].state.entry(moved).or_insert(Some(x));
+                    }
+                    return self.on_event(side, Event::Changed { path: to, sig });
+                }
+                if self.pending[p].state.get(&to).is_some_and(|x| {
+                    x.is_some_and(|x| x.kind == sig.kind && x.stamp() == sig.stamp())
+                }) && match self.pending[p].state.get(&from) {
+                    Some(x) => x.is_none(),
+                    None => self.view_get(p, &from).is_none(),
+                } {
+                    // Already taken in (by a listing after the rename: the
+                    // entry with the rename's stamp at `to`, none at `from`).
+                    // Late reports below the source taken since go along
+                    // (the listing's own entries there stay).
+                    let below: Vec<(RelPath, Option<Sig>)> =
+                        range_within(&self.pending[p].state, &from)
+                            .filter(|(k, _)| **k != from)
+                            .map(|(k, v)| (k.clone(), *v))
+                            .collect();
+                    for (k, v) in below {
+                        self.pending[p].state.remove(&k);
+                        let moved = k.rebase(&from, &to).expect("within");
+                        self.pending[p].state.entry(moved).or_insert(v);
+                    }
+                    return trace(
+                        &to,
+                        format!("dropped: moved from {from}, already listed").into(),
+                    );
+                }
+                // What the batches installed below the source after the
+                // rename (by its time) is not in the moved directory: the
+                // helper made the missing parents again at the old place.
+                let late: Vec<(RelPath, Option<Sig>)> = self.installed_ctime[p]
+                    .iter()
+                    .filter(|(k, (ct, _))| k.is_within(&from) && *ct > sig.ctime_ns)
+                    .map(|(k, _)| (k.clone(), self.view_get(p, k).map(|k| k.sig)))
+                    .collect();
+                let gone: Vec<(RelPath, Sig)> = take_within(&mut self.vanished[p], &from)
+                    .into_iter()
+                    .collect();
                 let decision = self.on_moved(p, &from, &to, sig);
+                for (k, x) in gone {
+                    // A copy that found no source: the rename took it.
+                    let moved = k.rebase(&from, &to).expect("within");
+                    self.pending[p].state.entry(moved).or_insert(Some(x));
+                }
+                for (k, x) in late {
+                    let moved = k.rebase(&from, &to).expect("within");
+                    self.pending[p].state.insert(moved, None);
+                    if let Some(x) = x {
+                        self.pending[p].state.insert(k, Some(x));
+                    }
+                }
                 trace(&to, decision.into())
             }
             Event::RescanNeeded { reason } => {
@@ -1076,6 +1324,29 @@ impl Engine {
             Event::RootGone => trace(&RelPath::root(), "replica root gone".into()),
             Event::Error { path, message } => trace(&path, format!("error: {message}").into()),
         }
+    }
+
+    /// Where a report of side `p` at `path` taken at `ctime` (`None`: a
+    /// removal, whose time is not known) belongs, through the fences of the
+    /// entries the batches moved away or trashed there since: `None` when
+    /// it reports an entry now in the trash. A removal is only ever taken
+    /// through them when nothing is known at `path` on the side.
+    fn through_fences(&self, p: usize, mut path: RelPath, ctime: Option<i64>) -> Option<RelPath> {
+        for f in &self.fences[p] {
+            if ctime.is_some_and(|c| c >= f.ctime_ns) || !path.is_within(&f.at) {
+                continue;
+            }
+            path = path.rebase(&f.at, f.to.as_ref()?).expect("within");
+        }
+        Some(path)
+    }
+
+    /// Side `p`'s entry at `from` left it at `ctime` (see [`Fence`]).
+    fn fence(&mut self, p: usize, at: RelPath, to: Option<RelPath>, ctime_ns: i64) {
+        if self.fences[p].len() >= FENCES {
+            self.fences[p].drain(..FENCES / 2);
+        }
+        self.fences[p].push(Fence { at, to, ctime_ns });
     }
 
     /// True when an event of side `p` reporting `sig` at `path` must wait
@@ -1089,18 +1360,31 @@ impl Engine {
             // is reported there now may be either.)
             return true;
         }
+        if !self.leaving[p].is_empty()
+            && ancestors(path, true).any(|a| self.leaving[p].contains(&a))
+        {
+            // At or below what the batch moves away or trashes: a report
+            // from before that is told by the time it left (a fence, known
+            // when the helper answers).
+            return true;
+        }
         let Some(before) = self.inflight[p].get(path) else {
             return false;
         };
+        if sig.kind == Kind::Dir {
+            // A directory's state tells no version apart: the report of
+            // its old mode may as well be a user's chmod back after ours.
+            // It waits for the time of our write.
+            return true;
+        }
         if before.is_some_and(|b| judge(Some(&b), p, sig) == Judged::Same) {
             // The state before the write: a late report, not a change.
             return false;
         }
-        // Any other state of a path the running batch writes is decided
-        // after it, when what was written there is known: a copy reads its
-        // source as it is when it runs, which may be a later version than
-        // planned (the source written again meanwhile), and its report must
-        // not be taken for a user's change there.
+        // Our write, or a user's before it (older than its answer, which
+        // replaced it) or after it: the answer's time tells. (A copy reads its source as it is when it
+        // runs, maybe a later version than planned: its report is decided
+        // once what was written is known.)
         true
     }
 
@@ -1297,6 +1581,13 @@ impl Engine {
         self.pending[p] = Pending::default();
         self.inflight[p].clear();
         self.installed_ctime[p].clear();
+        self.older_gone[p].clear();
+        self.quiet[p].clear();
+        self.fences[p].clear();
+        self.vanished[p].clear();
+        // Attributes to align, decided by a comparison before the listing:
+        // the listing supersedes it (a comparison after it tells again).
+        self.attr_fixes.clear();
         self.scanning[p] = Some(Scanning::default());
         self.listed[p] = None;
     }
@@ -1492,6 +1783,10 @@ impl Engine {
         self.installed = Default::default();
         self.now = now;
         self.moved_here = Default::default();
+        self.leaving = Default::default();
+        self.moving = Default::default();
+        self.copied_out = Default::default();
+        self.unreported = Default::default();
         let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();
         if self.flips.len() > 4096 {
             self.flips.retain(|_, f| now - f.since <= LOOP_WINDOW);
@@ -1598,6 +1893,9 @@ impl Engine {
                 }
                 self.inflight[t.idx()].insert(to.clone(), None);
                 self.moved_here[t.idx()].insert(to.clone());
+                self.leaving[t.idx()].insert(from.clone());
+                self.moving[t.idx()].insert(to.clone(), from.clone());
+                self.unreported[t.idx()].insert(to.clone());
             }
         }
 
@@ -1737,6 +2035,22 @@ impl Engine {
                     base,
                     forced[1],
                 ),
+                (Some(Some(a)), Some(Some(c)))
+                    if a.kind == Kind::File
+                        && a.same_content(&c)
+                        && forced == [false, false]
+                        && verified == [false, false]
+                        && Side::BOTH.iter().any(|t| {
+                            self.moved_here[t.idx()].iter().any(|m| path.is_within(m))
+                        }) =>
+                {
+                    // Files of the same size and mtime on both sides, which
+                    // a move this batch replays brought here before they
+                    // could be compared (ties may hold other bytes): they
+                    // wait for the next plan's comparison.
+                    carried[0].push((path.clone(), a));
+                    carried[1].push((path, c));
+                }
                 (Some(Some(a)), Some(Some(c))) => {
                     if self.both_changed(&mut b, now, &path, a, c, forced[0] || forced[1]) {
                         aside.insert(path.clone());
@@ -1880,6 +2194,7 @@ impl Engine {
                 path: path.clone(),
                 expect,
             });
+            self.leaving[t.idx()].insert(path.clone());
             self.inflight[t.idx()].insert(path.clone(), self.known.get(path).copied());
             self.k_remove_within(path);
             trashed[t.idx()].insert(path.clone());
@@ -1991,6 +2306,7 @@ impl Engine {
                     path: path.clone(),
                     expect,
                 });
+                self.leaving[t.idx()].insert(path.clone());
             }
             b.ops[t.idx()].push(Op::Mkdir {
                 path: path.clone(),
@@ -2015,8 +2331,12 @@ impl Engine {
                     path: path.clone(),
                     expect: Expect::Any,
                 });
+                self.leaving[t.idx()].insert(path.clone());
                 self.k_remove_within(path);
                 expect = Expect::Absent;
+            }
+            if sig.kind == Kind::Symlink {
+                self.unreported[t.idx()].insert(path.clone());
             }
             b.copies[t.idx()].push(Copy {
                 path: path.clone(),
@@ -2107,6 +2427,8 @@ impl Engine {
                 to: kept_as.clone(),
                 expect: Expect::Absent,
             });
+            self.leaving[loser.idx()].insert(path.clone());
+            self.moving[loser.idx()].insert(kept_as.clone(), path.clone());
             if lo.kind == Kind::Dir {
                 // The losing directory's contents are not listed here: a full
                 // merge copies them over.
@@ -2187,7 +2509,7 @@ impl Engine {
         }
         for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());
-            for a in &applied[ti] {
+            for (i, a) in applied[ti].iter().enumerate() {
                 if let Applied::Done(path, Some(sig)) = a {
                     if sig.ctime_ns > 0 {
                         // Bounded: stale reports come within moments of the
@@ -2195,25 +2517,76 @@ impl Engine {
                         if self.installed_ctime[ti].len() >= 4096 {
                             self.installed_ctime[ti].clear();
                         }
-                        self.installed_ctime[ti].insert(path.clone(), sig.ctime_ns);
+                        self.installed_ctime[ti].insert(path.clone(), (sig.ctime_ns, sig.ino));
+                        // The last write of the batch there, if unreported
+                        // (a reported one after it, such as a mode set on a
+                        // directory a replayed move put there, has echoes).
+                        let later = applied[ti][i + 1..].iter().any(|b| {
+                            matches!(b, Applied::Done(q, _) | Applied::Refused(q, _) if q == path)
+                        });
+                        // (This write: the move's, answered first there, or
+                        // the symlink's.)
+                        let unreported = self.unreported[ti].contains(path)
+                            && (self.moving[ti].contains_key(path) || sig.kind == Kind::Symlink);
+                        if unreported && !later {
+                            if self.quiet[ti].len() >= 4096 {
+                                self.quiet[ti].clear();
+                            }
+                            self.quiet[ti].insert(path.clone(), sig.stamp());
+                        } else {
+                            self.quiet[ti].remove(path);
+                        }
                     }
                 }
                 match a {
                     Applied::Done(path, Some(sig)) => {
-                        if let Some(k) = self.known.get(path).copied() {
+                        let k = self.known.get(path).copied();
+                        if let Some(k) = k {
                             if k.same_content(sig) && k.stamps[ti] != sig.stamp() {
                                 self.k_insert(path.clone(), k.with_stamp(ti, sig.stamp()));
                             }
                         }
+                        // (The move's answer comes first: a copy the batch
+                        // makes there after it answers after it.)
+                        if let Some(from) = self.moving[ti].remove(path) {
+                            // Moved from `from`: a report there from before
+                            // is of what is here now. What the move took
+                            // along is the entry as a user left it before
+                            // (its report, older, names `from`): another
+                            // version than the index's is their change,
+                            // unless the batch wrote there after the move.
+                            self.fence(ti, from, Some(path.clone()), sig.ctime_ns);
+                            let rewritten = applied[ti][i + 1..].iter().any(
+                                |b| matches!(b, Applied::Done(q, _) | Applied::Refused(q, _) if q == path),
+                            );
+                            if !rewritten && !k.is_some_and(|k| k.same_content(sig)) {
+                                self.pending[ti]
+                                    .state
+                                    .entry(path.clone())
+                                    .or_insert(Some(*sig));
+                            }
+                        }
                     }
-                    Applied::Done(_, None) => {}
+                    Applied::Removed(path, Some(sig)) => {
+                        self.fence(ti, path.clone(), None, sig.ctime_ns);
+                    }
+                    Applied::Done(_, None) | Applied::Removed(_, None) => {}
                     Applied::Refused(path, found) => {
                         // Someone changed the destination since it was last
                         // seen: what the batch meant to put there is still a
                         // change of the other side, and what is there now is
                         // one of this side (modification wins over deletion;
-                        // two versions are a conflict).
+                        // two versions are a conflict). As the batch's own
+                        // operation there left it on the other side, if it
+                        // made it (a conflict copy's rename).
                         let meant = self.known.get(path).map(|k| k.sig);
+                        let made = applied[si].iter().rev().find_map(|a| match a {
+                            Applied::Done(q, Some(x)) if q == path => Some(*x),
+                            _ => None,
+                        });
+                        let meant = made
+                            .filter(|x| meant.is_some_and(|m| m.same_content(x)))
+                            .or(meant);
                         let before = self.inflight[ti].get(path).copied().flatten();
                         self.k_restore(path, before);
                         let theirs = &mut self.pending[si];
@@ -2239,10 +2612,14 @@ impl Engine {
         });
         for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());
+            self.copied_out[si].extend(ours[ti].keys().map(|p| (*p).clone()));
             for c in &missed[ti] {
                 let installed = c.installed
                     || c.dst
                         .is_some_and(|b| ours[ti].get(&c.path) == Some(&b.stamp()));
+                if installed {
+                    self.copied_out[si].insert(c.path.clone());
+                }
                 // The state the destination had just before the copy.
                 let base = self.inflight[ti].get(&c.path).copied().flatten();
                 let both = |src: Sig, dst: Sig| {
@@ -2257,7 +2634,12 @@ impl Engine {
                     // not taken for the installed version's).
                     (Some(a), Some(b)) if a.same_content(&b) => {
                         let mut k = both(a, b);
-                        k.stamps[si] = Stamp::UNKNOWN;
+                        // Unless the source is as the batch's own operation
+                        // there left it, before the copy read it (the
+                        // conflict move of a file written just before).
+                        if ours[si].get(&c.path) != Some(&a.stamp()) {
+                            k.stamps[si] = Stamp::UNKNOWN;
+                        }
                         if !installed {
                             k.stamps[ti] = Stamp::UNKNOWN;
                         }
@@ -2272,15 +2654,31 @@ impl Engine {
                     }
                     // Not copied (unreadable source, refused destination):
                     // left as it was; the next change or rescan retries.
-                    (Some(_), None) => self.k_restore(&c.path, base),
+                    // Unless a directory above it was refused (a user's
+                    // file where the batch made it): the source's change
+                    // waits for the merge of that directory.
+                    (Some(a), None) => {
+                        self.k_restore(&c.path, base);
+                        let above = applied[ti].iter().any(|x| {
+                            matches!(x, Applied::Refused(r, _) if c.path.is_within(r) && c.path != *r)
+                        });
+                        if above {
+                            self.pending[si]
+                                .state
+                                .entry(c.path.clone())
+                                .or_insert(Some(a));
+                        }
+                    }
                     (None, None) => {
                         let meant = self.known.get(&c.path).map(|k| k.sig);
                         self.k_restore(&c.path, base);
-                        // The source moved away with a directory above it
-                        // (a move pending or held): the copy follows it
-                        // there, once the move is taken in.
-                        // Where the pending moves took it (their replay
-                        // rekeyed what was queued below them already).
+                        // The source moved away (with a directory above
+                        // it) or was removed: the version planned is still
+                        // to copy, as the source's change, which follows
+                        // the move (pending or held: where the pending
+                        // moves took it, their replay rekeyed what was
+                        // queued below them already). Not reported yet: it
+                        // waits for the report of the move (or removal).
                         let mut now_at = c.path.clone();
                         for (f, t) in &self.pending[si].moves {
                             if let Some(p) = now_at.rebase(f, t) {
@@ -2291,9 +2689,14 @@ impl Engine {
                             || self.deferred[si].iter().any(|e| {
                                 matches!(e, Event::Moved { from, .. } if c.path.is_within(from))
                             });
-                        if moved {
-                            if let Some(sig) = meant {
+                        if let Some(sig) = meant {
+                            if moved {
                                 self.pending[si].state.entry(now_at).or_insert(Some(sig));
+                            } else {
+                                if self.vanished[si].len() >= 4096 {
+                                    self.vanished[si].clear();
+                                }
+                                self.vanished[si].insert(c.path.clone(), sig);
                             }
                         }
                     }
@@ -2305,6 +2708,17 @@ impl Engine {
                         if base.is_some() {
                             self.pending[si].state.insert(c.path.clone(), None);
                         }
+                        // The source moved away (its move taken in): what
+                        // it moved is the version planned, not the index's
+                        // (restored) one: its bytes are compared, not taken
+                        // for the index's with the rename's stamp.
+                        let mut now_at = c.path.clone();
+                        for (f, t) in &self.pending[si].moves {
+                            if let Some(p) = now_at.rebase(f, t) {
+                                now_at = p;
+                            }
+                        }
+                        self.pending[si].renamed.remove(&now_at);
                         if judge(base.as_ref(), ti, &b) != Judged::Same {
                             self.pending[ti].state.insert(c.path.clone(), Some(b));
                         }
@@ -2332,6 +2746,8 @@ impl Engine {
         self.undo.clear();
         self.inflight = Default::default();
         self.moved_here = Default::default();
+        self.leaving = Default::default();
+        self.moving = Default::default();
         if ops_failed {
             if self.failed_ops_rescans < 1 {
                 self.failed_ops_rescans += 1;
@@ -2403,6 +2819,13 @@ impl Engine {
     #[must_use]
     pub fn to_compare(&self) -> Vec<RelPath> {
         let mut out = BTreeSet::new();
+        // True when what side `i`'s view has at `path` is not the index's
+        // entry there: a pending move brought it, or took that one away.
+        let moved_here = |i: usize, path: &RelPath| {
+            self.pending[i]
+                .origin(path)
+                .is_none_or(|o| o.as_ref() != path)
+        };
         for p in 0..2 {
             let o = 1 - p;
             for (path, x) in &self.pending[p].state {
@@ -2412,9 +2835,16 @@ impl Engine {
                 }
                 match self.pending[o].state.get(path) {
                     Some(Some(y)) => {
+                        // Not where a pending move goes: equal bytes would
+                        // take the path into the index while the move's
+                        // replay still puts the moved entry there on the
+                        // other side (it conflicts with the change there:
+                        // a full merge sorts it out).
                         if y.kind == Kind::File
                             && y.size == x.size
                             && !self.pending[o].forced.contains(path)
+                            && !moved_here(p, path)
+                            && !moved_here(o, path)
                         {
                             out.insert(path.clone());
                         }
@@ -2424,10 +2854,7 @@ impl Engine {
                         // An entry a pending move brought here has a new
                         // stamp from the rename; the move's replay takes it
                         // (the other side has nothing here to compare yet).
-                        let moved_here = self.pending[p]
-                            .origin(path)
-                            .is_none_or(|o| o.as_ref() != path);
-                        if !moved_here
+                        if !moved_here(p, path)
                             && !self.pending[p].verified.contains(path)
                             && needs_compare(self.view_get(p, path).as_ref(), p, x)
                         {

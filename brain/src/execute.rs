@@ -105,6 +105,11 @@ pub async fn execute(
                 warn!(side = %side, path = %op.target(), "move refused: something else is there now");
                 continue;
             }
+            if let (Op::Trash { path, .. }, Ok(sig)) = (op, &r) {
+                // The trashed entry's lstat there: when it left.
+                report.applied[side.idx()].push(Applied::Removed(path.clone(), *sig));
+                continue;
+            }
             note(&mut report, &mut stats, side, op.target(), r);
         }
     }
@@ -134,6 +139,7 @@ pub async fn execute(
                     target,
                     mtime_ns: c.sig.mtime_ns,
                     owner: c.sig.owner(),
+                    expect: c.expect,
                 }),
                 None => {
                     let now = links[dst.idx()]

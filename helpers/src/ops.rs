@@ -346,7 +346,7 @@ impl Replica {
             Op::Move { from, to, expect } => {
                 self.move_entry(from, to, *expect).and_then(|()| after(to))
             }
-            Op::Trash { path, expect } => self.trash_if(path, *expect).map(|_| None),
+            Op::Trash { path, expect } => self.trash_if(path, *expect),
             Op::KeepConflict { path } => self.stash(path, "conflicts").map(|_| None),
             Op::Mkdir { path, mode, owner } => {
                 self.mkdir(path, *mode, *owner).and_then(|()| after(path))
@@ -364,8 +364,9 @@ impl Replica {
                 target,
                 mtime_ns,
                 owner,
+                expect,
             } => self
-                .symlink(path, target, *mtime_ns, *owner)
+                .symlink(path, target, *mtime_ns, *owner, *expect)
                 .and_then(|()| after(path)),
             Op::Mknod {
                 path,
@@ -577,7 +578,7 @@ impl Replica {
     ///
     /// # Errors
     /// See [`Replica::trash`]; [`OpError::Refused`].
-    pub fn trash_if(&self, rel: &RelPath, expect: Expect) -> Result<bool, OpError> {
+    pub fn trash_if(&self, rel: &RelPath, expect: Expect) -> Result<Option<Sig>, OpError> {
         if expect != Expect::Any {
             let found = self.stat(rel)?;
             if !expect.holds(found.as_ref()) {
@@ -587,7 +588,7 @@ impl Replica {
                 });
             }
         }
-        self.trash(rel)
+        self.stash_sig(rel, "trash")
     }
 
     /// lstat `rel`.
@@ -643,6 +644,7 @@ impl Replica {
             .ok()
             .flatten()
             .ok_or_else(|| OpError::Missing(from.clone()))?;
+        let mut there = false;
         if let Some(d) = self.dir_of(to, false)? {
             if let Ok(Some(md)) = beneath::lstat_at(d.as_fd(), to.file_name()) {
                 if md.st_ino == src_md.st_ino && md.st_dev == src_md.st_dev {
@@ -656,7 +658,17 @@ impl Replica {
                     });
                 }
                 self.trash(to)?;
+                there = true;
             }
+        }
+        if !there && matches!(expect, Expect::Version(_)) {
+            // The version to replace is gone (a user removed it): the
+            // brain cannot tell that removal from one of what it moves
+            // there, so it is told.
+            return Err(OpError::Refused {
+                path: to.clone(),
+                found: None,
+            });
         }
         let ddir = self
             .dir_of(to, true)
@@ -686,13 +698,21 @@ impl Replica {
     /// Move `rel` into `.twinsync/<into>/YYYY-MM-DD/` (the trash, or the
     /// conflicts folder), through the dance; true when it existed.
     fn stash(&self, rel: &RelPath, into: &str) -> Result<bool, OpError> {
+        self.stash_sig(rel, into).map(|s| s.is_some())
+    }
+
+    /// [`Replica::stash`], returning the entry's lstat in its new place
+    /// (`None`: nothing was there). The rename gave it the time of its
+    /// removal as ctime: a report of the path taken before is older (the
+    /// brain tells a late report of what it removed from a new entry by it).
+    fn stash_sig(&self, rel: &RelPath, into: &str) -> Result<Option<Sig>, OpError> {
         let Some(sdir) = self.dir_of(rel, false)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let name = rel.file_name();
-        if !matches!(beneath::lstat_at(sdir.as_fd(), name), Ok(Some(_))) {
-            return Ok(false);
-        }
+        let Ok(Some(before)) = beneath::lstat_at(sdir.as_fd(), name) else {
+            return Ok(None);
+        };
         let (kdir, kname) = self
             .keep_place(into, rel)
             .map_err(io_err("creating trash folder for", rel))?;
@@ -703,7 +723,8 @@ impl Replica {
             let _ = beneath::rename(sdir.as_fd(), &tmp, sdir.as_fd(), name, true);
             return Err(io_err("trashing", rel)(e));
         }
-        Ok(true)
+        let after = beneath::lstat_at(kdir.as_fd(), &kname).ok().flatten();
+        Ok(Some(sig_of_stat(&after.unwrap_or(before))))
     }
 
     /// Create directory `rel` (parents too) and give it `mode`.
@@ -1003,27 +1024,35 @@ impl Replica {
         Ok((dir, name))
     }
 
-    /// Create or replace the symlink `rel` → `target` with mtime `mtime_ns`:
-    /// made under an ignore-suffix name, timed, then renamed into place, so
-    /// the filter reports nothing and no half-made link is ever visible. A
-    /// directory in the way goes to the trash.
+    /// Create or replace the symlink `rel` → `target` with mtime `mtime_ns`,
+    /// if `rel` holds what `expect` says (else [`OpError::Refused`]): made
+    /// under an ignore-suffix name, timed, then renamed into place, so the
+    /// filter reports nothing and no half-made link is ever visible. A
+    /// directory in the way (expected) goes to the trash; nothing expected
+    /// there, the rename does not replace what was made meanwhile.
     ///
     /// # Errors
-    /// Unsafe paths, failing syscalls.
+    /// Unsafe paths, failing syscalls, [`OpError::Refused`].
     pub fn symlink(
         &self,
         rel: &RelPath,
         target: &[u8],
         mtime_ns: i64,
         owner: Option<(u32, u32)>,
+        expect: Expect,
     ) -> Result<(), OpError> {
         let name = rel.file_name();
         if let Some(d) = self.dir_of(rel, false)? {
-            if beneath::lstat_at(d.as_fd(), name)
-                .ok()
-                .flatten()
-                .is_some_and(|st| sig_of_stat(&st).kind == Kind::Dir)
-            {
+            let found = beneath::lstat_at(d.as_fd(), name)
+                .map_err(io_err("looking at", rel))?
+                .map(|st| sig_of_stat(&st));
+            if !expect.holds(found.as_ref()) {
+                return Err(OpError::Refused {
+                    path: rel.clone(),
+                    found,
+                });
+            }
+            if found.is_some_and(|f| f.kind == Kind::Dir) {
                 self.trash(rel)?;
             }
         }
@@ -1038,12 +1067,23 @@ impl Replica {
         let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
         rustix::fs::symlinkat(os(target).as_os_str(), &dir, os(&tmp).as_os_str())
             .map_err(|e| io_err("creating symlink", rel)(e.into()))?;
+        let noreplace = expect == Expect::Absent;
         let done = owner
             .map_or(Ok(()), |o| beneath::chown(dir.as_fd(), &tmp, o))
             .and_then(|()| beneath::set_mtime(dir.as_fd(), &tmp, mtime_ns))
-            .and_then(|()| beneath::rename(dir.as_fd(), &tmp, dir.as_fd(), name, false));
+            .and_then(|()| beneath::rename(dir.as_fd(), &tmp, dir.as_fd(), name, noreplace));
         if let Err(e) = done {
             let _ = rustix::fs::unlinkat(&dir, os(&tmp).as_os_str(), AtFlags::empty());
+            if noreplace && e.raw_os_error() == Some(libc::EEXIST) {
+                // Made meanwhile: refused, not replaced.
+                return Err(OpError::Refused {
+                    path: rel.clone(),
+                    found: beneath::lstat_at(dir.as_fd(), name)
+                        .ok()
+                        .flatten()
+                        .map(|st| sig_of_stat(&st)),
+                });
+            }
             return Err(io_err("creating symlink", rel)(e));
         }
         Ok(())
@@ -1224,6 +1264,39 @@ mod tests {
             .undo_if_written(&rel, at, (bdir.as_fd(), &bname), &old, &installed)
             .is_none());
         assert_eq!(fs::read(&abs).unwrap(), b"theirs");
+    }
+
+    #[test]
+    fn a_move_expecting_a_version_that_is_gone_is_refused() {
+        let (d, r) = replica();
+        fs::write(d.path().join("a"), "A").unwrap();
+        let gone = r.move_entry(
+            &"a".into(),
+            &"b".into(),
+            Expect::Version(twinsync_proto::Stamp(7)),
+        );
+        assert!(matches!(gone, Err(OpError::Refused { found: None, .. })));
+        assert!(d.path().join("a").exists());
+        r.move_entry(&"a".into(), &"b".into(), Expect::Absent)
+            .unwrap();
+        assert_eq!(fs::read(d.path().join("b")).unwrap(), b"A");
+    }
+
+    #[test]
+    fn a_symlink_replaces_only_what_is_expected() {
+        let (d, r) = replica();
+        fs::write(d.path().join("a"), "user").unwrap();
+        let found = r.symlink(&"a".into(), b"t", 0, None, Expect::Absent);
+        assert!(matches!(
+            found,
+            Err(OpError::Refused { found: Some(_), .. })
+        ));
+        assert_eq!(fs::read(d.path().join("a")).unwrap(), b"user");
+        r.symlink(&"b".into(), b"t", 0, None, Expect::Absent)
+            .unwrap();
+        assert_eq!(fs::read_link(d.path().join("b")).unwrap().as_os_str(), "t");
+        r.symlink(&"a".into(), b"u", 0, None, Expect::Any).unwrap();
+        assert_eq!(fs::read_link(d.path().join("a")).unwrap().as_os_str(), "u");
     }
 
     #[test]

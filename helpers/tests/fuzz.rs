@@ -109,13 +109,15 @@ fn op() -> impl Strategy<Value = Op> {
         (
             path(),
             proptest::collection::vec(any::<u8>(), 0..8),
-            any::<i64>()
+            any::<i64>(),
+            expect()
         )
-            .prop_map(|(path, target, mtime_ns)| Op::Symlink {
+            .prop_map(|(path, target, mtime_ns, expect)| Op::Symlink {
                 path,
                 target,
                 mtime_ns,
                 owner: None,
+                expect,
             }),
         (path(), path(), expect(), sig()).prop_map(|(staged, path, expect, want)| Op::Install {
             staged,
@@ -362,6 +364,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
                         target: b"/etc".to_vec(),
                         mtime_ns: 0,
                         owner: None,
+                        expect: Expect::Any,
                     },
                     Op::Install {
                         staged: p("../../outside/f"),

@@ -121,7 +121,8 @@ fn race(openat2: bool) {
             r.mkdir(&p("d/new"), 0o777, Some((0, 0))).err(),
             r.move_entry(&p("d/a"), &p("d/b"), Expect::Any).err(),
             r.trash(&p("d/x")).err(),
-            r.symlink(&p("d/l"), b"/etc/shadow", 0, Some((0, 0))).err(),
+            r.symlink(&p("d/l"), b"/etc/shadow", 0, Some((0, 0)), Expect::Any)
+                .err(),
         ];
         ops += results.len() as u64;
         refused += results.iter().filter(|e| e.is_some()).count() as u64;

@@ -445,7 +445,9 @@ pub enum Op {
         owner: Option<(u32, u32)>,
     },
     /// Create (or replace) a symlink, with its mtime, atomically: it is made
-    /// under an ignore-suffix name and renamed into place.
+    /// under an ignore-suffix name and renamed into place, if the path
+    /// holds what `expect` says (else refused; a directory expected there
+    /// goes to the trash first).
     Symlink {
         /// The link.
         path: RelPath,
@@ -456,6 +458,8 @@ pub enum Op {
         mtime_ns: i64,
         /// Numeric owner and group to give it.
         owner: Option<(u32, u32)>,
+        /// What must be at `path`.
+        expect: Expect,
     },
     /// Create (or replace) a fifo or a device, with its mode, owner and
     /// mtime, atomically: made under an ignore-suffix name and renamed into

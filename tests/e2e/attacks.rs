@@ -301,6 +301,7 @@ fn writes_never_land_outside_the_root() {
                 target: b"/etc".to_vec(),
                 mtime_ns: 0,
                 owner: None,
+                expect: Expect::Any,
             },
             Op::Install {
                 staged: "../lock".into(),

@@ -47,13 +47,13 @@
 //! 6. no path is found looping.
 //!
 //! Known bugs: the ignored hand-written cases at the end are the minimal
-//! sequences of the bugs the model found and that are not fixed yet; the
-//! random schedules avoid those sequences (see [`World::known_bug_avoided`]
-//! and [`World::unconditional_avoided`]) so that they keep checking the
-//! rest, and run with a fixed seed (`MODEL_SEED=random` for a hunt). The
-//! racing schedules still fail without a final rescan: that test is
-//! ignored. The other hand-written cases are bugs the model found and that
-//! were fixed.
+//! sequences of the bugs the model found and that are not fixed yet. The
+//! random schedules avoid one class of them, the operations that act on
+//! whatever is at their path (see [`World::unconditional_avoided`]), so
+//! that they keep checking the rest, and run with a fixed seed
+//! (`MODEL_SEED=random` and `PROPTEST_CASES` for a hunt): the others, rare,
+//! are still found by long random hunts (see the racing test). The other
+//! hand-written cases are bugs the model found and that were fixed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -355,14 +355,6 @@ enum Action {
     Rename { entry: u8, dir: u8, name: u8 },
 }
 
-/// Actions skipped by [`World::known_bug_avoided`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Avoid {
-    Rename,
-    Chmod,
-    Tie,
-}
-
 /// How a user rewrites a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum How {
@@ -575,11 +567,6 @@ struct Replica {
     /// Paths users changed, with the sequence number of the event that
     /// reports it: outstanding until the engine planned after seeing it.
     touches: Vec<(u64, RelPath)>,
-    /// As `touches`: files tied or restored (same size and mtime), and
-    /// where users moved entries (see [`World::known_bug_avoided`]).
-    ties: Vec<(u64, RelPath)>,
-    moved_to: Vec<(u64, RelPath)>,
-    chmods: Vec<(u64, RelPath)>,
 }
 
 struct World {
@@ -593,9 +580,6 @@ struct World {
     next_content: u64,
     slow_filter: bool,
     lazy_filter: bool,
-    /// Symlink targets are read before the batch's helper operations run,
-    /// as `execute.rs` does (see [`World::execute`]).
-    read_links_first: bool,
     /// Random schedules avoid the sequences of known bugs (hand-written
     /// cases do not).
     avoid_known_bugs: bool,
@@ -662,7 +646,6 @@ impl World {
             next_content: 1,
             slow_filter,
             lazy_filter,
-            read_links_first: false,
             avoid_known_bugs: true,
             unconditional: Vec::new(),
             refused: Vec::new(),
@@ -892,8 +875,7 @@ impl World {
             }
             Action::Chmod { entry, mode } => {
                 let p = self.pick_where(s, entry, |n| !matches!(n, Node::Symlink { .. }))?;
-                if self.known_bug_avoided(s, &p, Avoid::Chmod) || self.unconditional_avoided(s, &p)
-                {
+                if self.unconditional_avoided(s, &p) {
                     return None;
                 }
                 let ctime = self.ctime();
@@ -913,8 +895,6 @@ impl World {
                 self.emit_changed(s, &p);
                 self.touch(s, std::slice::from_ref(&p));
                 self.wrote(&p);
-                let seq = self.reps[s.idx()].seq;
-                self.reps[s.idx()].chmods.push((seq, p.clone()));
                 Some(format!("chmod {new:o} {p}"))
             }
             Action::Mkdir { dir, name, mode } => {
@@ -955,10 +935,7 @@ impl World {
                 if to.is_within(&from) || to.depth() > MAX_DEPTH + 1 {
                     return None;
                 }
-                if self.known_bug_avoided(s, &from, Avoid::Rename)
-                    || self.unconditional_avoided(s, &from)
-                    || self.unconditional_avoided(s, &to)
-                {
+                if self.unconditional_avoided(s, &from) || self.unconditional_avoided(s, &to) {
                     return None;
                 }
                 let src = self.tree(s)[&from].clone();
@@ -1020,46 +997,14 @@ impl World {
                     },
                 );
                 self.touch(s, &paths);
-                let seq = self.reps[s.idx()].seq;
-                self.reps[s.idx()].moved_to.push((seq, to.clone()));
-                self.reps[s.idx()].moved_to.push((seq, from.clone()));
                 Some(what)
             }
         }
     }
 
-    /// KNOWN ENGINE BUGS (reported; see the ignored hand-written cases):
-    /// a file tied or restored (other bytes, same size and mtime) and, before
-    /// the engine planned both,
-    /// - moved (it or a directory above it), is taken as the moved indexed
-    ///   version (`a_tie_then_a_rename_is_synced`);
-    /// - chmodded, is taken as a mode change (`a_tie_then_a_chmod_is_synced`):
-    ///
-    /// its bytes are never compared nor copied. The random schedules do not
-    /// make these sequences: true when the action `what` on `p` is skipped.
-    fn known_bug_avoided(&self, s: Side, p: &RelPath, what: Avoid) -> bool {
-        let r = &self.reps[s.idx()];
-        if !self.avoid_known_bugs {
-            return false;
-        }
-        // A rename's replay on the other side moves what is there too.
-        let both = || self.reps.iter();
-        match what {
-            Avoid::Rename => both().any(|r| r.ties.iter().any(|(_, q)| q.is_within(p))),
-            Avoid::Chmod => r.ties.iter().any(|(_, q)| q == p),
-            Avoid::Tie => {
-                both().any(|r| {
-                    r.moved_to
-                        .iter()
-                        .any(|(_, q)| p.is_within(q) || q.is_within(p))
-                }) || r.chmods.iter().any(|(_, q)| q == p)
-            }
-        }
-    }
-
     /// KNOWN BUG (reported; `a_file_made_where_a_batch_makes_a_directory_is_kept`):
-    /// the helper operations `Mkdir`, `Move`, `Symlink`, `SetAttr`,
-    /// `KeepConflict`, and trashes and copies expecting `Any`, act on
+    /// the helper operations `Mkdir`, `Move`, `SetAttr`, `KeepConflict`,
+    /// and trashes, symlinks and copies expecting `Any`, act on
     /// whatever is there: a user's write there while the batch runs, before
     /// the operation, is trashed (or, under a symlink, gone). The random
     /// schedules do not act on those paths then: true when `p` on `s` is
@@ -1138,9 +1083,7 @@ impl World {
         else {
             return None;
         };
-        if how != How::New && self.known_bug_avoided(s, p, Avoid::Tie)
-            || self.unconditional_avoided(s, p)
-        {
+        if self.unconditional_avoided(s, p) {
             return None;
         }
         let content = match how {
@@ -1172,10 +1115,6 @@ impl World {
         self.emit_changed(s, p);
         self.touch(s, std::slice::from_ref(p));
         self.wrote(p);
-        if how != How::New {
-            let seq = self.reps[s.idx()].seq;
-            self.reps[s.idx()].ties.push((seq, p.clone()));
-        }
         Some(match how {
             How::New => format!("write {p} = #{content} (was #{old})"),
             How::Tie => format!("tie {p} = #{content} (was #{old}; same size and mtime)"),
@@ -1337,9 +1276,6 @@ impl World {
                 r.planned = r.delivered;
                 let planned = r.planned;
                 r.touches.retain(|(seq, _)| *seq > planned);
-                r.ties.retain(|(seq, _)| *seq > planned);
-                r.moved_to.retain(|(seq, _)| *seq > planned);
-                r.chmods.retain(|(seq, _)| *seq > planned);
             }
         }
         let mut s = String::from("plan:");
@@ -1417,11 +1353,19 @@ impl World {
         self.next_content - 1
     }
 
-    fn trash(&mut self, s: Side, p: &RelPath) {
+    /// Move `p` (and what is below it) to the trash of `s`: the rename
+    /// gives it a new ctime; its lstat there.
+    fn trash(&mut self, s: Side, p: &RelPath) -> Option<Sig> {
+        let mut top = None;
         for k in within(self.tree(s), p) {
-            let n = self.tree_mut(s).remove(&k).expect("listed");
+            let mut n = self.tree_mut(s).remove(&k).expect("listed");
+            if k == *p {
+                n.set_ctime(self.ctime());
+                top = Some(n.sig());
+            }
             self.reps[s.idx()].trash.push((k, n));
         }
+        top
     }
 
     /// `fs::create_dir_all` of `p` and its parents (new ones get `mode`
@@ -1474,7 +1418,7 @@ impl World {
                 if from == to {
                     return self.stat(s, to);
                 }
-                if self.tree(s).contains_key(to) {
+                if self.tree(s).contains_key(to) || matches!(expect, Expect::Version(_)) {
                     let found = self.stat(s, to)?;
                     if !expect.holds(found.as_ref()) {
                         return Err(OpFail::Refused { found });
@@ -1482,7 +1426,7 @@ impl World {
                     if *expect == Expect::Any {
                         self.unconditional_loss(s, to, "move");
                     }
-                    self.trash(s, to);
+                    let _ = self.trash(s, to);
                 }
                 if let Some(parent) = to.parent().filter(|p| !p.is_root()) {
                     self.create_dir_all(s, &parent, None).map_err(failed)?;
@@ -1514,7 +1458,7 @@ impl World {
                     if *expect == Expect::Any {
                         self.unconditional_loss(s, path, "trash");
                     }
-                    self.trash(s, path);
+                    return Ok(self.trash(s, path));
                 }
                 Ok(None)
             }
@@ -1553,19 +1497,24 @@ impl World {
                 path,
                 target,
                 mtime_ns,
+                expect,
                 ..
             } => {
                 // Made under an ignore-suffix name and renamed into place:
-                // unreported; a directory in the way is trashed first, a
-                // file in the way is replaced (gone).
+                // unreported; if the path holds what is expected (a
+                // directory there is trashed first, a file replaced).
                 self.resolve(s, path).map_err(failed)?;
                 let content = content_of_target(target)
                     .ok_or_else(|| failed(format!("symlink {path}: unknown target {target:?}")))?;
-                if self.tree(s).contains_key(path) {
+                let found = self.stat(s, path)?;
+                if !expect.holds(found.as_ref()) {
+                    return Err(OpFail::Refused { found });
+                }
+                if *expect == Expect::Any && self.tree(s).contains_key(path) {
                     self.unconditional_loss(s, path, "symlink");
                 }
                 if self.tree(s).get(path).is_some_and(Node::is_dir) {
-                    self.trash(s, path);
+                    let _ = self.trash(s, path);
                 }
                 if let Some(parent) = path.parent().filter(|p| !p.is_root()) {
                     self.create_dir_all(s, &parent, None).map_err(failed)?;
@@ -1646,7 +1595,9 @@ impl World {
             self.unconditional_loss(t, p, "copy");
         }
         match self.tree(t).get(p).cloned() {
-            Some(Node::Dir { .. }) => self.trash(t, p),
+            Some(Node::Dir { .. }) => {
+                let _ = self.trash(t, p);
+            }
             Some(old) => self.reps[t.idx()].trash.push((p.clone(), old)),
             None => {}
         }
@@ -1671,22 +1622,18 @@ impl World {
         ]);
         let mut report = Report::default();
         // Symlinks are made by the destination's helper (`Op::Symlink`),
-        // from the targets read on the source. `execute.rs` reads them before
-        // any helper operation runs, so the losing symlink of a conflict,
-        // which the operations move to its conflict name, is never found
-        // (a bug, reported; `read_links_first` models it): by default the
-        // model reads each one right after the operations.
-        let mut ops = b.ops.clone();
+        // from the targets read on the source right after the operations
+        // (which move the losing symlink of a conflict to its conflict
+        // name), as `execute.rs` does.
+        let ops = b.ops.clone();
         let mut copies: [Vec<Copy>; 2] = Default::default();
         let mut links: [Vec<Copy>; 2] = Default::default();
         for t in Side::BOTH {
             for c in &b.copies[t.idx()] {
-                if c.sig.kind != Kind::Symlink {
-                    copies[t.idx()].push(c.clone());
-                } else if !self.read_links_first {
+                if c.sig.kind == Kind::Symlink {
                     links[t.idx()].push(c.clone());
-                } else if let Some(op) = self.read_link(t, c) {
-                    ops[t.idx()].push(op);
+                } else {
+                    copies[t.idx()].push(c.clone());
                 }
             }
         }
@@ -1731,7 +1678,14 @@ impl World {
                     | Op::Mknod { path, .. }
                     | Op::Install { path, .. } => vec![(s, path.clone())],
                 },
-                Stage::Link(s, i) => vec![(s, links[s.idx()][i].path.clone())],
+                Stage::Link(s, i) => {
+                    let c = &links[s.idx()][i];
+                    if c.expect == Expect::Any {
+                        vec![(s, c.path.clone())]
+                    } else {
+                        vec![]
+                    }
+                }
                 Stage::Copy(s, i) => {
                     let c = &copies[s.idx()][i];
                     if c.expect == Expect::Any {
@@ -1751,7 +1705,18 @@ impl World {
                 Stage::Op(s, i) => (s, ops[s.idx()][i].clone()),
                 Stage::Link(s, i) => match self.read_link(s, &links[s.idx()][i]) {
                     Some(op) => (s, op),
-                    None => continue,
+                    None => {
+                        // As `execute.rs`: reported missed, with what both
+                        // ends hold now.
+                        let path = links[s.idx()][i].path.clone();
+                        report.missed[s.idx()].push(Copied {
+                            src: self.stat_or_none(s.other(), &path),
+                            dst: self.stat_or_none(s, &path),
+                            path,
+                            installed: false,
+                        });
+                        continue;
+                    }
                 },
                 Stage::Copy(s, i) => {
                     let c = &copies[s.idx()][i];
@@ -1777,6 +1742,9 @@ impl World {
             self.flush_created();
             let target = op.target();
             match r {
+                Ok(sig) if matches!(op, Op::Trash { .. }) => {
+                    report.applied[s.idx()].push(Applied::Removed(target.clone(), sig));
+                }
                 Ok(sig) => report.applied[s.idx()].push(Applied::Done(target.clone(), sig)),
                 Err(OpFail::Refused { found }) => {
                     self.refused.push((s, target.clone()));
@@ -1899,15 +1867,19 @@ impl World {
     }
 
     /// The `Op::Symlink` that makes the symlink copy `c` into `t`, from
-    /// the target read on the other side now (none when it is gone).
+    /// the target read on the other side now (none when it is gone or no
+    /// longer the version planned, as `execute.rs` checks).
     fn read_link(&mut self, t: Side, c: &Copy) -> Option<Op> {
         match self.tree(t.other()).get(&c.path) {
-            Some(Node::Symlink { content, .. }) if self.resolve(t.other(), &c.path).is_ok() => {
+            Some(n @ Node::Symlink { content, .. })
+                if self.resolve(t.other(), &c.path).is_ok() && n.sig().same_content(&c.sig) =>
+            {
                 Some(Op::Symlink {
                     path: c.path.clone(),
                     target: link_target(*content),
                     mtime_ns: c.sig.mtime_ns,
                     owner: None,
+                    expect: c.expect,
                 })
             }
             _ => {
@@ -2200,6 +2172,7 @@ enum U {
     Write(&'static str),
     Tie(&'static str),
     Restore(&'static str, bool),
+    /// chmod to another mode (see [`World::action_for`]).
     Chmod(&'static str),
     Mkdir(&'static str),
     Rm(&'static str),
@@ -2221,6 +2194,11 @@ enum T {
     /// As `SyncWhile`, each user action before the batch's `n`-th
     /// operation or copy (or after the last one).
     SyncAt(Vec<(u8, Side, U)>),
+    /// Hand the events queued on a side to the engine.
+    Deliver(Side),
+    /// Plan a batch from what was handed over so far (the rest reaches the
+    /// engine while it runs, with its echoes), run it and complete it.
+    SyncEarly,
 }
 
 impl World {
@@ -2283,13 +2261,24 @@ impl World {
                     &p.into(),
                 ),
             },
-            U::Chmod(p) => Action::Chmod {
-                entry: Self::index_of(
-                    &self.listed(s, |n| !matches!(n, Node::Symlink { .. })),
-                    &p.into(),
-                ),
-                mode: 1,
-            },
+            U::Chmod(p) => {
+                // The first mode that is not the entry's (0o600 for a new
+                // file, 0o700 for a new directory, and back).
+                let p = RelPath::from(p);
+                let (modes, now): (&[u32], u32) = match self.tree(s).get(&p) {
+                    Some(Node::Dir { mode, .. }) => (&DIR_MODES, *mode),
+                    Some(Node::File { mode, .. }) => (&FILE_MODES, *mode),
+                    _ => panic!("{p}: not a file or directory on {s}"),
+                };
+                let mode = modes.iter().position(|m| *m != now).expect("two modes");
+                Action::Chmod {
+                    entry: Self::index_of(
+                        &self.listed(s, |n| !matches!(n, Node::Symlink { .. })),
+                        &p,
+                    ),
+                    mode: u8::try_from(mode).expect("few modes"),
+                }
+            }
             U::Tie(p) => Action::Tie {
                 file: Self::index_of(
                     &self.listed(s, |n| matches!(n, Node::File { .. })),
@@ -2363,6 +2352,8 @@ fn case_in(mut w: World, check: Check, steps: &[T]) {
                 w.sync_at(&at);
             }
             T::SyncAt(during) => w.sync_at(during),
+            T::Deliver(s) => w.deliver(*s, usize::MAX),
+            T::SyncEarly => w.sync(false, &[], Echoes::BeforeComplete, true),
         }
         if let Err(e) = &outcome {
             panic!("{}", w.report(e));
@@ -2370,6 +2361,10 @@ fn case_in(mut w: World, check: Check, steps: &[T]) {
     }
     if let Err(e) = w.settle_and_check(check) {
         panic!("{}", w.report(&e));
+    }
+    // `MODEL_SHOW=1`: the history of a case that passed, too.
+    if std::env::var_os("MODEL_SHOW").is_some() {
+        eprintln!("{}", w.report("passed"));
     }
 }
 
@@ -2383,7 +2378,7 @@ fn calm(steps: &[T]) {
     case(Mode::Calm, STRICT, steps);
 }
 
-use T::{Settle, SyncAt, SyncWhile, L, R};
+use T::{Deliver, Settle, SyncAt, SyncEarly, SyncWhile, L, R};
 use U::{Chmod, Create, Mkdir, Mv, Restore, Rm, RmDir, Symlink, Tie, Write};
 
 #[test]
@@ -2607,13 +2602,15 @@ proptest! {
     /// deletion comes back, no version is trashed, and the index's stamps
     /// are the files'.
     ///
-    /// With the known bugs of the ignored hand-written cases avoided, the
-    /// random schedules still fail (reported, not minimised yet): versions
-    /// trashed, and replicas left different (a symlink on one side and a
-    /// directory on the other; a tied file's bytes).
+    /// The fixed seed passes 3000 cases. Long random hunts still find
+    /// failures, about one case in ten thousand (`MODEL_SEED=random
+    /// PROPTEST_CASES=1000`: 2 runs in 20 failed): a file only touched
+    /// (same bytes, another stamp) removed on the other side before its
+    /// bytes could be compared comes back (see the ignored case; it needs
+    /// digests in the index), reports of a directory that lost a conflict
+    /// taken after the rescan that merged it. Minimise them into
+    /// hand-written cases as they come.
     #[test]
-    #[ignore = "engine bugs: user changes made while a batch runs still lose versions or \
-                leave the replicas different (see above and the ignored cases)"]
     fn racing_schedules_converge_without_a_rescan_or_resurrecting_anything(
         sc in scenario(Mode::Races, true, 30)
     ) {
@@ -2738,28 +2735,28 @@ fn a_move_then_a_write_of_the_moved_file_is_synced_without_a_conflict() {
     assert!(w.mishaps.is_empty(), "{}", w.report("refused"));
 }
 
-/// Runner bug (reported, `execute.rs`): symlink targets are read before the
-/// helper operations run, so the losing symlink of a conflict (moved to its
-/// conflict name by those operations) is never copied to the other side,
-/// which the index says has it.
+/// Runner bug (fixed, `execute.rs`): symlink targets were read before the
+/// helper operations ran, so the losing symlink of a conflict (moved to its
+/// conflict name by those operations) was never copied to the other side,
+/// which the index said had it.
 #[test]
 fn a_losing_symlink_is_kept_as_a_conflict_copy_on_both_sides() {
-    let mut w = World::new(false, false, false);
-    w.read_links_first = false;
-    case_in(w, STRICT, &[L(Symlink("b")), R(Create("b"))]);
+    calm(&[L(Symlink("b")), R(Create("b"))]);
 }
 
-/// Engine bug (reported): a file tied (other bytes, same size and mtime)
-/// and then renamed before the engine planned is taken as the moved
-/// indexed version; the move is replayed and the new bytes never copied.
+/// Engine bug (fixed; the random schedules no longer avoid it): a file
+/// tied (other bytes, same size and mtime) and then renamed before the
+/// engine planned was taken as the moved indexed version; the move was
+/// replayed and the new bytes never copied.
 #[test]
 fn a_tie_then_a_rename_is_synced() {
     calm(&[L(Create("c")), Settle, R(Tie("c")), R(Mv("c", "a"))]);
 }
 
-/// Engine bug (reported): a file tied (other bytes, same size and mtime)
-/// and chmodded before the engine planned is taken as a mode change: only
-/// the mode is set on the other side, the new bytes are never copied.
+/// Engine bug (fixed; the random schedules no longer avoid it): a file
+/// tied (other bytes, same size and mtime) and chmodded before the engine
+/// planned was taken as a mode change: only the mode was set on the other
+/// side, the new bytes were never copied.
 #[test]
 fn a_tie_then_a_chmod_is_synced() {
     calm(&[L(Create("b")), Settle, L(Tie("b")), L(Chmod("b"))]);
@@ -2837,13 +2834,14 @@ fn a_file_made_where_a_vanished_copy_goes_is_kept() {
     );
 }
 
-/// Engine bug (reported; rare in the calm schedules): after a rescan, a
-/// path both sides hold with the same bytes is compared equal and taken
-/// into the index, while a pending move of the right (`a` -> `b`) is then
-/// replayed onto it on the left: the left's `b` is trashed and replaced by
-/// its `a` (another version), and the replicas differ.
+/// Engine bug (fixed; rare in the calm schedules): after a rescan, a path
+/// both sides hold with the same bytes was compared equal and taken into
+/// the index, while a pending move of the right (`a` -> `b`) was then
+/// replayed onto it on the left: the left's `b` was trashed and replaced by
+/// its `a` (another version), and the replicas differed. A move's
+/// destination is no longer compared: the move conflicts with the change
+/// there, and a full merge sorts it out.
 #[test]
-#[ignore = "engine bug: a move replayed onto a path compared equal in the same plan"]
 fn a_move_after_a_rescan_onto_an_equal_path_converges() {
     calm(&[
         L(Create("c")),
@@ -2857,18 +2855,750 @@ fn a_move_after_a_rescan_onto_an_equal_path_converges() {
     ]);
 }
 
-/// Runner and engine bug (reported): a symlink copy whose source is renamed
-/// before its target is read is not reported missed (`execute.rs` only
-/// warns), so the index says the destination has it; the rename's replay
-/// there then fails, and the rescan after the failure takes the index's
-/// entry at the new name, missing on the right, as a deletion: the user's
-/// symlink is trashed on the left.
+/// Runner bug (fixed in `execute.rs`, and now in the model, which lagged
+/// behind it): a symlink copy whose source is renamed before its target is
+/// read was not reported missed, so the index said the destination had it;
+/// the rename's replay there then failed, and the rescan after the failure
+/// took the index's entry at the new name, missing on the right, as a
+/// deletion: the user's symlink was trashed on the left.
 #[test]
-#[ignore = "runner bug: a vanished symlink copy is not reported missed; the rescan then trashes the renamed symlink"]
 fn a_symlink_renamed_while_it_is_copied_is_kept() {
     case(
         Mode::Races,
         STRICT,
         &[L(Symlink("b")), SyncAt(vec![(0, Side::Left, Mv("b", "a"))])],
     );
+}
+
+/// Engine bug (fixed): the right chmods `b` while the left renames it to
+/// `a`; the engine replays the rename on the right before the report of
+/// the chmod reaches it. That report (of `b`, from before the replay) was
+/// taken for a new directory `b` on the right, made on the left, and the
+/// right's `a` kept its new mode alone. The helper's answer to the move
+/// gives the time it was made (the moved entry's ctime): a report at or
+/// below its source from before is taken where the entry went, and what
+/// the move took along is compared with the index there.
+#[test]
+fn a_change_reported_after_the_batch_moved_it_away_follows_the_move() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("b")),
+            Settle,
+            L(Mv("b", "a")),
+            R(Chmod("b")),
+            Deliver(Side::Left),
+            SyncEarly,
+        ],
+    );
+}
+
+/// As above, below a moved directory: the report of a file written in it
+/// before the replay names the old place.
+#[test]
+fn a_write_reported_after_the_batch_moved_its_directory_follows_the_move() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("b")),
+            L(Create("b/c")),
+            Settle,
+            L(Mv("b", "a")),
+            R(Write("b/c")),
+            Deliver(Side::Left),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (fixed): the left chmods directory `a` while the right
+/// removes it; the engine trashes it on the left before the report of the
+/// chmod reaches it. That report was taken for a new directory on the
+/// left, made again on the right. The helper's answer to the trash gives
+/// the time it was made: a report at or below the path from before is of
+/// what is in the trash now.
+#[test]
+fn a_change_reported_after_the_batch_trashed_it_is_not_made_again() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("a")),
+            Settle,
+            L(Chmod("a")),
+            R(RmDir("a")),
+            Deliver(Side::Right),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (fixed): the right chmods directory `a`; while the batch
+/// sets that mode on the left, the left's user sets the old mode back.
+/// The report of that (the old mode, which a directory's state cannot
+/// tell from the one before our write) was dropped as the state before
+/// the batch's write, and the replicas kept different modes. A report of
+/// a directory the batch writes now waits for the time of that write.
+/// (A lazy filter: both reports, taken after the chmod back, show it.)
+#[test]
+fn a_directory_mode_set_back_while_the_batch_sets_it_is_synced() {
+    case_in(
+        World::new(false, true, true),
+        STRICT,
+        &[
+            L(Mkdir("a")),
+            Settle,
+            R(Chmod("a")),
+            SyncAt(vec![(1, Side::Left, Chmod("a"))]),
+        ],
+    );
+}
+
+/// Engine bug (fixed): a file tied on the left (other bytes, the same size
+/// and mtime) is renamed while its copy to the right runs; the copy finds
+/// its source gone, and the index goes back to the old version. The
+/// rename, reported before the copy was, was taken for a rename of that
+/// indexed version (its new stamp the rename's): replayed on the right,
+/// with the old bytes, and never copied.
+#[test]
+fn a_tied_file_renamed_while_it_is_copied_is_synced() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            R(Create("b")),
+            Settle,
+            L(Tie("b")),
+            SyncAt(vec![(0, Side::Left, Mv("b", "c"))]),
+        ],
+    );
+}
+
+/// Engine bug (found by the first fix of late reports after a move): the
+/// batch replays the left's move `b` -> `a` on the right and copies the
+/// left's new version over `a`; meanwhile, after the move, the right's
+/// user creates `b`. The copy's answer at `a` was taken for the move's,
+/// whose time then was the copy's: the user's `b`, made before it, was
+/// taken for a late report of the moved entry and dropped.
+#[test]
+fn a_file_made_where_a_replayed_move_left_is_synced() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Create("b")),
+            Settle,
+            L(Mv("b", "a")),
+            L(Write("a")),
+            SyncAt(vec![(1, Side::Right, Create("b"))]),
+        ],
+    );
+}
+
+/// Engine bug (fixed): the right loses a conflict at `a` (its version is
+/// kept as a conflict copy) and writes `a` again just before the batch
+/// renames it: the copy of the conflict copy to the left reads that newer
+/// version. The index then did not take the right's stamp of it (the
+/// source may have changed after the copy read it), although it was the
+/// one the batch's own rename reported, before the copy ran. The left's
+/// user removes the conflict copy at once; at the next listing (an
+/// overflow, which loses the reports queued), the
+/// right's copy, of an unknown stamp, looked changed, and the modification
+/// won over the deletion: the conflict copy came back.
+#[test]
+fn a_conflict_copy_written_before_the_batch_renames_it_stays_deleted() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Create("a"));
+    w.settle().unwrap();
+    w.act(Side::Right, Write("a"));
+    w.act(Side::Left, Write("a"));
+    w.sync_at(&[(0, Side::Right, Write("a"))]);
+    let kept = w
+        .tree(Side::Left)
+        .keys()
+        .find(|k| k.to_string().contains("conflict"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", w.report("no conflict copy")));
+    let entry = World::index_of(&w.listed(Side::Left, |n| !n.is_dir()), &kept);
+    w.user(Side::Left, &Action::Rm { entry });
+    w.overflow(Side::Left, 0);
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
+
+/// Engine bug (fixed): the right makes a directory `c` and renames it to
+/// `b`; before the reports reach the engine, it makes the left's symlink
+/// `b` on the right (`Op::Symlink` replaces what is there). The rename's
+/// report, taken after the batch, made `b` a new directory of the right,
+/// which replaced the symlink on the left. A rename onto a path the batch
+/// wrote later (by the time of its write) only removes its source.
+#[test]
+fn a_rename_onto_a_path_then_replaced_by_a_symlink_copy_converges() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Symlink("b")),
+            Deliver(Side::Left),
+            R(Mkdir("c")),
+            R(Mv("c", "b")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (fixed): the right renames directory `c` to `a` while the
+/// batch makes `c/b` there (its helper makes the missing `c` again). The
+/// rename, taken in before the batch's answer, carried `c/b` in the
+/// engine's view of the right: its replay on the left put the left's
+/// `c/b` in `a`, which the right's `a` lacks. What the batch installed
+/// below the source after the rename (by its time) is now taken as left
+/// where it is.
+#[test]
+fn a_directory_renamed_while_the_batch_writes_in_it_converges() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("c")),
+            Settle,
+            L(Mkdir("c/b")),
+            SyncAt(vec![(0, Side::Right, Mv("c", "a"))]),
+        ],
+    );
+}
+
+/// As above, with a file copied into the renamed directory.
+#[test]
+fn a_directory_renamed_while_a_file_is_copied_into_it_converges() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("c")),
+            Settle,
+            R(Create("c/a")),
+            SyncAt(vec![(0, Side::Left, Mv("c", "b"))]),
+        ],
+    );
+}
+
+/// Engine bug (fixed): a file copied from the left whose directory the
+/// left renames while the copy runs, the rename reported only after the
+/// batch: the copy found no source, and nothing was left pending, so the
+/// file at its new place was never copied (the rename's replay moved a
+/// directory where the index had nothing below). The version planned is
+/// kept until the rename's report, which takes it along as the source's
+/// change (a removal's report drops it; not planned before either, so a
+/// batch cut short does not retry it in a loop).
+#[test]
+fn a_file_whose_directory_is_renamed_while_it_is_copied_is_synced() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Mkdir("a"));
+    w.settle().unwrap();
+    w.act(Side::Left, Create("a/a"));
+    w.sync(
+        true,
+        &[(0, During::Named(Side::Left, Mv("a", "b")))],
+        Echoes::AfterComplete,
+        true,
+    );
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
+
+/// Engine bug (fixed): the copy of a conflict copy (the right's `b`, kept
+/// as `b.conflict-…-right`) into the left is refused (the left's user made
+/// a file of that name meanwhile, then removes it). The right's version
+/// was queued again as it was before the batch's own rename of it, with
+/// the stamp from before that rename: the index kept a stale stamp of the
+/// right's conflict copy (a later write or deletion there would be refused
+/// and merged again). It is queued as the rename left it.
+#[test]
+fn a_refused_conflict_copy_keeps_the_stamp_of_the_rename() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Right, Create("b"));
+    w.act(Side::Left, Symlink("b"));
+    // The first path the batch writes: its copy of the right's conflict
+    // copy into the left.
+    let made = During::Hit {
+        target: 0,
+        hit: Hit::Rewrite(How::New),
+    };
+    w.sync(true, &[(0, made)], Echoes::BeforeComplete, true);
+    let kept = w
+        .tree(Side::Left)
+        .keys()
+        .find(|k| k.to_string().contains("conflict"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", w.report("no file where the conflict copy goes")));
+    let entry = World::index_of(&w.listed(Side::Left, |n| !n.is_dir()), &kept);
+    w.user(Side::Left, &Action::Rm { entry });
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
+
+/// Engine bug (fixed): the right makes a file `a` (its report not taken in
+/// yet) where the batch makes the left's symlink `a`; the left then
+/// removes its symlink. `Op::Symlink` replaced what was there (the file was
+/// lost), and the report of the right's file, taken in while the batch
+/// ran, counted as a change after the symlink: modification won over the
+/// left's removal, and the copy of a file that was gone left the right's
+/// symlink in place, unknown to the index. A report at a path the batch
+/// writes now waits for its answer; `Op::Symlink` now expects what the
+/// index has there (here nothing), and is refused: the right's file is
+/// kept, and merged with the left's removal.
+#[test]
+fn a_report_older_than_a_symlink_made_over_it_is_dropped() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Symlink("a"));
+    w.deliver_all();
+    w.act(Side::Right, Create("a"));
+    w.sync(
+        false,
+        &[(1, During::Named(Side::Left, Rm("a")))],
+        Echoes::BeforeComplete,
+        true,
+    );
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
+
+/// Engine bug (fixed): the right renames its new file `b` to `a` and back
+/// while the engine plans to make the left's new directory `a` there. The
+/// reports of both renames, taken after the batch, moved the directory the
+/// batch had made at `a` (in the engine's view) to `b`: its replay removed
+/// the left's `a`. A rename from a path the batch wrote later (by the time
+/// of its write) is of another entry, new at its destination.
+#[test]
+fn a_rename_from_a_path_the_batch_then_wrote_is_of_another_entry() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            R(Create("b")),
+            L(Mkdir("a")),
+            Deliver(Side::Left),
+            R(Mv("b", "a")),
+            R(Mv("a", "b")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (fixed): the left renames directory `b` (with a new `b/a`
+/// whose report an overflow lost) to `a` while a rescan is under way; the
+/// listing has `a` and `a/a`, and the rename's report comes after it. It
+/// was taken as a rename of a new entry, which dropped what the listing
+/// had queued below `a`: `a/a` was never made on the right. A rename whose
+/// destination the side already reported with the rename's own stamp, and
+/// whose source it reported gone, was taken in already.
+#[test]
+fn a_rename_reported_after_a_listing_that_has_it_is_dropped() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Mkdir("b"));
+    w.settle().unwrap();
+    w.act(Side::Left, Mkdir("b/a"));
+    w.overflow(Side::Left, 0);
+    w.sync(
+        true,
+        &[(0, During::Named(Side::Left, Mv("b", "a")))],
+        Echoes::AfterComplete,
+        true,
+    );
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
+
+/// Engine bug (reported, not fixed; rare in the calm schedules too, and
+/// already in `main`): a file renamed and touched (a chmod to its own mode:
+/// a new ctime only) on the left is taken as maybe another version (the
+/// same size and mtime, another stamp); its bytes are to be compared with
+/// the right's once the rename is replayed there, but the right's user
+/// removes it first: nothing is left to compare with, the removal loses to
+/// a change that was none, and the file comes back. A fix needs the index
+/// to keep each version's digest (EXACTNESS.md, 6.1), so that a file is
+/// compared with the index on its own side.
+#[test]
+#[ignore = "engine bug: a renamed, touched file removed on the other side before its bytes are compared comes back (needs digests in the index)"]
+fn a_file_renamed_and_touched_then_removed_on_the_other_side_stays_removed() {
+    let mut w = World::new(false, false, false);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Create("a"));
+    w.settle().unwrap();
+    w.act(Side::Left, Mv("a", "b"));
+    // chmod to the mode it has.
+    let entry = World::index_of(&w.listed(Side::Left, |n| !n.is_dir()), &"b".into());
+    w.user(Side::Left, &Action::Chmod { entry, mode: 0 });
+    // One batch (the rename replayed), then the right removes `b`.
+    w.sync(true, &[], Echoes::BeforeComplete, true);
+    w.act(Side::Right, Rm("b"));
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
+
+/// Engine bug (fixed): the left makes and removes a file `a` while the
+/// engine makes the right's symlink `a` there, before the reports of both
+/// reach it. The report of the file, older than the symlink, was dropped,
+/// but the removal's report was then taken for a removal of the symlink:
+/// the right's symlink was trashed although the left has it. A removal
+/// reported right after a report older than our write there is of that
+/// older entry.
+#[test]
+fn a_file_made_and_removed_before_a_symlink_copy_lands_keeps_the_symlink() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            R(Symlink("a")),
+            Deliver(Side::Right),
+            L(Create("a")),
+            L(Rm("a")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (found by the first fix of late renames onto written paths):
+/// the right renames directory `a` over the empty `b` while the batch sets
+/// the mode of `b` there (in place, on what is now the renamed `a`). The
+/// rename's report, older than the batch's write at `b`, was taken as a
+/// rename onto something our write then replaced, and reduced to a removal
+/// of `a`: the left's `a` was trashed and its `a/a` lost on the right. Only
+/// a write that put another inode there replaces what was renamed.
+#[test]
+fn a_directory_renamed_over_one_whose_mode_the_batch_sets_converges() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("a")),
+            L(Mkdir("a/a")),
+            L(Mkdir("b")),
+            Settle,
+            L(Chmod("b")),
+            Deliver(Side::Left),
+            R(Mv("a", "b")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (fixed): the left makes and removes a file `a` while the
+/// engine makes the right's symlink `a` there; the left's filter is lazy (it
+/// lstats a path when its report is taken), so the report of the user's
+/// file describes the symlink (an echo), and the removal's report that
+/// follows was taken for a removal of the symlink: it was trashed on the
+/// right. The helper's symlinks (and replayed moves) are made by a rename
+/// into place that the filter never reports: a report showing exactly what
+/// one left is of a user's change made before it, and a removal reported
+/// next is of that older entry. (The same with a directory the batch
+/// renames there: the fixed seed's racing schedules found it past 256
+/// cases.)
+#[test]
+fn a_file_made_and_removed_before_a_symlink_copy_lands_keeps_it_with_a_lazy_filter() {
+    case_in(
+        World::new(false, true, true),
+        STRICT,
+        &[
+            R(Symlink("a")),
+            Deliver(Side::Right),
+            L(Create("a")),
+            L(Rm("a")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (found by the first fix of removals after older reports): the
+/// right chmods `a` while the batch replays the left's rename of it to `b`;
+/// the chmod's late report (of `a`, older than the replay) is taken at `b`
+/// and dropped. The right's user then removes `b`: that removal was taken
+/// for one of the older entry and dropped, and `b` stayed on the left. Only
+/// a report of another inode than ours marks an older entry.
+#[test]
+fn a_directory_removed_after_a_late_report_of_its_rename_stays_removed() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("a")),
+            Settle,
+            L(Mv("a", "b")),
+            Deliver(Side::Left),
+            R(Chmod("a")),
+            SyncEarly,
+            R(RmDir("b")),
+        ],
+    );
+}
+
+/// Engine bug (found by the fix of late renames through fences): the right
+/// renames `b` over its file `a` while the batch keeps the right's `a` as a
+/// conflict copy (renaming it). The rename's late report, taken where the
+/// batch's rename took the entry, brought its stamp from before that
+/// rename: the index kept a stale stamp of the right's conflict copy. The
+/// batch's rename answered with the entry's state; only the source's
+/// removal is news.
+#[test]
+fn a_rename_onto_a_conflict_loser_keeps_the_stamp_of_the_conflict_copy() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Right, Create("a"));
+    w.act(Side::Left, Mkdir("a"));
+    w.act(Side::Right, Create("b"));
+    w.deliver(Side::Left, usize::MAX);
+    // The right's `a`, not yet its `b`.
+    w.deliver(Side::Right, 1);
+    w.act(Side::Right, Mv("b", "a"));
+    w.sync(false, &[], Echoes::BeforeComplete, true);
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
+
+/// Engine bug (found by the fix of renames reported after a listing): the
+/// left makes `a` and `a/a` and renames `a` to `b` while a rescan is under
+/// way; the report of `a/a` comes after the listing (which has `b` and
+/// `b/a`), then the rename's. The rename, already listed, was dropped, and
+/// the late report of `a/a` made `a` and `a/a` on the right, which the left
+/// does not have. Late reports below the source go along with the rename.
+#[test]
+fn a_late_report_below_a_rename_already_listed_follows_it() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.overflow(Side::Left, 0);
+    w.act(Side::Left, Mkdir("a"));
+    w.act(Side::Left, Mkdir("a/a"));
+    // The overflow's rescan and `a`'s report are taken in; `a/a`'s and the
+    // rename's reports come after the listing.
+    w.deliver(Side::Left, 2);
+    w.sync(
+        false,
+        &[(0, During::Named(Side::Left, Mv("a", "b")))],
+        Echoes::AfterComplete,
+        true,
+    );
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
+
+/// Engine bug (fixed): the right ties `c` (other bytes, the same size and
+/// mtime) just before the batch replays the left's rename of it to `a`.
+/// The rename's answer (same size and mtime) was taken for the indexed
+/// version with the rename's stamp, and the tie's late report, older than
+/// the rename, was dropped: the right kept other bytes than the left for
+/// good. A late report of that very file from before our write now has its
+/// bytes compared again.
+#[test]
+fn a_tie_made_just_before_the_batch_renames_the_file_is_synced() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Create("c")),
+            Settle,
+            L(Mv("c", "a")),
+            Deliver(Side::Left),
+            R(Tie("c")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Known bug (fixed: `Op::Symlink` carries an `Expect`): the right makes a
+/// file `a` (its report not taken in yet) where the batch makes the left's
+/// symlink `a`; the symlink replaced the file, which was lost, and when the
+/// right's user then removed what they took for their file, the removal
+/// was dropped as one of an entry older than the symlink (the left kept
+/// it, the right did not). The symlink is now refused there: the file is
+/// kept and merged as a conflict.
+#[test]
+fn a_file_made_where_a_symlink_copy_goes_is_kept() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Symlink("a"));
+    w.deliver_all();
+    w.act(Side::Right, Create("a"));
+    w.sync(
+        false,
+        &[(1, During::Named(Side::Right, Rm("a")))],
+        Echoes::BeforeComplete,
+        true,
+    );
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
+
+/// Engine bug (fixed; found by the calm schedules): both sides change `a`
+/// to the same bytes with other modes (a chmod, a `cp -p` restore), and an
+/// overflow makes the next plan a rescan. The mode to align, decided by the
+/// comparison right before that plan, was kept across the rescan and set
+/// by a later batch, after the left had written `a` again: the right's
+/// version, just renamed to its conflict name by the same batch, had
+/// another mode than the copy of it planned (the copy found its source
+/// changed). A listing supersedes what a comparison before it decided.
+#[test]
+fn attributes_compared_before_a_rescan_are_not_set_after_it() {
+    let mut w = World::new(false, false, false);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Create("a"));
+    w.settle().unwrap();
+    w.overflow(Side::Left, 0);
+    w.act(Side::Left, Chmod("a"));
+    w.act(Side::Right, Restore("a", true));
+    // The comparison, then a plan that is only the rescan.
+    w.sync(true, &[], Echoes::BeforeComplete, true);
+    w.act(Side::Left, Write("a"));
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
+}
+
+/// As above, with the right's directory `c` that the batch renames to `b`
+/// on the left, where the left's user made and removed a file just before
+/// (the fixed seed's racing schedules, past 256 cases).
+#[test]
+fn a_file_made_and_removed_before_a_move_is_replayed_there_keeps_the_move() {
+    case_in(
+        World::new(false, true, true),
+        STRICT,
+        &[
+            R(Mkdir("c")),
+            Settle,
+            R(Mv("c", "b")),
+            Deliver(Side::Right),
+            L(Create("b")),
+            L(Rm("b")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine and helper bug (fixed): the left renames `c` over `b`; the right
+/// removes `b` just before the batch replays the rename there. The helper's
+/// move, expecting the version of `b` it was to replace, went ahead when it
+/// found nothing, and the right's removal, reported after, was taken for a
+/// removal of what the move put there: it was trashed on the left. A move
+/// that expects a version refuses when it is gone (a full merge sorts it
+/// out), as a trash or an install does.
+#[test]
+fn a_rename_over_a_file_the_other_side_just_removed_converges() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Create("b")),
+            L(Create("c")),
+            Settle,
+            L(Mv("c", "b")),
+            Deliver(Side::Left),
+            R(Rm("b")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (fixed): the right makes `c/a`; the left makes a file `c`
+/// (its report not taken in yet) where the batch makes directory `c`: the
+/// `Mkdir` is refused, and the copy of `c/a` fails. The left then removes
+/// its file: `c` is made again, but `c/a` was left as it was, to be copied
+/// at the next change (there was none). A copy missed below a refused
+/// directory waits for the merge of that directory, as the source's change.
+#[test]
+fn a_file_below_a_refused_directory_is_copied_once_it_is_made() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            R(Mkdir("c")),
+            R(Create("c/a")),
+            Deliver(Side::Right),
+            L(Create("c")),
+            SyncEarly,
+            L(Rm("c")),
+        ],
+    );
+}
+
+/// Engine bug (found by the fix of lazy reports of unreported writes): the
+/// batch replays the right's rename `a` -> `b` on the left, then sets the
+/// mode the right gave it (a reported write); the report of that mode was
+/// taken for a late report of a user's change before the rename, and the
+/// left's user's `rm -r b` that followed was dropped as the removal of an
+/// older entry. Only the batch's last write at a path, if unreported,
+/// counts.
+#[test]
+fn a_directory_removed_after_its_replayed_rename_and_chmod_stays_removed() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("a")),
+            Settle,
+            R(Chmod("a")),
+            R(Mv("a", "b")),
+            SyncWhile(vec![]),
+            L(RmDir("b")),
+        ],
+    );
+}
+
+/// Engine bug (found once the random schedules stopped avoiding ties with
+/// renames): both sides tie `a/a` (other bytes, the same size and mtime),
+/// and the left renames `a` to `b`. The comparison before the plan looked
+/// at `a/a`, which the left no longer has; the rename's replay brought both
+/// to `b/a`, taken as the same on both sides, and the replicas kept other
+/// bytes. Same-looking files a replayed move brings together wait for the
+/// next plan's comparison.
+#[test]
+fn ties_on_both_sides_below_a_renamed_directory_are_compared() {
+    calm(&[
+        L(Mkdir("a")),
+        L(Create("a/a")),
+        Settle,
+        R(Tie("a/a")),
+        L(Tie("a/a")),
+        L(Mv("a", "b")),
+    ]);
+}
+
+/// Engine bug (fixed): the right renames its new directory `a` (with `a/a`)
+/// to `b` just before the batch copies the left's new file `a` there. The
+/// rename, older than the copy at `a`, is of the user's directory, new at
+/// `b`; but the report of `a/a`, taken before it, stayed at `a/a`, where
+/// nothing is: `b/a` never reached the left. Reports below a renamed
+/// entry older than our write at its old path go along with the rename.
+#[test]
+fn a_directory_renamed_just_before_a_copy_lands_at_its_name_keeps_its_contents() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Create("a"));
+    w.act(Side::Right, Mkdir("a"));
+    w.act(Side::Right, Create("a/a"));
+    w.deliver(Side::Left, usize::MAX);
+    w.sync(
+        false,
+        &[(0, During::Named(Side::Right, Mv("a", "b")))],
+        Echoes::BeforeComplete,
+        true,
+    );
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
 }
