@@ -288,12 +288,19 @@ pub fn set_mtime_fd(fd: BorrowedFd<'_>, ns: i64) -> io::Result<()> {
     Ok(rustix::fs::futimens(fd, &mtime_only(ns))?)
 }
 
-/// Give `name` in `dir` the numeric owner and group `(uid, gid)`, never
-/// following a symlink (a link's own owner is changed).
+/// Give `name` in `dir` the numeric owner and group `(uid, gid)` unless it
+/// has them, never following a symlink (a link's own owner is changed).
 ///
 /// # Errors
 /// Missing entries, failing chown (not root).
 pub fn chown(dir: BorrowedFd<'_>, name: &[u8], (uid, gid): (u32, u32)) -> io::Result<()> {
+    // Already so: nothing done (a chown, even to the same owner, changes
+    // the ctime and is reported, a state between ours and the next change).
+    if let Some(st) = lstat_at(dir, name)? {
+        if (st.st_uid, st.st_gid) == (uid, gid) {
+            return Ok(());
+        }
+    }
     let (uid, gid) = (
         rustix::fs::Uid::from_raw(uid),
         rustix::fs::Gid::from_raw(gid),
