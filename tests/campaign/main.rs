@@ -47,14 +47,27 @@ use std::time::{Duration, Instant};
 
 use campaign::{campaign, seeds, Mode};
 
+/// The campaign's runs and regression tests drive real processes (brains,
+/// agents, rsync, sshd) on a 2-core machine: they run one at a time, as two
+/// campaigns must never run at once here (their schedules then measure the
+/// machine's overload, not the product). What they find under load is kept
+/// apart: see the soak and the closing notes.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn campaign_local() {
+    let _one = crate::one_at_a_time();
     let runs: Vec<_> = seeds(6, 1).into_iter().map(|s| (s, Mode::Local)).collect();
     campaign(&runs);
 }
 
 #[test]
 fn campaign_ssh() {
+    let _one = crate::one_at_a_time();
     let runs: Vec<_> = seeds(3, 2).into_iter().map(|s| (s, Mode::Ssh)).collect();
     campaign(&runs);
 }
@@ -63,6 +76,7 @@ fn campaign_ssh() {
 /// alternating local and ssh pairs.
 #[test]
 fn campaign_kills() {
+    let _one = crate::one_at_a_time();
     let runs: Vec<_> = seeds(3, 3)
         .into_iter()
         .enumerate()
@@ -86,6 +100,7 @@ fn campaign_kills() {
 /// a skip. The failure report of any run prints the exact command.
 #[test]
 fn replay() {
+    let _one = crate::one_at_a_time();
     let seed = match std::env::var("CAMPAIGN_SEED") {
         Ok(s) => s
             .parse()
@@ -106,6 +121,7 @@ fn replay() {
 /// loudly that it did nothing.
 #[test]
 fn soak() {
+    let _one = crate::one_at_a_time();
     let Some(secs) = std::env::var("CAMPAIGN_SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -144,6 +160,7 @@ fn soak() {
 /// syncs (so a model difference in a run is the product's).
 #[test]
 fn campaign_model_is_exact_without_sync() {
+    let _one = crate::one_at_a_time();
     for seed in 0..3 {
         campaign::model_self_check(seed, 800);
     }

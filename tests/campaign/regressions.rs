@@ -124,6 +124,7 @@ fn restore_over(dir: &Path, target: &Path, data: &[u8]) {
 
 #[test]
 fn cp_p_restore_live() {
+    let _one = crate::one_at_a_time();
     let mut p = Pair::new(&[]);
     p.start();
     fs::write(p.left.join("conf"), b"version one").unwrap();
@@ -146,6 +147,7 @@ fn cp_p_restore_live() {
 
 #[test]
 fn cp_p_restore_sync_only() {
+    let _one = crate::one_at_a_time();
     let mut p = Pair::new(&[]);
     p.start();
     fs::write(p.left.join("conf"), b"version one").unwrap();
@@ -172,6 +174,7 @@ fn cp_p_restore_sync_only() {
 
 #[test]
 fn same_mtime_tie_live() {
+    let _one = crate::one_at_a_time();
     let mut p = Pair::new(&[]);
     p.start();
     fs::write(p.left.join("conf"), b"original").unwrap();
@@ -200,6 +203,7 @@ fn same_mtime_tie_live() {
 
 #[test]
 fn same_mtime_tie_first_sync() {
+    let _one = crate::one_at_a_time();
     let p = Pair::new(&[]);
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     harness::write_with_mtime(&p.left.join("f"), b"left bytes", t).unwrap();
@@ -230,6 +234,7 @@ fn counters(s: &serde_json::Value) -> (String, String) {
 
 #[test]
 fn two_writers_no_loop() {
+    let _one = crate::one_at_a_time();
     let mut p = Pair::new(&[]);
     for d in 0..10 {
         fs::create_dir_all(p.left.join(format!("d{d}"))).unwrap();
@@ -291,6 +296,7 @@ fn two_writers_no_loop() {
 /// shared files; no conflict copy may appear in a private subtree.
 #[test]
 fn private_churn_no_spurious_conflicts() {
+    let _one = crate::one_at_a_time();
     let seed = 424_242;
     if let Err(report) = campaign::run(
         seed,
@@ -347,11 +353,13 @@ fn rm_rf_root_keeps_the_other_side(remove_right: bool) {
 
 #[test]
 fn rm_rf_right_root_changes_nothing_left() {
+    let _one = crate::one_at_a_time();
     rm_rf_root_keeps_the_other_side(true);
 }
 
 #[test]
 fn rm_rf_left_root_changes_nothing_right() {
+    let _one = crate::one_at_a_time();
     rm_rf_root_keeps_the_other_side(false);
 }
 
@@ -364,6 +372,7 @@ fn chown_nobody(p: &Path) {
 
 #[test]
 fn unreadable_dir_left_alone() {
+    let _one = crate::one_at_a_time();
     // SAFETY: getuid has no preconditions.
     let root = unsafe { libc::getuid() } == 0;
     let mut p = Pair::new(&[]);
@@ -488,6 +497,7 @@ fn unreadable_dir_left_alone() {
 
 #[test]
 fn sigint_to_process_group_is_clean() {
+    let _one = crate::one_at_a_time();
     let mut p = Pair::new(&[]);
     fs::write(p.left.join("a"), b"a").unwrap();
     p.brain.own_group = true;
@@ -514,6 +524,7 @@ fn sigint_to_process_group_is_clean() {
 
 #[test]
 fn dry_run_creates_nothing() {
+    let _one = crate::one_at_a_time();
     let p = Pair::new(&[]);
     fs::write(p.left.join("l"), b"left").unwrap();
     fs::write(p.right.join("r"), b"right").unwrap();
