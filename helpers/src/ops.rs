@@ -1025,11 +1025,7 @@ impl Replica {
     }
 
     /// Create or replace the symlink `rel` → `target` with mtime `mtime_ns`,
-    /// if `rel` holds what `expect` says (else [`OpError::Refused`]): made
-    /// under an ignore-suffix name, timed, then renamed into place, so the
-    /// filter reports nothing and no half-made link is ever visible. A
-    /// directory in the way (expected) goes to the trash; nothing expected
-    /// there, the rename does not replace what was made meanwhile.
+    /// if `rel` holds what `expect` says: see [`Replica::make_entry`].
     ///
     /// # Errors
     /// Unsafe paths, failing syscalls, [`OpError::Refused`].
@@ -1041,58 +1037,19 @@ impl Replica {
         owner: Option<(u32, u32)>,
         expect: Expect,
     ) -> Result<(), OpError> {
-        let name = rel.file_name();
-        if let Some(d) = self.dir_of(rel, false)? {
-            let found = beneath::lstat_at(d.as_fd(), name)
-                .map_err(io_err("looking at", rel))?
-                .map(|st| sig_of_stat(&st));
-            if !expect.holds(found.as_ref()) {
-                return Err(OpError::Refused {
-                    path: rel.clone(),
-                    found,
-                });
-            }
-            if found.is_some_and(|f| f.kind == Kind::Dir) {
-                self.trash(rel)?;
-            }
-        }
-        let dir = self
-            .dir_of(rel, true)
-            .map_err(|e| match e {
-                OpError::Io { source, .. } => io_err("creating parents of", rel)(source),
-                e => e,
-            })?
-            .ok_or_else(|| OpError::Missing(rel.clone()))?;
-        let tmp = Self::ignore_name(name);
-        let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
-        rustix::fs::symlinkat(os(target).as_os_str(), &dir, os(&tmp).as_os_str())
-            .map_err(|e| io_err("creating symlink", rel)(e.into()))?;
-        let noreplace = expect == Expect::Absent;
-        let done = owner
-            .map_or(Ok(()), |o| beneath::chown(dir.as_fd(), &tmp, o))
-            .and_then(|()| beneath::set_mtime(dir.as_fd(), &tmp, mtime_ns))
-            .and_then(|()| beneath::rename(dir.as_fd(), &tmp, dir.as_fd(), name, noreplace));
-        if let Err(e) = done {
-            let _ = rustix::fs::unlinkat(&dir, os(&tmp).as_os_str(), AtFlags::empty());
-            if noreplace && e.raw_os_error() == Some(libc::EEXIST) {
-                // Made meanwhile: refused, not replaced.
-                return Err(OpError::Refused {
-                    path: rel.clone(),
-                    found: beneath::lstat_at(dir.as_fd(), name)
-                        .ok()
-                        .flatten()
-                        .map(|st| sig_of_stat(&st)),
-                });
-            }
-            return Err(io_err("creating symlink", rel)(e));
-        }
-        Ok(())
+        self.make_entry(rel, expect, "creating symlink", |dir, tmp| {
+            rustix::fs::symlinkat(
+                std::ffi::OsStr::from_bytes(target),
+                dir,
+                std::ffi::OsStr::from_bytes(tmp),
+            )?;
+            owner.map_or(Ok(()), |o| beneath::chown(dir, tmp, o))?;
+            beneath::set_mtime(dir, tmp, mtime_ns)
+        })
     }
 
     /// Create or replace the fifo or device `rel`, with its mode, owner and
-    /// mtime: made under an ignore-suffix name (the filter reports nothing),
-    /// then renamed into place. Never opened. A directory in the way goes
-    /// to the trash.
+    /// mtime, never opening it: see [`Replica::make_entry`].
     ///
     /// # Errors
     /// Unsafe paths, another kind, failing syscalls (a device made by
@@ -1117,13 +1074,46 @@ impl Replica {
                 )))
             }
         };
+        self.make_entry(rel, Expect::Any, "creating", |dir, tmp| {
+            rustix::fs::mknodat(
+                dir,
+                std::ffi::OsStr::from_bytes(tmp),
+                file_type,
+                Mode::from_raw_mode(0o600),
+                rdev,
+            )?;
+            owner.map_or(Ok(()), |o| beneath::chown(dir, tmp, o))?;
+            beneath::chmod(dir, tmp, mode)?;
+            beneath::set_mtime(dir, tmp, mtime_ns)
+        })
+    }
+
+    /// Make an entry that is not a regular file or a directory (a symlink,
+    /// a fifo, a device) at `rel`, if `rel` holds what `expect` says (else
+    /// [`OpError::Refused`]): `make` creates it, with its attributes, under
+    /// an ignore-suffix name in its directory (the filter reports nothing,
+    /// nothing half-made is ever visible), then it is renamed into place. A
+    /// directory in the way (expected) goes to the trash; nothing expected
+    /// there, the rename does not replace what was made meanwhile.
+    fn make_entry(
+        &self,
+        rel: &RelPath,
+        expect: Expect,
+        what: &'static str,
+        make: impl FnOnce(BorrowedFd<'_>, &[u8]) -> io::Result<()>,
+    ) -> Result<(), OpError> {
         let name = rel.file_name();
         if let Some(d) = self.dir_of(rel, false)? {
-            if beneath::lstat_at(d.as_fd(), name)
-                .ok()
-                .flatten()
-                .is_some_and(|st| sig_of_stat(&st).kind == Kind::Dir)
-            {
+            let found = beneath::lstat_at(d.as_fd(), name)
+                .map_err(io_err("looking at", rel))?
+                .map(|st| sig_of_stat(&st));
+            if !expect.holds(found.as_ref()) {
+                return Err(OpError::Refused {
+                    path: rel.clone(),
+                    found,
+                });
+            }
+            if found.is_some_and(|f| f.kind == Kind::Dir) {
                 self.trash(rel)?;
             }
         }
@@ -1135,23 +1125,22 @@ impl Replica {
             })?
             .ok_or_else(|| OpError::Missing(rel.clone()))?;
         let tmp = Self::ignore_name(name);
-        let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
-        rustix::fs::mknodat(
-            &dir,
-            os(&tmp).as_os_str(),
-            file_type,
-            Mode::from_raw_mode(0o600),
-            rdev,
-        )
-        .map_err(|e| io_err("creating", rel)(e.into()))?;
-        let done = owner
-            .map_or(Ok(()), |o| beneath::chown(dir.as_fd(), &tmp, o))
-            .and_then(|()| beneath::chmod(dir.as_fd(), &tmp, mode))
-            .and_then(|()| beneath::set_mtime(dir.as_fd(), &tmp, mtime_ns))
-            .and_then(|()| beneath::rename(dir.as_fd(), &tmp, dir.as_fd(), name, false));
+        let noreplace = expect == Expect::Absent;
+        let done = make(dir.as_fd(), &tmp)
+            .and_then(|()| beneath::rename(dir.as_fd(), &tmp, dir.as_fd(), name, noreplace));
         if let Err(e) = done {
-            let _ = rustix::fs::unlinkat(&dir, os(&tmp).as_os_str(), AtFlags::empty());
-            return Err(io_err("creating", rel)(e));
+            let _ = rustix::fs::unlinkat(&dir, std::ffi::OsStr::from_bytes(&tmp), AtFlags::empty());
+            if noreplace && e.raw_os_error() == Some(libc::EEXIST) {
+                // Made meanwhile: refused, not replaced.
+                return Err(OpError::Refused {
+                    path: rel.clone(),
+                    found: beneath::lstat_at(dir.as_fd(), name)
+                        .ok()
+                        .flatten()
+                        .map(|st| sig_of_stat(&st)),
+                });
+            }
+            return Err(io_err(what, rel)(e));
         }
         Ok(())
     }
