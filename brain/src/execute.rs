@@ -113,34 +113,61 @@ pub async fn execute(
             note(&mut report, &mut stats, side, op.target(), r);
         }
     }
-    // Symlinks are made by the destination's helper (atomically, with their
-    // mtime), not by rsync: their targets are read on the source side once
-    // the ops ran (a conflict copy of a link is made by them).
+    // Symlinks, fifos and devices are made by the destination's helper
+    // (atomically, with their attributes), not by rsync, if the source still
+    // holds the version planned (else the source's report of the new one
+    // brings it): a link's target is read on the source side once the ops
+    // ran (a conflict copy of a link is made by them); a fifo or a device is
+    // made from its signature (`mknod`: nothing is read).
     for dst in Side::BOTH {
-        let (links_list, rest): (Vec<Copy>, Vec<Copy>) = std::mem::take(&mut copies[dst.idx()])
+        let (made_here, rest): (Vec<Copy>, Vec<Copy>) = std::mem::take(&mut copies[dst.idx()])
             .into_iter()
-            .partition(|c| c.sig.kind == Kind::Symlink);
+            .partition(|c| c.sig.kind == Kind::Symlink || c.sig.kind.is_special());
         copies[dst.idx()] = rest;
-        if links_list.is_empty() {
+        if made_here.is_empty() {
             continue;
         }
-        let paths: Vec<RelPath> = links_list.iter().map(|c| c.path.clone()).collect();
-        let targets = links[dst.other().idx()].read_links(paths.clone()).await?;
-        // The link read must be the version planned (a link replaced since
-        // would be made with the new target and the old mtime): else the
-        // source's report of the new one brings it.
+        let paths: Vec<RelPath> = made_here.iter().map(|c| c.path.clone()).collect();
+        let link_paths: Vec<RelPath> = made_here
+            .iter()
+            .filter(|c| c.sig.kind == Kind::Symlink)
+            .map(|c| c.path.clone())
+            .collect();
+        let mut targets = if link_paths.is_empty() {
+            Vec::new()
+        } else {
+            links[dst.other().idx()].read_links(link_paths).await?
+        }
+        .into_iter();
         let now = links[dst.other().idx()].stat(paths).await?;
         let mut made = Vec::new();
-        for ((c, target), src) in links_list.into_iter().zip(targets).zip(now) {
-            let target = target.filter(|_| src.is_some_and(|s| s.same_content(&c.sig)));
-            match target {
-                Some(target) => made.push(Op::Symlink {
-                    path: c.path,
+        for (c, src) in made_here.into_iter().zip(now) {
+            let target = if c.sig.kind == Kind::Symlink {
+                targets.next().flatten()
+            } else {
+                None
+            };
+            let current = src.is_some_and(|s| s.same_content(&c.sig));
+            let op = match (c.sig.kind, target) {
+                (Kind::Symlink, Some(target)) if current => Some(Op::Symlink {
+                    path: c.path.clone(),
                     target,
                     mtime_ns: c.sig.mtime_ns,
                     owner: c.sig.owner(),
                     expect: c.expect,
                 }),
+                (kind, _) if current && kind.is_special() => Some(Op::Mknod {
+                    path: c.path.clone(),
+                    kind,
+                    mode: c.sig.mode,
+                    rdev: c.sig.rdev,
+                    mtime_ns: c.sig.mtime_ns,
+                    owner: c.sig.owner(),
+                }),
+                _ => None,
+            };
+            match op {
+                Some(op) => made.push(op),
                 None => {
                     let now = links[dst.idx()]
                         .stat(vec![c.path.clone()])
@@ -154,51 +181,6 @@ pub async fn execute(
                         installed: false,
                     });
                 }
-            }
-        }
-        let results = links[dst.idx()].apply(made.clone()).await?;
-        for (r, op) in results.into_iter().zip(&made) {
-            stats.ops[dst.idx()] += 1;
-            note(&mut report, &mut stats, dst, op.target(), r);
-        }
-    }
-    // Fifos and devices are made by the destination's helper (`mknod`, from
-    // the signature: nothing is read), if the source still holds the
-    // version planned.
-    for dst in Side::BOTH {
-        let (specials, rest): (Vec<Copy>, Vec<Copy>) = std::mem::take(&mut copies[dst.idx()])
-            .into_iter()
-            .partition(|c| c.sig.kind.is_special());
-        copies[dst.idx()] = rest;
-        if specials.is_empty() {
-            continue;
-        }
-        let now = links[dst.other().idx()]
-            .stat(specials.iter().map(|c| c.path.clone()).collect())
-            .await?;
-        let mut made = Vec::new();
-        for (c, src) in specials.into_iter().zip(now) {
-            if src.is_some_and(|s| s.same_content(&c.sig)) {
-                made.push(Op::Mknod {
-                    path: c.path,
-                    kind: c.sig.kind,
-                    mode: c.sig.mode,
-                    rdev: c.sig.rdev,
-                    mtime_ns: c.sig.mtime_ns,
-                    owner: c.sig.owner(),
-                });
-            } else {
-                let now = links[dst.idx()]
-                    .stat(vec![c.path.clone()])
-                    .await?
-                    .pop()
-                    .flatten();
-                report.missed[dst.idx()].push(Copied {
-                    path: c.path,
-                    src,
-                    dst: now,
-                    installed: false,
-                });
             }
         }
         let results = links[dst.idx()].apply(made.clone()).await?;
