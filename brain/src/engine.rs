@@ -2559,7 +2559,17 @@ impl Engine {
                             let rewritten = applied[ti][i + 1..].iter().any(
                                 |b| matches!(b, Applied::Done(q, _) | Applied::Refused(q, _) if q == path),
                             );
-                            if !rewritten && !k.is_some_and(|k| k.same_content(sig)) {
+                            // (Nor when the batch then trashed it, or moved it
+                            // on, with a directory above it: what the user
+                            // left there is not here any more.)
+                            let gone = applied[ti][i + 1..].iter().any(|b| match b {
+                                Applied::Removed(q, _) => path.is_within(q),
+                                Applied::Done(q, _) => self.moving[ti]
+                                    .get(q)
+                                    .is_some_and(|f| path.is_within(f)),
+                                Applied::Refused(..) => false,
+                            });
+                            if !rewritten && !gone && !k.is_some_and(|k| k.same_content(sig)) {
                                 self.pending[ti]
                                     .state
                                     .entry(path.clone())

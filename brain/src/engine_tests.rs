@@ -1226,3 +1226,98 @@ fn a_copy_the_helper_recorded_is_recognised_even_when_not_the_version_planned() 
     let b = e.plan(0);
     assert!(b.is_empty(), "{b:?}");
 }
+
+/// Campaign seed 71000012: the right renames a directory into another
+/// (`d14` -> `d19/D35`), renames a file out of it, then removes the
+/// directory it went to (`rm -r d19`). Replayed on the left, nothing of
+/// `d19` may come back, on either side.
+#[test]
+fn a_directory_moved_into_one_then_removed_with_it_stays_removed() {
+    let f = |ino| Sig {
+        ino,
+        ctime_ns: ino as i64,
+        ..file(1, 10)
+    };
+    let d = |ino| Sig {
+        ino,
+        ctime_ns: ino as i64,
+        ..dir()
+    };
+    let mut e = synced(&[
+        ("D13", d(10)),
+        ("D13/d12", d(11)),
+        ("D13/d19", d(12)),
+        ("d14", d(13)),
+        ("d14/d20", d(14)),
+        ("d14/d20/d21", d(15)),
+        ("d14/d20/f23", f(16)),
+        ("d14/d20/f29", f(17)),
+        ("d14/f30", f(18)),
+    ]);
+    let r = Side::Right;
+    e.on_event(
+        r,
+        Event::Moved {
+            from: "d14".into(),
+            to: "D13/d19/D35".into(),
+            sig: d(13),
+        },
+    );
+    e.on_event(
+        r,
+        Event::Moved {
+            from: "D13/d19/D35/d20/f23".into(),
+            to: "D13/d12/r36".into(),
+            sig: Sig {
+                ctime_ns: 100,
+                ..f(16)
+            },
+        },
+    );
+    for p in [
+        "D13/d19/D35/f30",
+        "D13/d19/D35/d20/f29",
+        "D13/d19/D35/d20/d21",
+        "D13/d19/D35/d20",
+        "D13/d19/D35",
+        "D13/d19",
+    ] {
+        e.on_event(r, Event::Removed { path: p.into() });
+    }
+    let b = e.plan(0);
+    let mut rep = Report::default();
+    for op in &b.ops[0] {
+        match op {
+            Op::Trash { path, .. } => rep.applied[0].push(Applied::Removed(
+                path.clone(),
+                Some(Sig {
+                    ctime_ns: 300,
+                    ..d(12)
+                }),
+            )),
+            Op::Move { from, to, .. } => {
+                let ino = if to.to_string().ends_with("r36") { 16 } else { 13 };
+                let s = if ino == 16 { f(16) } else { d(13) };
+                let _ = from;
+                rep.applied[0].push(Applied::Done(
+                    to.clone(),
+                    Some(Sig {
+                        ctime_ns: 200 + ino as i64,
+                        ..s
+                    }),
+                ));
+            }
+            o => panic!("unexpected {o:?}"),
+        }
+    }
+    assert!(b.copies.iter().all(Vec::is_empty), "{b:?}");
+    // The left after the batch: the file moved out, nothing of d19.
+    e.complete(rep);
+    let b2 = e.plan(1);
+    assert!(b2.is_empty(), "{b2:?}\nfirst: {:?}", b.ops);
+    let left: Vec<_> = e.known().keys().map(ToString::to_string).collect();
+    assert!(
+        left.iter().all(|k| !k.starts_with("D13/d19") && !k.starts_with("d14")),
+        "{left:?}"
+    );
+}

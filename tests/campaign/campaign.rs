@@ -212,6 +212,8 @@ struct SharedOp {
     end: u64,
     /// The content it left there, for a write; None for a destructive op.
     wrote: Option<Vec<u8>>,
+    /// For a rename away from `path`: where the entry went.
+    moved_to: Option<String>,
 }
 
 /// The shared paths and the record of what each side did to them.
@@ -590,7 +592,7 @@ impl Side {
         self.counter += 1;
         let tag = format!("{}#{}:", self.tag, self.counter);
         let start = shared.seq.fetch_add(1, Ordering::SeqCst);
-        let record = |path: &str, wrote: Option<Vec<u8>>| {
+        let record_move = |path: &str, wrote: Option<Vec<u8>>, moved_to: Option<&str>| {
             let end = shared.seq.fetch_add(1, Ordering::SeqCst);
             shared.ops.lock().unwrap().push(SharedOp {
                 side: self.idx,
@@ -598,8 +600,10 @@ impl Side {
                 start,
                 end,
                 wrote,
+                moved_to: moved_to.map(str::to_string),
             });
         };
+        let record = |path: &str, wrote: Option<Vec<u8>>| record_move(path, wrote, None);
         let cur = fs::symlink_metadata(&abs).ok().filter(|m| m.is_file());
         let desc = match kind {
             0 => {
@@ -680,7 +684,7 @@ impl Side {
                 let _ = fs::create_dir_all(self.root.join(&q).parent().unwrap());
                 match fs::rename(&abs, self.root.join(&q)) {
                     Ok(()) => {
-                        record(&p, None);
+                        record_move(&p, None, Some(&q));
                         record(&q, None);
                         format!("rename {p} -> {q}")
                     }
@@ -1057,6 +1061,21 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
                 .any(|o| o.side != *side && o.path == *path && o.end > op.start);
             let found_tree = in_tree.contains(&data);
             let found_kept = kept.iter().any(|d| d == data);
+            // The other side renamed the path away after the write (maybe
+            // after it arrived there: then it moved the write along), and
+            // the destination was written, deleted or renamed onto since:
+            // the write's fate was decided there, by a user who saw it.
+            let moved_on = ops.iter().any(|o| {
+                o.side != *side
+                    && o.path == *path
+                    && o.end > op.start
+                    && o.moved_to.as_ref().is_some_and(|q| {
+                        ops.iter().any(|x| x.path == *q && x.start > o.start && x.moved_to.is_none())
+                    })
+            });
+            if moved_on && !found_tree && !found_kept {
+                continue;
+            }
             let who = if *side == 0 { "left" } else { "right" };
             if !(found_tree || (other_after && found_kept)) {
                 p3.push(format!(
