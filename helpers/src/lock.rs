@@ -59,6 +59,10 @@ fn read_lock(state: BorrowedFd<'_>) -> String {
     text
 }
 
+/// How long an agent waits for an older agent of its own instance, still
+/// holding the lock, to finish exiting.
+const SAME_INSTANCE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Lock {
     /// Take the lock in the state dir `state` (shown as `state_path`) for
     /// `instance`.
@@ -98,6 +102,16 @@ impl Lock {
                         .and_then(|p| p.parse().ok())
                         .unwrap_or(0);
                     let holder = field(&text, "instance").unwrap_or("?");
+                    if host == hostname() && holder == instance && pid > 0 {
+                        // An agent of this very instance: one its brain lost
+                        // (killed, or its link cut) and replaced by us. It
+                        // may still be exiting (its pipes closed before its
+                        // lock was seen free): give it a moment to go.
+                        let deadline = std::time::Instant::now() + SAME_INSTANCE_GRACE;
+                        while alive(pid) && std::time::Instant::now() < deadline {
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
+                    }
                     if host == hostname() && (pid <= 0 || !alive(pid)) {
                         tracing::warn!(
                             "taking over the stale lock of instance {holder} (pid {pid} is gone)"
