@@ -10,6 +10,7 @@ use anyhow::Result;
 use tracing::{debug, error, warn};
 use twinsync_proto::{FileData, Kind, Op, OpFail, RelPath, Sig};
 
+use crate::dir_mtimes::{self, Touched};
 use crate::engine::{Applied, Batch, Copied, Copy, Report, Side};
 use crate::link::Link;
 use crate::rsync::{self, End, RsyncOptions};
@@ -101,7 +102,8 @@ async fn with_xattrs(src: &Link, ops: &mut [Op]) -> Result<()> {
 }
 
 /// Carry out a batch: helper ops on both sides, then the copies of each
-/// direction, then install what arrived and check what did not.
+/// direction, then install what arrived and check what did not, then the
+/// mtimes of the directories written into (see [`dir_mtimes`]).
 pub async fn execute(
     links: [Arc<Link>; 2],
     ends: [End; 2],
@@ -121,10 +123,12 @@ pub async fn execute(
     );
     xl?;
     xr?;
+    let mut touched = Touched::default();
     let (rl, rr) = tokio::join!(links[0].apply(ops_l.clone()), links[1].apply(ops_r.clone()));
     for (side, res, sent) in [(Side::Left, rl?, ops_l), (Side::Right, rr?, ops_r)] {
         for (r, op) in res.into_iter().zip(&sent) {
             stats.ops[side.idx()] += 1;
+            touched.op(side, op);
             if let (Op::Move { from, to, .. }, Err(OpFail::Refused { .. })) = (op, &r) {
                 // Something unexpected where a move goes: a full merge
                 // sorts it out (the index moved a whole subtree).
@@ -219,6 +223,7 @@ pub async fn execute(
         let results = links[dst.idx()].apply(made.clone()).await?;
         for (r, op) in results.into_iter().zip(&made) {
             stats.ops[dst.idx()] += 1;
+            touched.op(dst, op);
             note(&mut report, &mut stats, dst, op.target(), r);
         }
     }
@@ -388,6 +393,9 @@ pub async fn execute(
         if list.is_empty() {
             continue;
         }
+        for c in list {
+            touched.entry(dst, &c.path);
+        }
         let (written, missing, _rsync) = out;
         let mut missed: Vec<(RelPath, Option<Sig>, bool)> = Vec::new();
         for i in missing {
@@ -448,5 +456,7 @@ pub async fn execute(
             "copies done"
         );
     }
+    // Once every entry is in place: the directories' mtimes.
+    dir_mtimes::align(&links, touched, &mut report).await?;
     Ok((report, stats))
 }
