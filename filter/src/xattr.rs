@@ -117,7 +117,10 @@ fn names(t: Target<'_>) -> io::Result<Vec<u8>> {
     }
 }
 
-/// The value of `name` (`None`: removed since it was listed).
+/// The value of `name` (`None`: removed since it was listed, or not
+/// readable by this user: a `user.*` value needs read permission on the
+/// file, which an agent not running as root may lack; it is then left out,
+/// quietly, like the file's content).
 fn value(t: Target<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
@@ -126,7 +129,7 @@ fn value(t: Target<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
                 buf.truncate(n);
                 return Ok(Some(buf));
             }
-            Err(Errno::NODATA) => return Ok(None),
+            Err(Errno::NODATA | Errno::ACCESS | Errno::PERM) => return Ok(None),
             Err(Errno::RANGE) => buf.resize(t.get_size(name)?.max(buf.len() * 2), 0),
             Err(e) => return Err(e.into()),
         }
@@ -139,7 +142,11 @@ fn value(t: Target<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
 /// # Errors
 /// `listxattr`/`getxattr` errors (not `ENOTSUP`: none).
 pub fn read(t: Target<'_>, scope: XattrScope) -> io::Result<Xattrs> {
-    let names = names(t)?;
+    read_listed(t, &names(t)?, scope)
+}
+
+/// [`read`], of the names `listxattr` gave.
+fn read_listed(t: Target<'_>, names: &[u8], scope: XattrScope) -> io::Result<Xattrs> {
     let mut list = Vec::new();
     for name in names.split(|&b| b == 0).filter(|n| scope.covers(n)) {
         if let Some(v) = value(t, name)? {
@@ -158,11 +165,11 @@ pub fn read(t: Target<'_>, scope: XattrScope) -> io::Result<Xattrs> {
 /// # Errors
 /// See [`read`].
 pub fn digest(t: Target<'_>) -> io::Result<XattrDigest> {
-    if names(t)?.is_empty() {
+    let names = names(t)?;
+    if names.is_empty() {
         return Ok(XattrDigest::NONE);
     }
-    let all = read(t, XattrScope::Root)?;
-    Ok(digest_of(&all))
+    Ok(digest_of(&read_listed(t, &names, XattrScope::Root)?))
 }
 
 /// The digests of a list of [`XattrScope::Root`] (see [`XattrDigest`]).
