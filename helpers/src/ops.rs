@@ -1093,7 +1093,7 @@ impl Replica {
 
     /// Create or replace the symlink `rel` → `target` with its owner,
     /// extended attributes and mtime, if `rel` holds what `expect` says:
-    /// see [`Replica::make_entry`].
+    /// see `Replica::make_entry` (private).
     ///
     /// # Errors
     /// Unsafe paths, failing syscalls, [`OpError::Refused`].
@@ -1120,7 +1120,7 @@ impl Replica {
 
     /// Create or replace the fifo or device `rel`, with its mode, owner,
     /// extended attributes and mtime, never opening it: see
-    /// [`Replica::make_entry`].
+    /// `Replica::make_entry` (private).
     ///
     /// # Errors
     /// Unsafe paths, another kind, failing syscalls (a device made by
