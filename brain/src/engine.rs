@@ -195,7 +195,9 @@ pub struct Report {
 /// side (one rsync per direction).
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Helper operations per destination side.
+    /// Helper operations per destination side. Their `SetAttr` and `Mkdir`
+    /// carry no extended attributes: the executor reads them from the other
+    /// side, as they are when the batch runs (this stays pure).
     pub ops: [Vec<Op>; 2],
     /// Content copies per destination side, with the source signature
     /// expected to arrive and what the destination must hold.
@@ -1816,6 +1818,7 @@ impl Engine {
                 mode: Some(w.mode),
                 mtime_ns: Some(w.mtime_ns),
                 owner: w.owner(),
+                xattrs: None,
             });
             self.inflight[t.idx()].insert(path.clone(), self.known.get(&path).copied());
             self.k_insert(path, Known::new(w).with_stamp(t.other().idx(), w.stamp()));
@@ -2208,6 +2211,7 @@ impl Engine {
                 path: path.clone(),
                 mode: k.mode,
                 owner: k.owner(),
+                xattrs: None,
             });
             b.trace(self.tracing, s, path, || {
                 format!("keep directory: {t} changed entries inside it")
@@ -2312,6 +2316,7 @@ impl Engine {
                 path: path.clone(),
                 mode: sig.mode,
                 owner: sig.owner(),
+                xattrs: None,
             });
             b.trace(self.tracing, t, path, || format!("mkdir on {t}: {why}"));
         } else if attr_only {
@@ -2320,6 +2325,7 @@ impl Engine {
                 mode: Some(sig.mode),
                 mtime_ns: None,
                 owner: sig.owner(),
+                xattrs: None,
             });
             b.trace(self.tracing, t, path, || {
                 format!("chmod {:o} on {t}: {why}", sig.mode)
@@ -2397,6 +2403,7 @@ impl Engine {
                 mode: Some(w.mode),
                 mtime_ns: None,
                 owner: w.owner(),
+                xattrs: None,
             });
             self.k_insert(path.clone(), Known::new(w));
             b.trace(self.tracing, loser, path, || {

@@ -12,6 +12,7 @@ fn file(size: u64, mtime: i64) -> Sig {
         uid: 0,
         gid: 0,
         rdev: 0,
+        xattrs: Default::default(),
     }
 }
 fn dir() -> Sig {
@@ -25,6 +26,7 @@ fn dir() -> Sig {
         uid: 0,
         gid: 0,
         rdev: 0,
+        xattrs: Default::default(),
     }
 }
 /// A trash op, whatever it expects to find.
@@ -96,6 +98,7 @@ fn first_run_is_a_union() {
             path: "d".into(),
             mode: 0o755,
             owner: None,
+            xattrs: None,
         }]
     );
     assert!(strip(&b.ops[0]).is_empty());
@@ -326,6 +329,7 @@ fn deleted_dir_keeps_what_the_other_side_changed_inside() {
         path: "d".into(),
         mode: 0o755,
         owner: None,
+        xattrs: None,
     }));
     assert_eq!(pairs(&b.copies[0]), vec![("d/b".into(), file(5, 50))]);
 }
@@ -390,6 +394,7 @@ fn chmod_only_sends_no_data() {
             mode: Some(0o600),
             mtime_ns: None,
             owner: None,
+            xattrs: None,
         }]
     );
     assert!(pairs(&b.copies[1]).is_empty());
@@ -593,6 +598,7 @@ fn a_move_into_a_directory_that_moves_later_is_retargeted() {
                 path: "b/n".into(),
                 mode: 0o755,
                 owner: None,
+                xattrs: None,
             },
             Op::Move {
                 from: "c".into(),
@@ -755,6 +761,7 @@ fn a_directory_losing_a_conflict_kept_in_the_state_dir_takes_its_contents_along(
                 uid: 0,
                 gid: 0,
                 rdev: 0,
+                xattrs: Default::default(),
             },
         )]),
     );

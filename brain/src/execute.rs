@@ -10,6 +10,7 @@ use anyhow::Result;
 use tracing::{debug, error, warn};
 use twinsync_proto::{FileData, Kind, Op, OpFail, RelPath, Sig};
 
+use crate::dir_mtimes::{self, Touched};
 use crate::engine::{Applied, Batch, Copied, Copy, Report, Side};
 use crate::link::Link;
 use crate::rsync::{self, End, RsyncOptions};
@@ -78,8 +79,31 @@ fn note(
     }
 }
 
+/// Give the `SetAttr` and `Mkdir` operations of one side the extended
+/// attributes their entries have on the other side, `src` (the engine plans
+/// them without): read before any operation of the batch runs, as the
+/// engine saw them. An entry gone from the source keeps its attributes.
+async fn with_xattrs(src: &Link, ops: &mut [Op]) -> Result<()> {
+    let paths: Vec<RelPath> = ops
+        .iter()
+        .filter(|op| matches!(op, Op::SetAttr { .. } | Op::Mkdir { .. }))
+        .map(|op| op.target().clone())
+        .collect();
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let mut read = src.read_xattrs(paths).await?.into_iter();
+    for op in ops {
+        if let Op::SetAttr { xattrs, .. } | Op::Mkdir { xattrs, .. } = op {
+            *xattrs = read.next().flatten();
+        }
+    }
+    Ok(())
+}
+
 /// Carry out a batch: helper ops on both sides, then the copies of each
-/// direction, then install what arrived and check what did not.
+/// direction, then install what arrived and check what did not, then the
+/// mtimes of the directories written into (see [`dir_mtimes`]).
 pub async fn execute(
     links: [Arc<Link>; 2],
     ends: [End; 2],
@@ -92,11 +116,19 @@ pub async fn execute(
     let rsync_opts = &rsync_opts;
     let mut stats = BatchStats::default();
     let mut report = Report::default();
-    let [ops_l, ops_r] = ops;
+    let [mut ops_l, mut ops_r] = ops;
+    let (xl, xr) = tokio::join!(
+        with_xattrs(&links[1], &mut ops_l),
+        with_xattrs(&links[0], &mut ops_r)
+    );
+    xl?;
+    xr?;
+    let mut touched = Touched::default();
     let (rl, rr) = tokio::join!(links[0].apply(ops_l.clone()), links[1].apply(ops_r.clone()));
     for (side, res, sent) in [(Side::Left, rl?, ops_l), (Side::Right, rr?, ops_r)] {
         for (r, op) in res.into_iter().zip(&sent) {
             stats.ops[side.idx()] += 1;
+            touched.op(side, op);
             if let (Op::Move { from, to, .. }, Err(OpFail::Refused { .. })) = (op, &r) {
                 // Something unexpected where a move goes: a full merge
                 // sorts it out (the index moved a whole subtree).
@@ -139,30 +171,35 @@ pub async fn execute(
             links[dst.other().idx()].read_links(link_paths).await?
         }
         .into_iter();
+        let xattrs = links[dst.other().idx()].read_xattrs(paths.clone()).await?;
         let now = links[dst.other().idx()].stat(paths).await?;
         let mut made = Vec::new();
-        for (c, src) in made_here.into_iter().zip(now) {
+        for ((c, src), xattrs) in made_here.into_iter().zip(now).zip(xattrs) {
             let target = if c.sig.kind == Kind::Symlink {
                 targets.next().flatten()
             } else {
                 None
             };
+            // The attributes were read before the stat: a change of them
+            // in between shows in the stat, and the version is not current.
             let current = src.is_some_and(|s| s.same_content(&c.sig));
-            let op = match (c.sig.kind, target) {
-                (Kind::Symlink, Some(target)) if current => Some(Op::Symlink {
+            let op = match (c.sig.kind, target, xattrs) {
+                (Kind::Symlink, Some(target), Some(xattrs)) if current => Some(Op::Symlink {
                     path: c.path.clone(),
                     target,
                     mtime_ns: c.sig.mtime_ns,
                     owner: c.sig.owner(),
+                    xattrs,
                     expect: c.expect,
                 }),
-                (kind, _) if current && kind.is_special() => Some(Op::Mknod {
+                (kind, _, Some(xattrs)) if current && kind.is_special() => Some(Op::Mknod {
                     path: c.path.clone(),
                     kind,
                     mode: c.sig.mode,
                     rdev: c.sig.rdev,
                     mtime_ns: c.sig.mtime_ns,
                     owner: c.sig.owner(),
+                    xattrs,
                 }),
                 _ => None,
             };
@@ -186,6 +223,7 @@ pub async fn execute(
         let results = links[dst.idx()].apply(made.clone()).await?;
         for (r, op) in results.into_iter().zip(&made) {
             stats.ops[dst.idx()] += 1;
+            touched.op(dst, op);
             note(&mut report, &mut stats, dst, op.target(), r);
         }
     }
@@ -282,7 +320,7 @@ pub async fn execute(
             if let Some(mut exit) = out.exit.take() {
                 loop {
                     let behind: Vec<usize> = (0..big.len())
-                        .filter(|&j| !found[j].is_some_and(|g| g.same_content(&list[big[j]].sig)))
+                        .filter(|&j| !found[j].is_some_and(|g| g.same_stat(&list[big[j]].sig)))
                         .collect();
                     if behind.is_empty() {
                         break;
@@ -315,16 +353,24 @@ pub async fn execute(
             } else if !out.stderr.is_empty() {
                 warn!(to = %dst, "rsync: {}", out.stderr);
             }
+            // rsync carries no extended attributes: the helper sets the
+            // source's on the staged file before it installs it (one rule
+            // for every way a file arrives). Read now, after the copy: what
+            // does not match the planned version shows in the result.
+            let xattrs = src_link
+                .read_xattrs(big.iter().map(|&i| list[i].path.clone()).collect())
+                .await?;
             let mut installs = Vec::new();
             let mut sent = Vec::new();
-            for (j, got) in found.into_iter().enumerate() {
+            for (j, (got, xattrs)) in found.into_iter().zip(xattrs).enumerate() {
                 let c = &list[big[j]];
-                if got.is_some_and(|g| g.kind == Kind::File) {
+                if let (true, Some(xattrs)) = (got.is_some_and(|g| g.kind == Kind::File), xattrs) {
                     installs.push(Op::Install {
                         staged: c.path.clone(),
                         path: c.path.clone(),
                         expect: c.expect,
                         want: c.sig,
+                        xattrs,
                     });
                     sent.push(big[j]);
                 } else {
@@ -346,6 +392,9 @@ pub async fn execute(
         let list = &copies[dst.idx()];
         if list.is_empty() {
             continue;
+        }
+        for c in list {
+            touched.entry(dst, &c.path);
         }
         let (written, missing, _rsync) = out;
         let mut missed: Vec<(RelPath, Option<Sig>, bool)> = Vec::new();
@@ -407,5 +456,7 @@ pub async fn execute(
             "copies done"
         );
     }
+    // Once every entry is in place: the directories' mtimes.
+    dir_mtimes::align(&links, touched, &mut report).await?;
     Ok((report, stats))
 }

@@ -24,7 +24,7 @@ use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
 use twinsync_proto::{RelPath, Sig, Stamp};
 
-const MAGIC: &str = "twinsync-index-3";
+const MAGIC: &str = "twinsync-index-4";
 
 /// What the index holds for one path: the version both replicas agreed on
 /// (its content signature: kind, size, mtime, mode) and that version's
@@ -223,7 +223,8 @@ impl Index {
         };
         if header.magic != MAGIC {
             if header.magic.starts_with("twinsync-index-") {
-                // An older format (entries without owners): as above.
+                // An older format (entries without owners or extended
+                // attributes): as above.
                 tracing::warn!(
                     "{} is from an older twinsync version: it is set aside and the next \
                      merge is a union (nothing is deleted)",
@@ -447,6 +448,7 @@ mod tests {
             uid: 0,
             gid: 0,
             rdev: 0,
+            xattrs: Default::default(),
         })
     }
 

@@ -13,7 +13,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use twinsync_proto::{
     decode, encode, try_encode, AgentOptions, Entry, Event, FromAgent, Op, OpResult, RelPath,
-    Request, Response, Sig, ToAgent, MAGIC, MAX_FRAME, MAX_ITEMS, PROTOCOL_VERSION,
+    Request, Response, Sig, ToAgent, XattrScope, Xattrs, MAGIC, MAX_FRAME, MAX_ITEMS,
+    PROTOCOL_VERSION,
 };
 
 use crate::engine::Side;
@@ -546,10 +547,11 @@ impl Link {
             .collect())
     }
 
-    /// Read whole small files (for transfers to or from a remote replica).
-    /// What the agent sends is data, checked against what was asked: a file
-    /// for another path, of another size than its own signature says, or
-    /// not a regular file, is taken for an unreadable one.
+    /// Read whole small files (for transfers to or from a remote replica),
+    /// with the extended attributes carried. What the agent sends is data,
+    /// checked against what was asked: a file for another path, of another
+    /// size than its own signature says, not a regular file, or with
+    /// attributes outside the scope, is taken for an unreadable one.
     ///
     /// # Errors
     /// When the agent fails or goes away.
@@ -562,7 +564,10 @@ impl Link {
             .each(
                 "read",
                 paths,
-                |paths| Request::ReadFiles { paths },
+                |paths| Request::ReadFiles {
+                    paths,
+                    scope: XattrScope::current(),
+                },
                 |r| match r {
                     Response::Files(r) => Some(r),
                     _ => None,
@@ -570,6 +575,31 @@ impl Link {
             )
             .await?;
         Ok(check_read(self.side, &asked, got))
+    }
+
+    /// The extended attributes carried (see [`XattrScope::current`]) of
+    /// entries (`None`: missing or unreadable). A list with names outside
+    /// the scope, or not in order, is taken for an unreadable one.
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn read_xattrs(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Xattrs>>> {
+        let scope = XattrScope::current();
+        let got = self
+            .each(
+                "read of extended attributes",
+                paths,
+                |paths| Request::ReadXattrs { paths, scope },
+                |r| match r {
+                    Response::Xattrs(r) => Some(r),
+                    _ => None,
+                },
+            )
+            .await?;
+        Ok(got
+            .into_iter()
+            .map(|x| x.filter(|x| x.scope == scope && x.is_valid()))
+            .collect())
     }
 
     /// The files the agent's helper installed since the record was last
@@ -606,6 +636,7 @@ impl Link {
             |paths| Request::CopyFrom {
                 src_root: src_root.clone(),
                 paths,
+                scope: XattrScope::current(),
             },
             |r| match r {
                 Response::Written(r) => Some(r),
@@ -731,6 +762,8 @@ fn check_read(
             if &f.path != p
                 || f.sig.kind != twinsync_proto::Kind::File
                 || f.data.len() as u64 != f.sig.size
+                || f.xattrs.scope != XattrScope::current()
+                || !f.xattrs.is_valid()
             {
                 return Err(format!(
                     "the {side} agent answered a read of {p} with {} ({} bytes, {:?}): ignored",
@@ -778,6 +811,7 @@ mod tests {
             uid: 0,
             gid: 0,
             rdev: 0,
+            xattrs: Default::default(),
         }
     }
 
@@ -829,6 +863,7 @@ mod tests {
                 path: p.into(),
                 data: serde_bytes::ByteBuf::from(data.to_vec()),
                 sig: s,
+                xattrs: twinsync_proto::Xattrs::default(),
                 expect: twinsync_proto::Expect::Any,
             })
         };
@@ -842,5 +877,15 @@ mod tests {
         let r = check_read(Side::Left, &asked, got);
         assert!(r[0].is_err() && r[1].is_err() && r[2].is_err());
         assert_eq!(r[3].as_ref().unwrap().data.as_slice(), b"ok");
+        // Attributes outside the scope carried (root's, while owners are
+        // not carried): refused, never written.
+        let mut f = file("e", b"", sig(Kind::File, 0));
+        if let Ok(f) = &mut f {
+            f.xattrs.list.push(twinsync_proto::Xattr {
+                name: serde_bytes::ByteBuf::from(b"security.capability".to_vec()),
+                value: serde_bytes::ByteBuf::from(vec![1]),
+            });
+        }
+        assert!(check_read(Side::Left, &["e".into()], vec![f])[0].is_err());
     }
 }

@@ -1122,18 +1122,25 @@ fn now() -> i64 {
     twinsync_helpers::time::now_secs()
 }
 
-/// Owners and groups are part of an entry's state when both agents run as
-/// root (only root can set them; otherwise a difference could never be
-/// repaired). Said once, at start, when they are not.
+/// Owners and groups, and the extended attributes only root may set
+/// (`trusted.*`, `security.*`: file capabilities), are part of an entry's
+/// state when both agents run as root (only root can set them; otherwise a
+/// difference could never be repaired). `user.*` attributes and POSIX ACLs
+/// are carried whoever runs the agents (see [`twinsync_proto::XattrScope`]).
+/// Said once, at start, when they are not.
 fn carry_owners(links: &[Arc<Link>; 2]) {
     let carried = links.iter().all(|l| l.root);
     twinsync_proto::set_owners_carried(carried);
     if carried {
-        info!("numeric owners and groups are carried (both agents run as root)");
+        info!(
+            "numeric owners and groups, and all extended attributes (trusted.*, security.*), \
+             are carried (both agents run as root)"
+        );
     } else if links.iter().any(|l| l.root) {
         warn!(
-            "owners and groups are not carried: the {} agent does not run as root (run it as \
-             root, e.g. log in as root over ssh, to carry them)",
+            "owners, groups and the extended attributes only root may set (trusted.*, \
+             security.*: file capabilities) are not carried: the {} agent does not run as root \
+             (run it as root, e.g. log in as root over ssh, to carry them)",
             if links[0].root {
                 Side::Right
             } else {

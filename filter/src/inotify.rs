@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use twinsync_proto::{Entry, Event, Kind, RelPath, Sig};
 
-use crate::{lstat_sig, sig_of, Excludes, FilterError, STATE_DIR};
+use crate::{lstat_sig, sig_at, Excludes, FilterError, STATE_DIR};
 
 const MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::CLOSE_WRITE)
@@ -314,15 +314,15 @@ impl Watcher {
                 if self.excludes.excluded(&path) {
                     continue;
                 }
-                let md = match std::fs::symlink_metadata(ent.path()) {
-                    Ok(md) => md,
+                let abs = ent.path();
+                let sig = match std::fs::symlink_metadata(&abs).and_then(|md| sig_at(&abs, &md)) {
+                    Ok(sig) => sig,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => {
                         on_error(path, e);
                         continue;
                     }
                 };
-                let sig = sig_of(&md);
                 if sig.kind == Kind::Dir {
                     if let Some(old) = self.add_watch(&path)? {
                         if let Some(moved) = on_moved.as_mut() {
@@ -588,14 +588,14 @@ impl EventLoop {
                 } else {
                     // A regular file is reported when closed after writing;
                     // anything else (symlink, hard link) now.
-                    match std::fs::symlink_metadata(path.under(&w.root)) {
-                        Ok(md) => {
+                    let abs = path.under(&w.root);
+                    match std::fs::symlink_metadata(&abs)
+                        .and_then(|md| Ok((sig_at(&abs, &md)?, md)))
+                    {
+                        Ok((sig, md)) => {
                             use std::os::unix::fs::MetadataExt;
                             if !md.file_type().is_file() || md.nlink() > 1 {
-                                out.push(Event::Changed {
-                                    path,
-                                    sig: sig_of(&md),
-                                });
+                                out.push(Event::Changed { path, sig });
                             }
                         }
                         Err(_) => w.table.lock().expect("watch table").vanished(path),

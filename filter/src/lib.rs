@@ -18,11 +18,12 @@ mod excludes;
 #[cfg(target_os = "linux")]
 pub mod inotify;
 mod sig;
+pub mod xattr;
 
 pub use excludes::{is_ignore_name, Excludes, IGNORE_SUFFIX, STATE_DIR};
 #[cfg(target_os = "linux")]
 pub use inotify::{EventLoop, Watcher};
-pub use sig::{lstat_sig, sig_of};
+pub use sig::{lstat_sig, sig_at, sig_of};
 use twinsync_proto::RelPath;
 pub use twinsync_proto::{Entry, Event};
 

@@ -1,15 +1,19 @@
-//! lstat signatures.
+//! lstat signatures: an entry's state as the brain compares it (its
+//! `lstat` and the digests of its extended attributes).
 
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use twinsync_proto::{Kind, Sig};
+use twinsync_proto::{Kind, Sig, XattrDigest};
 
-/// The signature of an entry from its (lstat) metadata.
+use crate::xattr;
+
+/// The signature of an entry from its (lstat) metadata and the digests of
+/// its extended attributes.
 #[must_use]
-pub fn sig_of(md: &Metadata) -> Sig {
+pub fn sig_of(md: &Metadata, xattrs: XattrDigest) -> Sig {
     let ft = md.file_type();
     let kind = if ft.is_symlink() {
         Kind::Symlink
@@ -39,7 +43,17 @@ pub fn sig_of(md: &Metadata) -> Sig {
         uid: md.uid(),
         gid: md.gid(),
         rdev: if kind.is_special() { md.rdev() } else { 0 },
+        xattrs,
     }
+}
+
+/// The signature of the entry at `path`, of which `md` is an lstat (its
+/// extended attributes are read, never through a symlink).
+///
+/// # Errors
+/// Reading the attributes.
+pub fn sig_at(path: &Path, md: &Metadata) -> io::Result<Sig> {
+    Ok(sig_of(md, xattr::digest(xattr::Target::Link(path))?))
 }
 
 /// lstat `path` (never following a symlink); `Ok(None)` when it is gone.
@@ -47,8 +61,8 @@ pub fn sig_of(md: &Metadata) -> Sig {
 /// # Errors
 /// Any error but "not found".
 pub fn lstat_sig(path: &Path) -> io::Result<Option<Sig>> {
-    match std::fs::symlink_metadata(path) {
-        Ok(md) => Ok(Some(sig_of(&md))),
+    match std::fs::symlink_metadata(path).and_then(|md| sig_at(path, &md)) {
+        Ok(sig) => Ok(Some(sig)),
         Err(e)
             if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) =>
         {

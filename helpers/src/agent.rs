@@ -378,10 +378,16 @@ fn handle(
                 })
                 .collect(),
         )),
-        Request::ReadFiles { paths } => Ok(Response::Files(
+        Request::ReadFiles { paths, scope } => Ok(Response::Files(
             paths
                 .iter()
-                .map(|p| replica.read_file(p).map_err(|e| e.to_string()))
+                .map(|p| replica.read_file(p, scope).map_err(|e| e.to_string()))
+                .collect(),
+        )),
+        Request::ReadXattrs { paths, scope } => Ok(Response::Xattrs(
+            paths
+                .iter()
+                .map(|p| replica.read_xattrs(p, scope).ok().flatten())
                 .collect(),
         )),
         Request::WriteFiles { files } => Ok(Response::Written(
@@ -390,7 +396,11 @@ fn handle(
                 .map(|f| replica.write_file(f).map_err(OpFail::from))
                 .collect(),
         )),
-        Request::CopyFrom { src_root, paths } => {
+        Request::CopyFrom {
+            src_root,
+            paths,
+            scope,
+        } => {
             let src_root = PathBuf::from(std::ffi::OsStr::from_bytes(&src_root));
             // Restricted: no root but the one served, whatever a request says.
             if let Some(allowed) = restricted {
@@ -405,7 +415,11 @@ fn handle(
             Ok(Response::Written(
                 paths
                     .iter()
-                    .map(|(p, x)| replica.copy_from(&src_root, p, *x).map_err(OpFail::from))
+                    .map(|(p, x)| {
+                        replica
+                            .copy_from(&src_root, p, *x, scope)
+                            .map_err(OpFail::from)
+                    })
                     .collect(),
             ))
         }

@@ -13,11 +13,13 @@ use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
-use twinsync_proto::{Kind, Sig};
+use twinsync_filter::xattr;
+use twinsync_proto::{Kind, Sig, XattrDigest};
 
 /// Set once `openat2` is found missing (older kernel, seccomp filter).
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
@@ -110,16 +112,10 @@ pub fn make_dirs(dir: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
     Ok(cur)
 }
 
-/// The signature of a `stat` result (as [`twinsync_filter::sig_of`]).
+/// The kind of entry a `stat` result is of.
 #[must_use]
-// The stat field types differ between architectures: the casts are needed on some.
-#[allow(
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap,
-    clippy::unnecessary_cast
-)]
-pub fn sig_of_stat(st: &Stat) -> Sig {
-    let kind = match FileType::from_raw_mode(st.st_mode) {
+pub fn kind_of(st: &Stat) -> Kind {
+    match FileType::from_raw_mode(st.st_mode) {
         FileType::Symlink => Kind::Symlink,
         FileType::Directory => Kind::Dir,
         FileType::RegularFile => Kind::File,
@@ -127,7 +123,20 @@ pub fn sig_of_stat(st: &Stat) -> Sig {
         FileType::CharacterDevice => Kind::CharDev,
         FileType::BlockDevice => Kind::BlockDev,
         _ => Kind::Other,
-    };
+    }
+}
+
+/// The signature of a `stat` result and the digests of the entry's
+/// extended attributes (as [`twinsync_filter::sig_of`]).
+#[must_use]
+// The stat field types differ between architectures: the casts are needed on some.
+#[allow(
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    clippy::unnecessary_cast
+)]
+pub fn sig_of_stat(st: &Stat, xattrs: XattrDigest) -> Sig {
+    let kind = kind_of(st);
     Sig {
         kind,
         size: if kind == Kind::Dir {
@@ -142,7 +151,86 @@ pub fn sig_of_stat(st: &Stat) -> Sig {
         uid: st.st_uid,
         gid: st.st_gid,
         rdev: if kind.is_special() { st.st_rdev } else { 0 },
+        xattrs,
     }
+}
+
+/// Whether `/proc/self/fd` is there (checked once).
+fn proc_fd() -> bool {
+    static THERE: OnceLock<bool> = OnceLock::new();
+    *THERE.get_or_init(|| std::path::Path::new("/proc/self/fd").is_dir())
+}
+
+/// Run `f` on the extended attributes of `name` in `dir` (never followed
+/// if a symlink), with its `stat`; `Ok(None)` when it is not there. The
+/// entry is pinned by an `O_PATH` descriptor and reached through
+/// `/proc/self/fd` (no `*xattrat` call on older kernels): a rename on the
+/// way cannot send the call elsewhere. Without `/proc`, a file or a
+/// directory is opened read-only instead; other entries then have none
+/// (`ENOTSUP`).
+///
+/// # Errors
+/// Open and stat errors, and those of `f`.
+pub fn with_xattrs_of<R>(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    f: impl FnOnce(xattr::Target<'_>, &Stat) -> io::Result<R>,
+) -> io::Result<Option<R>> {
+    let fd = match rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    if proc_fd() {
+        let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        return f(xattr::Target::Follow(std::path::Path::new(&proc)), &st).map(Some);
+    }
+    if !matches!(kind_of(&st), Kind::File | Kind::Dir) {
+        return Err(Errno::NOTSUP.into());
+    }
+    let rd = rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let again = rustix::fs::fstat(&rd)?;
+    if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(Errno::AGAIN.into());
+    }
+    f(xattr::Target::Fd(rd.as_fd()), &st).map(Some)
+}
+
+/// The signature of `name` in `dir` (never followed if a symlink), its
+/// extended attributes included; `Ok(None)` when it is not there.
+///
+/// # Errors
+/// Any error but "not found".
+pub fn sig_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<Sig>> {
+    match with_xattrs_of(dir, name, |t, st| Ok(sig_of_stat(st, xattr::digest(t)?))) {
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            Ok(lstat_at(dir, name)?.map(|st| sig_of_stat(&st, XattrDigest::NONE)))
+        }
+        r => r,
+    }
+}
+
+/// The signature of an open file, its extended attributes included.
+///
+/// # Errors
+/// `fstat` and `flistxattr` errors.
+pub fn sig_of_file(f: &File) -> io::Result<Sig> {
+    let st = rustix::fs::fstat(f)?;
+    Ok(sig_of_stat(
+        &st,
+        xattr::digest(xattr::Target::Fd(f.as_fd()))?,
+    ))
 }
 
 /// lstat `name` in `dir`; `Ok(None)` when it is not there.

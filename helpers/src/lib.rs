@@ -16,5 +16,6 @@ pub mod lock;
 pub mod ops;
 pub mod sparse;
 pub mod time;
+pub mod xattr;
 
 pub use ops::{Replica, STAGE_DIR};

@@ -18,7 +18,9 @@ use twinsync_filter::{IGNORE_SUFFIX, STATE_DIR};
 
 use twinsync_proto::{Expect, FileData, Kind, Op, OpFail, OpResult, RelPath, Sig};
 
-use crate::beneath::{self, sig_of_stat};
+use crate::beneath::{self, kind_of};
+use crate::xattr::{self, Target};
+use twinsync_proto::{XattrDigest, XattrScope, Xattrs};
 
 /// Largest file carried inline in one frame (below the protocol's limit).
 const INLINE_LIMIT: u64 = (twinsync_proto::MAX_FRAME as u64) * 3 / 4;
@@ -186,6 +188,31 @@ pub fn open_state_dir(root: &Path, sub: &[u8]) -> io::Result<OwnedFd> {
     beneath::make_dirs(state.as_fd(), sub)
 }
 
+/// The signature of the entry `name` in `dir`, if it is there and can be
+/// looked at.
+fn sig_in(dir: BorrowedFd<'_>, name: &[u8]) -> Option<Sig> {
+    beneath::sig_at(dir, name).ok().flatten()
+}
+
+/// Give the entry `name` in `dir` (never followed if a symlink) the
+/// extended attributes `x` (see [`xattr::apply`]).
+fn set_xattrs(dir: BorrowedFd<'_>, name: &[u8], x: &Xattrs) -> io::Result<()> {
+    beneath::with_xattrs_of(dir, name, |t, _| xattr::apply(t, x))?
+        .ok_or_else(|| io::Error::from(rustix::io::Errno::NOENT))
+}
+
+/// The signature of the file open as `f` (of which `st` is an `fstat`) and
+/// its extended attributes of `scope`, read in one go.
+fn read_version(
+    f: &fs::File,
+    st: &rustix::fs::Stat,
+    scope: XattrScope,
+) -> io::Result<(Sig, Xattrs)> {
+    let all = xattr::read(Target::Fd(f.as_fd()), XattrScope::Root)?;
+    let sig = beneath::sig_of_stat(st, twinsync_filter::xattr::digest_of(&all));
+    Ok((sig, all.within(scope)))
+}
+
 impl Replica {
     /// A replica rooted at `root` (a directory, held open from now on).
     ///
@@ -348,25 +375,32 @@ impl Replica {
             }
             Op::Trash { path, expect } => self.trash_if(path, *expect),
             Op::KeepConflict { path } => self.stash(path, "conflicts").map(|_| None),
-            Op::Mkdir { path, mode, owner } => {
-                self.mkdir(path, *mode, *owner).and_then(|()| after(path))
-            }
+            Op::Mkdir {
+                path,
+                mode,
+                owner,
+                xattrs,
+            } => self
+                .mkdir(path, *mode, *owner, xattrs.as_ref())
+                .and_then(|()| after(path)),
             Op::SetAttr {
                 path,
                 mode,
                 mtime_ns,
                 owner,
+                xattrs,
             } => self
-                .set_attr(path, *mode, *mtime_ns, *owner)
+                .set_attr(path, *mode, *mtime_ns, *owner, xattrs.as_ref())
                 .and_then(|()| after(path)),
             Op::Symlink {
                 path,
                 target,
                 mtime_ns,
                 owner,
+                xattrs,
                 expect,
             } => self
-                .symlink(path, target, *mtime_ns, *owner, *expect)
+                .symlink(path, target, *mtime_ns, *owner, xattrs, *expect)
                 .and_then(|()| after(path)),
             Op::Mknod {
                 path,
@@ -375,15 +409,17 @@ impl Replica {
                 rdev,
                 mtime_ns,
                 owner,
+                xattrs,
             } => self
-                .mknod(path, *kind, *mode, *rdev, *mtime_ns, *owner)
+                .mknod(path, *kind, *mode, *rdev, *mtime_ns, *owner, xattrs)
                 .and_then(|()| after(path)),
             Op::Install {
                 staged,
                 path,
                 expect,
+                xattrs,
                 ..
-            } => self.install(staged, path, *expect).map(Some),
+            } => self.install(staged, path, *expect, xattrs).map(Some),
         };
         r.map_err(OpFail::from)
     }
@@ -407,21 +443,26 @@ impl Replica {
                     return None;
                 }
                 let d = beneath::open_dir(stage.as_fd(), parent_bytes(p)).ok()?;
-                beneath::lstat_at(d.as_fd(), p.file_name())
-                    .ok()
-                    .flatten()
-                    .map(|st| sig_of_stat(&st))
+                beneath::sig_at(d.as_fd(), p.file_name()).ok().flatten()
             })
             .collect()
     }
 
     /// Install the file rsync staged at `.twinsync/stage/STAGED` at `rel`,
-    /// if `rel` holds what is expected (what it replaces is kept in the
-    /// trash). Returns the installed file's signature.
+    /// with the extended attributes `xattrs` (rsync carries none), if `rel`
+    /// holds what is expected (what it replaces is kept in the trash).
+    /// Returns the installed file's signature.
     ///
     /// # Errors
-    /// Unsafe paths, a missing staged file, [`OpError::Refused`].
-    pub fn install(&self, staged: &RelPath, rel: &RelPath, expect: Expect) -> Result<Sig, OpError> {
+    /// Unsafe paths, a missing staged file, [`OpError::Refused`], failing
+    /// attributes.
+    pub fn install(
+        &self,
+        staged: &RelPath,
+        rel: &RelPath,
+        expect: Expect,
+        xattrs: &Xattrs,
+    ) -> Result<Sig, OpError> {
         if !staged.is_safe() || staged.is_root() {
             return Err(OpError::Unsafe(staged.clone()));
         }
@@ -430,7 +471,9 @@ impl Replica {
             .map_err(|_| OpError::Missing(staged.clone()))?;
         let (f, _) = beneath::open_file(sdir.as_fd(), staged.file_name())
             .map_err(|_| OpError::Missing(staged.clone()))?;
-        let r = self.place(rel, (sdir.as_fd(), staged.file_name()), &f, expect);
+        let r = xattr::apply(Target::Fd(f.as_fd()), xattrs)
+            .map_err(io_err("setting extended attributes of", rel))
+            .and_then(|()| self.place(rel, (sdir.as_fd(), staged.file_name()), &f, expect));
         if r.is_err() {
             let _ = rustix::fs::unlinkat(
                 &sdir,
@@ -469,10 +512,8 @@ impl Replica {
             .dir_of(rel, true)?
             .ok_or_else(|| OpError::Missing(rel.clone()))?;
         let name = rel.file_name();
-        let before = twinsync_filter::sig_of(&f.metadata().map_err(io_err("installing", rel))?);
-        let found = beneath::lstat_at(dir.as_fd(), name)
-            .map_err(io_err("looking at", rel))?
-            .map(|st| sig_of_stat(&st));
+        let before = beneath::sig_of_file(f).map_err(io_err("installing", rel))?;
+        let found = beneath::sig_at(dir.as_fd(), name).map_err(io_err("looking at", rel))?;
         if !expect.holds(found.as_ref()) {
             return Err(OpError::Refused {
                 path: rel.clone(),
@@ -493,15 +534,12 @@ impl Replica {
             if noreplace && e.raw_os_error() == Some(libc::EEXIST) {
                 return Err(OpError::Refused {
                     path: rel.clone(),
-                    found: beneath::lstat_at(dir.as_fd(), name)
-                        .ok()
-                        .flatten()
-                        .map(|st| sig_of_stat(&st)),
+                    found: beneath::sig_at(dir.as_fd(), name).ok().flatten(),
                 });
             }
             return Err(io_err("installing", rel)(e));
         }
-        let after = twinsync_filter::sig_of(&f.metadata().map_err(io_err("installing", rel))?);
+        let after = beneath::sig_of_file(f).map_err(io_err("installing", rel))?;
         if let (Some(old), Some((bdir, bname))) = (found.filter(|o| o.kind == Kind::File), backup) {
             let at = (dir.as_fd(), name);
             if let Some(refused) =
@@ -599,9 +637,25 @@ impl Replica {
         let Some(dir) = self.dir_of(rel, false)? else {
             return Ok(None);
         };
-        Ok(beneath::lstat_at(dir.as_fd(), rel.file_name())
-            .map_err(io_err("stat", rel))?
-            .map(|st| sig_of_stat(&st)))
+        beneath::sig_at(dir.as_fd(), rel.file_name()).map_err(io_err("stat", rel))
+    }
+
+    /// The extended attributes of `scope` of `rel` (never following a
+    /// symlink); `None` when it is not there.
+    ///
+    /// # Errors
+    /// Unsafe paths, failing reads.
+    pub fn read_xattrs(&self, rel: &RelPath, scope: XattrScope) -> Result<Option<Xattrs>, OpError> {
+        let Some(dir) = self.dir_of(rel, false)? else {
+            return Ok(None);
+        };
+        match beneath::with_xattrs_of(dir.as_fd(), rel.file_name(), |t, _| xattr::read(t, scope)) {
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(Some(Xattrs {
+                scope,
+                list: Vec::new(),
+            })),
+            r => r.map_err(io_err("reading extended attributes of", rel)),
+        }
     }
 
     /// The target of the symlink `rel` (`None`: missing, not a link, unsafe).
@@ -650,11 +704,11 @@ impl Replica {
                 if md.st_ino == src_md.st_ino && md.st_dev == src_md.st_dev {
                     return Ok(());
                 }
-                let found = sig_of_stat(&md);
+                let found = beneath::sig_of_stat(&md, XattrDigest::NONE);
                 if !expect.holds(Some(&found)) {
                     return Err(OpError::Refused {
                         path: to.clone(),
-                        found: Some(found),
+                        found: sig_in(d.as_fd(), to.file_name()),
                     });
                 }
                 self.trash(to)?;
@@ -723,11 +777,15 @@ impl Replica {
             let _ = beneath::rename(sdir.as_fd(), &tmp, sdir.as_fd(), name, true);
             return Err(io_err("trashing", rel)(e));
         }
-        let after = beneath::lstat_at(kdir.as_fd(), &kname).ok().flatten();
-        Ok(Some(sig_of_stat(&after.unwrap_or(before))))
+        let after = sig_in(kdir.as_fd(), &kname);
+        Ok(Some(after.unwrap_or(beneath::sig_of_stat(
+            &before,
+            XattrDigest::NONE,
+        ))))
     }
 
-    /// Create directory `rel` (parents too) and give it `mode`.
+    /// Create directory `rel` (parents too) and give it its owner,
+    /// extended attributes (when given) and `mode`.
     ///
     /// # Errors
     /// Unsafe paths, failing mkdir/chmod, or a non-directory in the way.
@@ -736,6 +794,7 @@ impl Replica {
         rel: &RelPath,
         mode: u32,
         owner: Option<(u32, u32)>,
+        xattrs: Option<&Xattrs>,
     ) -> Result<(), OpError> {
         let dir = self
             .dir_of(rel, true)
@@ -746,21 +805,21 @@ impl Replica {
             .ok_or_else(|| OpError::Missing(rel.clone()))?;
         let name = rel.file_name();
         let os = std::ffi::OsStr::from_bytes(name);
-        let refuse = |st: &rustix::fs::Stat| OpError::Refused {
+        let refuse = || OpError::Refused {
             path: rel.clone(),
-            found: Some(sig_of_stat(st)),
+            found: sig_in(dir.as_fd(), name),
         };
         match beneath::lstat_at(dir.as_fd(), name).map_err(io_err("looking at", rel))? {
-            Some(st) if sig_of_stat(&st).kind == Kind::Dir => {}
+            Some(st) if kind_of(&st) == Kind::Dir => {}
             // Not what the brain expected (it trashes what it expects there
             // first): someone made it meanwhile.
-            Some(st) => return Err(refuse(&st)),
+            Some(_) => return Err(refuse()),
             None => match rustix::fs::mkdirat(&dir, os, Mode::from_raw_mode(0o777)) {
                 Ok(()) => {}
                 Err(rustix::io::Errno::EXIST) => {
                     if let Ok(Some(st)) = beneath::lstat_at(dir.as_fd(), name) {
-                        if sig_of_stat(&st).kind != Kind::Dir {
-                            return Err(refuse(&st));
+                        if kind_of(&st) != Kind::Dir {
+                            return Err(refuse());
                         }
                     }
                 }
@@ -769,6 +828,10 @@ impl Replica {
         }
         if let Some(owner) = owner {
             beneath::chown(dir.as_fd(), name, owner).map_err(io_err("setting owner of", rel))?;
+        }
+        if let Some(x) = xattrs {
+            set_xattrs(dir.as_fd(), name, x)
+                .map_err(io_err("setting extended attributes of", rel))?;
         }
         beneath::chmod(dir.as_fd(), name, mode).map_err(io_err("setting mode of", rel))
     }
@@ -801,15 +864,16 @@ impl Replica {
         Ok(*h.finalize().as_bytes())
     }
 
-    /// Read a whole regular file with its signature.
+    /// Read a whole regular file with its signature and its extended
+    /// attributes of `scope`.
     ///
     /// # Errors
     /// Unsafe paths, missing or unreadable files, non-files.
-    pub fn read_file(&self, rel: &RelPath) -> Result<FileData, OpError> {
+    pub fn read_file(&self, rel: &RelPath, scope: XattrScope) -> Result<FileData, OpError> {
         use std::io::Read;
         for _ in 0..COPY_ATTEMPTS {
             let (f, st) = self.open_regular(rel, "reading")?;
-            let sig = sig_of_stat(&st);
+            let (sig, xattrs) = read_version(&f, &st, scope).map_err(io_err("reading", rel))?;
             if sig.size > INLINE_LIMIT {
                 return Err(OpError::Io {
                     what: "reading",
@@ -830,6 +894,7 @@ impl Replica {
                     path: rel.clone(),
                     data: serde_bytes::ByteBuf::from(data),
                     sig,
+                    xattrs,
                     // The brain sets what the destination must hold.
                     expect: Expect::Any,
                 });
@@ -838,22 +903,23 @@ impl Replica {
         Err(changing(rel))
     }
 
-    /// Write a whole file atomically: temp file under `.twinsync/tmp`, mode
-    /// and mtime set, what it replaces hard-linked into the trash, renamed
-    /// into place. Returns the new signature.
+    /// Write a whole file atomically: temp file under `.twinsync/tmp`,
+    /// owner, extended attributes, mode and mtime set, what it replaces
+    /// hard-linked into the trash, renamed into place. Returns the new
+    /// signature.
     ///
     /// # Errors
     /// Unsafe paths, failing syscalls.
     pub fn write_file(&self, f: &FileData) -> Result<Sig, OpError> {
-        self.put_file(&f.path, &f.sig, f.expect, |out| {
+        self.put_file(&f.path, &f.sig, &f.xattrs, f.expect, |out| {
             crate::sparse::write_bytes(out, &f.data)
         })
     }
 
-    /// Copy `rel` from another local replica rooted at `src_root` (used
-    /// when rsync is not installed): streamed (copy_file_range where the
-    /// kernel can; holes kept), with the source's mode and mtime, atomically as
-    /// [`Replica::write_file`].
+    /// Copy `rel` from another local replica rooted at `src_root`:
+    /// streamed (copy_file_range where the kernel can; holes kept), with
+    /// the source's owner (when carried), extended attributes of `scope`,
+    /// mode and mtime, atomically as [`Replica::write_file`].
     ///
     /// # Errors
     /// Unsafe paths, an unreadable or vanished source, failing syscalls.
@@ -862,13 +928,14 @@ impl Replica {
         src_root: &Path,
         rel: &RelPath,
         expect: Expect,
+        scope: XattrScope,
     ) -> Result<Sig, OpError> {
         let src = Replica::open(src_root.to_path_buf()).map_err(io_err("reading", rel))?;
         for _ in 0..COPY_ATTEMPTS {
             let (from, st) = src.open_regular(rel, "reading")?;
-            let sig = sig_of_stat(&st);
+            let (sig, xattrs) = read_version(&from, &st, scope).map_err(io_err("reading", rel))?;
             let torn = std::cell::Cell::new(false);
-            let r = self.put_file(rel, &sig, expect, |out| {
+            let r = self.put_file(rel, &sig, &xattrs, expect, |out| {
                 crate::sparse::copy_file(&from, out, sig.size)?;
                 // One version, whole: a copy of a file written meanwhile
                 // (truncated, half written) is never installed.
@@ -886,13 +953,15 @@ impl Replica {
     }
 
     /// Write a file through a new temp file under `.twinsync/tmp` (a random
-    /// name, created exclusively, filled by `fill`), give it `mode` and
-    /// `mtime_ns`, keep what it replaces in the trash, rename it into
-    /// place, and return its new signature.
+    /// name, created exclusively, filled by `fill`), give it the owner
+    /// (when carried), extended attributes, mode and mtime of `src`, keep
+    /// what it replaces in the trash, rename it into place, and return its
+    /// new signature.
     fn put_file(
         &self,
         rel: &RelPath,
         src: &Sig,
+        xattrs: &Xattrs,
         expect: Expect,
         fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
     ) -> Result<Sig, OpError> {
@@ -913,6 +982,9 @@ impl Replica {
                 );
                 rustix::fs::fchown(&out, Some(uid), Some(gid))?;
             }
+            // After the content and the owner: both clear
+            // `security.capability`.
+            xattr::apply(Target::Fd(out.as_fd()), xattrs)?;
             rustix::fs::fchmod(&out, Mode::from_raw_mode(mode & 0o7777))?;
             beneath::set_mtime_fd(out.as_fd(), mtime_ns)?;
             Ok(out)
@@ -975,12 +1047,7 @@ impl Replica {
         old: &Sig,
         installed: &Sig,
     ) -> Option<OpError> {
-        let sig_at = |(d, n): (BorrowedFd<'_>, &[u8])| {
-            beneath::lstat_at(d, n)
-                .ok()
-                .flatten()
-                .map(|st| sig_of_stat(&st))
-        };
+        let sig_at = |(d, n): (BorrowedFd<'_>, &[u8])| sig_in(d, n);
         let now = sig_at(backup)?;
         let untouched = now.kind == old.kind
             && now.ino == old.ino
@@ -1024,8 +1091,9 @@ impl Replica {
         Ok((dir, name))
     }
 
-    /// Create or replace the symlink `rel` → `target` with mtime `mtime_ns`,
-    /// if `rel` holds what `expect` says: see [`Replica::make_entry`].
+    /// Create or replace the symlink `rel` → `target` with its owner,
+    /// extended attributes and mtime, if `rel` holds what `expect` says:
+    /// see `Replica::make_entry` (private).
     ///
     /// # Errors
     /// Unsafe paths, failing syscalls, [`OpError::Refused`].
@@ -1035,6 +1103,7 @@ impl Replica {
         target: &[u8],
         mtime_ns: i64,
         owner: Option<(u32, u32)>,
+        xattrs: &Xattrs,
         expect: Expect,
     ) -> Result<(), OpError> {
         self.make_entry(rel, expect, "creating symlink", |dir, tmp| {
@@ -1044,16 +1113,19 @@ impl Replica {
                 std::ffi::OsStr::from_bytes(tmp),
             )?;
             owner.map_or(Ok(()), |o| beneath::chown(dir, tmp, o))?;
+            set_xattrs(dir, tmp, xattrs)?;
             beneath::set_mtime(dir, tmp, mtime_ns)
         })
     }
 
-    /// Create or replace the fifo or device `rel`, with its mode, owner and
-    /// mtime, never opening it: see [`Replica::make_entry`].
+    /// Create or replace the fifo or device `rel`, with its mode, owner,
+    /// extended attributes and mtime, never opening it: see
+    /// `Replica::make_entry` (private).
     ///
     /// # Errors
     /// Unsafe paths, another kind, failing syscalls (a device made by
     /// anyone but root).
+    #[allow(clippy::too_many_arguments)]
     pub fn mknod(
         &self,
         rel: &RelPath,
@@ -1062,6 +1134,7 @@ impl Replica {
         rdev: u64,
         mtime_ns: i64,
         owner: Option<(u32, u32)>,
+        xattrs: &Xattrs,
     ) -> Result<(), OpError> {
         let file_type = match kind {
             Kind::Fifo => rustix::fs::FileType::Fifo,
@@ -1083,6 +1156,7 @@ impl Replica {
                 rdev,
             )?;
             owner.map_or(Ok(()), |o| beneath::chown(dir, tmp, o))?;
+            set_xattrs(dir, tmp, xattrs)?;
             beneath::chmod(dir, tmp, mode)?;
             beneath::set_mtime(dir, tmp, mtime_ns)
         })
@@ -1104,9 +1178,7 @@ impl Replica {
     ) -> Result<(), OpError> {
         let name = rel.file_name();
         if let Some(d) = self.dir_of(rel, false)? {
-            let found = beneath::lstat_at(d.as_fd(), name)
-                .map_err(io_err("looking at", rel))?
-                .map(|st| sig_of_stat(&st));
+            let found = beneath::sig_at(d.as_fd(), name).map_err(io_err("looking at", rel))?;
             if !expect.holds(found.as_ref()) {
                 return Err(OpError::Refused {
                     path: rel.clone(),
@@ -1134,10 +1206,7 @@ impl Replica {
                 // Made meanwhile: refused, not replaced.
                 return Err(OpError::Refused {
                     path: rel.clone(),
-                    found: beneath::lstat_at(dir.as_fd(), name)
-                        .ok()
-                        .flatten()
-                        .map(|st| sig_of_stat(&st)),
+                    found: sig_in(dir.as_fd(), name),
                 });
             }
             return Err(io_err(what, rel)(e));
@@ -1145,8 +1214,9 @@ impl Replica {
         Ok(())
     }
 
-    /// Set the owner, mode and/or mtime of `rel` without following a
-    /// symlink (the owner first: a chown clears the set-user-ID bit).
+    /// Set the owner, extended attributes, mode and/or mtime of `rel`
+    /// without following a symlink (the owner first: a chown clears the
+    /// set-user-ID bit and `security.capability`).
     ///
     /// # Errors
     /// Unsafe paths, a missing entry, failing syscalls.
@@ -1156,6 +1226,7 @@ impl Replica {
         mode: Option<u32>,
         mtime_ns: Option<i64>,
         owner: Option<(u32, u32)>,
+        xattrs: Option<&Xattrs>,
     ) -> Result<(), OpError> {
         let dir = self
             .dir_of(rel, false)?
@@ -1165,9 +1236,13 @@ impl Replica {
             .ok()
             .flatten()
             .ok_or_else(|| OpError::Missing(rel.clone()))?;
-        let is_link = sig_of_stat(&st).kind == Kind::Symlink;
+        let is_link = kind_of(&st) == Kind::Symlink;
         if let Some(owner) = owner {
             beneath::chown(dir.as_fd(), name, owner).map_err(io_err("setting owner of", rel))?;
+        }
+        if let Some(x) = xattrs {
+            set_xattrs(dir.as_fd(), name, x)
+                .map_err(io_err("setting extended attributes of", rel))?;
         }
         if let (Some(mode), false) = (mode, is_link) {
             beneath::chmod(dir.as_fd(), name, mode).map_err(io_err("setting mode of", rel))?;
@@ -1275,16 +1350,31 @@ mod tests {
     fn a_symlink_replaces_only_what_is_expected() {
         let (d, r) = replica();
         fs::write(d.path().join("a"), "user").unwrap();
-        let found = r.symlink(&"a".into(), b"t", 0, None, Expect::Absent);
+        let found = r.symlink(
+            &"a".into(),
+            b"t",
+            0,
+            None,
+            &Xattrs::default(),
+            Expect::Absent,
+        );
         assert!(matches!(
             found,
             Err(OpError::Refused { found: Some(_), .. })
         ));
         assert_eq!(fs::read(d.path().join("a")).unwrap(), b"user");
-        r.symlink(&"b".into(), b"t", 0, None, Expect::Absent)
-            .unwrap();
+        r.symlink(
+            &"b".into(),
+            b"t",
+            0,
+            None,
+            &Xattrs::default(),
+            Expect::Absent,
+        )
+        .unwrap();
         assert_eq!(fs::read_link(d.path().join("b")).unwrap().as_os_str(), "t");
-        r.symlink(&"a".into(), b"u", 0, None, Expect::Any).unwrap();
+        r.symlink(&"a".into(), b"u", 0, None, &Xattrs::default(), Expect::Any)
+            .unwrap();
         assert_eq!(fs::read_link(d.path().join("a")).unwrap().as_os_str(), "u");
     }
 
@@ -1417,7 +1507,7 @@ mod tests {
         let rel = RelPath::from("f");
         let (mut copied, mut read) = (0, 0);
         for _ in 0..300 {
-            if let Ok(sig) = dst.copy_from(src.root(), &rel, Expect::Any) {
+            if let Ok(sig) = dst.copy_from(src.root(), &rel, Expect::Any, XattrScope::Owner) {
                 let got = std::fs::read(dst.root().join("f")).unwrap();
                 assert!(
                     whole(&got),
@@ -1427,7 +1517,7 @@ mod tests {
                 assert_eq!(sig.size, got.len() as u64);
                 copied += 1;
             }
-            if let Ok(f) = src.read_file(&rel) {
+            if let Ok(f) = src.read_file(&rel, XattrScope::Owner) {
                 assert!(whole(&f.data), "read a torn version");
                 assert_eq!(f.sig.size, f.data.len() as u64);
                 read += 1;

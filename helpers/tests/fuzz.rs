@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use proptest::prelude::*;
 use twinsync_proto::{
     encode, read_frame, AgentOptions, Expect, FileData, FromAgent, Kind, Op, RelPath, Request, Sig,
-    Stamp, ToAgent, MAGIC, PROTOCOL_VERSION,
+    Stamp, ToAgent, Xattr, XattrScope, Xattrs, MAGIC, PROTOCOL_VERSION,
 };
 
 #[derive(Clone, Default)]
@@ -82,7 +82,28 @@ fn sig() -> impl Strategy<Value = Sig> {
         uid: 0,
         gid: 0,
         rdev: 0,
+        xattrs: Default::default(),
     })
+}
+
+fn scope() -> impl Strategy<Value = XattrScope> {
+    prop_oneof![Just(XattrScope::Owner), Just(XattrScope::Root)]
+}
+
+/// Lists of attributes, in and out of their scope, in and out of order.
+fn xattrs() -> impl Strategy<Value = Xattrs> {
+    let name = prop_oneof![
+        Just(b"user.x".to_vec()),
+        Just(b"trusted.x".to_vec()),
+        Just(b"security.capability".to_vec()),
+        Just(b"system.posix_acl_access".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..12),
+    ];
+    let one = (name, proptest::collection::vec(any::<u8>(), 0..8)).prop_map(|(n, v)| Xattr {
+        name: serde_bytes::ByteBuf::from(n),
+        value: serde_bytes::ByteBuf::from(v),
+    });
+    (scope(), proptest::collection::vec(one, 0..3)).prop_map(|(scope, list)| Xattrs { scope, list })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -90,21 +111,26 @@ fn op() -> impl Strategy<Value = Op> {
         (path(), path(), expect()).prop_map(|(from, to, expect)| Op::Move { from, to, expect }),
         (path(), expect()).prop_map(|(path, expect)| Op::Trash { path, expect }),
         path().prop_map(|path| Op::KeepConflict { path }),
-        (path(), 0u32..0o10000).prop_map(|(path, mode)| Op::Mkdir {
-            path,
-            mode,
-            owner: None
+        (path(), 0u32..0o10000, proptest::option::of(xattrs())).prop_map(|(path, mode, xattrs)| {
+            Op::Mkdir {
+                path,
+                mode,
+                owner: None,
+                xattrs,
+            }
         }),
         (
             path(),
             proptest::option::of(0u32..0o10000),
-            proptest::option::of(any::<i64>())
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(xattrs())
         )
-            .prop_map(|(path, mode, mtime_ns)| Op::SetAttr {
+            .prop_map(|(path, mode, mtime_ns, xattrs)| Op::SetAttr {
                 path,
                 mode,
                 mtime_ns,
                 owner: None,
+                xattrs,
             }),
         (
             path(),
@@ -117,14 +143,18 @@ fn op() -> impl Strategy<Value = Op> {
                 target,
                 mtime_ns,
                 owner: None,
+                xattrs: Default::default(),
                 expect,
             }),
-        (path(), path(), expect(), sig()).prop_map(|(staged, path, expect, want)| Op::Install {
-            staged,
-            path,
-            expect,
-            want
-        }),
+        (path(), path(), expect(), sig(), xattrs()).prop_map(
+            |(staged, path, expect, want, xattrs)| Op::Install {
+                staged,
+                path,
+                expect,
+                want,
+                xattrs,
+            }
+        ),
     ]
 }
 
@@ -133,12 +163,14 @@ fn request(root: &'static str) -> impl Strategy<Value = Request> {
         path(),
         proptest::collection::vec(any::<u8>(), 0..16),
         sig(),
+        xattrs(),
         expect(),
     )
-        .prop_map(|(path, data, sig, expect)| FileData {
+        .prop_map(|(path, data, sig, xattrs, expect)| FileData {
             path,
             data: serde_bytes::ByteBuf::from(data),
             sig,
+            xattrs,
             expect,
         });
     prop_oneof![
@@ -146,7 +178,8 @@ fn request(root: &'static str) -> impl Strategy<Value = Request> {
         paths().prop_map(|paths| Request::StatStaged { paths }),
         paths().prop_map(|paths| Request::ReadLinks { paths }),
         paths().prop_map(|paths| Request::Hash { paths }),
-        paths().prop_map(|paths| Request::ReadFiles { paths }),
+        (paths(), scope()).prop_map(|(paths, scope)| Request::ReadFiles { paths, scope }),
+        (paths(), scope()).prop_map(|(paths, scope)| Request::ReadXattrs { paths, scope }),
         proptest::collection::vec(file, 0..3).prop_map(|files| Request::WriteFiles { files }),
         (
             prop_oneof![
@@ -154,9 +187,14 @@ fn request(root: &'static str) -> impl Strategy<Value = Request> {
                 Just(b"/".to_vec()),
                 Just(b"/tmp".to_vec())
             ],
-            proptest::collection::vec((path(), expect()), 0..3)
+            proptest::collection::vec((path(), expect()), 0..3),
+            scope()
         )
-            .prop_map(|(src_root, paths)| Request::CopyFrom { src_root, paths }),
+            .prop_map(|(src_root, paths, scope)| Request::CopyFrom {
+                src_root,
+                paths,
+                scope
+            }),
         any::<bool>().prop_map(|forget| Request::Installed { forget }),
         Just(Request::Intact),
         proptest::collection::vec(op(), 0..5).prop_map(|ops| Request::Apply { ops }),
@@ -280,11 +318,26 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
         uid: 0,
         gid: 0,
         rdev: 0,
+        xattrs: Default::default(),
+    };
+    let pwn = Xattrs {
+        scope: XattrScope::Root,
+        list: vec![
+            Xattr {
+                name: serde_bytes::ByteBuf::from(b"security.capability".to_vec()),
+                value: serde_bytes::ByteBuf::from(vec![1, 0, 0, 2, 0, 0x20, 0, 0]),
+            },
+            Xattr {
+                name: serde_bytes::ByteBuf::from(b"user.pwn".to_vec()),
+                value: serde_bytes::ByteBuf::from(b"1".to_vec()),
+            },
+        ],
     };
     let file = |path: &str| FileData {
         path: p(path),
         data: serde_bytes::ByteBuf::from(b"pwn".to_vec()),
         sig,
+        xattrs: pwn.clone(),
         expect: Expect::Any,
     };
     vec![
@@ -318,6 +371,14 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
             "read-files",
             Request::ReadFiles {
                 paths: vec![p("/etc/shadow"), p("link/f"), p("f")],
+                scope: XattrScope::Root,
+            },
+        ),
+        (
+            "read-xattrs",
+            Request::ReadXattrs {
+                paths: vec![p("/etc/shadow"), p("link/f"), p("link"), p("f")],
+                scope: XattrScope::Root,
             },
         ),
         (
@@ -331,6 +392,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
             Request::CopyFrom {
                 src_root: b"/".to_vec(),
                 paths: vec![(p("etc/shadow"), Expect::Absent)],
+                scope: XattrScope::Root,
             },
         ),
         ("installed", Request::Installed { forget: true }),
@@ -352,18 +414,21 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
                         path: p("link/new"),
                         mode: 0o777,
                         owner: None,
+                        xattrs: Some(pwn.clone()),
                     },
                     Op::SetAttr {
                         path: p("link/f"),
                         mode: Some(0o4777),
                         mtime_ns: Some(0),
                         owner: None,
+                        xattrs: Some(pwn.clone()),
                     },
                     Op::Symlink {
                         path: p(".twinsync/trash"),
                         target: b"/etc".to_vec(),
                         mtime_ns: 0,
                         owner: None,
+                        xattrs: Default::default(),
                         expect: Expect::Any,
                     },
                     Op::Install {
@@ -371,6 +436,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
                         path: p("f"),
                         expect: Expect::Any,
                         want: sig,
+                        xattrs: pwn,
                     },
                 ],
             },

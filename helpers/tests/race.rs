@@ -17,7 +17,7 @@ use twinsync_proto::{Expect, FileData, Kind, RelPath, Sig};
 /// Per resolution method (openat2, then the no-follow walk).
 const RUN: Duration = Duration::from_millis(1500);
 
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, u32, i64)> {
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, u32, i64, i64)> {
     let mut v: Vec<_> = walk(dir)
         .into_iter()
         .map(|p| {
@@ -31,6 +31,8 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, u32, i64)> {
                 },
                 md.mode(),
                 md.mtime(),
+                // Owners and extended attributes: any change moves it.
+                md.ctime_nsec() + md.ctime() * 1_000_000_000,
             )
         })
         .collect();
@@ -103,6 +105,15 @@ fn race(openat2: bool) {
         uid: 0,
         gid: 0,
         rdev: 0,
+        xattrs: Default::default(),
+    };
+    // Attributes are set through the same resolution as everything else.
+    let xattrs = twinsync_proto::Xattrs {
+        scope: twinsync_proto::XattrScope::Owner,
+        list: vec![twinsync_proto::Xattr {
+            name: serde_bytes::ByteBuf::from(b"user.pwn".to_vec()),
+            value: serde_bytes::ByteBuf::from(b"1".to_vec()),
+        }],
     };
     let (mut ops, mut refused, mut read_outside) = (0u64, 0u64, 0u64);
     let t = Instant::now();
@@ -112,22 +123,37 @@ fn race(openat2: bool) {
             path: p("d/f"),
             data: serde_bytes::ByteBuf::from(b"pwn".to_vec()),
             sig: sig(3),
+            xattrs: xattrs.clone(),
             expect: Expect::Any,
         };
         let results = [
             r.write_file(&file).err(),
-            r.set_attr(&p("d/g"), Some(0o4777), Some(0), Some((0, 0)))
+            r.set_attr(
+                &p("d/g"),
+                Some(0o4777),
+                Some(0),
+                Some((0, 0)),
+                Some(&xattrs),
+            )
+            .err(),
+            r.mkdir(&p("d/new"), 0o777, Some((0, 0)), Some(&xattrs))
                 .err(),
-            r.mkdir(&p("d/new"), 0o777, Some((0, 0))).err(),
             r.move_entry(&p("d/a"), &p("d/b"), Expect::Any).err(),
             r.trash(&p("d/x")).err(),
-            r.symlink(&p("d/l"), b"/etc/shadow", 0, Some((0, 0)), Expect::Any)
-                .err(),
+            r.symlink(
+                &p("d/l"),
+                b"/etc/shadow",
+                0,
+                Some((0, 0)),
+                &twinsync_proto::Xattrs::default(),
+                Expect::Any,
+            )
+            .err(),
         ];
         ops += results.len() as u64;
         refused += results.iter().filter(|e| e.is_some()).count() as u64;
         for rel in ["d/f", "d/g", "d/a", "d/x"] {
-            if let Ok(f) = r.read_file(&p(rel)) {
+            if let Ok(f) = r.read_file(&p(rel), twinsync_proto::XattrScope::Owner) {
                 read_outside += u64::from(f.data.as_slice() == b"outside");
             }
             ops += 1;

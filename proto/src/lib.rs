@@ -30,12 +30,14 @@ use serde::{Deserialize, Serialize};
 
 mod bounded;
 mod path;
+mod xattr;
 pub use path::RelPath;
+pub use xattr::{Xattr, XattrDigest, XattrScope, Xattrs};
 
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// The largest frame either side accepts or sends (64 MiB); a bigger answer
 /// is refused with an error, never sent (nor a panic).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -107,6 +109,8 @@ pub struct Sig {
     pub gid: u32,
     /// Device numbers of a device (`st_rdev`), else 0.
     pub rdev: u64,
+    /// Digests of its extended attributes (see [`XattrDigest`]).
+    pub xattrs: XattrDigest,
 }
 
 /// Whether owners and groups are part of an entry's state in this process
@@ -191,6 +195,14 @@ impl Sig {
         !owners_carried() || (self.uid, self.gid) == (other.uid, other.gid)
     }
 
+    /// True when the extended attributes carried (see
+    /// [`XattrScope::current`]) are equal.
+    #[must_use]
+    pub fn same_xattrs(&self, other: &Sig) -> bool {
+        let scope = XattrScope::current();
+        self.xattrs.of(scope) == other.xattrs.of(scope)
+    }
+
     /// The owner and group to give a copy of this entry, when carried.
     #[must_use]
     pub fn owner(&self) -> Option<(u32, u32)> {
@@ -198,11 +210,20 @@ impl Sig {
     }
 
     /// True when two signatures describe the same content and attributes,
-    /// whatever their inodes. Directories compare by kind and mode only: a
-    /// directory's mtime changes whenever an entry inside it does and is not
-    /// synchronised after creation.
+    /// whatever their inodes: kind, mode, owner (when carried), extended
+    /// attributes (those carried), and size and mtime (devices: their
+    /// numbers). Directories compare by kind, mode, owner and attributes
+    /// only: a directory's mtime changes whenever an entry inside it does.
     #[must_use]
     pub fn same_content(&self, other: &Sig) -> bool {
+        self.same_xattrs(other) && self.same_stat(other)
+    }
+
+    /// [`Sig::same_content`] but for the extended attributes: what an
+    /// rsync copy (which carries none) must match before its attributes are
+    /// set (see [`Op::Install`]).
+    #[must_use]
+    pub fn same_stat(&self, other: &Sig) -> bool {
         if self.kind != other.kind || self.mode != other.mode || !self.same_owner(other) {
             return false;
         }
@@ -349,11 +370,23 @@ pub enum Request {
         #[serde(deserialize_with = "bounded::vec")]
         paths: Vec<RelPath>,
     },
-    /// Read small files whole (content carried inline, for remote replicas).
+    /// Read small files whole (content carried inline, for remote replicas),
+    /// with their extended attributes of `scope`.
     ReadFiles {
         /// Paths to read.
         #[serde(deserialize_with = "bounded::vec")]
         paths: Vec<RelPath>,
+        /// The attributes carried.
+        scope: XattrScope,
+    },
+    /// Read the extended attributes of `scope` of entries (never following
+    /// a symlink), answered by [`Response::Xattrs`].
+    ReadXattrs {
+        /// Paths to read.
+        #[serde(deserialize_with = "bounded::vec")]
+        paths: Vec<RelPath>,
+        /// The attributes carried.
+        scope: XattrScope,
     },
     /// Write small files whole: each is written to a temp file under
     /// `.twinsync/tmp`, given its mode and mtime, and renamed into place (a
@@ -363,8 +396,8 @@ pub enum Request {
         #[serde(deserialize_with = "bounded::vec")]
         files: Vec<FileData>,
     },
-    /// Copy files from another replica on the same host (when rsync is not
-    /// installed), answered by [`Response::Written`].
+    /// Copy files from another replica on the same host, with their
+    /// extended attributes of `scope`, answered by [`Response::Written`].
     CopyFrom {
         /// The other replica's root, as bytes.
         #[serde(with = "serde_bytes")]
@@ -372,6 +405,8 @@ pub enum Request {
         /// Paths to copy, each with what its destination must hold.
         #[serde(deserialize_with = "bounded::vec")]
         paths: Vec<(RelPath, Expect)>,
+        /// The attributes carried.
+        scope: XattrScope,
     },
     /// The stamps of the files the helper installed since the last
     /// `forget` (kept in the replica's `.twinsync/installed`, so they
@@ -426,6 +461,9 @@ pub enum Op {
         /// The version the brain decided to copy: what is staged must be
         /// it (size and mtime), or the source changed meanwhile.
         want: Sig,
+        /// Its extended attributes, read from the source (rsync copies
+        /// none: one rule for every way a file arrives).
+        xattrs: Xattrs,
     },
     /// Move the losing version of a conflict into the replica's
     /// `.twinsync/conflicts/` (when conflict copies are not kept beside).
@@ -443,6 +481,8 @@ pub enum Op {
         mode: u32,
         /// Numeric owner and group to give it (an existing one too).
         owner: Option<(u32, u32)>,
+        /// Its extended attributes, if to be set (after the owner).
+        xattrs: Option<Xattrs>,
     },
     /// Create (or replace) a symlink, with its mtime, atomically: it is made
     /// under an ignore-suffix name and renamed into place, if the path
@@ -458,6 +498,8 @@ pub enum Op {
         mtime_ns: i64,
         /// Numeric owner and group to give it.
         owner: Option<(u32, u32)>,
+        /// Its extended attributes (after the owner).
+        xattrs: Xattrs,
         /// What must be at `path`.
         expect: Expect,
     },
@@ -477,8 +519,10 @@ pub enum Op {
         mtime_ns: i64,
         /// Numeric owner and group to give it.
         owner: Option<(u32, u32)>,
+        /// Its extended attributes (after the owner).
+        xattrs: Xattrs,
     },
-    /// Set owner, permission bits and/or mtime.
+    /// Set owner, extended attributes, permission bits and/or mtime.
     SetAttr {
         /// The entry.
         path: RelPath,
@@ -489,6 +533,9 @@ pub enum Op {
         /// Numeric owner and group, if to be set (before the mode: a chown
         /// clears the set-user-ID bit).
         owner: Option<(u32, u32)>,
+        /// The whole list of extended attributes of its scope, if to be set
+        /// (after the owner: a chown clears `security.capability`).
+        xattrs: Option<Xattrs>,
     },
 }
 
@@ -519,6 +566,8 @@ pub struct FileData {
     pub data: serde_bytes::ByteBuf,
     /// Its signature when read (mode and mtime are applied on write).
     pub sig: Sig,
+    /// Its extended attributes when read (set on write).
+    pub xattrs: Xattrs,
     /// What the destination must hold right before the file replaces it.
     pub expect: Expect,
 }
@@ -575,6 +624,9 @@ pub enum Response {
     /// What the helper installed: each path with the stamp it had right
     /// after (latest last).
     Installed(Vec<(RelPath, Stamp)>),
+    /// Extended attributes, one list per requested path (`None`: missing
+    /// or unreadable).
+    Xattrs(Vec<Option<Xattrs>>),
 }
 
 /// Messages from an agent to the brain.

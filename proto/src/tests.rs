@@ -11,6 +11,7 @@ fn sig() -> Sig {
         uid: 0,
         gid: 0,
         rdev: 0,
+        xattrs: XattrDigest::NONE,
     }
 }
 
@@ -75,7 +76,7 @@ fn golden_wire_format() {
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001c81a548656c6c6f94a87477696e73796e6305c4022f729590c3c0c0c2"
+        "0000001c81a548656c6c6f94a87477696e73796e6306c4022f729590c3c0c0c2"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
@@ -92,13 +93,31 @@ fn golden_wire_format() {
         sig: sig(),
     };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, "0000002d81a74368616e67656492c4016199a446696c6503cf17979cfe3d85cd15cd01a42acf17979cfe71c4ca07000000");
+    assert_eq!(hex, "0000003081a74368616e67656492c401619aa446696c6503cf17979cfe3d85cd15cd01a42acf17979cfe71c4ca07000000920000");
     let op = Op::Trash {
         path: "a".into(),
         expect: Expect::Version(Stamp(5)),
     };
     let hex: String = encode(&op).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, "0000001581a5547261736892c4016181a756657273696f6e05");
+    let op = Op::SetAttr {
+        path: "a".into(),
+        mode: None,
+        mtime_ns: None,
+        owner: None,
+        xattrs: Some(Xattrs {
+            scope: XattrScope::Root,
+            list: vec![Xattr {
+                name: serde_bytes::ByteBuf::from(b"user.x".to_vec()),
+                value: serde_bytes::ByteBuf::from(b"1".to_vec()),
+            }],
+        }),
+    };
+    let hex: String = encode(&op).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "0000002381a75365744174747295c40161c0c0c092a4526f6f749192c406757365722e78c40131"
+    );
 }
 
 #[test]
@@ -150,6 +169,7 @@ fn a_frame_over_the_limit_is_refused_not_sent_nor_a_panic() {
         path: "f".into(),
         data: serde_bytes::ByteBuf::from(vec![0u8; MAX_FRAME + 1]),
         sig: sig(),
+        xattrs: Xattrs::default(),
         expect: Expect::Any,
     };
     assert!(matches!(try_encode(&big), Err(FrameError::TooLarge(_))));
@@ -179,4 +199,59 @@ fn a_request_with_too_many_paths_is_refused_while_decoding() {
         decode::<ToAgent>(&frame[4..]),
         Err(FrameError::Decode(_))
     ));
+}
+
+#[test]
+fn attributes_carried_depend_on_the_scope() {
+    use XattrScope::{Owner, Root};
+    for name in [
+        &b"user.x"[..],
+        b"system.posix_acl_access",
+        b"system.posix_acl_default",
+    ] {
+        assert!(Owner.covers(name) && Root.covers(name));
+    }
+    for name in [
+        &b"trusted.x"[..],
+        b"security.capability",
+        b"security.selinux",
+    ] {
+        assert!(!Owner.covers(name) && Root.covers(name));
+    }
+    for name in [
+        &b"system.nfs4_acl"[..],
+        b"system.posix_acl_accessx",
+        b"userx",
+    ] {
+        assert!(!Owner.covers(name) && !Root.covers(name));
+    }
+    let x = |n: &str| Xattr {
+        name: serde_bytes::ByteBuf::from(n.as_bytes().to_vec()),
+        value: serde_bytes::ByteBuf::from(b"v".to_vec()),
+    };
+    let list = |scope, names: &[&str]| Xattrs {
+        scope,
+        list: names.iter().map(|n| x(n)).collect(),
+    };
+    assert!(list(Owner, &["user.a", "user.b"]).is_valid());
+    assert!(!list(Owner, &["user.b", "user.a"]).is_valid());
+    assert!(!list(Owner, &["user.a", "user.a"]).is_valid());
+    assert!(!list(Owner, &["trusted.a"]).is_valid());
+    assert!(list(Root, &["security.capability", "trusted.a"]).is_valid());
+}
+
+#[test]
+fn an_attribute_change_alone_is_a_change_of_content_and_attributes() {
+    let a = sig();
+    let tagged = Sig {
+        xattrs: XattrDigest { owner: 1, root: 2 },
+        ..a
+    };
+    assert!(!a.same_content(&tagged));
+    // Only root's attributes differ: the same unless owners are carried.
+    let capable = Sig {
+        xattrs: XattrDigest { owner: 0, root: 3 },
+        ..a
+    };
+    assert!(a.same_content(&capable));
 }

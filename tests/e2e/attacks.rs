@@ -146,6 +146,7 @@ fn sig(mode: u32, size: u64) -> Sig {
         uid: 0,
         gid: 0,
         rdev: 0,
+        xattrs: Default::default(),
     }
 }
 
@@ -154,6 +155,7 @@ fn file(path: &str, data: &[u8], mode: u32) -> FileData {
         path: path.into(),
         data: serde_bytes::ByteBuf::from(data.to_vec()),
         sig: sig(mode, data.len() as u64),
+        xattrs: Default::default(),
         expect: Expect::Any,
     }
 }
@@ -200,6 +202,7 @@ fn a_restricted_agent_copies_from_no_other_root() {
                 ("etc/shadow".into(), Expect::Any),
                 ("secret".into(), Expect::Any),
             ],
+            scope: Default::default(),
         });
         assert!(
             r.is_err(),
@@ -210,6 +213,7 @@ fn a_restricted_agent_copies_from_no_other_root() {
     assert!(!root.join("secret").exists() && !root.join("etc").exists());
     let r = h.ask(Request::ReadFiles {
         paths: vec!["secret".into(), "etc/shadow".into()],
+        scope: Default::default(),
     });
     match r {
         Ok(Response::Files(f)) => assert!(f.iter().all(Result::is_err), "{f:?}"),
@@ -295,12 +299,14 @@ fn writes_never_land_outside_the_root() {
                 mode: Some(0o777),
                 mtime_ns: None,
                 owner: None,
+                xattrs: None,
             },
             Op::Symlink {
                 path: ".twinsync/trash".into(),
                 target: b"/etc".to_vec(),
                 mtime_ns: 0,
                 owner: None,
+                xattrs: Default::default(),
                 expect: Expect::Any,
             },
             Op::Install {
@@ -308,17 +314,20 @@ fn writes_never_land_outside_the_root() {
                 path: "x".into(),
                 expect: Expect::Any,
                 want: sig(0o644, 0),
+                xattrs: Default::default(),
             },
             Op::Mkdir {
                 path: "dirlink/sub".into(),
                 mode: 0o777,
                 owner: None,
+                xattrs: None,
             },
             Op::SetAttr {
                 path: "dirlink/secret".into(),
                 mode: Some(0o777),
                 mtime_ns: None,
                 owner: None,
+                xattrs: None,
             },
         ],
     }) {
@@ -497,6 +506,7 @@ fn an_oversize_answer_is_an_error_not_a_panic() {
     let mut h = Hostile::start(&root, false, None);
     let r = h.ask(Request::ReadFiles {
         paths: vec!["a".into(), "b".into()],
+        scope: Default::default(),
     });
     assert!(
         matches!(&r, Err(e) if e.contains("too large")),
@@ -517,6 +527,7 @@ fn a_fifo_is_never_opened_for_reading() {
     let mut h = Hostile::start(&root, true, None);
     match h.ask(Request::ReadFiles {
         paths: vec!["f".into()],
+        scope: Default::default(),
     }) {
         Ok(Response::Files(f)) => assert!(f[0].is_err()),
         other => panic!("{other:?}"),
@@ -531,6 +542,7 @@ fn a_fifo_is_never_opened_for_reading() {
     match h.ask(Request::CopyFrom {
         src_root: src,
         paths: vec![("f".into(), Expect::Any)],
+        scope: Default::default(),
     }) {
         Ok(Response::Written(w)) => assert!(w[0].is_err()),
         other => panic!("{other:?}"),

@@ -9,6 +9,8 @@
 //! - `names`: odd file names;
 //! - `faults`: overflow, unreadable files, vanished roots, bad arguments;
 //! - `stop`: Ctrl-C to the process group, `kill -9` of the brain;
+//! - `fidelity`: sparse files, owners, fifos and devices, extended attributes,
+//!   POSIX ACLs and file capabilities;
 //! - `attacks`: confinement against a hostile brain, a replica's own users, fifos;
 //! - `ssh_smoke`: the `sshd` harness (a real OpenSSH server on 127.0.0.1).
 

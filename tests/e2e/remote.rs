@@ -196,6 +196,7 @@ fn path_escapes_are_refused_by_the_agent() {
             path: "out/evil".into(),
             mode: 0o755,
             owner: None,
+            xattrs: None,
         },
     ];
     write_frame(

@@ -128,6 +128,7 @@ impl Node {
                 uid: 0,
                 gid: 0,
                 rdev: 0,
+                xattrs: Default::default(),
             },
             Node::File {
                 content,
@@ -147,6 +148,7 @@ impl Node {
                 uid: 0,
                 gid: 0,
                 rdev: 0,
+                xattrs: Default::default(),
             },
             Node::Symlink {
                 content,
@@ -163,6 +165,7 @@ impl Node {
                 uid: 0,
                 gid: 0,
                 rdev: 0,
+                xattrs: Default::default(),
             },
         }
     }
@@ -1879,6 +1882,7 @@ impl World {
                     target: link_target(*content),
                     mtime_ns: c.sig.mtime_ns,
                     owner: None,
+                    xattrs: Default::default(),
                     expect: c.expect,
                 })
             }
