@@ -856,6 +856,63 @@ impl Engine {
         out
     }
 
+    /// What `batch` is about to make, as the index will have it: its
+    /// copies, the directories it makes, the attributes it sets and the
+    /// entries its replayed moves put in place (written down before it runs:
+    /// after a crash or a lost link, what is found made is the batch's, not
+    /// a change; see [`Engine::set_intents`]).
+    #[must_use]
+    pub fn intents(&self, batch: &Batch) -> Vec<crate::index::Intent> {
+        let known = &self.known;
+        let mut intents: Vec<crate::index::Intent> = Vec::new();
+        for t in Side::BOTH {
+            for c in &batch.copies[t.idx()] {
+                intents.push(crate::index::Intent {
+                    path: c.path.clone(),
+                    side: t.idx() as u8,
+                    sig: c.sig,
+                    moved_from: None,
+                });
+            }
+            // Directories the batch makes, attributes it sets and entries
+            // it moves, as the index will have them (a chmod found after a crash is the
+            // batch's, not a change that would undo a deletion since).
+            for op in &batch.ops[t.idx()] {
+                if let twinsync_proto::Op::Mkdir { path, .. }
+                | twinsync_proto::Op::SetAttr { path, .. } = op
+                {
+                    if let Some(k) = known.get(path) {
+                        intents.push(crate::index::Intent {
+                            path: path.clone(),
+                            side: t.idx() as u8,
+                            sig: k.sig,
+                            moved_from: None,
+                        });
+                    }
+                }
+                // What a replayed move puts at its destination (a removal
+                // of it made since on the other side must not bring it
+                // back as new).
+                // (Not a conflict's loser renamed aside: the other side
+                // never had it, it is still to copy there.)
+                if let twinsync_proto::Op::Move { from, to, .. } = op {
+                    if batch.conflicts.iter().any(|c| c.kept_as == *to) {
+                        continue;
+                    }
+                    if let Some(k) = known.get(to) {
+                        intents.push(crate::index::Intent {
+                            path: to.clone(),
+                            side: t.idx() as u8,
+                            sig: k.sig,
+                            moved_from: Some(from.clone()),
+                        });
+                    }
+                }
+            }
+        }
+        intents
+    }
+
     /// The copies a batch was making when the last run ended in a crash: a
     /// destination the next listing finds holding that version holds what
     /// the batch installed, not a change of its own.
@@ -1336,6 +1393,13 @@ impl Engine {
     fn through_fences(&self, p: usize, mut path: RelPath, ctime: Option<i64>) -> Option<RelPath> {
         for f in &self.fences[p] {
             if ctime.is_some_and(|c| c >= f.ctime_ns) || !path.is_within(&f.at) {
+                continue;
+            }
+            if ctime.is_none() && path == f.at && f.to.is_some() {
+                // The removal of the moved entry's old name: the move's own
+                // report (its two halves not paired), never of the entry
+                // where the move took it (that one's removal is reported
+                // there, by the directory holding it).
                 continue;
             }
             path = path.rebase(&f.at, f.to.as_ref()?).expect("within");

@@ -1328,3 +1328,100 @@ fn a_directory_moved_into_one_then_removed_with_it_stays_removed() {
         "{left:?}"
     );
 }
+
+/// Campaign seed 73000020: the left's report of a replayed directory move,
+/// its two halves not paired (a removal of the old name, held while the
+/// batch ran), was taken through the move's fence for a removal of the new
+/// name, and the user's directory was trashed on the right.
+#[test]
+fn the_unpaired_report_of_our_own_move_removes_nothing() {
+    let d = |ino| Sig {
+        ino,
+        ctime_ns: ino as i64,
+        ..dir()
+    };
+    let mut e = synced(&[("a", d(10)), ("a/d38", d(11)), ("a/d38/f", file(1, 10))]);
+    e.on_event(
+        Side::Right,
+        Event::Moved {
+            from: "a/d38".into(),
+            to: "D54".into(),
+            sig: Sig {
+                ctime_ns: 50,
+                ..d(11)
+            },
+        },
+    );
+    let b = e.plan(0);
+    assert_eq!(b.ops[0].len(), 1, "{b:?}");
+    let t = e.on_event(Side::Left, Event::Removed { path: "a/d38".into() });
+    assert!(t.decision.starts_with("held"), "{t:?}");
+    let mut rep = Report::default();
+    rep.applied[0].push(Applied::Done(
+        "D54".into(),
+        Some(Sig {
+            ctime_ns: 100,
+            ..d(11)
+        }),
+    ));
+    e.complete(rep);
+    let b = e.plan(1);
+    assert!(b.is_empty(), "{b:?}");
+    assert!(e.known().contains_key(&RelPath::from("D54/f")));
+}
+
+/// Campaign seed 73000041: a conflict's batch cut by a lost link after the
+/// loser was renamed aside. The reconnection's merge took the renamed
+/// loser for a replayed move (both sides had it) and trashed it as removed
+/// on the other side: it is the loser's only copy, still to copy there.
+#[test]
+fn a_conflict_copy_made_before_a_lost_link_is_copied_not_trashed() {
+    let base = Sig {
+        ino: 5,
+        ctime_ns: 5,
+        ..file(4, 10)
+    };
+    let mut e = synced(&[("x", base)]);
+    // The left's is newer: the right's loses (renamed aside on the right,
+    // whose intents come last).
+    let lv = Sig {
+        ino: 6,
+        ctime_ns: 20,
+        ..file(5, 30)
+    };
+    let rv = Sig {
+        ino: 7,
+        ctime_ns: 30,
+        ..file(6, 20)
+    };
+    changed(&mut e, Side::Left, "x", lv);
+    changed(&mut e, Side::Right, "x", rv);
+    let b = e.plan(0);
+    assert_eq!(b.conflicts.len(), 1, "{b:?}");
+    let kept = b.conflicts[0].kept_as.clone();
+    let intents = e.intents(&b);
+    e.abort();
+    e.set_intents(intents);
+    // The loser was renamed aside on its side; nothing else was done.
+    let (loser_side, winner) = if b.conflicts[0].winner == Side::Left {
+        (Side::Right, lv)
+    } else {
+        (Side::Left, rv)
+    };
+    let loser = if loser_side == Side::Right { rv } else { lv };
+    // (The winner's side listed first: the loser's copy is then found
+    // where the other listing passed it by.)
+    e.load_scan(loser_side.other(), entries(&[("x", winner)]));
+    e.load_scan(loser_side, entries(&[(&kept.to_string(), loser)]));
+    let b = e.plan(1);
+    assert!(
+        b.ops[loser_side.idx()]
+            .iter()
+            .all(|o| !matches!(o, Op::Trash { path, .. } if *path == kept)),
+        "the conflict copy was trashed: {b:?}"
+    );
+    assert!(
+        b.copies[loser_side.other().idx()].iter().any(|c| c.path == kept),
+        "the conflict copy is not copied to the winner's side: {b:?}"
+    );
+}

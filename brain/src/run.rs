@@ -910,48 +910,7 @@ impl Brain {
     /// about to make, and return them (see
     /// [`Index::intend`]).
     fn intend(&mut self, batch: &crate::engine::Batch) -> Vec<crate::index::Intent> {
-        let known = self.engine.known();
-        let mut intents: Vec<crate::index::Intent> = Vec::new();
-        for t in Side::BOTH {
-            for c in &batch.copies[t.idx()] {
-                intents.push(crate::index::Intent {
-                    path: c.path.clone(),
-                    side: t.idx() as u8,
-                    sig: c.sig,
-                    moved_from: None,
-                });
-            }
-            // Directories the batch makes, attributes it sets and entries
-            // it moves, as the index will have them (a chmod found after a crash is the
-            // batch's, not a change that would undo a deletion since).
-            for op in &batch.ops[t.idx()] {
-                if let twinsync_proto::Op::Mkdir { path, .. }
-                | twinsync_proto::Op::SetAttr { path, .. } = op
-                {
-                    if let Some(k) = known.get(path) {
-                        intents.push(crate::index::Intent {
-                            path: path.clone(),
-                            side: t.idx() as u8,
-                            sig: k.sig,
-                            moved_from: None,
-                        });
-                    }
-                }
-                // What a replayed move puts at its destination (a removal
-                // of it made since on the other side must not bring it
-                // back as new).
-                if let twinsync_proto::Op::Move { from, to, .. } = op {
-                    if let Some(k) = known.get(to) {
-                        intents.push(crate::index::Intent {
-                            path: to.clone(),
-                            side: t.idx() as u8,
-                            sig: k.sig,
-                            moved_from: Some(from.clone()),
-                        });
-                    }
-                }
-            }
-        }
+        let intents = self.engine.intents(batch);
         if let Err(e) = self.index.intend(&intents) {
             warn!("cannot write down the batch's copies in the index journal: {e}");
         }
