@@ -2635,9 +2635,9 @@ impl Engine {
                             // left there is not here any more.)
                             let gone = applied[ti][i + 1..].iter().any(|b| match b {
                                 Applied::Removed(q, _) => path.is_within(q),
-                                Applied::Done(q, _) => self.moving[ti]
-                                    .get(q)
-                                    .is_some_and(|f| path.is_within(f)),
+                                Applied::Done(q, _) => {
+                                    self.moving[ti].get(q).is_some_and(|f| path.is_within(f))
+                                }
                                 Applied::Refused(..) => false,
                             });
                             if !rewritten && !gone && !k.is_some_and(|k| k.same_content(sig)) {

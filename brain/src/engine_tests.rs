@@ -1303,7 +1303,11 @@ fn a_directory_moved_into_one_then_removed_with_it_stays_removed() {
                 }),
             )),
             Op::Move { from, to, .. } => {
-                let ino = if to.to_string().ends_with("r36") { 16 } else { 13 };
+                let ino = if to.to_string().ends_with("r36") {
+                    16
+                } else {
+                    13
+                };
                 let s = if ino == 16 { f(16) } else { d(13) };
                 let _ = from;
                 rep.applied[0].push(Applied::Done(
@@ -1324,7 +1328,8 @@ fn a_directory_moved_into_one_then_removed_with_it_stays_removed() {
     assert!(b2.is_empty(), "{b2:?}\nfirst: {:?}", b.ops);
     let left: Vec<_> = e.known().keys().map(ToString::to_string).collect();
     assert!(
-        left.iter().all(|k| !k.starts_with("D13/d19") && !k.starts_with("d14")),
+        left.iter()
+            .all(|k| !k.starts_with("D13/d19") && !k.starts_with("d14")),
         "{left:?}"
     );
 }
@@ -1354,7 +1359,12 @@ fn the_unpaired_report_of_our_own_move_removes_nothing() {
     );
     let b = e.plan(0);
     assert_eq!(b.ops[0].len(), 1, "{b:?}");
-    let t = e.on_event(Side::Left, Event::Removed { path: "a/d38".into() });
+    let t = e.on_event(
+        Side::Left,
+        Event::Removed {
+            path: "a/d38".into(),
+        },
+    );
     assert!(t.decision.starts_with("held"), "{t:?}");
     let mut rep = Report::default();
     rep.applied[0].push(Applied::Done(
@@ -1421,7 +1431,9 @@ fn a_conflict_copy_made_before_a_lost_link_is_copied_not_trashed() {
         "the conflict copy was trashed: {b:?}"
     );
     assert!(
-        b.copies[loser_side.other().idx()].iter().any(|c| c.path == kept),
+        b.copies[loser_side.other().idx()]
+            .iter()
+            .any(|c| c.path == kept),
         "the conflict copy is not copied to the winner's side: {b:?}"
     );
 }
