@@ -11,9 +11,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Settings, UsageError};
+use crate::options::{LogFormat, Options};
 
 /// Real-time two-way file replicator.
 ///
@@ -39,112 +40,12 @@ use crate::config::{Settings, UsageError};
 pub struct Cli {
     #[command(subcommand)]
     pub(crate) command: Option<Cmd>,
-    /// The left (local) replica root.
-    pub(crate) left: Option<PathBuf>,
-    /// The right replica root: a local path or a remote one.
-    pub(crate) right: Option<PathBuf>,
     /// Read options from this TOML file (command-line flags override it).
     #[arg(short = 'c', long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// The right replica is on HOST (psync's -r): RIGHT is a path there.
-    #[arg(short = 'r', long = "remote-host", value_name = "HOST")]
-    pub(crate) remote_host: Option<String>,
-    /// The twinsync binary on the remote host [default: twinsync].
-    #[arg(long, value_name = "PATH")]
-    pub(crate) remote_path: Option<String>,
-    /// ssh config file to use (ssh -F) instead of ~/.ssh/config.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) ssh_config: Option<PathBuf>,
-    /// Exclude paths matching this regex (relative to the root; repeatable).
-    #[arg(short = 'e', long = "exclude", value_name = "REGEX")]
-    pub(crate) exclude: Vec<String>,
-    /// Temporary files, never synced; a save-by-rename from one syncs the
-    /// final name [default: (?i)\.tmp$|\.~tmp~|/~\$].
-    #[arg(short = 't', long, value_name = "REGEX")]
-    pub(crate) tempfiles: Option<String>,
-    /// A file of rsync exclude rules, passed to rsync (--exclude-from).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) rsync_excludes: Option<PathBuf>,
-    /// Extra argument passed to rsync (repeatable).
-    #[arg(
-        short = 'x',
-        long = "rsync-extra",
-        value_name = "ARG",
-        allow_hyphen_values = true
-    )]
-    pub(crate) rsync_extra: Vec<String>,
-    /// Exit (status 3) while a program of this name runs (repeatable).
-    #[arg(short = 'b', long = "banned", value_name = "PROGRAM")]
-    pub(crate) banned: Vec<String>,
-    /// Trace every event and decision; change nothing on either side.
-    #[arg(short = 'n', long)]
-    pub(crate) dry_run: bool,
-    /// Merge both replicas once, then exit.
-    #[arg(short = 's', long)]
-    pub(crate) sync_only: bool,
-    /// Start live mode without the initial merge.
-    #[arg(short = 'k', long)]
-    pub(crate) skip_initial_sync: bool,
-    /// Go on when a safety net trips (mass deletion, an emptied root, a root
-    /// on another device than at the last sync).
-    #[arg(short = 'f', long)]
-    pub(crate) force: bool,
-    /// Converge, then exit 0 once a pass finds nothing more to do.
-    #[arg(long)]
-    pub(crate) exit_on_no_events: bool,
-    /// Side that wins a conflict when both mtimes are equal [default: left].
-    #[arg(long, value_enum)]
-    pub(crate) prefer: Option<Prefer>,
-    /// Log level: 0 warnings, 1 info, 2 debug (every decision), 3 trace
-    /// [default: 1].
-    #[arg(short = 'd', long = "debug", value_name = "LEVEL",
-          value_parser = clap::value_parser!(u8).range(0..=3))]
-    pub(crate) debug: Option<u8>,
-    /// Log format: human text, or one JSON object per line [default: text].
-    #[arg(long, value_enum)]
-    pub(crate) log_format: Option<LogFormat>,
-    /// Instance name: one index, lock and status entry per instance
-    /// [default: derived from the two roots].
-    #[arg(long, value_name = "NAME")]
-    pub(crate) instance: Option<String>,
-    /// Refuse a merge that deletes more than this share of a side's entries
-    /// [default: 50].
-    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub(crate) max_delete: Option<u8>,
-    /// Where a conflict's losing version is kept: beside the file as
-    /// NAME.conflict-DATE-SIDE.EXT on both sides, or in the losing replica's
-    /// .twinsync/conflicts/ [default: beside].
-    #[arg(long, value_enum, value_name = "PLACE")]
-    pub(crate) conflict_copies: Option<ConflictPlace>,
-    /// Days deleted files and conflict copies are kept in .twinsync/trash
-    /// [default: 30].
-    #[arg(long, value_name = "DAYS")]
-    pub(crate) trash_days: Option<u32>,
-}
-
-/// `--prefer`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum Prefer {
-    Left,
-    Right,
-}
-
-/// `--conflict-copies`.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub(crate) enum ConflictPlace {
-    /// Beside the file, on both sides.
-    Beside,
-    /// In the losing replica's `.twinsync/conflicts/`.
-    StateDir,
-}
-
-/// `--log-format`.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
+    /// The options, shared with the config file.
+    #[command(flatten)]
+    pub(crate) options: Options,
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,7 +220,7 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
         }
         None => {}
     }
-    let settings = match Settings::from_cli(cli) {
+    let settings = match Settings::new(cli.config, cli.options) {
         Ok(s) => s,
         Err(UsageError(e)) => {
             eprintln!("twinsync: {e}");

@@ -1,8 +1,14 @@
-//! Validated settings: what the rest of the brain sees (never clap's structs).
+//! Validated settings: what the rest of the brain sees, made from the
+//! [`Options`] of the config file and the flags (never clap's structs).
 
 use std::path::{Path, PathBuf};
 
 use crate::engine::Side;
+use crate::excludes::{ExcludeSet, TempfilesFrom};
+use crate::options::{
+    is_instance_name, ConflictPlace, LogFormat, Options, Prefer, DEFAULT_MAX_DELETE_PERCENT,
+    DEFAULT_TEMPFILES, DEFAULT_TRASH_DAYS, MAX_INSTANCE_LEN,
+};
 
 /// Everything a sync run needs, checked.
 #[derive(Debug, Clone)]
@@ -11,8 +17,8 @@ pub struct Settings {
     pub left: PathBuf,
     /// Right root, absolute and canonical.
     pub right: PathBuf,
-    /// Exclude regexes.
-    pub excludes: Vec<String>,
+    /// The excludes (the file's, the flags', the temp-file regex), compiled.
+    pub excludes: ExcludeSet,
     /// Trace events and decisions; change nothing.
     pub dry_run: bool,
     /// Merge once and exit.
@@ -44,36 +50,42 @@ pub struct Settings {
     /// Log level 0-3.
     pub debug: u8,
     /// Log format.
-    pub log_format: crate::cli::LogFormat,
+    pub log_format: LogFormat,
     /// Programs whose running makes twinsync exit (status 3).
     pub banned: Vec<String>,
     /// The config file, re-read on SIGHUP.
     pub config_file: Option<PathBuf>,
-    /// The temp-file regex (also in `excludes`).
-    pub tempfiles: String,
-    /// The excludes given on the command line (kept on SIGHUP).
-    pub cli_excludes: Vec<String>,
     /// Conflict copies beside the file (true) or in `.twinsync/conflicts/`.
     pub conflicts_beside: bool,
 }
 
-/// psync's default temp-file pattern.
-pub const DEFAULT_TEMPFILES: &str = r"(?i)\.tmp$|\.~tmp~|/~\$";
-
 impl Settings {
-    /// Merge the command line over the config file (if any) and check it all.
+    /// Read the config file `config` (if any), put the flags over it, and
+    /// check it all.
     ///
     /// # Errors
     /// A [`UsageError`] naming the problem (for the file: its path, line and key).
-    pub fn from_cli(cli: crate::cli::Cli) -> Result<Settings, UsageError> {
-        use crate::cli::{LogFormat, Prefer};
-        let file = match &cli.config {
-            Some(path) => crate::config_file::load(path).map_err(|e| UsageError(e.to_string()))?,
-            None => crate::config_file::FileConfig::default(),
+    pub fn new(config: Option<PathBuf>, flags: Options) -> Result<Settings, UsageError> {
+        let file = match &config {
+            Some(path) => {
+                Some(crate::config_file::load(path).map_err(|e| UsageError(e.to_string()))?)
+            }
+            None => None,
         };
-        let left = cli.left.or_else(|| file.left.as_ref().map(PathBuf::from));
-        let right = cli.right.or_else(|| file.right.as_ref().map(PathBuf::from));
-        let (Some(left), Some(right)) = (left, right) else {
+        let tempfiles_from = match (
+            &flags.tempfiles,
+            file.as_ref().map(|f| &f.options.tempfiles),
+        ) {
+            (Some(_), _) => TempfilesFrom::Flag,
+            (None, Some(Some(_))) => TempfilesFrom::File,
+            _ => TempfilesFrom::Default,
+        };
+        let flag_excludes = flags.exclude.clone();
+        let o = Options::merge(
+            file.as_ref().map(|f| f.options.clone()).unwrap_or_default(),
+            flags,
+        );
+        let (Some(left), Some(right)) = (o.left, o.right) else {
             return Err(UsageError(
                 "two replica roots are needed: twinsync LEFT RIGHT, or `left` and `right` in \
                  the config file (see --help)"
@@ -81,8 +93,7 @@ impl Settings {
             ));
         };
         let left = check_root("left", &left)?;
-        let remote_host = cli.remote_host.or(file.remote_host);
-        let remote = crate::remote::parse(&right.to_string_lossy(), remote_host.as_deref())
+        let remote = crate::remote::parse(&right.to_string_lossy(), o.remote_host.as_deref())
             .map_err(UsageError)?;
         let right = match &remote {
             Some(r) => r.path.clone(),
@@ -96,23 +107,11 @@ impl Settings {
             Some(r) => format!("{}:{}", r.display_host(), r.path.display()),
             None => right.to_string_lossy().into_owned(),
         };
-        let tempfiles = cli
-            .tempfiles
-            .or(file.tempfiles)
-            .unwrap_or_else(|| DEFAULT_TEMPFILES.to_string());
-        let mut excludes = file.exclude.unwrap_or_default();
-        let cli_excludes = cli.exclude.clone();
-        excludes.extend(cli.exclude);
-        if !tempfiles.is_empty() {
-            excludes.push(tempfiles.clone());
-        }
-        twinsync_filter::Excludes::new(&excludes).map_err(UsageError)?;
-        let mut rsync_extra = file.rsync_extra.unwrap_or_default();
-        rsync_extra.extend(cli.rsync_extra);
-        if let Some(f) = cli
-            .rsync_excludes
-            .or(file.rsync_excludes.map(PathBuf::from))
-        {
+        let tempfiles = o.tempfiles.unwrap_or_else(|| DEFAULT_TEMPFILES.to_string());
+        let excludes = ExcludeSet::build(file.as_ref(), flag_excludes, tempfiles, tempfiles_from)
+            .map_err(UsageError)?;
+        let mut rsync_extra = o.rsync_extra;
+        if let Some(f) = o.rsync_excludes {
             if !f.is_file() {
                 return Err(UsageError(format!(
                     "rsync excludes file {} does not exist",
@@ -123,82 +122,41 @@ impl Settings {
             a.push(f.canonicalize().unwrap_or(f));
             rsync_extra.push(a.to_string_lossy().into_owned());
         }
-        let mut banned = file.banned.unwrap_or_default();
-        banned.extend(cli.banned);
-        let instance = match cli.instance.or(file.instance) {
-            Some(i) => {
-                if i.is_empty()
-                    || i.len() > 64
-                    || i == "."
-                    || i == ".."
-                    || !i
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-                {
-                    return Err(UsageError(format!(
-                        "bad instance name {i:?}: use 1 to 64 of A-Z a-z 0-9 _ . -"
-                    )));
-                }
-                i
+        let instance = match o.instance {
+            Some(i) if !is_instance_name(&i) => {
+                return Err(UsageError(format!(
+                    "bad instance name {i:?}: use 1 to {MAX_INSTANCE_LEN} of A-Z a-z 0-9 _ . -"
+                )));
             }
+            Some(i) => i,
             None => default_instance(&left, &pair_right),
         };
         Ok(Settings {
             left,
             right,
             excludes,
-            dry_run: cli.dry_run || file.dry_run.unwrap_or(false),
-            sync_only: cli.sync_only || file.sync_only.unwrap_or(false),
-            skip_initial_sync: cli.skip_initial_sync || file.skip_initial_sync.unwrap_or(false),
-            exit_on_no_events: cli.exit_on_no_events || file.exit_on_no_events.unwrap_or(false),
-            prefer: match cli.prefer {
-                Some(Prefer::Left) => Side::Left,
+            dry_run: o.dry_run,
+            sync_only: o.sync_only,
+            skip_initial_sync: o.skip_initial_sync,
+            exit_on_no_events: o.exit_on_no_events,
+            prefer: match o.prefer {
+                None | Some(Prefer::Left) => Side::Left,
                 Some(Prefer::Right) => Side::Right,
-                None => file.prefer.unwrap_or(Side::Left),
             },
             rsync_extra,
             agent_log: std::env::var("TWINSYNC_LOG").ok(),
-            force: cli.force || file.force.unwrap_or(false),
+            force: o.force,
             instance,
-            max_delete_percent: cli
-                .max_delete
-                .or(file.max_delete_percent)
-                .unwrap_or(crate::config_file::DEFAULT_MAX_DELETE_PERCENT),
-            trash_days: cli
-                .trash_days
-                .or(file.trash_days)
-                .unwrap_or(crate::config_file::DEFAULT_TRASH_DAYS),
+            max_delete_percent: o.max_delete.unwrap_or(DEFAULT_MAX_DELETE_PERCENT),
+            trash_days: o.trash_days.unwrap_or(DEFAULT_TRASH_DAYS),
             remote,
-            remote_path: cli
-                .remote_path
-                .or(file.remote_path)
-                .unwrap_or_else(|| "twinsync".into()),
-            ssh_config: cli.ssh_config.or(file.ssh_config.map(PathBuf::from)),
-            debug: cli.debug.or(file.debug).unwrap_or(1),
-            log_format: match cli.log_format {
-                Some(f) => f,
-                None => match file.log_format {
-                    Some(crate::config_file::LogFormat::Json) => LogFormat::Json,
-                    _ => LogFormat::Text,
-                },
-            },
-            banned,
-            config_file: cli.config,
-            tempfiles,
-            cli_excludes,
-            conflicts_beside: match (cli.conflict_copies, file.conflict_dir.as_deref()) {
-                (Some(crate::cli::ConflictPlace::Beside), _) | (None, None | Some("beside")) => {
-                    true
-                }
-                (Some(crate::cli::ConflictPlace::StateDir), _)
-                | (None, Some(".twinsync/conflicts" | "state-dir")) => false,
-                (None, Some(other)) => {
-                    return Err(UsageError(format!(
-                        "conflict_dir = {other:?}: use \"beside\" (NAME.conflict-… next to the \
-                         file) or \".twinsync/conflicts\""
-                    )))
-                }
-            },
+            remote_path: o.remote_path.unwrap_or_else(|| "twinsync".into()),
+            ssh_config: o.ssh_config,
+            debug: o.debug.unwrap_or(1),
+            log_format: o.log_format.unwrap_or(LogFormat::Text),
+            banned: o.banned,
+            config_file: config,
+            conflicts_beside: o.conflict_copies != Some(ConflictPlace::StateDir),
         })
     }
 }

@@ -12,7 +12,6 @@ use anyhow::{bail, Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
-use twinsync_filter::Excludes;
 use twinsync_proto::{AgentOptions, Event};
 
 use crate::config::Settings;
@@ -169,7 +168,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     }
     let (ntx, mut notices) = mpsc::unbounded_channel();
     let options = AgentOptions {
-        excludes: settings.excludes.clone(),
+        excludes: settings.excludes.patterns().to_vec(),
         watch: !settings.sync_only,
         // A dry run changes nothing, so it neither cleans the trash nor
         // takes the lock (the agents then create no `.twinsync/`).
@@ -233,9 +232,8 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     let transports = [Transport::Local, right_transport];
     let links = [Arc::new(l?), Arc::new(r)];
     carry_owners(&links);
-    let excludes = Excludes::new(&settings.excludes).map_err(anyhow::Error::msg)?;
     let engine = Engine::new(
-        excludes,
+        settings.excludes.compiled().clone(),
         Policy {
             prefer: settings.prefer,
             conflicts_beside: settings.conflicts_beside,
@@ -565,27 +563,24 @@ impl Brain {
             info!("SIGHUP: no config file to reload (-c)");
             return Ok(());
         };
-        let file = match crate::config_file::load(&path) {
-            Ok(f) => f,
+        let excludes = match crate::config_file::load(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|file| self.settings.excludes.reread(&file))
+        {
+            Ok(x) => x,
             Err(e) => {
                 error!("SIGHUP: keeping the current excludes: {e}");
                 return Ok(());
             }
         };
-        let mut excludes = file.exclude.unwrap_or_default();
-        excludes.extend(self.settings.cli_excludes.iter().cloned());
-        if !self.settings.tempfiles.is_empty() {
-            excludes.push(self.settings.tempfiles.clone());
-        }
-        if excludes == self.settings.excludes {
+        if excludes.patterns() == self.settings.excludes.patterns() {
             info!("SIGHUP: excludes unchanged");
             return Ok(());
         }
-        let compiled = Excludes::new(&excludes).map_err(anyhow::Error::msg)?;
-        info!(?excludes, "SIGHUP: new excludes; restarting the agents");
-        self.settings.excludes = excludes.clone();
-        self.options.excludes = excludes;
-        self.engine.set_excludes(compiled);
+        info!(excludes = ?excludes.patterns(), "SIGHUP: new excludes; restarting the agents");
+        self.options.excludes = excludes.patterns().to_vec();
+        self.engine.set_excludes(excludes.compiled().clone());
+        self.settings.excludes = excludes;
         for side in Side::BOTH {
             self.links[side.idx()].shutdown().await;
             let link = Link::start(

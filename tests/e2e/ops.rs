@@ -43,6 +43,51 @@ fn a_config_file_sets_options_and_flags_override_it() {
     assert!(!p.right.exists("later"));
 }
 
+/// Issue 15: the shipped example was refused (`conflict_dir = ".conflicts"`);
+/// twinsync itself must take it as it is, and with its settings shown
+/// uncommented where they name no other host or file.
+#[test]
+fn the_shipped_example_config_is_accepted() {
+    let p = Pair::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/twinsync.toml");
+    p.left.write("a", b"x");
+    let (st, err) = run_with(&p, &["-c", example, "--sync-only"]);
+    assert!(st.success(), "{err}");
+    p.right.eventually_has("a", b"x");
+    let text = fs::read_to_string(example).unwrap();
+    // Not the settings that name hosts, files or programs that are not here.
+    let elsewhere = [
+        "left",
+        "right",
+        "remote_host",
+        "remote_path",
+        "ssh_config",
+        "rsync_excludes",
+        "banned",
+        "instance",
+        "dry_run",
+    ];
+    let uncommented: String = text
+        .lines()
+        .map(|l| {
+            let setting = l.strip_prefix("# ").filter(|rest| {
+                rest.split_once(" = ").is_some_and(|(k, _)| {
+                    k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        && !elsewhere.contains(&k)
+                })
+            });
+            format!("{}\n", setting.unwrap_or(l))
+        })
+        .collect();
+    assert!(uncommented.contains("\nconflict_dir = "), "{uncommented}");
+    let cfg = p.dir.path().join("example.toml");
+    fs::write(&cfg, uncommented).unwrap();
+    p.left.write("b", b"y");
+    let (st, err) = run_with(&p, &["-c", cfg.to_str().unwrap(), "--sync-only"]);
+    assert!(st.success(), "{err}");
+    p.right.eventually_has("b", b"y");
+}
+
 #[test]
 fn config_errors_name_the_file_line_and_key_and_start_nothing() {
     let p = Pair::new();
@@ -52,6 +97,11 @@ fn config_errors_name_the_file_line_and_key_and_start_nothing() {
         ("debug = \"high\"\n", 1, "debug"),
         ("\n\nexclude = [\"ok\", \"(unclosed\"]\n", 3, "exclude"),
         ("sync_only = yes\n", 1, "sync_only"),
+        (
+            "debug = 1\nconflict_dir = \".conflicts\"\n",
+            2,
+            "conflict_dir",
+        ),
     ] {
         fs::write(&cfg, text).unwrap();
         let (st, err) = run_with(&p, &["-c", cfg.to_str().unwrap()]);
