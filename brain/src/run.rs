@@ -326,7 +326,22 @@ pub async fn run(settings: Settings) -> Result<Exit> {
 }
 
 impl Brain {
+    /// List both replicas and merge them against the index. A link lost
+    /// meanwhile is not an error: the pair is marked down, and the
+    /// reconnection merges again.
     async fn rescan(&mut self, kind: Rescan) -> Result<()> {
+        match self.rescan_once(kind).await {
+            Err(e) if self.settings.remote.is_some() && !self.links.iter().all(|l| l.alive()) => {
+                warn!("rescan interrupted by a lost link: {e:#}");
+                self.engine.abort();
+                self.down = true;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    async fn rescan_once(&mut self, kind: Rescan) -> Result<()> {
         let t = Instant::now();
         let had = self.engine.known().len();
         let (mut sl, mut sr) = (self.links[0].scan()?, self.links[1].scan()?);
