@@ -1437,3 +1437,82 @@ fn a_conflict_copy_made_before_a_lost_link_is_copied_not_trashed() {
         "the conflict copy is not copied to the winner's side: {b:?}"
     );
 }
+
+/// The shape of campaign seed 76000035 (whose failure, a chmod that only
+/// the verification carried, did not recur on replay): a chmod of a file
+/// whose bytes could not be compared (its directory was renamed meanwhile:
+/// taken for another version), then a copy that found no source, the
+/// rename queued before: the change must still arrive, at the new name.
+#[test]
+fn a_copy_whose_directory_was_renamed_meanwhile_arrives_at_the_new_name() {
+    let d = Sig {
+        ino: 40,
+        ctime_ns: 40,
+        ..dir()
+    };
+    let f0 = Sig {
+        ino: 31,
+        ctime_ns: 31,
+        ..file(4, 10)
+    };
+    let mut e = synced(&[("D44", d), ("D44/r31", f0)]);
+    let f1 = Sig {
+        ctime_ns: 50,
+        mode: 0o640,
+        ..f0
+    };
+    changed(&mut e, Side::Right, "D44/r31", f1);
+    assert_eq!(e.to_compare(), vec![RelPath::from("D44/r31")]);
+    // The right's file was gone by then.
+    e.compared(vec![("D44/r31".into(), Some([1; 32]), None)]);
+    let b = e.plan(0);
+    assert_eq!(pairs(&b.copies[0]), vec![("D44/r31".into(), f1)]);
+    e.on_event(
+        Side::Right,
+        Event::Moved {
+            from: "D44".into(),
+            to: "D49".into(),
+            sig: Sig { ctime_ns: 60, ..d },
+        },
+    );
+    let mut rep = Report::default();
+    rep.missed[0].push(Copied {
+        path: "D44/r31".into(),
+        src: None,
+        dst: None,
+        installed: false,
+    });
+    e.complete(rep);
+    let mut arrived = false;
+    for round in 0..4 {
+        let c = e.to_compare();
+        e.compared(
+            c.into_iter()
+                .map(|p| (p, Some([1; 32]), Some([1; 32])))
+                .collect(),
+        );
+        let b = e.plan(round + 1);
+        arrived |= b.copies[0]
+            .iter()
+            .any(|c| c.path == RelPath::from("D49/r31"))
+            || b.ops[0].iter().any(
+                |o| matches!(o, Op::SetAttr { path, .. } if *path == RelPath::from("D49/r31")),
+            );
+        let mut rep = Report::default();
+        for op in &b.ops[0] {
+            if let Op::Move { to, .. } = op {
+                let s = e.known().get(to).map(|k| Sig {
+                    ctime_ns: 70,
+                    ..k.sig
+                });
+                rep.applied[0].push(Applied::Done(to.clone(), s));
+            }
+        }
+        e.complete(rep);
+    }
+    assert!(
+        arrived,
+        "the chmod of D49/r31 never reached the left: {:?}",
+        e.known()
+    );
+}
