@@ -27,6 +27,8 @@ use twinsync_proto::{Entry, Event, Expect, Kind, Op, RelPath, Sig, Stamp};
 use crate::conflict::conflict_name;
 pub use crate::index::Known;
 
+mod hardlinks;
+
 /// One of the two replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -202,6 +204,9 @@ pub struct Batch {
     /// Content copies per destination side, with the source signature
     /// expected to arrive and what the destination must hold.
     pub copies: [Vec<Copy>; 2],
+    /// Hard links ([`Op::Link`]) per destination side, made after the
+    /// copies: new names of files the side holds or got from the copies.
+    pub links: [Vec<Op>; 2],
     /// Conflicts resolved in this batch.
     pub conflicts: Vec<Conflict>,
     /// One line per action with its reason.
@@ -219,7 +224,10 @@ impl Batch {
     /// True when nothing is to be done.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.ops.iter().all(Vec::is_empty) && self.copies.iter().all(Vec::is_empty) && !self.rescan
+        self.ops.iter().all(Vec::is_empty)
+            && self.copies.iter().all(Vec::is_empty)
+            && self.links.iter().all(Vec::is_empty)
+            && !self.rescan
     }
 }
 
@@ -443,6 +451,10 @@ pub struct Engine {
     /// [`Engine::epoch`] at the end of the last plan: when unchanged, what
     /// that plan left pending was already checked against the index.
     planned_epoch: u64,
+    /// The names of each side's inodes that have more than one.
+    groups: [hardlinks::Groups; 2],
+    /// The links the running batch makes, per side: new name -> existing.
+    linking: [HashMap<RelPath, RelPath>; 2],
 }
 
 /// An entry the brain moved away from `at` (to `to`) or trashed (`to` is
@@ -652,6 +664,8 @@ impl Engine {
             copied_out: Default::default(),
             quiet: Default::default(),
             unreported: Default::default(),
+            groups: Default::default(),
+            linking: Default::default(),
         }
     }
 
@@ -1068,6 +1082,8 @@ impl Engine {
                 }
                 self.older_gone[p].remove(&path);
                 self.vanished[p].remove(&path);
+                self.groups[p].note(&path, &sig);
+                self.link_siblings(p, &path, &sig);
                 let judged = judge(self.view_get(p, &path).as_ref(), p, &sig);
                 self.pending[p].forced.remove(&path);
                 self.pending[p].verified.remove(&path);
@@ -1149,6 +1165,7 @@ impl Engine {
                         _ => return trace(&path, "dropped: echo (not in the ledger)".into()),
                     }
                 }
+                self.unlink_siblings(p, &path);
                 self.cancel_moves_into(p, &path);
                 let known_here = self.view_any_within(p, &path);
                 let queued: Vec<RelPath> = keys_within(&self.pending[p].state, &path);
@@ -1241,6 +1258,9 @@ impl Engine {
                         return trace(&to, "dropped: moved within what our batch trashed".into())
                     }
                 };
+                self.groups[p].rekey(&from, &to);
+                self.groups[p].note(&to, &sig);
+                self.link_siblings(p, &to, &sig);
                 // Older than what our write left there, and another inode.
                 let older = |q: &RelPath| {
                     self.installed_ctime[p]
@@ -1587,6 +1607,7 @@ impl Engine {
         self.quiet[p].clear();
         self.fences[p].clear();
         self.vanished[p].clear();
+        self.groups[p].clear();
         // Attributes to align, decided by a comparison before the listing:
         // the listing supersedes it (a comparison after it tells again).
         self.attr_fixes.clear();
@@ -1633,6 +1654,7 @@ impl Engine {
                 break;
             }
             sc.count += 1;
+            self.groups[p].note(&e.path, &e.sig);
             self.missing_between(p, &sc, Some(&e.path));
             if let Some((t, sig, stamp)) = self.intents.get(&e.path) {
                 // The helper recorded installing this very version: the
@@ -1789,6 +1811,7 @@ impl Engine {
         self.moving = Default::default();
         self.copied_out = Default::default();
         self.unreported = Default::default();
+        self.linking = Default::default();
         let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();
         if self.flips.len() > 4096 {
             self.flips.retain(|_, f| now - f.since <= LOOP_WINDOW);
@@ -2103,6 +2126,7 @@ impl Engine {
                 self.pending[i].state.insert(path, Some(x));
             }
         }
+        self.plan_links(&mut b);
         self.planned_epoch = self.epoch;
         self.adopted.clear();
         b
@@ -2515,6 +2539,9 @@ impl Engine {
             self.pending[0].rescan = true;
         }
         for t in Side::BOTH {
+            self.regroup(t.idx(), &applied[t.idx()]);
+        }
+        for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());
             for (i, a) in applied[ti].iter().enumerate() {
                 if let Applied::Done(path, Some(sig)) = a {
@@ -2571,9 +2598,9 @@ impl Engine {
                             // left there is not here any more.)
                             let gone = applied[ti][i + 1..].iter().any(|b| match b {
                                 Applied::Removed(q, _) => path.is_within(q),
-                                Applied::Done(q, _) => self.moving[ti]
-                                    .get(q)
-                                    .is_some_and(|f| path.is_within(f)),
+                                Applied::Done(q, _) => {
+                                    self.moving[ti].get(q).is_some_and(|f| path.is_within(f))
+                                }
                                 Applied::Refused(..) => false,
                             });
                             if !rewritten && !gone && !k.is_some_and(|k| k.same_content(sig)) {
@@ -2615,6 +2642,9 @@ impl Engine {
                     }
                 }
             }
+        }
+        for t in Side::BOTH {
+            self.restamp_siblings(t.idx(), &applied[t.idx()]);
         }
         // What the batch's own operations left at each path (a replayed
         // move, a symlink): a missed copy finding it there finds ours.

@@ -12,6 +12,7 @@ fn file(size: u64, mtime: i64) -> Sig {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: Default::default(),
     }
 }
@@ -26,6 +27,7 @@ fn dir() -> Sig {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: Default::default(),
     }
 }
@@ -761,6 +763,7 @@ fn a_directory_losing_a_conflict_kept_in_the_state_dir_takes_its_contents_along(
                 uid: 0,
                 gid: 0,
                 rdev: 0,
+                nlink: 1,
                 xattrs: Default::default(),
             },
         )]),
@@ -1303,7 +1306,11 @@ fn a_directory_moved_into_one_then_removed_with_it_stays_removed() {
                 }),
             )),
             Op::Move { from, to, .. } => {
-                let ino = if to.to_string().ends_with("r36") { 16 } else { 13 };
+                let ino = if to.to_string().ends_with("r36") {
+                    16
+                } else {
+                    13
+                };
                 let s = if ino == 16 { f(16) } else { d(13) };
                 let _ = from;
                 rep.applied[0].push(Applied::Done(
@@ -1324,7 +1331,8 @@ fn a_directory_moved_into_one_then_removed_with_it_stays_removed() {
     assert!(b2.is_empty(), "{b2:?}\nfirst: {:?}", b.ops);
     let left: Vec<_> = e.known().keys().map(ToString::to_string).collect();
     assert!(
-        left.iter().all(|k| !k.starts_with("D13/d19") && !k.starts_with("d14")),
+        left.iter()
+            .all(|k| !k.starts_with("D13/d19") && !k.starts_with("d14")),
         "{left:?}"
     );
 }

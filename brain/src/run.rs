@@ -921,6 +921,17 @@ impl Brain {
                     moved_from: None,
                 });
             }
+            // A link stands for a copy of the version it links.
+            for op in &batch.links[t.idx()] {
+                if let twinsync_proto::Op::Link { path, want, .. } = op {
+                    intents.push(crate::index::Intent {
+                        path: path.clone(),
+                        side: t.idx() as u8,
+                        sig: *want,
+                        moved_from: None,
+                    });
+                }
+            }
             // Directories the batch makes, attributes it sets and entries
             // it moves, as the index will have them (a chmod found after a crash is the
             // batch's, not a change that would undo a deletion since).

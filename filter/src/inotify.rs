@@ -595,7 +595,15 @@ impl EventLoop {
                         Ok((sig, md)) => {
                             use std::os::unix::fs::MetadataExt;
                             if !md.file_type().is_file() || md.nlink() > 1 {
-                                out.push(Event::Changed { path, sig });
+                                let ino = sig.ino;
+                                let links = md.file_type().is_file() && md.nlink() > 1;
+                                out.push(Event::Changed {
+                                    path: path.clone(),
+                                    sig,
+                                });
+                                if links {
+                                    self.other_names(&path, ino, &mut out);
+                                }
                             }
                         }
                         Err(_) => w.table.lock().expect("watch table").vanished(path),
@@ -633,6 +641,35 @@ impl EventLoop {
             }
         }
         Ok(coalesce(out))
+    }
+
+    /// A hard link `path` to the file of inode `ino` was made: the other
+    /// names of that file in the same directory are reported too (the link
+    /// changed their ctime, which the kernel reports under none of them,
+    /// and the brain learns that they are one file). Names in other
+    /// directories are found by the next listing.
+    fn other_names(&self, path: &RelPath, ino: u64, out: &mut Vec<Event>) {
+        use std::os::unix::fs::DirEntryExt;
+        let w = &*self.watcher;
+        let Some(dir) = path.parent() else { return };
+        let Ok(entries) = std::fs::read_dir(dir.under(&w.root)) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.ino() != ino {
+                continue;
+            }
+            let name = e.file_name();
+            let other = dir.join(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
+            if other == *path || w.excludes.excluded(&other) {
+                continue;
+            }
+            if let Ok(Some(sig)) = lstat_sig(&other.under(&w.root)) {
+                if sig.ino == ino {
+                    out.push(Event::Changed { path: other, sig });
+                }
+            }
+        }
     }
 
     /// An entry appeared at `path`: report it, and for a directory watch it

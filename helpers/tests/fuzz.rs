@@ -82,6 +82,7 @@ fn sig() -> impl Strategy<Value = Sig> {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: Default::default(),
     })
 }
@@ -318,6 +319,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: Default::default(),
     };
     let pwn = Xattrs {

@@ -11,6 +11,7 @@ fn sig() -> Sig {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: XattrDigest::NONE,
     }
 }

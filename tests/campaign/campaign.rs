@@ -1070,7 +1070,8 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
                     && o.path == *path
                     && o.end > op.start
                     && o.moved_to.as_ref().is_some_and(|q| {
-                        ops.iter().any(|x| x.path == *q && x.start > o.start && x.moved_to.is_none())
+                        ops.iter()
+                            .any(|x| x.path == *q && x.start > o.start && x.moved_to.is_none())
                     })
             });
             if moved_on && !found_tree && !found_kept {

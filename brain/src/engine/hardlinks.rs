@@ -1,0 +1,268 @@
+//! Hard links in the decisions: the names each side gives one inode (the
+//! groups), kept from listings, events and the helpers' answers, and what
+//! they decide:
+//! - a file to copy whose inode has another name that the destination
+//!   already holds with its content (or gets in the same batch) is linked
+//!   there ([`Op::Link`], no data sent) instead of copied;
+//! - a report of one name is a report of every name of its inode on that
+//!   side (the kernel reports a write, a chmod, a link or a rename under
+//!   the name used only): the others take its content, attributes and
+//!   stamp (all names of an inode share its inode number and ctime).
+//!
+//! The groups are hints, checked where acted on: a link is only made to a
+//! name the index holds with the very content to link, and the helper
+//! checks that name's size and mtime before it links.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use twinsync_proto::{Expect, Kind, Op, RelPath, Sig, Stamp};
+
+use super::{ancestors, Applied, Batch, Engine, Side};
+
+/// The names of the inodes with more than one name on one side.
+#[derive(Debug, Default)]
+pub(super) struct Groups {
+    ino_of: BTreeMap<RelPath, u64>,
+    names: HashMap<u64, BTreeSet<RelPath>>,
+}
+
+impl Groups {
+    pub(super) fn clear(&mut self) {
+        *self = Groups::default();
+    }
+
+    /// `path` holds `sig` now.
+    pub(super) fn note(&mut self, path: &RelPath, sig: &Sig) {
+        if sig.kind == Kind::File && sig.nlink > 1 {
+            if self.ino_of.get(path) == Some(&sig.ino) {
+                return;
+            }
+            self.forget(path);
+            self.ino_of.insert(path.clone(), sig.ino);
+            self.names.entry(sig.ino).or_default().insert(path.clone());
+        } else {
+            self.forget(path);
+        }
+    }
+
+    fn forget(&mut self, path: &RelPath) -> Option<u64> {
+        let ino = self.ino_of.remove(path)?;
+        if let Some(n) = self.names.get_mut(&ino) {
+            n.remove(path);
+            if n.is_empty() {
+                self.names.remove(&ino);
+            }
+        }
+        Some(ino)
+    }
+
+    /// Everything at or below `dir` is gone: its names, with their inodes.
+    pub(super) fn forget_within(&mut self, dir: &RelPath) -> Vec<(RelPath, u64)> {
+        let gone: Vec<RelPath> = super::keys_within(&self.ino_of, dir);
+        gone.into_iter()
+            .filter_map(|p| self.forget(&p).map(|i| (p, i)))
+            .collect()
+    }
+
+    /// Everything at or below `from` is now below `to`.
+    pub(super) fn rekey(&mut self, from: &RelPath, to: &RelPath) {
+        if from == to {
+            return;
+        }
+        self.forget_within(to);
+        for (p, ino) in self.forget_within(from) {
+            let q = p.rebase(from, to).expect("within from");
+            self.ino_of.insert(q.clone(), ino);
+            self.names.entry(ino).or_default().insert(q);
+        }
+    }
+
+    /// The names of `ino` but `path`.
+    pub(super) fn others(&self, ino: u64, path: &RelPath) -> Vec<RelPath> {
+        self.names
+            .get(&ino)
+            .map(|n| n.iter().filter(|q| *q != path).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Engine {
+    /// Side `p` reported `sig` at `path`: every other name of its inode
+    /// there holds it too. Those the index has with that content take its
+    /// stamp (the names of an inode share it); the others are queued as
+    /// changed with it (a write or chmod through one name).
+    pub(super) fn link_siblings(&mut self, p: usize, path: &RelPath, sig: &Sig) {
+        if sig.kind != Kind::File || sig.nlink < 2 {
+            return;
+        }
+        for q in self.groups[p].others(sig.ino, path) {
+            if self.inflight[p].contains_key(&q) || self.excludes.excluded(&q) {
+                // The running batch writes there: its answer decides.
+                continue;
+            }
+            if let Some(slot) = self.pending[p].state.get_mut(&q) {
+                if slot.is_some_and(|x| x.ino == sig.ino) {
+                    *slot = Some(*sig);
+                }
+                continue;
+            }
+            let Some(origin) = self.pending[p].origin(&q).map(std::borrow::Cow::into_owned) else {
+                continue;
+            };
+            match self.known.get(&origin).copied() {
+                Some(k) if k.kind == Kind::File && k.same_content(sig) => {
+                    if k.stamps[p] != sig.stamp() {
+                        self.k_insert(origin, k.with_stamp(p, sig.stamp()));
+                    }
+                }
+                Some(k) if k.kind == Kind::File => {
+                    self.pending[p].state.insert(q, Some(*sig));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Side `p` lost the names at or below `dir`: the other names of their
+    /// inodes there changed (the link count is in the ctime) to a state not
+    /// reported; their stamps there are forgotten (a write there expects
+    /// whatever version, the next report is compared by content).
+    pub(super) fn unlink_siblings(&mut self, p: usize, dir: &RelPath) {
+        for (_, ino) in self.groups[p].forget_within(dir) {
+            for q in self.groups[p].others(ino, dir) {
+                let Some(origin) = self.pending[p].origin(&q).map(std::borrow::Cow::into_owned)
+                else {
+                    continue;
+                };
+                if let Some(k) = self.known.get(&origin).copied() {
+                    if k.kind == Kind::File && k.stamps[p].is_known() {
+                        self.k_insert(origin, k.with_stamp(p, Stamp::UNKNOWN));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The groups of side `t` after the batch's operations there, as its
+    /// helper answered them (moves, removals, new names).
+    pub(super) fn regroup(&mut self, t: usize, applied: &[Applied]) {
+        for a in applied {
+            match a {
+                Applied::Done(path, Some(sig)) => {
+                    if let Some(from) = self.moving[t].get(path) {
+                        self.groups[t].rekey(from, path);
+                    }
+                    self.groups[t].note(path, sig);
+                    if let Some(existing) = self.linking[t].get(path) {
+                        self.groups[t].note(existing, sig);
+                    }
+                }
+                Applied::Removed(path, _) => {
+                    self.groups[t].forget_within(path);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The other names of what the batch's operations on side `t` wrote,
+    /// linked, moved or trashed take the stamp the helper answered with
+    /// (the last one of their inode), when the index holds them with that
+    /// content: the operation changed their ctime too.
+    pub(super) fn restamp_siblings(&mut self, t: usize, applied: &[Applied]) {
+        for a in applied {
+            let (Applied::Done(path, Some(sig)) | Applied::Removed(path, Some(sig))) = a else {
+                continue;
+            };
+            if sig.kind != Kind::File {
+                continue;
+            }
+            for q in self.groups[t].others(sig.ino, path) {
+                if let Some(k) = self.known.get(&q).copied() {
+                    if k.kind == Kind::File && k.same_content(sig) && k.stamps[t] != sig.stamp() {
+                        self.k_insert(q, k.with_stamp(t, sig.stamp()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turn the batch's copies of files whose source inode has another
+    /// name that the destination holds already (or gets by another copy of
+    /// the batch) into links there (run after the copies).
+    pub(super) fn plan_links(&mut self, b: &mut Batch) {
+        for t in Side::BOTH {
+            let (ti, si) = (t.idx(), t.other().idx());
+            if !b.copies[ti]
+                .iter()
+                .any(|c| c.sig.kind == Kind::File && c.sig.nlink > 1)
+            {
+                continue;
+            }
+            // Versions the batch replaces on `t`: another name of one of
+            // them changes with it (its ctime), so what expects it there
+            // expects whatever is there instead.
+            let mut replaced: HashSet<Stamp> = HashSet::new();
+            let mut leaders: HashMap<u64, (RelPath, Sig)> = HashMap::new();
+            let copies = std::mem::take(&mut b.copies[ti]);
+            let mut kept = Vec::with_capacity(copies.len());
+            for c in copies {
+                let mut expect = c.expect;
+                if let Expect::Version(v) = c.expect {
+                    if !replaced.insert(v) {
+                        expect = Expect::Any;
+                    }
+                }
+                if c.sig.kind != Kind::File || c.sig.nlink < 2 {
+                    kept.push(super::Copy { expect, ..c });
+                    continue;
+                }
+                let existing = leaders
+                    .get(&c.sig.ino)
+                    .filter(|(_, x)| x.same_content(&c.sig))
+                    .map(|(l, _)| l.clone())
+                    .or_else(|| self.synced_name(si, ti, &c.path, &c.sig));
+                match existing {
+                    None => {
+                        leaders.insert(c.sig.ino, (c.path.clone(), c.sig));
+                        kept.push(super::Copy { expect, ..c });
+                    }
+                    Some(existing) => {
+                        b.trace(self.tracing, t, &c.path, || {
+                            format!(
+                                "link to {existing} on {t} (one inode on {}; no data sent)",
+                                t.other()
+                            )
+                        });
+                        self.linking[ti].insert(c.path.clone(), existing.clone());
+                        b.links[ti].push(Op::Link {
+                            existing,
+                            path: c.path,
+                            expect,
+                            want: c.sig,
+                        });
+                    }
+                }
+            }
+            b.copies[ti] = kept;
+        }
+    }
+
+    /// Another name that side `s` gives the inode of `sig` (at `path`),
+    /// which the index holds with that content and this batch leaves as it
+    /// is on side `t`.
+    fn synced_name(&self, s: usize, t: usize, path: &RelPath, sig: &Sig) -> Option<RelPath> {
+        self.groups[s].others(sig.ino, path).into_iter().find(|q| {
+            !self.inflight[t].contains_key(q)
+                && self.pending[s]
+                    .state
+                    .get(q)
+                    .is_none_or(|x| x.is_some_and(|x| x.same_content(sig)))
+                && !ancestors(q, true).any(|a| self.leaving[t].contains(&a))
+                && self
+                    .known
+                    .get(q)
+                    .is_some_and(|k| k.kind == Kind::File && k.same_content(sig))
+        })
+    }
+}
