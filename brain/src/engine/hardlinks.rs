@@ -110,11 +110,14 @@ impl Engine {
                 continue;
             };
             match self.known.get(&origin).copied() {
-                Some(k) if k.kind == Kind::File && k.same_content(sig) => {
-                    if k.stamps[p] != sig.stamp() {
-                        self.k_insert(origin, k.with_stamp(p, sig.stamp()));
-                    }
+                Some(k)
+                    if k.kind == Kind::File
+                        && k.same_content(sig)
+                        && k.stamps[p] != sig.stamp() =>
+                {
+                    self.k_insert(origin, k.with_stamp(p, sig.stamp()));
                 }
+                Some(k) if k.kind == Kind::File && k.same_content(sig) => {}
                 Some(k) if k.kind == Kind::File => {
                     self.pending[p].state.insert(q, Some(*sig));
                 }
@@ -264,5 +267,159 @@ impl Engine {
                     .get(q)
                     .is_some_and(|k| k.kind == Kind::File && k.same_content(sig))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use twinsync_filter::Excludes;
+    use twinsync_proto::{Entry, Event};
+
+    use super::super::{Policy, Report};
+    use super::*;
+
+    /// A file of inode `ino` with `nlink` names.
+    fn file(size: u64, ino: u64, nlink: u32) -> Sig {
+        Sig {
+            kind: Kind::File,
+            size,
+            mtime_ns: 10,
+            mode: 0o644,
+            ino,
+            ctime_ns: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            nlink,
+            xattrs: Default::default(),
+        }
+    }
+
+    fn listing(v: &[(&str, Sig)]) -> Vec<Entry> {
+        v.iter()
+            .map(|(p, s)| Entry {
+                path: (*p).into(),
+                sig: *s,
+            })
+            .collect()
+    }
+
+    fn engine() -> Engine {
+        Engine::new(Excludes::default(), Policy::default())
+    }
+
+    fn synced(v: &[(&str, Sig)]) -> Engine {
+        let mut e = engine();
+        e.load_scan(Side::Left, listing(v));
+        e.load_scan(Side::Right, listing(v));
+        assert!(e.plan(0).is_empty());
+        e
+    }
+
+    fn changed(e: &mut Engine, side: Side, path: &str, sig: Sig) {
+        e.on_event(
+            side,
+            Event::Changed {
+                path: path.into(),
+                sig,
+            },
+        );
+    }
+
+    /// (existing, path, expect) of the batch's links into `t`.
+    fn links(b: &Batch, t: Side) -> Vec<(RelPath, RelPath, Expect)> {
+        b.links[t.idx()]
+            .iter()
+            .map(|op| match op {
+                Op::Link {
+                    existing,
+                    path,
+                    expect,
+                    ..
+                } => (existing.clone(), path.clone(), *expect),
+                op => panic!("not a link: {op:?}"),
+            })
+            .collect()
+    }
+
+    fn copied(b: &Batch, t: Side) -> Vec<RelPath> {
+        b.copies[t.idx()].iter().map(|c| c.path.clone()).collect()
+    }
+
+    #[test]
+    fn a_group_of_three_at_a_first_merge_is_one_copy_and_two_links() {
+        let mut e = engine();
+        let g = file(5, 7, 3);
+        e.load_scan(Side::Left, listing(&[("a", g), ("b", g), ("d/c", g)]));
+        e.load_scan(Side::Right, Vec::new());
+        let b = e.plan(0);
+        assert_eq!(copied(&b, Side::Right), vec![RelPath::from("a")]);
+        assert_eq!(
+            links(&b, Side::Right),
+            vec![
+                ("a".into(), "b".into(), Expect::Absent),
+                ("a".into(), "d/c".into(), Expect::Absent)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_name_of_a_synced_file_is_linked_and_its_stamp_shared() {
+        let mut e = synced(&[("x", file(5, 7, 1))]);
+        // `ln x y`: the filter reports y, then x (its ctime changed).
+        let now = Sig {
+            ctime_ns: 2,
+            ..file(5, 7, 2)
+        };
+        changed(&mut e, Side::Left, "y", now);
+        changed(&mut e, Side::Left, "x", now);
+        let b = e.plan(0);
+        assert!(copied(&b, Side::Right).is_empty(), "{b:?}");
+        assert_eq!(
+            links(&b, Side::Right),
+            vec![("x".into(), "y".into(), Expect::Absent)]
+        );
+        let made = Sig {
+            ino: 70,
+            ctime_ns: 3,
+            ..now
+        };
+        let mut r = Report::default();
+        r.applied[1].push(Applied::Done("y".into(), Some(made)));
+        e.complete(r);
+        // x on the right has the link's ctime too: what expects it there
+        // expects that.
+        assert_eq!(e.known()[&RelPath::from("x")].stamps[1], made.stamp());
+        assert_eq!(e.known()[&RelPath::from("y")].stamps[1], made.stamp());
+    }
+
+    #[test]
+    fn a_write_through_one_name_is_one_copy_and_links_of_the_others() {
+        let g = file(5, 7, 2);
+        let mut e = synced(&[("a", g), ("b", g)]);
+        let new = Sig {
+            size: 9,
+            ctime_ns: 4,
+            ..g
+        };
+        changed(&mut e, Side::Right, "b", new);
+        let b = e.plan(0);
+        assert_eq!(copied(&b, Side::Left), vec![RelPath::from("a")]);
+        // The copy to a replaces the inode b shares there: b expects
+        // whatever is there then.
+        assert_eq!(
+            links(&b, Side::Left),
+            vec![("a".into(), "b".into(), Expect::Any)]
+        );
+    }
+
+    #[test]
+    fn the_removal_of_one_name_forgets_the_stamp_of_the_others() {
+        let g = file(5, 7, 2);
+        let mut e = synced(&[("a", g), ("b", g)]);
+        e.on_event(Side::Left, Event::Removed { path: "a".into() });
+        assert!(!e.known()[&RelPath::from("b")].stamps[0].is_known());
+        let b = e.plan(0);
+        assert_eq!(b.ops[1].len(), 1, "{b:?}");
     }
 }

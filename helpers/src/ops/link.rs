@@ -74,3 +74,83 @@ impl Replica {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    fn replica() -> (tempfile::TempDir, Replica) {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("root")).unwrap();
+        let r = Replica::open(d.path().join("root")).unwrap();
+        r.prepare().unwrap();
+        (d, r)
+    }
+
+    fn want(r: &Replica, rel: &str) -> Sig {
+        r.stat(&rel.into()).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_link_is_a_new_name_of_the_same_inode_and_replaces_only_what_is_expected() {
+        let (d, r) = replica();
+        let root = d.path().join("root");
+        fs::write(root.join("a"), b"data").unwrap();
+        let w = want(&r, "a");
+        r.link(&"a".into(), &"sub/b".into(), Expect::Absent, &w)
+            .unwrap();
+        let ino = fs::metadata(root.join("a")).unwrap().ino();
+        assert_eq!(fs::metadata(root.join("sub/b")).unwrap().ino(), ino);
+        // Linking again is nothing to do (no name left behind).
+        r.link(&"a".into(), &"sub/b".into(), Expect::Any, &w)
+            .unwrap();
+        assert_eq!(fs::read_dir(root.join("sub")).unwrap().count(), 1);
+        fs::write(root.join("c"), b"other").unwrap();
+        let refused = r.link(&"a".into(), &"c".into(), Expect::Absent, &w);
+        assert!(matches!(refused, Err(OpError::Refused { .. })));
+        assert_eq!(fs::read(root.join("c")).unwrap(), b"other");
+        // Another version at `existing`: not linked.
+        fs::write(root.join("a"), b"changed").unwrap();
+        assert!(r
+            .link(&"a".into(), &"d".into(), Expect::Absent, &w)
+            .is_err());
+        assert!(!root.join("d").exists());
+    }
+
+    /// A hostile peer cannot make a name inside the replica for a file
+    /// outside it, nor a name outside for a file inside, nor go through a
+    /// symlinked directory or link a symlink to a file outside.
+    #[test]
+    fn links_to_or_from_outside_the_root_are_refused() {
+        let (d, r) = replica();
+        let root = d.path().join("root");
+        fs::write(d.path().join("secret"), b"outside").unwrap();
+        fs::write(root.join("f"), b"inside").unwrap();
+        std::os::unix::fs::symlink(d.path(), root.join("up")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("secret"), root.join("sl")).unwrap();
+        let inside = want(&r, "f");
+        let outside = Sig { size: 7, ..inside };
+        for (existing, path, w) in [
+            ("../secret", "x", outside),
+            ("up/secret", "x", outside),
+            ("sl", "x", outside),
+            ("f", "../x", inside),
+            ("f", "up/x", inside),
+            ("f", ".twinsync/x", inside),
+            (".twinsync/lock", "x", inside),
+        ] {
+            assert!(
+                r.link(&existing.into(), &path.into(), Expect::Any, &w)
+                    .is_err(),
+                "{existing} -> {path} was linked"
+            );
+        }
+        assert!(!root.join("x").exists());
+        assert!(!d.path().join("x").exists());
+        assert_eq!(fs::metadata(d.path().join("secret")).unwrap().nlink(), 1);
+        assert_eq!(fs::metadata(root.join("f")).unwrap().nlink(), 1);
+    }
+}
