@@ -455,6 +455,9 @@ pub struct Engine {
     groups: [hardlinks::Groups; 2],
     /// The links the running batch makes, per side: new name -> existing.
     linking: [HashMap<RelPath, RelPath>; 2],
+    /// The versions of files the batch being planned renames, per side (a
+    /// replayed move): their other names there change with them.
+    renaming: [std::collections::HashSet<Stamp>; 2],
 }
 
 /// An entry the brain moved away from `at` (to `to`) or trashed (`to` is
@@ -666,6 +669,7 @@ impl Engine {
             unreported: Default::default(),
             groups: Default::default(),
             linking: Default::default(),
+            renaming: Default::default(),
         }
     }
 
@@ -1812,6 +1816,7 @@ impl Engine {
         self.copied_out = Default::default();
         self.unreported = Default::default();
         self.linking = Default::default();
+        self.renaming = Default::default();
         let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();
         if self.flips.len() > 4096 {
             self.flips.retain(|_, f| now - f.since <= LOOP_WINDOW);
@@ -1897,6 +1902,9 @@ impl Engine {
                     format!("move {from} -> {to} on {t} (moved on {s}; no data sent)")
                 });
                 let expect = self.expect_on(t, &to, self.known.get(&to));
+                if let Some(k) = self.known.get(&from).filter(|k| k.kind == Kind::File) {
+                    self.renaming[t.idx()].insert(k.stamps[t.idx()]);
+                }
                 b.ops[t.idx()].push(Op::Move {
                     from: from.clone(),
                     to: to.clone(),
@@ -2579,6 +2587,24 @@ impl Engine {
                             if k.same_content(sig) && k.stamps[ti] != sig.stamp() {
                                 self.k_insert(path.clone(), k.with_stamp(ti, sig.stamp()));
                             }
+                            // A directory's attribute set leaves the owner or
+                            // mode a user gave it just before (a chown whose
+                            // report, older than our write, is dropped): the
+                            // answer shows it, a change of this side.
+                            let later = applied[ti][i + 1..].iter().any(|b| {
+                                matches!(b, Applied::Done(q, _) | Applied::Refused(q, _) if q == path)
+                            });
+                            if k.kind == Kind::Dir
+                                && sig.kind == Kind::Dir
+                                && (k.mode != sig.mode || !k.same_owner(sig))
+                                && !later
+                                && !self.moving[ti].contains_key(path)
+                            {
+                                self.pending[ti]
+                                    .state
+                                    .entry(path.clone())
+                                    .or_insert(Some(*sig));
+                            }
                         }
                         // (The move's answer comes first: a copy the batch
                         // makes there after it answers after it.)
@@ -2661,6 +2687,9 @@ impl Engine {
             let (ti, si) = (t.idx(), t.other().idx());
             self.copied_out[si].extend(ours[ti].keys().map(|p| (*p).clone()));
             for c in &missed[ti] {
+                if self.missed_sibling(ti, &applied[ti], c) {
+                    continue;
+                }
                 let installed = c.installed
                     || c.dst
                         .is_some_and(|b| ours[ti].get(&c.path) == Some(&b.stamp()));

@@ -97,6 +97,12 @@ fn groups_stay_groups(p: &mut Pair, extra: &[&str]) {
     l.eventually_has("h/z", b"changed after the removal of x");
     no_differences(p);
     assert!(p.stop().success());
+    let log = p.log_text();
+    assert!(
+        !log.contains("conflict") && !log.contains("verification found differences"),
+        "a conflict or a repair:\n{}",
+        p.log_tail()
+    );
 }
 
 #[test]

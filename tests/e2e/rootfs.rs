@@ -181,7 +181,35 @@ fn root_filesystem(p: &mut Pair, remote: &OsStr, extra: &[&str]) {
         || same(p),
     );
     assert_same(p, "after the live churn");
+    // What was removed or moved stays so (nothing came back).
+    for gone in [
+        "bin/sh-hl",
+        "dev/zero",
+        "usr/share/zoneinfo/Europe/Monaco-hl",
+    ] {
+        assert!(!p.left.exists(gone), "{gone} came back");
+    }
+    assert_eq!(
+        std::fs::metadata(p.right.path("var/log"))
+            .map(|m| (m.uid(), m.gid()))
+            .unwrap(),
+        (0, 4),
+        "the right's chown of var/log"
+    );
     assert!(p.stop().success());
+    // No conflict (nobody changed the same thing on both sides) and nothing
+    // the live sync missed (the verification's repairs).
+    let log = p.log_text();
+    assert!(
+        !log.contains("conflict") && !log.contains("verification found differences"),
+        "a conflict or a repair:\n{}",
+        log.lines()
+            .filter(|l| l.contains("conflict")
+                || l.contains("verification")
+                || l.contains("repair"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 #[test]

@@ -17,12 +17,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use twinsync_proto::{Expect, Kind, Op, RelPath, Sig, Stamp};
 
-use super::{ancestors, Applied, Batch, Engine, Side};
+use super::{ancestors, Applied, Batch, Copied, Engine, Known, Side};
 
 /// The names of the inodes with more than one name on one side.
 #[derive(Debug, Default)]
 pub(super) struct Groups {
-    ino_of: BTreeMap<RelPath, u64>,
+    /// Per name: its inode and the ctime it was seen with.
+    ino_of: BTreeMap<RelPath, (u64, i64)>,
     names: HashMap<u64, BTreeSet<RelPath>>,
 }
 
@@ -31,22 +32,28 @@ impl Groups {
         *self = Groups::default();
     }
 
-    /// `path` holds `sig` now.
+    /// `path` holds `sig`. A report older than what is known of the path
+    /// (a ctime before the one seen last, such as the report of a copy
+    /// taken before the batch linked other names to it) changes nothing.
     pub(super) fn note(&mut self, path: &RelPath, sig: &Sig) {
-        if sig.kind == Kind::File && sig.nlink > 1 {
-            if self.ino_of.get(path) == Some(&sig.ino) {
+        if let Some(&(ino, ctime)) = self.ino_of.get(path) {
+            if sig.ctime_ns < ctime {
                 return;
             }
-            self.forget(path);
-            self.ino_of.insert(path.clone(), sig.ino);
+            if ino == sig.ino && sig.kind == Kind::File && sig.nlink > 1 {
+                self.ino_of.insert(path.clone(), (ino, sig.ctime_ns));
+                return;
+            }
+        }
+        self.forget(path);
+        if sig.kind == Kind::File && sig.nlink > 1 {
+            self.ino_of.insert(path.clone(), (sig.ino, sig.ctime_ns));
             self.names.entry(sig.ino).or_default().insert(path.clone());
-        } else {
-            self.forget(path);
         }
     }
 
     fn forget(&mut self, path: &RelPath) -> Option<u64> {
-        let ino = self.ino_of.remove(path)?;
+        let (ino, _) = self.ino_of.remove(path)?;
         if let Some(n) = self.names.get_mut(&ino) {
             n.remove(path);
             if n.is_empty() {
@@ -58,9 +65,19 @@ impl Groups {
 
     /// Everything at or below `dir` is gone: its names, with their inodes.
     pub(super) fn forget_within(&mut self, dir: &RelPath) -> Vec<(RelPath, u64)> {
+        self.forget_within_seen(dir)
+            .into_iter()
+            .map(|(p, (ino, _))| (p, ino))
+            .collect()
+    }
+
+    fn forget_within_seen(&mut self, dir: &RelPath) -> Vec<(RelPath, (u64, i64))> {
         let gone: Vec<RelPath> = super::keys_within(&self.ino_of, dir);
         gone.into_iter()
-            .filter_map(|p| self.forget(&p).map(|i| (p, i)))
+            .filter_map(|p| {
+                let seen = *self.ino_of.get(&p)?;
+                self.forget(&p).map(|_| (p, seen))
+            })
             .collect()
     }
 
@@ -70,9 +87,9 @@ impl Groups {
             return;
         }
         self.forget_within(to);
-        for (p, ino) in self.forget_within(from) {
+        for (p, (ino, ctime)) in self.forget_within_seen(from) {
             let q = p.rebase(from, to).expect("within from");
-            self.ino_of.insert(q.clone(), ino);
+            self.ino_of.insert(q.clone(), (ino, ctime));
             self.names.entry(ino).or_default().insert(q);
         }
     }
@@ -190,6 +207,48 @@ impl Engine {
         }
     }
 
+    /// A copy into side `t` that did not arrive, whose destination holds
+    /// what the batch wrote there through another name of its inode (a
+    /// chmod or xattr change of the group, while the copy to this name
+    /// found its source gone): the destination's state is the batch's, not
+    /// a change of that side. The index takes it for `t`; the source's
+    /// state there (removed, or another version) is its change. True when
+    /// so (the copy is then dealt with).
+    pub(super) fn missed_sibling(&mut self, t: usize, applied: &[Applied], c: &Copied) -> bool {
+        let Some(b) = c.dst.filter(|b| b.kind == Kind::File && b.nlink > 1) else {
+            return false;
+        };
+        let ours = applied.iter().any(|a| {
+            matches!(a, Applied::Done(p, Some(x))
+                if *p != c.path && x.ino == b.ino && x.same_content(&b))
+        });
+        if !ours {
+            return false;
+        }
+        let s = 1 - t;
+        self.k_insert(c.path.clone(), Known::new(b).with_stamp(t, b.stamp()));
+        match c.src {
+            None => {
+                self.pending[s].state.insert(c.path.clone(), None);
+            }
+            Some(a) if !a.same_content(&b) => {
+                self.pending[s]
+                    .state
+                    .entry(c.path.clone())
+                    .or_insert(Some(a));
+            }
+            Some(a) => {
+                self.k_insert(
+                    c.path.clone(),
+                    Known::new(b)
+                        .with_stamp(t, b.stamp())
+                        .with_stamp(s, a.stamp()),
+                );
+            }
+        }
+        true
+    }
+
     /// Turn the batch's copies of files whose source inode has another
     /// name that the destination holds already (or gets by another copy of
     /// the batch) into links there (run after the copies).
@@ -202,10 +261,21 @@ impl Engine {
             {
                 continue;
             }
-            // Versions the batch replaces on `t`: another name of one of
-            // them changes with it (its ctime), so what expects it there
-            // expects whatever is there instead.
-            let mut replaced: HashSet<Stamp> = HashSet::new();
+            // Versions the batch renames, trashes or replaces on `t`:
+            // another name of one of them changes with it (its ctime), so
+            // what expects it there expects whatever is there instead.
+            let mut replaced: HashSet<Stamp> = b.ops[ti]
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Trash {
+                        expect: Expect::Version(v),
+                        ..
+                    } => Some(*v),
+                    _ => None,
+                })
+                .chain(self.renaming[ti].iter().copied())
+                .filter(|v| v.is_known())
+                .collect();
             let mut leaders: HashMap<u64, (RelPath, Sig)> = HashMap::new();
             let copies = std::mem::take(&mut b.copies[ti]);
             let mut kept = Vec::with_capacity(copies.len());
@@ -411,6 +481,73 @@ mod tests {
             links(&b, Side::Left),
             vec![("a".into(), "b".into(), Expect::Any)]
         );
+    }
+
+    /// The report of a copy, taken before the batch linked the other names
+    /// to it (one name then), came after the links' answers and took the
+    /// copy out of its group: a write in place through another name then
+    /// reached the other names but that one (found by the verification).
+    #[test]
+    fn a_late_report_of_a_copy_does_not_take_it_out_of_the_group_linked_to_it() {
+        let mut e = engine();
+        let g = file(5, 7, 3);
+        e.load_scan(Side::Left, listing(&[("a", g), ("b", g), ("c", g)]));
+        e.load_scan(Side::Right, Vec::new());
+        let b = e.plan(0);
+        assert_eq!(links(&b, Side::Right).len(), 2);
+        let at = |ctime_ns, nlink| Sig {
+            ino: 70,
+            ctime_ns,
+            ..file(5, 70, nlink)
+        };
+        let mut r = Report::default();
+        r.applied[1].push(Applied::Done("a".into(), Some(at(5, 1))));
+        r.applied[1].push(Applied::Done("b".into(), Some(at(6, 2))));
+        r.applied[1].push(Applied::Done("c".into(), Some(at(7, 3))));
+        e.complete(r);
+        changed(&mut e, Side::Right, "a", at(5, 1));
+        let new = Sig {
+            size: 9,
+            ..at(8, 3)
+        };
+        changed(&mut e, Side::Right, "b", new);
+        let b = e.plan(0);
+        let mut to_left = copied(&b, Side::Left);
+        to_left.extend(links(&b, Side::Left).into_iter().map(|(_, p, _)| p));
+        assert_eq!(
+            to_left,
+            vec![RelPath::from("a"), "b".into(), "c".into()],
+            "{b:?}"
+        );
+    }
+
+    /// A rename of one name replayed in the batch that copies the group's
+    /// new content changes the inode's ctime on the destination before the
+    /// copy: the copy to another name of it expects whatever is there
+    /// (found by the root file system test: the copy was refused and the
+    /// group's names became conflicts).
+    #[test]
+    fn a_copy_to_a_name_of_an_inode_the_batch_renames_expects_any_version() {
+        let g = file(5, 7, 2);
+        let mut e = synced(&[("a", g), ("m", g)]);
+        let new = Sig {
+            size: 9,
+            ctime_ns: 4,
+            ..g
+        };
+        changed(&mut e, Side::Left, "a", new);
+        e.on_event(
+            Side::Left,
+            Event::Moved {
+                from: "m".into(),
+                to: "n".into(),
+                sig: Sig { ctime_ns: 5, ..new },
+            },
+        );
+        let b = e.plan(0);
+        assert!(matches!(b.ops[1][0], Op::Move { .. }), "{b:?}");
+        assert_eq!(copied(&b, Side::Right), vec![RelPath::from("a")]);
+        assert_eq!(b.copies[1][0].expect, Expect::Any);
     }
 
     #[test]
