@@ -602,7 +602,7 @@ impl EventLoop {
                                     sig,
                                 });
                                 if links {
-                                    self.other_names(&path, ino, &mut out);
+                                    self.other_names(&path, ino, md.nlink(), &mut out);
                                 }
                             }
                         }
@@ -643,30 +643,54 @@ impl EventLoop {
         Ok(coalesce(out))
     }
 
-    /// A hard link `path` to the file of inode `ino` was made: the other
-    /// names of that file in the same directory are reported too (the link
-    /// changed their ctime, which the kernel reports under none of them,
-    /// and the brain learns that they are one file). Names in other
-    /// directories are found by the next listing.
-    fn other_names(&self, path: &RelPath, ino: u64, out: &mut Vec<Event>) {
-        use std::os::unix::fs::DirEntryExt;
-        let w = &*self.watcher;
+    /// A hard link `path` to the file of inode `ino`, which has `nlink`
+    /// names, was made: its other names are reported too (the link changed
+    /// their ctime, which the kernel reports under none of them, and the
+    /// brain learns that they are one file). They are looked for in the
+    /// same directory first, then, if some are still missing, in the whole
+    /// tree (directory entries only, no stat: a link across directories is
+    /// rare, and a walk of the names is what finding them costs).
+    fn other_names(&self, path: &RelPath, ino: u64, nlink: u64, out: &mut Vec<Event>) {
         let Some(dir) = path.parent() else { return };
-        let Ok(entries) = std::fs::read_dir(dir.under(&w.root)) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if e.ino() != ino {
-                continue;
-            }
-            let name = e.file_name();
-            let other = dir.join(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
-            if other == *path || w.excludes.excluded(&other) {
-                continue;
-            }
+        let mut found = vec![path.clone()];
+        self.names_in(&dir, ino, &mut found, None);
+        if (found.len() as u64) < nlink {
+            self.names_in(&RelPath::root(), ino, &mut found, Some(nlink));
+        }
+        let w = &*self.watcher;
+        for other in found.into_iter().skip(1) {
             if let Ok(Some(sig)) = lstat_sig(&other.under(&w.root)) {
                 if sig.ino == ino {
                     out.push(Event::Changed { path: other, sig });
+                }
+            }
+        }
+    }
+
+    /// Add to `found` the names of inode `ino` in `dir` (not excluded, not
+    /// already there); with `walk`, below it too, until `walk` names are
+    /// found.
+    fn names_in(&self, dir: &RelPath, ino: u64, found: &mut Vec<RelPath>, walk: Option<u64>) {
+        use std::os::unix::fs::DirEntryExt;
+        let w = &*self.watcher;
+        let mut todo = vec![dir.clone()];
+        while let Some(d) = todo.pop() {
+            let Ok(entries) = std::fs::read_dir(d.under(&w.root)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let child = d.join(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
+                if w.excludes.excluded(&child) {
+                    continue;
+                }
+                if e.ino() == ino && !found.contains(&child) {
+                    found.push(child);
+                    if walk.is_some_and(|n| found.len() as u64 >= n) {
+                        return;
+                    }
+                } else if walk.is_some() && e.file_type().is_ok_and(|t| t.is_dir()) {
+                    todo.push(child);
                 }
             }
         }

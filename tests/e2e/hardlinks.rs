@@ -57,8 +57,9 @@ fn no_differences(p: &Pair) {
 }
 
 /// The whole story, live: a group of three (two directories) at the start,
-/// `ln` of a synced file, a rename of one name, a write in place through
-/// one name on the other side, the removal of one name.
+/// `ln` of a synced file, a rename of one name, a link into another
+/// directory, a write in place through one name on the other side, the
+/// removal of one name, a write through a name left.
 fn groups_stay_groups(p: &mut Pair, extra: &[&str]) {
     let (l, r) = (p.left.clone(), p.right.clone());
     std::fs::create_dir(l.path("g")).unwrap();
@@ -80,6 +81,9 @@ fn groups_stay_groups(p: &mut Pair, extra: &[&str]) {
     std::fs::rename(l.path("y"), l.path("h/z")).unwrap();
     r.eventually_gone("y");
     eventually_one_inode(&r, &["x", "h/z"], b"linked live", "x's data after a rename");
+    // A link into a directory holding no other name of the file.
+    ln(&l, "x", "g/w");
+    eventually_one_inode(&r, &["x", "h/z", "g/w"], b"linked live", "x's data");
 
     write_in_place(&r, "g/b", b"written in place through g/b on the right");
     eventually_one_inode(
@@ -92,9 +96,14 @@ fn groups_stay_groups(p: &mut Pair, extra: &[&str]) {
     std::fs::remove_file(l.path("x")).unwrap();
     r.eventually_gone("x");
     assert_eq!(r.read("h/z").as_deref(), Some(&b"linked live"[..]));
-    // A later change of the name left is carried as any file's.
+    // A later write through one of the names left reaches the other.
     write_in_place(&r, "h/z", b"changed after the removal of x");
-    l.eventually_has("h/z", b"changed after the removal of x");
+    eventually_one_inode(
+        &l,
+        &["h/z", "g/w"],
+        b"changed after the removal of x",
+        "the new data",
+    );
     no_differences(p);
     assert!(p.stop().success());
     let log = p.log_text();
