@@ -27,6 +27,8 @@ use twinsync_proto::{Entry, Event, Expect, Kind, Op, RelPath, Sig, Stamp};
 use crate::conflict::conflict_name;
 pub use crate::index::Known;
 
+mod hardlinks;
+
 /// One of the two replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -202,6 +204,9 @@ pub struct Batch {
     /// Content copies per destination side, with the source signature
     /// expected to arrive and what the destination must hold.
     pub copies: [Vec<Copy>; 2],
+    /// Hard links ([`Op::Link`]) per destination side, made after the
+    /// copies: new names of files the side holds or got from the copies.
+    pub links: [Vec<Op>; 2],
     /// Conflicts resolved in this batch.
     pub conflicts: Vec<Conflict>,
     /// One line per action with its reason.
@@ -219,7 +224,10 @@ impl Batch {
     /// True when nothing is to be done.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.ops.iter().all(Vec::is_empty) && self.copies.iter().all(Vec::is_empty) && !self.rescan
+        self.ops.iter().all(Vec::is_empty)
+            && self.copies.iter().all(Vec::is_empty)
+            && self.links.iter().all(Vec::is_empty)
+            && !self.rescan
     }
 }
 
@@ -443,6 +451,13 @@ pub struct Engine {
     /// [`Engine::epoch`] at the end of the last plan: when unchanged, what
     /// that plan left pending was already checked against the index.
     planned_epoch: u64,
+    /// The names of each side's inodes that have more than one.
+    groups: [hardlinks::Groups; 2],
+    /// The links the running batch makes, per side: new name -> existing.
+    linking: [HashMap<RelPath, RelPath>; 2],
+    /// The versions of files the batch being planned renames, per side (a
+    /// replayed move): their other names there change with them.
+    renaming: [std::collections::HashSet<Stamp>; 2],
 }
 
 /// An entry the brain moved away from `at` (to `to`) or trashed (`to` is
@@ -652,6 +667,9 @@ impl Engine {
             copied_out: Default::default(),
             quiet: Default::default(),
             unreported: Default::default(),
+            groups: Default::default(),
+            linking: Default::default(),
+            renaming: Default::default(),
         }
     }
 
@@ -873,6 +891,17 @@ impl Engine {
                     sig: c.sig,
                     moved_from: None,
                 });
+            }
+            // A link stands for a copy of the version it links.
+            for op in &batch.links[t.idx()] {
+                if let twinsync_proto::Op::Link { path, want, .. } = op {
+                    intents.push(crate::index::Intent {
+                        path: path.clone(),
+                        side: t.idx() as u8,
+                        sig: *want,
+                        moved_from: None,
+                    });
+                }
             }
             // Directories the batch makes, attributes it sets and entries
             // it moves, as the index will have them (a chmod found after a crash is the
@@ -1125,6 +1154,8 @@ impl Engine {
                 }
                 self.older_gone[p].remove(&path);
                 self.vanished[p].remove(&path);
+                self.groups[p].note(&path, &sig);
+                self.link_siblings(p, &path, &sig);
                 let judged = judge(self.view_get(p, &path).as_ref(), p, &sig);
                 self.pending[p].forced.remove(&path);
                 self.pending[p].verified.remove(&path);
@@ -1206,6 +1237,7 @@ impl Engine {
                         _ => return trace(&path, "dropped: echo (not in the ledger)".into()),
                     }
                 }
+                self.unlink_siblings(p, &path);
                 self.cancel_moves_into(p, &path);
                 let known_here = self.view_any_within(p, &path);
                 let queued: Vec<RelPath> = keys_within(&self.pending[p].state, &path);
@@ -1298,6 +1330,9 @@ impl Engine {
                         return trace(&to, "dropped: moved within what our batch trashed".into())
                     }
                 };
+                self.groups[p].rekey(&from, &to);
+                self.groups[p].note(&to, &sig);
+                self.link_siblings(p, &to, &sig);
                 // Older than what our write left there, and another inode.
                 let older = |q: &RelPath| {
                     self.installed_ctime[p]
@@ -1651,6 +1686,7 @@ impl Engine {
         self.quiet[p].clear();
         self.fences[p].clear();
         self.vanished[p].clear();
+        self.groups[p].clear();
         // Attributes to align, decided by a comparison before the listing:
         // the listing supersedes it (a comparison after it tells again).
         self.attr_fixes.clear();
@@ -1697,6 +1733,7 @@ impl Engine {
                 break;
             }
             sc.count += 1;
+            self.groups[p].note(&e.path, &e.sig);
             self.missing_between(p, &sc, Some(&e.path));
             if let Some((t, sig, stamp)) = self.intents.get(&e.path) {
                 // The helper recorded installing this very version: the
@@ -1853,6 +1890,8 @@ impl Engine {
         self.moving = Default::default();
         self.copied_out = Default::default();
         self.unreported = Default::default();
+        self.linking = Default::default();
+        self.renaming = Default::default();
         let mut carried: [Vec<(RelPath, Sig)>; 2] = Default::default();
         if self.flips.len() > 4096 {
             self.flips.retain(|_, f| now - f.since <= LOOP_WINDOW);
@@ -1938,6 +1977,9 @@ impl Engine {
                     format!("move {from} -> {to} on {t} (moved on {s}; no data sent)")
                 });
                 let expect = self.expect_on(t, &to, self.known.get(&to));
+                if let Some(k) = self.known.get(&from).filter(|k| k.kind == Kind::File) {
+                    self.renaming[t.idx()].insert(k.stamps[t.idx()]);
+                }
                 b.ops[t.idx()].push(Op::Move {
                     from: from.clone(),
                     to: to.clone(),
@@ -2167,6 +2209,7 @@ impl Engine {
                 self.pending[i].state.insert(path, Some(x));
             }
         }
+        self.plan_links(&mut b);
         self.planned_epoch = self.epoch;
         self.adopted.clear();
         b
@@ -2579,6 +2622,9 @@ impl Engine {
             self.pending[0].rescan = true;
         }
         for t in Side::BOTH {
+            self.regroup(t.idx(), &applied[t.idx()]);
+        }
+        for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());
             for (i, a) in applied[ti].iter().enumerate() {
                 if let Applied::Done(path, Some(sig)) = a {
@@ -2615,6 +2661,24 @@ impl Engine {
                         if let Some(k) = k {
                             if k.same_content(sig) && k.stamps[ti] != sig.stamp() {
                                 self.k_insert(path.clone(), k.with_stamp(ti, sig.stamp()));
+                            }
+                            // A directory's attribute set leaves the owner or
+                            // mode a user gave it just before (a chown whose
+                            // report, older than our write, is dropped): the
+                            // answer shows it, a change of this side.
+                            let later = applied[ti][i + 1..].iter().any(|b| {
+                                matches!(b, Applied::Done(q, _) | Applied::Refused(q, _) if q == path)
+                            });
+                            if k.kind == Kind::Dir
+                                && sig.kind == Kind::Dir
+                                && (k.mode != sig.mode || !k.same_owner(sig))
+                                && !later
+                                && !self.moving[ti].contains_key(path)
+                            {
+                                self.pending[ti]
+                                    .state
+                                    .entry(path.clone())
+                                    .or_insert(Some(*sig));
                             }
                         }
                         // (The move's answer comes first: a copy the batch
@@ -2680,6 +2744,9 @@ impl Engine {
                 }
             }
         }
+        for t in Side::BOTH {
+            self.restamp_siblings(t.idx(), &applied[t.idx()]);
+        }
         // What the batch's own operations left at each path (a replayed
         // move, a symlink): a missed copy finding it there finds ours.
         let ours: [HashMap<&RelPath, twinsync_proto::Stamp>; 2] = [0, 1].map(|i| {
@@ -2695,6 +2762,9 @@ impl Engine {
             let (ti, si) = (t.idx(), t.other().idx());
             self.copied_out[si].extend(ours[ti].keys().map(|p| (*p).clone()));
             for c in &missed[ti] {
+                if self.missed_sibling(ti, &applied[ti], c) {
+                    continue;
+                }
                 let installed = c.installed
                     || c.dst
                         .is_some_and(|b| ours[ti].get(&c.path) == Some(&b.stamp()));

@@ -12,6 +12,7 @@ fn file(size: u64, mtime: i64) -> Sig {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: Default::default(),
     }
 }
@@ -26,6 +27,7 @@ fn dir() -> Sig {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: Default::default(),
     }
 }
@@ -761,6 +763,7 @@ fn a_directory_losing_a_conflict_kept_in_the_state_dir_takes_its_contents_along(
                 uid: 0,
                 gid: 0,
                 rdev: 0,
+                nlink: 1,
                 xattrs: Default::default(),
             },
         )]),

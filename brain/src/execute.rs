@@ -101,6 +101,60 @@ async fn with_xattrs(src: &Link, ops: &mut [Op]) -> Result<()> {
     Ok(())
 }
 
+/// Make the hard links of the batch on `dst`, once its copies are in: a
+/// link to a name the batch copied but which did not arrive as planned is
+/// not made, and reported as a copy missed (the engine merges it again).
+async fn link(
+    links: &[Arc<Link>; 2],
+    dst: Side,
+    ops: &[Op],
+    report: &mut Report,
+    stats: &mut BatchStats,
+    touched: &mut Touched,
+) -> Result<()> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let missed: std::collections::HashSet<&RelPath> = report.missed[dst.idx()]
+        .iter()
+        .map(|c| &c.path)
+        .chain(report.applied[dst.idx()].iter().filter_map(|a| match a {
+            Applied::Refused(p, _) => Some(p),
+            _ => None,
+        }))
+        .collect();
+    let (made, skipped): (Vec<Op>, Vec<Op>) = ops
+        .iter()
+        .cloned()
+        .partition(|op| !matches!(op, Op::Link { existing, .. } if missed.contains(existing)));
+    for op in &skipped {
+        let path = op.target().clone();
+        let src = links[dst.other().idx()]
+            .stat(vec![path.clone()])
+            .await?
+            .pop()
+            .flatten();
+        let now = links[dst.idx()]
+            .stat(vec![path.clone()])
+            .await?
+            .pop()
+            .flatten();
+        report.missed[dst.idx()].push(Copied {
+            path,
+            src,
+            dst: now,
+            installed: false,
+        });
+    }
+    let results = links[dst.idx()].apply(made.clone()).await?;
+    for (r, op) in results.into_iter().zip(&made) {
+        stats.ops[dst.idx()] += 1;
+        touched.op(dst, op);
+        note(report, stats, dst, op.target(), r);
+    }
+    Ok(())
+}
+
 /// Carry out a batch: helper ops on both sides, then the copies of each
 /// direction, then install what arrived and check what did not, then the
 /// mtimes of the directories written into (see [`dir_mtimes`]).
@@ -111,7 +165,10 @@ pub async fn execute(
     batch: Batch,
 ) -> Result<(Report, BatchStats)> {
     let Batch {
-        ops, mut copies, ..
+        ops,
+        mut copies,
+        links: new_links,
+        ..
     } = batch;
     let rsync_opts = &rsync_opts;
     let mut stats = BatchStats::default();
@@ -455,6 +512,17 @@ pub async fn execute(
             ms = t.elapsed().as_millis() as u64,
             "copies done"
         );
+    }
+    for dst in Side::BOTH {
+        link(
+            &links,
+            dst,
+            &new_links[dst.idx()],
+            &mut report,
+            &mut stats,
+            &mut touched,
+        )
+        .await?;
     }
     // Once every entry is in place: the directories' mtimes.
     dir_mtimes::align(&links, touched, &mut report).await?;

@@ -24,7 +24,7 @@ use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
 use twinsync_proto::{RelPath, Sig, Stamp};
 
-const MAGIC: &str = "twinsync-index-4";
+const MAGIC: &str = "twinsync-index-5";
 
 /// What the index holds for one path: the version both replicas agreed on
 /// (its content signature: kind, size, mtime, mode) and that version's
@@ -448,6 +448,7 @@ mod tests {
             uid: 0,
             gid: 0,
             rdev: 0,
+            nlink: 1,
             xattrs: Default::default(),
         })
     }

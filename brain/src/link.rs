@@ -811,6 +811,7 @@ mod tests {
             uid: 0,
             gid: 0,
             rdev: 0,
+            nlink: 1,
             xattrs: Default::default(),
         }
     }

@@ -595,7 +595,15 @@ impl EventLoop {
                         Ok((sig, md)) => {
                             use std::os::unix::fs::MetadataExt;
                             if !md.file_type().is_file() || md.nlink() > 1 {
-                                out.push(Event::Changed { path, sig });
+                                let ino = sig.ino;
+                                let links = md.file_type().is_file() && md.nlink() > 1;
+                                out.push(Event::Changed {
+                                    path: path.clone(),
+                                    sig,
+                                });
+                                if links {
+                                    self.other_names(&path, ino, md.nlink(), &mut out);
+                                }
                             }
                         }
                         Err(_) => w.table.lock().expect("watch table").vanished(path),
@@ -633,6 +641,59 @@ impl EventLoop {
             }
         }
         Ok(coalesce(out))
+    }
+
+    /// A hard link `path` to the file of inode `ino`, which has `nlink`
+    /// names, was made: its other names are reported too (the link changed
+    /// their ctime, which the kernel reports under none of them, and the
+    /// brain learns that they are one file). They are looked for in the
+    /// same directory first, then, if some are still missing, in the whole
+    /// tree (directory entries only, no stat: a link across directories is
+    /// rare, and a walk of the names is what finding them costs).
+    fn other_names(&self, path: &RelPath, ino: u64, nlink: u64, out: &mut Vec<Event>) {
+        let Some(dir) = path.parent() else { return };
+        let mut found = vec![path.clone()];
+        self.names_in(&dir, ino, &mut found, None);
+        if (found.len() as u64) < nlink {
+            self.names_in(&RelPath::root(), ino, &mut found, Some(nlink));
+        }
+        let w = &*self.watcher;
+        for other in found.into_iter().skip(1) {
+            if let Ok(Some(sig)) = lstat_sig(&other.under(&w.root)) {
+                if sig.ino == ino {
+                    out.push(Event::Changed { path: other, sig });
+                }
+            }
+        }
+    }
+
+    /// Add to `found` the names of inode `ino` in `dir` (not excluded, not
+    /// already there); with `walk`, below it too, until `walk` names are
+    /// found.
+    fn names_in(&self, dir: &RelPath, ino: u64, found: &mut Vec<RelPath>, walk: Option<u64>) {
+        use std::os::unix::fs::DirEntryExt;
+        let w = &*self.watcher;
+        let mut todo = vec![dir.clone()];
+        while let Some(d) = todo.pop() {
+            let Ok(entries) = std::fs::read_dir(d.under(&w.root)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let child = d.join(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
+                if w.excludes.excluded(&child) {
+                    continue;
+                }
+                if e.ino() == ino && !found.contains(&child) {
+                    found.push(child);
+                    if walk.is_some_and(|n| found.len() as u64 >= n) {
+                        return;
+                    }
+                } else if walk.is_some() && e.file_type().is_ok_and(|t| t.is_dir()) {
+                    todo.push(child);
+                }
+            }
+        }
     }
 
     /// An entry appeared at `path`: report it, and for a directory watch it

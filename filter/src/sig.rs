@@ -43,6 +43,7 @@ pub fn sig_of(md: &Metadata, xattrs: XattrDigest) -> Sig {
         uid: md.uid(),
         gid: md.gid(),
         rdev: if kind.is_special() { md.rdev() } else { 0 },
+        nlink: u32::try_from(md.nlink()).unwrap_or(u32::MAX),
         xattrs,
     }
 }

@@ -151,6 +151,7 @@ pub fn sig_of_stat(st: &Stat, xattrs: XattrDigest) -> Sig {
         uid: st.st_uid,
         gid: st.st_gid,
         rdev: if kind.is_special() { st.st_rdev } else { 0 },
+        nlink: u32::try_from(st.st_nlink).unwrap_or(u32::MAX),
         xattrs,
     }
 }

@@ -19,6 +19,8 @@ use twinsync_filter::{IGNORE_SUFFIX, STATE_DIR};
 use twinsync_proto::{Expect, FileData, Kind, Op, OpFail, OpResult, RelPath, Sig};
 
 use crate::beneath::{self, kind_of};
+
+mod link;
 use crate::xattr::{self, Target};
 use twinsync_proto::{XattrDigest, XattrScope, Xattrs};
 
@@ -420,6 +422,14 @@ impl Replica {
                 xattrs,
                 ..
             } => self.install(staged, path, *expect, xattrs).map(Some),
+            Op::Link {
+                existing,
+                path,
+                expect,
+                want,
+            } => self
+                .link(existing, path, *expect, want)
+                .and_then(|()| after(path)),
         };
         r.map_err(OpFail::from)
     }

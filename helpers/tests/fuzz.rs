@@ -82,6 +82,7 @@ fn sig() -> impl Strategy<Value = Sig> {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: Default::default(),
     })
 }
@@ -146,6 +147,12 @@ fn op() -> impl Strategy<Value = Op> {
                 xattrs: Default::default(),
                 expect,
             }),
+        (path(), path(), expect(), sig()).prop_map(|(existing, path, expect, want)| Op::Link {
+            existing,
+            path,
+            expect,
+            want,
+        }),
         (path(), path(), expect(), sig(), xattrs()).prop_map(
             |(staged, path, expect, want, xattrs)| Op::Install {
                 staged,
@@ -318,6 +325,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: Default::default(),
     };
     let pwn = Xattrs {
@@ -430,6 +438,24 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
                         owner: None,
                         xattrs: Default::default(),
                         expect: Expect::Any,
+                    },
+                    Op::Link {
+                        existing: p("link/f"),
+                        path: p("g"),
+                        expect: Expect::Any,
+                        want: sig,
+                    },
+                    Op::Link {
+                        existing: p("f"),
+                        path: p("../outside/g"),
+                        expect: Expect::Any,
+                        want: sig,
+                    },
+                    Op::Link {
+                        existing: p(".twinsync/lock"),
+                        path: p("stolen"),
+                        expect: Expect::Any,
+                        want: sig,
                     },
                     Op::Install {
                         staged: p("../../outside/f"),

@@ -105,6 +105,7 @@ fn race(openat2: bool) {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: Default::default(),
     };
     // Attributes are set through the same resolution as everything else.

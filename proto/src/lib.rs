@@ -37,7 +37,7 @@ pub use xattr::{Xattr, XattrDigest, XattrScope, Xattrs};
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 /// The largest frame either side accepts or sends (64 MiB); a bigger answer
 /// is refused with an error, never sent (nor a panic).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -111,6 +111,10 @@ pub struct Sig {
     pub rdev: u64,
     /// Digests of its extended attributes (see [`XattrDigest`]).
     pub xattrs: XattrDigest,
+    /// Number of names of its inode (hard links). Not part of its content
+    /// ([`Sig::same_content`]): the brain keeps the names of one inode
+    /// together on both sides (see [`Op::Link`]).
+    pub nlink: u32,
 }
 
 /// Whether owners and groups are part of an entry's state in this process
@@ -522,6 +526,23 @@ pub enum Op {
         /// Its extended attributes (after the owner).
         xattrs: Xattrs,
     },
+    /// Make `path` another name of the file at `existing` (a hard link),
+    /// atomically: linked under an ignore-suffix name in `path`'s directory
+    /// and renamed into place, if `path` holds what `expect` says (else
+    /// refused; a directory expected there goes to the trash first) and
+    /// `existing` is a regular file of `want`'s size and mtime (else the
+    /// operation fails). Both paths are resolved beneath the replica's
+    /// root, neither through a symlink: no data is sent.
+    Link {
+        /// A name the file already has.
+        existing: RelPath,
+        /// The new name.
+        path: RelPath,
+        /// What must be at `path`.
+        expect: Expect,
+        /// The version `existing` must hold (size and mtime compared).
+        want: Sig,
+    },
     /// Set owner, extended attributes, permission bits and/or mtime.
     SetAttr {
         /// The entry.
@@ -552,6 +573,7 @@ impl Op {
             | Op::Symlink { path, .. }
             | Op::SetAttr { path, .. }
             | Op::Mknod { path, .. }
+            | Op::Link { path, .. }
             | Op::Install { path, .. } => path,
         }
     }

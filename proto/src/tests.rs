@@ -11,6 +11,7 @@ fn sig() -> Sig {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: XattrDigest::NONE,
     }
 }
@@ -76,7 +77,7 @@ fn golden_wire_format() {
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001c81a548656c6c6f94a87477696e73796e6306c4022f729590c3c0c0c2"
+        "0000001c81a548656c6c6f94a87477696e73796e6307c4022f729590c3c0c0c2"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
@@ -93,7 +94,7 @@ fn golden_wire_format() {
         sig: sig(),
     };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, "0000003081a74368616e67656492c401619aa446696c6503cf17979cfe3d85cd15cd01a42acf17979cfe71c4ca07000000920000");
+    assert_eq!(hex, "0000003181a74368616e67656492c401619ba446696c6503cf17979cfe3d85cd15cd01a42acf17979cfe71c4ca0700000092000001");
     let op = Op::Trash {
         path: "a".into(),
         expect: Expect::Version(Stamp(5)),

@@ -146,6 +146,7 @@ fn sig(mode: u32, size: u64) -> Sig {
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: Default::default(),
     }
 }

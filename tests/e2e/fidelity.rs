@@ -460,7 +460,7 @@ fn extended_attributes_are_carried_by_a_one_shot_merge() {
 /// What `rsync -aHAXS --numeric-ids --checksum --dry-run --itemize-changes`
 /// would change to make `to` like `from` (`.twinsync/` and the roots
 /// themselves left out: the left's index is written below its root).
-fn rsync_differences(from: &Path, to: &Path) -> Vec<String> {
+pub(crate) fn rsync_differences(from: &Path, to: &Path) -> Vec<String> {
     let (mut f, mut t) = (from.as_os_str().to_owned(), to.as_os_str().to_owned());
     f.push("/");
     t.push("/");

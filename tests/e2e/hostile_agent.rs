@@ -47,6 +47,7 @@ fn tamper(mode: &str, m: FromAgent, reads: &Mutex<Vec<u64>>, n: &mut u64) -> Vec
         uid: 0,
         gid: 0,
         rdev: 0,
+        nlink: 1,
         xattrs: Default::default(),
     };
     match (mode, m) {

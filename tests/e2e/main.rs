@@ -11,6 +11,10 @@
 //! - `stop`: Ctrl-C to the process group, `kill -9` of the brain;
 //! - `fidelity`: sparse files, owners, fifos and devices, extended attributes,
 //!   POSIX ACLs and file capabilities;
+//! - `hardlinks`: hard-link groups, live and at merge, locally and over ssh;
+//! - `rootfs`: a Debian root file system from real packages, with devices,
+//!   capabilities, ACLs, xattrs, hard links and a sparse image, replicated
+//!   exactly (rsync -aHAXS finds nothing), locally and over ssh;
 //! - `attacks`: confinement against a hostile brain, a replica's own users, fifos;
 //! - `ssh_smoke`: the `sshd` harness (a real OpenSSH server on 127.0.0.1).
 
@@ -23,11 +27,13 @@ mod conflicts;
 mod echo;
 mod faults;
 mod fidelity;
+mod hardlinks;
 mod hostile_agent;
 mod merge;
 mod moves;
 mod names;
 mod ops;
 mod remote;
+mod rootfs;
 mod ssh_smoke;
 mod stop;

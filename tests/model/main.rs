@@ -128,6 +128,7 @@ impl Node {
                 uid: 0,
                 gid: 0,
                 rdev: 0,
+                nlink: 1,
                 xattrs: Default::default(),
             },
             Node::File {
@@ -148,6 +149,7 @@ impl Node {
                 uid: 0,
                 gid: 0,
                 rdev: 0,
+                nlink: 1,
                 xattrs: Default::default(),
             },
             Node::Symlink {
@@ -165,6 +167,7 @@ impl Node {
                 uid: 0,
                 gid: 0,
                 rdev: 0,
+                nlink: 1,
                 xattrs: Default::default(),
             },
         }
@@ -296,6 +299,7 @@ fn batch_targets(b: &Batch) -> Vec<(Side, RelPath)> {
                 | Op::SetAttr { path, .. }
                 | Op::Symlink { path, .. }
                 | Op::Mknod { path, .. }
+                | Op::Link { path, .. }
                 | Op::Install { path, .. } => v.push((s, path.clone())),
             }
         }
@@ -1412,6 +1416,7 @@ impl World {
         let failed = OpFail::Failed;
         match op {
             Op::Mknod { .. } => unreachable!("the model's users make no fifo or device"),
+            Op::Link { .. } => unreachable!("the model's users make no hard link"),
             Op::Move { from, to, expect } => {
                 self.resolve(s, from).map_err(failed)?;
                 self.resolve(s, to).map_err(failed)?;
@@ -1679,6 +1684,7 @@ impl World {
                     | Op::SetAttr { path, .. }
                     | Op::KeepConflict { path }
                     | Op::Mknod { path, .. }
+                    | Op::Link { path, .. }
                     | Op::Install { path, .. } => vec![(s, path.clone())],
                 },
                 Stage::Link(s, i) => {
