@@ -200,23 +200,19 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
         }
         Some(Cmd::Status { json }) => return crate::status::print_status(json),
         Some(Cmd::Man) => {
-            let man = clap_mangen::Man::new(Cli::command());
-            return match man.render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("twinsync: {e}");
-                    ExitCode::from(1)
-                }
-            };
+            let mut page = Vec::new();
+            if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                eprintln!("twinsync: cannot render the manual page: {e}");
+                return ExitCode::from(1);
+            }
+            return crate::stdout::emit(&page);
         }
         Some(Cmd::Completions { shell }) => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "twinsync",
-                &mut std::io::stdout(),
-            );
-            return ExitCode::SUCCESS;
+            // Into a buffer first: `generate` panics on a write error (a
+            // closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "twinsync", &mut script);
+            return crate::stdout::emit(&script);
         }
         None => {}
     }

@@ -20,5 +20,6 @@ pub mod remote;
 pub mod rsync;
 pub mod run;
 pub mod status;
+pub mod stdout;
 
 pub use cli::main_with_args;

@@ -148,21 +148,29 @@ fn collect() -> Vec<Status> {
 /// `twinsync status`.
 #[must_use]
 pub fn print_status(json: bool) -> ExitCode {
-    let all = collect();
+    crate::stdout::emit(render(&collect(), json).as_bytes())
+}
+
+/// The text `twinsync status` prints for `all`.
+fn render(all: &[Status], json: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     if json {
-        for s in &all {
-            println!("{}", serde_json::to_string(s).unwrap_or_default());
+        for s in all {
+            let _ = writeln!(out, "{}", serde_json::to_string(s).unwrap_or_default());
         }
-        return ExitCode::SUCCESS;
+        return out;
     }
     if all.is_empty() {
-        println!(
+        let _ = writeln!(
+            out,
             "no twinsync instance is running (looked in {})",
             runtime_dir().display()
         );
-        return ExitCode::SUCCESS;
+        return out;
     }
-    println!(
+    let _ = writeln!(
+        out,
         "{:<24} {:<12} {:>6} {:>8} {:>14} {:>14} {:>7} {:>9} {:>6}  PAIR",
         "INSTANCE",
         "STATE",
@@ -174,8 +182,9 @@ pub fn print_status(json: bool) -> ExitCode {
         "CONFLICTS",
         "ERRORS"
     );
-    for s in &all {
-        println!(
+    for s in all {
+        let _ = writeln!(
+            out,
             "{:<24} {:<12} {:>6} {:>8} {:>14} {:>14} {:>7} {:>9} {:>6}  {} ⇄ {}",
             s.instance,
             s.state,
@@ -190,5 +199,5 @@ pub fn print_status(json: bool) -> ExitCode {
             s.right
         );
     }
-    ExitCode::SUCCESS
+    out
 }

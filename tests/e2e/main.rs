@@ -12,7 +12,9 @@
 //! - `fidelity`: sparse files, owners, fifos and devices, extended attributes,
 //!   POSIX ACLs and file capabilities;
 //! - `attacks`: confinement against a hostile brain, a replica's own users, fifos;
-//! - `ssh_smoke`: the `sshd` harness (a real OpenSSH server on 127.0.0.1).
+//! - `ssh_smoke`: the `sshd` harness (a real OpenSSH server on 127.0.0.1);
+//! - `shipped`: closed pipes end output quietly; every file in `examples/` and
+//!   `contrib/` is parsed or exercised.
 
 mod harness;
 mod sshd;
@@ -29,5 +31,6 @@ mod moves;
 mod names;
 mod ops;
 mod remote;
+mod shipped;
 mod ssh_smoke;
 mod stop;
