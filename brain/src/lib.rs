@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod conflict;
+pub mod control;
 pub mod dir_mtimes;
 pub mod engine;
 pub mod excludes;

@@ -1,5 +1,6 @@
 //! Instance status: each running instance serves a snapshot of its state on
 //! a Unix socket in the runtime directory; `twinsync status` collects them.
+//! The same socket takes control requests (see [`crate::control`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -90,11 +91,12 @@ impl Drop for Server {
     }
 }
 
-/// Serve `status` on `<runtime dir>/<instance>.sock`.
+/// Serve `status` on `<runtime dir>/<instance>.sock`, and `control`'s
+/// requests.
 ///
 /// # Errors
 /// When the socket cannot be created.
-pub fn serve(status: Shared) -> std::io::Result<Server> {
+pub fn serve(status: Shared, control: Arc<crate::control::Control>) -> std::io::Result<Server> {
     let dir = runtime_dir();
     std::fs::create_dir_all(&dir)?;
     let name = status.lock().expect("status").instance.clone();
@@ -104,23 +106,20 @@ pub fn serve(status: Shared) -> std::io::Result<Server> {
     }
     let listener = tokio::net::UnixListener::bind(&path)?;
     tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        while let Ok((mut conn, _)) = listener.accept().await {
+        while let Ok((conn, _)) = listener.accept().await {
             let line = {
                 let s = status.lock().expect("status");
                 let mut l = serde_json::to_string(&*s).unwrap_or_default();
                 l.push('\n');
                 l
             };
-            tokio::spawn(async move {
-                let _ = conn.write_all(line.as_bytes()).await;
-            });
+            tokio::spawn(crate::control::session(conn, line, Arc::clone(&control)));
         }
     });
     Ok(Server { path })
 }
 
-fn collect() -> Vec<Status> {
+pub(crate) fn collect() -> Vec<Status> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(runtime_dir()) else {
         return out;

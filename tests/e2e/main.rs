@@ -6,6 +6,7 @@
 //! - `moves`: renames and moves of files and directories, in, out and within the tree;
 //! - `echo`: nothing written by the sync comes back;
 //! - `conflicts`: concurrent writers, conflict copies, trash;
+//! - `control`: `twinsync flush`, `pause`, `resume`, `conflicts` on a running instance;
 //! - `names`: odd file names;
 //! - `faults`: overflow, unreadable files, vanished roots, bad arguments;
 //! - `stop`: Ctrl-C to the process group, `kill -9` of the brain;
@@ -22,6 +23,7 @@ mod sshd;
 mod attacks;
 mod basic;
 mod conflicts;
+mod control;
 mod echo;
 mod faults;
 mod fidelity;
