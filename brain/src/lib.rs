@@ -15,6 +15,7 @@ pub mod excludes;
 pub mod execute;
 pub mod index;
 pub mod link;
+pub mod metrics;
 pub mod options;
 pub mod progress;
 pub mod remote;

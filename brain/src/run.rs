@@ -190,6 +190,13 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         state: "starting".into(),
         ..Default::default()
     }));
+    if let Some(addr) = settings.metrics {
+        let bound = crate::metrics::serve(addr, Arc::clone(&status))
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr} (--metrics)"))?;
+        info!(address = %bound, "metrics at http://{bound}/metrics");
+        status.lock().expect("status").metrics = Some(bound.to_string());
+    }
     let roots = [settings.left.clone(), settings.right.clone()];
     let left = Link::start(
         Side::Left,
@@ -560,6 +567,23 @@ impl Brain {
         st.settled = state == "live" && self.verified && !self.engine.has_work();
     }
 
+    /// The oldest change not yet synced, for the metrics: noted when a
+    /// change is queued, forgotten when `idle` (no batch running) with
+    /// nothing queued.
+    fn note_pending(&self, idle: bool) {
+        let mut st = self.status.lock().expect("status");
+        if self.engine.has_work() {
+            st.oldest_pending.get_or_insert_with(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            });
+        } else if idle {
+            st.oldest_pending = None;
+        }
+    }
+
     /// SIGHUP: re-read the excludes from the config file; when they changed,
     /// restart both agents with them and reconcile.
     async fn reload(&mut self) -> Result<()> {
@@ -754,6 +778,7 @@ impl Brain {
             }
             let paused = self.control.paused();
             self.set_state(if paused { "paused" } else { "live" });
+            self.note_pending(true);
             // Verify once a burst has settled, and now and then; a flush
             // waits for one, after a quiet time since it was asked for.
             let quiet = VERIFY_AFTER.max(self.scan_time * 10);
@@ -968,6 +993,7 @@ impl Brain {
                     let t = self.engine.on_event(side, ev);
                     self.note_traces(vec![t]);
                 }
+                self.note_pending(false);
                 Ok(())
             }
             Notice::Lost(side, _, why) => {

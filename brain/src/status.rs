@@ -55,6 +55,14 @@ pub struct Status {
     /// equal to the index since the last change: the pair is in sync.
     #[serde(default)]
     pub settled: bool,
+    /// When the oldest change not yet synced was seen (seconds since the
+    /// epoch; an upper bound: it is forgotten when the sync is idle with
+    /// nothing queued), `None` when there is none.
+    #[serde(default)]
+    pub oldest_pending: Option<f64>,
+    /// Where the metrics are served (`--metrics`).
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 /// Shared, updated by the main loop.

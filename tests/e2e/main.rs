@@ -7,6 +7,7 @@
 //! - `echo`: nothing written by the sync comes back;
 //! - `conflicts`: concurrent writers, conflict copies, trash;
 //! - `control`: `twinsync flush`, `pause`, `resume`, `conflicts` on a running instance;
+//! - `metrics`: `--metrics`, scraped live and checked by promtool;
 //! - `names`: odd file names;
 //! - `faults`: overflow, unreadable files, vanished roots, bad arguments;
 //! - `stop`: Ctrl-C to the process group, `kill -9` of the brain;
@@ -29,6 +30,7 @@ mod faults;
 mod fidelity;
 mod hostile_agent;
 mod merge;
+mod metrics;
 mod moves;
 mod names;
 mod ops;
