@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Settings, UsageError};
+use crate::control::Request;
 use crate::options::{LogFormat, Options};
 
 /// Real-time two-way file replicator.
@@ -76,6 +77,36 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Wait until a running instance has synced every change made before
+    /// this command: nothing queued, nothing running, both replicas verified
+    /// equal (exit 0; exit 1 on a timeout or if it stops or is paused).
+    Flush {
+        /// The instance [default: the only one running].
+        name: Option<String>,
+        /// Give up after this many seconds (exit 1).
+        #[arg(long, value_name = "SECS", value_parser = seconds)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Stop syncing after the batch in flight; changes keep being watched
+    /// and queue up until `resume`.
+    Pause {
+        /// The instance [default: the only one running].
+        name: Option<String>,
+    },
+    /// Sync what queued while paused, and go on.
+    Resume {
+        /// The instance [default: the only one running].
+        name: Option<String>,
+    },
+    /// List the conflict copies not yet resolved (deleted or renamed): the
+    /// path, the kept copy, and each version's side, size and mtime.
+    Conflicts {
+        /// The instance [default: the only one running].
+        name: Option<String>,
+        /// One JSON object per conflict.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the manual page (roff) to stdout.
     Man,
     /// Print shell completions to stdout.
@@ -120,6 +151,17 @@ fn forced_command(root: &std::path::Path, asked: &str) -> Option<ExitCode> {
         }
         _ => refuse("this key may run the twinsync agent and its rsync transfers only"),
     }
+}
+
+/// How long `pause` and `resume` wait for an answer (given at once).
+const PROMPT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A `--timeout`: a non-negative number of seconds.
+fn seconds(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|x| std::time::Duration::try_from_secs_f64(x).ok())
+        .ok_or_else(|| format!("expected a number of seconds, found {s:?}"))
 }
 
 fn level(d: u8) -> &'static str {
@@ -199,24 +241,32 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
             };
         }
         Some(Cmd::Status { json }) => return crate::status::print_status(json),
+        Some(Cmd::Flush { name, timeout }) => {
+            return crate::control::command(name.as_deref(), Request::Flush, timeout);
+        }
+        Some(Cmd::Pause { name }) => {
+            return crate::control::command(name.as_deref(), Request::Pause, Some(PROMPT));
+        }
+        Some(Cmd::Resume { name }) => {
+            return crate::control::command(name.as_deref(), Request::Resume, Some(PROMPT));
+        }
+        Some(Cmd::Conflicts { name, json }) => {
+            return crate::control::print_conflicts(name.as_deref(), json);
+        }
         Some(Cmd::Man) => {
-            let man = clap_mangen::Man::new(Cli::command());
-            return match man.render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("twinsync: {e}");
-                    ExitCode::from(1)
-                }
-            };
+            let mut page = Vec::new();
+            if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                eprintln!("twinsync: cannot render the manual page: {e}");
+                return ExitCode::from(1);
+            }
+            return crate::stdout::emit(&page);
         }
         Some(Cmd::Completions { shell }) => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "twinsync",
-                &mut std::io::stdout(),
-            );
-            return ExitCode::SUCCESS;
+            // Into a buffer first: `generate` panics on a write error (a
+            // closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "twinsync", &mut script);
+            return crate::stdout::emit(&script);
         }
         None => {}
     }

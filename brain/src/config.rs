@@ -57,6 +57,8 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// Conflict copies beside the file (true) or in `.twinsync/conflicts/`.
     pub conflicts_beside: bool,
+    /// Serve Prometheus metrics on this address.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -157,6 +159,7 @@ impl Settings {
             banned: o.banned,
             config_file: config,
             conflicts_beside: o.conflict_copies != Some(ConflictPlace::StateDir),
+            metrics: o.metrics,
         })
     }
 }

@@ -145,6 +145,11 @@ pub struct Options {
     #[arg(long, value_name = "DAYS")]
     #[serde(default, deserialize_with = "de::days")]
     pub trash_days: Option<u32>,
+    /// Serve Prometheus metrics over HTTP on this address (IP:PORT), at
+    /// /metrics.
+    #[arg(long, value_name = "ADDR")]
+    #[serde(default, deserialize_with = "de::socket_addr")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Options {
@@ -176,6 +181,7 @@ impl Options {
             max_delete,
             conflict_copies,
             trash_days,
+            metrics,
         } = file;
         exclude.extend(flags.exclude);
         rsync_extra.extend(flags.rsync_extra);
@@ -203,6 +209,7 @@ impl Options {
             max_delete: flags.max_delete.or(max_delete),
             conflict_copies: flags.conflict_copies.or(conflict_copies),
             trash_days: flags.trash_days.or(trash_days),
+            metrics: flags.metrics.or(metrics),
         }
     }
 
@@ -293,8 +300,14 @@ mod tests {
     #[test]
     fn the_keys_are_the_fields_with_their_file_names() {
         let keys = Options::keys();
-        assert_eq!(keys.len(), 22);
-        for k in ["left", "exclude", "max_delete_percent", "conflict_dir"] {
+        assert_eq!(keys.len(), 23);
+        for k in [
+            "left",
+            "exclude",
+            "max_delete_percent",
+            "conflict_dir",
+            "metrics",
+        ] {
             assert!(keys.contains(&k), "{k}");
         }
         assert!(!keys.contains(&"max_delete") && !keys.contains(&"config"));

@@ -102,6 +102,8 @@ fn banned_running(programs: &[String]) -> Option<String> {
 
 struct Brain {
     status: status::Shared,
+    /// `twinsync pause`, `resume`, `flush`, `conflicts`.
+    control: crate::control::Hub,
     transports: [Transport; 2],
     options: AgentOptions,
     notices_tx: mpsc::UnboundedSender<Notice>,
@@ -188,6 +190,13 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         state: "starting".into(),
         ..Default::default()
     }));
+    if let Some(addr) = settings.metrics {
+        let bound = crate::metrics::serve(addr, Arc::clone(&status))
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr} (--metrics)"))?;
+        info!(address = %bound, "metrics at http://{bound}/metrics");
+        status.lock().expect("status").metrics = Some(bound.to_string());
+    }
     let roots = [settings.left.clone(), settings.right.clone()];
     let left = Link::start(
         Side::Left,
@@ -269,7 +278,8 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         &roots[1].to_string_lossy(),
         [links[0].root_dev, links[1].root_dev],
     );
-    let _status_server = match status::serve(Arc::clone(&status)) {
+    let control = crate::control::Hub::new(settings.dry_run);
+    let _status_server = match status::serve(Arc::clone(&status), control.shared()) {
         Ok(s) => Some(s),
         Err(e) => {
             warn!(
@@ -284,6 +294,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     let rsync_program = std::env::var("TWINSYNC_RSYNC").unwrap_or_else(|_| "rsync".into());
     let mut brain = Brain {
         status,
+        control,
         transports,
         options,
         notices_tx: ntx,
@@ -571,6 +582,23 @@ impl Brain {
         st.settled = state == "live" && self.verified && !self.engine.has_work();
     }
 
+    /// The oldest change not yet synced, for the metrics: noted when a
+    /// change is queued, forgotten when `idle` (no batch running) with
+    /// nothing queued.
+    fn note_pending(&self, idle: bool) {
+        let mut st = self.status.lock().expect("status");
+        if self.engine.has_work() {
+            st.oldest_pending.get_or_insert_with(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            });
+        } else if idle {
+            st.oldest_pending = None;
+        }
+    }
+
     /// SIGHUP: re-read the excludes from the config file; when they changed,
     /// restart both agents with them and reconcile.
     async fn reload(&mut self) -> Result<()> {
@@ -635,7 +663,7 @@ impl Brain {
                 self.reconnect(notices).await?;
             }
             // Run batches while there is work; events keep arriving meanwhile.
-            while self.engine.has_work() && !stopping && !self.down {
+            while self.engine.has_work() && !stopping && !self.down && !self.control.paused() {
                 if !self.in_merge && !self.merging && !self.settings.dry_run {
                     let deleting = self.engine.live_deletions();
                     if deleting.iter().any(|&d| d > 0) {
@@ -750,8 +778,9 @@ impl Brain {
                 // Reconnect first: nothing below may use the lost link.
                 continue;
             }
-            if self.settings.sync_only
-                || (self.settings.exit_on_no_events && !self.engine.has_work())
+            if !self.control.paused()
+                && (self.settings.sync_only
+                    || (self.settings.exit_on_no_events && !self.engine.has_work()))
             {
                 info!(
                     copied_to_left = self.counters.copied[0],
@@ -762,17 +791,22 @@ impl Brain {
                 self.save_snapshot();
                 return Ok(Exit::Done);
             }
-            self.set_state("live");
-            // Verify once a burst has settled, and now and then.
+            let paused = self.control.paused();
+            self.set_state(if paused { "paused" } else { "live" });
+            self.note_pending(true);
+            // Verify once a burst has settled, and now and then; a flush
+            // waits for one, after a quiet time since it was asked for.
             let quiet = VERIFY_AFTER.max(self.scan_time * 10);
-            let verify_at = if self.verified {
+            let verify_at = if let Some(asked) = self.control.flush_asked_at() {
+                self.last_activity.max(asked) + quiet
+            } else if self.verified {
                 self.last_verify + VERIFY_EVERY
             } else {
                 self.last_activity + quiet
             };
             let verify_in = verify_at.saturating_duration_since(Instant::now());
             tokio::select! {
-                () = tokio::time::sleep(verify_in), if !self.settings.dry_run => {
+                () = tokio::time::sleep(verify_in), if !self.settings.dry_run && !paused => {
                     self.verify().await?;
                 }
                 Some(n) = notices.recv() => {
@@ -782,6 +816,14 @@ impl Brain {
                         self.on_notice(n)?;
                     }
                 }
+                ask = self.control.next() => if let Some(reply) = ask {
+                    let _ = reply.send(crate::control::unresolved(
+                        &self.roots[0],
+                        self.engine.known(),
+                        self.settings.trash_days,
+                        now(),
+                    ));
+                },
                 _ = sigterm.recv() => stopping = true,
                 _ = sigint.recv() => stopping = true,
                 _ = sighup.recv() => self.reload().await?,
@@ -883,12 +925,14 @@ impl Brain {
     /// `repairs`: each one is a bug elsewhere.
     async fn verify(&mut self) -> Result<()> {
         self.set_state("verifying");
+        let ticket = self.control.ticket();
         self.counters.verifications += 1;
         self.rescan(Rescan::Live).await?;
         self.compare_content().await?;
         let found = self.engine.queue_depth();
         self.last_verify = Instant::now();
         if found == 0 {
+            self.control.flushed(ticket);
             self.verified = true;
             self.merging = false;
             self.in_merge = false;
@@ -964,6 +1008,7 @@ impl Brain {
                     let t = self.engine.on_event(side, ev);
                     self.note_traces(vec![t]);
                 }
+                self.note_pending(false);
                 Ok(())
             }
             Notice::Lost(side, _, why) => {

@@ -1,5 +1,6 @@
 //! Instance status: each running instance serves a snapshot of its state on
 //! a Unix socket in the runtime directory; `twinsync status` collects them.
+//! The same socket takes control requests (see [`crate::control`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -54,6 +55,14 @@ pub struct Status {
     /// equal to the index since the last change: the pair is in sync.
     #[serde(default)]
     pub settled: bool,
+    /// When the oldest change not yet synced was seen (seconds since the
+    /// epoch; an upper bound: it is forgotten when the sync is idle with
+    /// nothing queued), `None` when there is none.
+    #[serde(default)]
+    pub oldest_pending: Option<f64>,
+    /// Where the metrics are served (`--metrics`).
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 /// Shared, updated by the main loop.
@@ -90,11 +99,12 @@ impl Drop for Server {
     }
 }
 
-/// Serve `status` on `<runtime dir>/<instance>.sock`.
+/// Serve `status` on `<runtime dir>/<instance>.sock`, and `control`'s
+/// requests.
 ///
 /// # Errors
 /// When the socket cannot be created.
-pub fn serve(status: Shared) -> std::io::Result<Server> {
+pub fn serve(status: Shared, control: Arc<crate::control::Control>) -> std::io::Result<Server> {
     let dir = runtime_dir();
     std::fs::create_dir_all(&dir)?;
     let name = status.lock().expect("status").instance.clone();
@@ -104,23 +114,20 @@ pub fn serve(status: Shared) -> std::io::Result<Server> {
     }
     let listener = tokio::net::UnixListener::bind(&path)?;
     tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        while let Ok((mut conn, _)) = listener.accept().await {
+        while let Ok((conn, _)) = listener.accept().await {
             let line = {
                 let s = status.lock().expect("status");
                 let mut l = serde_json::to_string(&*s).unwrap_or_default();
                 l.push('\n');
                 l
             };
-            tokio::spawn(async move {
-                let _ = conn.write_all(line.as_bytes()).await;
-            });
+            tokio::spawn(crate::control::session(conn, line, Arc::clone(&control)));
         }
     });
     Ok(Server { path })
 }
 
-fn collect() -> Vec<Status> {
+pub(crate) fn collect() -> Vec<Status> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(runtime_dir()) else {
         return out;
@@ -148,21 +155,29 @@ fn collect() -> Vec<Status> {
 /// `twinsync status`.
 #[must_use]
 pub fn print_status(json: bool) -> ExitCode {
-    let all = collect();
+    crate::stdout::emit(render(&collect(), json).as_bytes())
+}
+
+/// The text `twinsync status` prints for `all`.
+fn render(all: &[Status], json: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     if json {
-        for s in &all {
-            println!("{}", serde_json::to_string(s).unwrap_or_default());
+        for s in all {
+            let _ = writeln!(out, "{}", serde_json::to_string(s).unwrap_or_default());
         }
-        return ExitCode::SUCCESS;
+        return out;
     }
     if all.is_empty() {
-        println!(
+        let _ = writeln!(
+            out,
             "no twinsync instance is running (looked in {})",
             runtime_dir().display()
         );
-        return ExitCode::SUCCESS;
+        return out;
     }
-    println!(
+    let _ = writeln!(
+        out,
         "{:<24} {:<12} {:>6} {:>8} {:>14} {:>14} {:>7} {:>9} {:>6}  PAIR",
         "INSTANCE",
         "STATE",
@@ -174,8 +189,9 @@ pub fn print_status(json: bool) -> ExitCode {
         "CONFLICTS",
         "ERRORS"
     );
-    for s in &all {
-        println!(
+    for s in all {
+        let _ = writeln!(
+            out,
             "{:<24} {:<12} {:>6} {:>8} {:>14} {:>14} {:>7} {:>9} {:>6}  {} ⇄ {}",
             s.instance,
             s.state,
@@ -190,5 +206,5 @@ pub fn print_status(json: bool) -> ExitCode {
             s.right
         );
     }
-    ExitCode::SUCCESS
+    out
 }

@@ -17,6 +17,19 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_twinsync")
 }
 
+/// The path of `program` on `$PATH`; panics naming the Debian `package`
+/// that provides it (`.ci/run` installs it) when it is missing.
+pub fn require_tool(program: &str, package: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{program} is missing: apt-get install {package} (.ci/run installs it)")
+        })
+}
+
 /// Poll `f` until it returns true or `WAIT` passes.
 pub fn eventually(what: &str, f: impl FnMut() -> bool) {
     eventually_within(WAIT, what, f);

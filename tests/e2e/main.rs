@@ -6,6 +6,8 @@
 //! - `moves`: renames and moves of files and directories, in, out and within the tree;
 //! - `echo`: nothing written by the sync comes back;
 //! - `conflicts`: concurrent writers, conflict copies, trash;
+//! - `control`: `twinsync flush`, `pause`, `resume`, `conflicts` on a running instance;
+//! - `metrics`: `--metrics`, scraped live and checked by promtool;
 //! - `names`: odd file names;
 //! - `faults`: overflow, unreadable files, vanished roots, bad arguments;
 //! - `stop`: Ctrl-C to the process group, `kill -9` of the brain;
@@ -16,7 +18,9 @@
 //!   capabilities, ACLs, xattrs, hard links and a sparse image, replicated
 //!   exactly (rsync -aHAXS finds nothing), locally and over ssh;
 //! - `attacks`: confinement against a hostile brain, a replica's own users, fifos;
-//! - `ssh_smoke`: the `sshd` harness (a real OpenSSH server on 127.0.0.1).
+//! - `ssh_smoke`: the `sshd` harness (a real OpenSSH server on 127.0.0.1);
+//! - `shipped`: closed pipes end output quietly; every file in `examples/` and
+//!   `contrib/` is parsed or exercised.
 
 mod harness;
 mod sshd;
@@ -24,16 +28,19 @@ mod sshd;
 mod attacks;
 mod basic;
 mod conflicts;
+mod control;
 mod echo;
 mod faults;
 mod fidelity;
 mod hardlinks;
 mod hostile_agent;
 mod merge;
+mod metrics;
 mod moves;
 mod names;
 mod ops;
 mod remote;
 mod rootfs;
+mod shipped;
 mod ssh_smoke;
 mod stop;

@@ -66,6 +66,8 @@ fn the_shipped_example_config_is_accepted() {
         "banned",
         "instance",
         "dry_run",
+        // An address whose port may be taken here.
+        "metrics",
     ];
     let uncommented: String = text
         .lines()

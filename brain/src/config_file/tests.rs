@@ -54,6 +54,7 @@ trash_days = 0
 conflict_dir = ".twinsync/conflicts"
 max_delete_percent = 100
 ssh_config = "~/.ssh/config"
+metrics = "[::1]:9723"
 "#;
     let c = p(text).unwrap();
     assert_eq!(
@@ -78,6 +79,7 @@ ssh_config = "~/.ssh/config"
             instance: Some("docs_1.a-b".into()),
             prefer: Some(Prefer::Right),
             trash_days: Some(0),
+            metrics: Some("[::1]:9723".parse().unwrap()),
             conflict_copies: Some(ConflictPlace::StateDir),
             max_delete: Some(100),
             ssh_config: Some("~/.ssh/config".into()),
@@ -424,11 +426,12 @@ fn the_example_file_parses_and_documents_every_key() {
         conflict_copies,
         max_delete,
         ssh_config,
+        metrics,
     } = c;
     assert!(left.is_some() && right.is_some() && remote_host.is_some());
     assert!(remote_path.is_some() && !exclude.is_empty() && tempfiles.is_some());
     assert!(rsync_excludes.is_some() && !rsync_extra.is_empty() && !banned.is_empty());
-    assert!(instance.is_some() && ssh_config.is_some());
+    assert!(instance.is_some() && ssh_config.is_some() && metrics.is_some());
     // the shown values are the defaults
     assert_eq!(debug, Some(1));
     assert_eq!(log_format, Some(LogFormat::Text));
@@ -533,4 +536,14 @@ fn load_names_the_file() {
 fn crlf_lines_and_a_bom_count_right() {
     let (line, key, _, _) = err("\u{feff}debug = 1\r\nforce = 1\r\n");
     assert_eq!((line, key.as_str()), (2, "force"));
+}
+
+#[test]
+fn a_metrics_address_without_a_port_is_refused_at_its_line() {
+    let (line, key, msg, _) = err("debug = 1\nmetrics = \"localhost\"\n");
+    assert_eq!((line, key.as_str()), (2, "metrics"));
+    assert_eq!(
+        msg,
+        "expected an IP address and a port, as \"127.0.0.1:9723\", found \"localhost\""
+    );
 }

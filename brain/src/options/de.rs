@@ -259,6 +259,23 @@ pub fn days<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     int(d, 0, u32::MAX)
 }
 
+/// `metrics`: an IP address and a port (`127.0.0.1:9723`, `[::1]:9723`).
+///
+/// # Errors
+/// Anything else.
+pub fn socket_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let what = "an IP address and a port, as \"127.0.0.1:9723\"";
+    check(d, |f| match f {
+        Found::Str(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("expected {what}, found {s:?}")),
+        other => Err(format!("expected {what}, found {other}")),
+    })
+}
+
 /// One of the names of a clap value enum (the same words as the flag takes).
 ///
 /// # Errors
