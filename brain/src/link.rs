@@ -126,6 +126,10 @@ pub struct Link {
     /// The agent runs as root (it can give entries any owner).
     pub root: bool,
     alive: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the link was dropped because the agent broke the protocol
+    /// (an unsafe path): not a lost link to reconnect, a hostile or broken
+    /// agent to stop for.
+    refused: Arc<std::sync::atomic::AtomicBool>,
     /// Distinguishes this link's notices from those of a replaced one.
     pub id: u64,
 }
@@ -271,10 +275,12 @@ impl Link {
         let waiters: Waiters = Arc::default();
         let chunks: Chunks = Arc::default();
         let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
         static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
         let link_id = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
         {
             let alive = Arc::clone(&alive);
+            let refused = Arc::clone(&refused);
             let waiters = Arc::clone(&waiters);
             let chunks = Arc::clone(&chunks);
             // Silence means a dead link only across hosts: a local agent's
@@ -298,6 +304,7 @@ impl Link {
                     };
                     if let Ok(m) = &msg {
                         if let Err(e) = check_paths(m) {
+                            refused.store(true, Ordering::SeqCst);
                             break e;
                         }
                     }
@@ -346,6 +353,7 @@ impl Link {
             root_dev,
             root: agent_root,
             alive,
+            refused,
             id: link_id,
         })
     }
@@ -354,6 +362,13 @@ impl Link {
     #[must_use]
     pub fn alive(&self) -> bool {
         self.alive.load(Ordering::SeqCst)
+    }
+
+    /// True when the link was dropped because the agent broke the protocol
+    /// (an unsafe path): reconnecting would only meet it again.
+    #[must_use]
+    pub fn refused(&self) -> bool {
+        self.refused.load(Ordering::SeqCst)
     }
 
     async fn request(&self, req: Request) -> Result<Response> {

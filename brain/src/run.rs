@@ -342,7 +342,11 @@ impl Brain {
     /// reconnection merges again.
     async fn rescan(&mut self, kind: Rescan) -> Result<()> {
         match self.rescan_once(kind).await {
-            Err(e) if self.settings.remote.is_some() && !self.links.iter().all(|l| l.alive()) => {
+            Err(e)
+                if self.settings.remote.is_some()
+                    && !self.links.iter().all(|l| l.alive())
+                    && !self.links.iter().any(|l| l.refused()) =>
+            {
                 warn!("rescan interrupted by a lost link: {e:#}");
                 self.engine.abort();
                 self.down = true;
@@ -725,7 +729,10 @@ impl Brain {
                     };
                     let (report, stats) = match outcome {
                         Ok(x) => x,
-                        Err(e) if self.down || !self.links.iter().all(|l| l.alive()) => {
+                        Err(e)
+                            if (self.down || !self.links.iter().all(|l| l.alive()))
+                                && !self.links.iter().any(|l| l.refused()) =>
+                        {
                             warn!("batch interrupted by a lost link: {e:#}");
                             self.engine.abort();
                             // As after a crash: what the batch made before
@@ -1012,7 +1019,9 @@ impl Brain {
                 Ok(())
             }
             Notice::Lost(side, _, why) => {
-                if matches!(self.transports[side.idx()], Transport::Ssh { .. }) {
+                if matches!(self.transports[side.idx()], Transport::Ssh { .. })
+                    && !self.links[side.idx()].refused()
+                {
                     warn!(%side, "link lost: {why}");
                     self.down = true;
                     return Ok(());
