@@ -101,6 +101,47 @@ async fn with_xattrs(src: &Link, ops: &mut [Op]) -> Result<()> {
     Ok(())
 }
 
+/// Apply `made` on `dst` and note each answer (stats, touched, report).
+async fn apply_noted(
+    links: &[Arc<Link>; 2],
+    dst: Side,
+    made: Vec<Op>,
+    report: &mut Report,
+    stats: &mut BatchStats,
+    touched: &mut Touched,
+) -> Result<()> {
+    let results = links[dst.idx()].apply(made.clone()).await?;
+    for (r, op) in results.into_iter().zip(&made) {
+        stats.ops[dst.idx()] += 1;
+        touched.op(dst, op);
+        note(report, stats, dst, op.target(), r);
+    }
+    Ok(())
+}
+
+/// Report the copy of `path` into `dst` as missed: the source as `src`
+/// was found, and what `dst` holds now.
+async fn note_missed(
+    links: &[Arc<Link>; 2],
+    dst: Side,
+    path: RelPath,
+    src: Option<twinsync_proto::Sig>,
+    report: &mut Report,
+) -> Result<()> {
+    let now = links[dst.idx()]
+        .stat(vec![path.clone()])
+        .await?
+        .pop()
+        .flatten();
+    report.missed[dst.idx()].push(Copied {
+        path,
+        src,
+        dst: now,
+        installed: false,
+    });
+    Ok(())
+}
+
 /// Make the hard links of the batch on `dst`, once its copies are in: a
 /// link to a name the batch copied but which did not arrive as planned is
 /// not made, and reported as a copy missed (the engine merges it again).
@@ -134,25 +175,9 @@ async fn link(
             .await?
             .pop()
             .flatten();
-        let now = links[dst.idx()]
-            .stat(vec![path.clone()])
-            .await?
-            .pop()
-            .flatten();
-        report.missed[dst.idx()].push(Copied {
-            path,
-            src,
-            dst: now,
-            installed: false,
-        });
+        note_missed(links, dst, path, src, report).await?;
     }
-    let results = links[dst.idx()].apply(made.clone()).await?;
-    for (r, op) in results.into_iter().zip(&made) {
-        stats.ops[dst.idx()] += 1;
-        touched.op(dst, op);
-        note(report, stats, dst, op.target(), r);
-    }
-    Ok(())
+    apply_noted(links, dst, made, report, stats, touched).await
 }
 
 /// Carry out a batch: helper ops on both sides, then the copies of each
@@ -262,27 +287,10 @@ pub async fn execute(
             };
             match op {
                 Some(op) => made.push(op),
-                None => {
-                    let now = links[dst.idx()]
-                        .stat(vec![c.path.clone()])
-                        .await?
-                        .pop()
-                        .flatten();
-                    report.missed[dst.idx()].push(Copied {
-                        path: c.path,
-                        src,
-                        dst: now,
-                        installed: false,
-                    });
-                }
+                None => note_missed(&links, dst, c.path, src, &mut report).await?,
             }
         }
-        let results = links[dst.idx()].apply(made.clone()).await?;
-        for (r, op) in results.into_iter().zip(&made) {
-            stats.ops[dst.idx()] += 1;
-            touched.op(dst, op);
-            note(&mut report, &mut stats, dst, op.target(), r);
-        }
+        apply_noted(&links, dst, made, &mut report, &mut stats, &mut touched).await?;
     }
     let t = Instant::now();
     let all_local = ends.iter().all(|e| matches!(e, End::Local(_)));
