@@ -748,6 +748,17 @@ impl Replica {
             let _ = beneath::rename(sdir.as_fd(), &tmp, sdir.as_fd(), sname, true);
             return Err(io_err("renaming to", to)(e));
         }
+        // The rename gave the entry a new ctime, so its stamp here: recorded
+        // (as an install's is) so that a brain killed before it learns it
+        // takes the entry found there for the batch's move, not for a
+        // change (which a removal on the other side would have to keep).
+        if let Ok(Some(md)) = beneath::lstat_at(ddir.as_fd(), to.file_name()) {
+            let moved = beneath::sig_of_stat(&md, XattrDigest::NONE);
+            let source = beneath::sig_of_stat(&src_md, XattrDigest::NONE);
+            if md.st_ino == src_md.st_ino && moved.same_stat(&source) {
+                self.note_installed(to, &moved);
+            }
+        }
         Ok(())
     }
 
@@ -1407,6 +1418,26 @@ mod tests {
             .join(crate::time::today())
             .join("b");
         assert_eq!(fs::read(trash).unwrap(), b"B");
+    }
+
+    /// Campaign seed 79000037 (ssh, kills): a brain killed in the middle
+    /// of a batch that moved `r8` to `d/r19` found `d/r19` with a stamp it
+    /// never learnt, took it for a user's change, and kept the directories
+    /// the other side had removed since. The move's result is recorded as
+    /// an install's is, so the next brain knows it for the batch's.
+    #[test]
+    fn a_move_records_the_stamp_it_leaves() {
+        let (d, r) = replica();
+        fs::write(d.path().join("r8"), "A").unwrap();
+        r.move_entry(&"r8".into(), &"d/r19".into(), Expect::Any)
+            .unwrap();
+        let now = twinsync_filter::lstat_sig(&d.path().join("d/r19"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.installed(false).unwrap(),
+            vec![(RelPath::from("d/r19"), now.stamp())]
+        );
     }
 
     #[test]
