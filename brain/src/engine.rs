@@ -28,6 +28,7 @@ use crate::conflict::conflict_name;
 pub use crate::index::Known;
 
 mod hardlinks;
+mod marks;
 
 /// One of the two replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -455,6 +456,8 @@ pub struct Engine {
     groups: [hardlinks::Groups; 2],
     /// The links the running batch makes, per side: new name -> existing.
     linking: [HashMap<RelPath, RelPath>; 2],
+    /// Each side's reports ordered against the batches' writes there.
+    marks: [marks::Marks; 2],
     /// The versions of files the batch being planned renames, per side (a
     /// replayed move): their other names there change with them.
     renaming: [std::collections::HashSet<Stamp>; 2],
@@ -670,6 +673,7 @@ impl Engine {
             groups: Default::default(),
             linking: Default::default(),
             renaming: Default::default(),
+            marks: Default::default(),
         }
     }
 
@@ -991,6 +995,21 @@ impl Engine {
         &self.known
     }
 
+    /// True when batches wrote files on `side` since its last mark was
+    /// asked for: the runner asks its helper for one (see
+    /// [`Engine::marked`]).
+    #[must_use]
+    pub fn wants_mark(&self, side: Side) -> bool {
+        self.marks[side.idx()].wanted()
+    }
+
+    /// `side`'s helper made mark `n` after the batches' writes so far
+    /// (`None`: it makes none). Once its filter reports it, a report of
+    /// one of those files is a user's change even with the stamp written.
+    pub fn marked(&mut self, side: Side, n: Option<u64>) {
+        self.marks[side.idx()].asked(n);
+    }
+
     /// True when something waits to be planned.
     #[must_use]
     pub fn has_work(&self) -> bool {
@@ -1152,6 +1171,7 @@ impl Engine {
                         self.installed_ctime[p].remove(&path);
                     }
                 }
+                let after_ours = self.marks[p].after_ours(&path);
                 self.older_gone[p].remove(&path);
                 self.vanished[p].remove(&path);
                 self.groups[p].note(&path, &sig);
@@ -1168,6 +1188,20 @@ impl Engine {
                     }
                     *slot = Some(sig);
                     return trace(&path, "coalesced with a queued change".into());
+                }
+                if judged == Judged::Same && after_ours && sig.kind == Kind::File {
+                    // Reported after every report of our write there, yet
+                    // with its stamp: a user's write in the same tick of a
+                    // coarse clock (same size, same mtime). Its bytes tell.
+                    if let Some(k) = self.known.get(&path).copied() {
+                        self.k_insert(path.clone(), k.with_stamp(p, Stamp::UNKNOWN));
+                    }
+                    self.pending[p].state.insert(path.clone(), Some(sig));
+                    return trace(
+                        &path,
+                        "queued: reported after our write there with its stamp (content to compare)"
+                            .into(),
+                    );
                 }
                 if judged == Judged::Same {
                     if self.quiet[p].get(&path) == Some(&sig.stamp()) {
@@ -1416,6 +1450,13 @@ impl Engine {
                 trace(&RelPath::root(), format!("rescan needed: {reason}").into())
             }
             Event::RootGone => trace(&RelPath::root(), "replica root gone".into()),
+            Event::Mark { n } => {
+                self.marks[p].reported(n);
+                trace(
+                    &RelPath::root(),
+                    format!("mark {n}: our writes' reports are in").into(),
+                )
+            }
             Event::Error { path, message } => trace(&path, format!("error: {message}").into()),
         }
     }
@@ -1682,6 +1723,7 @@ impl Engine {
         self.pending[p] = Pending::default();
         self.inflight[p].clear();
         self.installed_ctime[p].clear();
+        self.marks[p] = marks::Marks::default();
         self.older_gone[p].clear();
         self.quiet[p].clear();
         self.fences[p].clear();
@@ -2635,6 +2677,9 @@ impl Engine {
                             self.installed_ctime[ti].clear();
                         }
                         self.installed_ctime[ti].insert(path.clone(), (sig.ctime_ns, sig.ino));
+                        if sig.kind == Kind::File {
+                            self.marks[ti].wrote(path);
+                        }
                         // The last write of the batch there, if unreported
                         // (a reported one after it, such as a mode set on a
                         // directory a replayed move put there, has echoes).

@@ -180,6 +180,64 @@ fn a_same_size_same_mtime_write_during_our_copy_is_not_an_echo() {
     assert_eq!(pairs(&b.copies[0]), vec![("a".into(), users)]);
 }
 
+/// On a kernel whose ctime is coarse (before Linux 6.13), a user's
+/// same-size, same-mtime write right after our install, in place and in the
+/// same tick, shows the very stamp the helper answered. Once the side's mark
+/// says every report of our write is in, such a report is the user's: its
+/// bytes are compared, not dropped as an echo.
+#[test]
+fn a_report_after_the_mark_with_our_stamp_is_compared_not_dropped() {
+    let mut e = synced(&[("a", file(1, 10))]);
+    changed(&mut e, Side::Left, "a", file(3, 100));
+    let b = e.plan(0);
+    assert_eq!(pairs(&b.copies[1]).len(), 1);
+    let ours = Sig {
+        ino: 99,
+        ctime_ns: 5,
+        ..file(3, 100)
+    };
+    let mut r = Report::default();
+    r.applied[1].push(Applied::Done("a".into(), Some(ours)));
+    e.complete(r);
+    // The echo of the install, before the mark: dropped.
+    assert!(changed(&mut e, Side::Right, "a", ours).is_echo());
+    assert!(e.wants_mark(Side::Right));
+    assert!(!e.wants_mark(Side::Left));
+    e.marked(Side::Right, Some(1));
+    e.on_event(Side::Right, Event::Mark { n: 1 });
+    // The user's write in the same tick: the same stamp, after the mark.
+    let t = changed(&mut e, Side::Right, "a", ours);
+    assert!(!t.is_echo(), "{t:?}");
+    assert!(e.has_work());
+    let _ = e.plan(1);
+    assert_eq!(e.to_compare(), vec![RelPath::from("a")]);
+    e.compared(vec![("a".into(), Some([1; 32]), Some([2; 32]))]);
+    let b = e.plan(2);
+    assert_eq!(pairs(&b.copies[0]), vec![("a".into(), ours)]);
+}
+
+/// Without a mark (a helper that makes none), the same report is taken for
+/// an echo, as the stamp says.
+#[test]
+fn without_a_mark_a_report_with_our_stamp_is_an_echo() {
+    let mut e = synced(&[("a", file(1, 10))]);
+    changed(&mut e, Side::Left, "a", file(3, 100));
+    let _ = e.plan(0);
+    let ours = Sig {
+        ino: 99,
+        ctime_ns: 5,
+        ..file(3, 100)
+    };
+    let mut r = Report::default();
+    r.applied[1].push(Applied::Done("a".into(), Some(ours)));
+    e.complete(r);
+    assert!(changed(&mut e, Side::Right, "a", ours).is_echo());
+    e.marked(Side::Right, None);
+    e.on_event(Side::Right, Event::Mark { n: 1 });
+    assert!(changed(&mut e, Side::Right, "a", ours).is_echo());
+    assert!(!e.has_work());
+}
+
 #[test]
 fn a_refused_install_becomes_a_conflict() {
     let mut e = synced(&[("a", file(1, 10))]);

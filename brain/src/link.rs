@@ -520,6 +520,18 @@ impl Link {
         }
     }
 
+    /// Ask the helper for a mark after everything it did so far (see
+    /// [`Request::Mark`]): its number, or `None` when it makes none.
+    ///
+    /// # Errors
+    /// When the agent fails or goes away.
+    pub async fn mark(&self) -> Result<Option<u64>> {
+        match self.request(Request::Mark).await? {
+            Response::Marked(n) => Ok(n),
+            other => bail!("unexpected answer to mark: {other:?}"),
+        }
+    }
+
     /// Read symlink targets.
     ///
     /// # Errors
@@ -753,7 +765,7 @@ fn check_paths(m: &FromAgent) -> std::result::Result<(), String> {
                             return Err(bad(path));
                         }
                     }
-                    Event::RescanNeeded { .. } | Event::RootGone => {}
+                    Event::RescanNeeded { .. } | Event::RootGone | Event::Mark { .. } => {}
                 }
             }
         }

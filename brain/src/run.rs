@@ -749,6 +749,7 @@ impl Brain {
                     self.verified = false;
                     let traces = self.engine.complete(report);
                     self.note_traces(traces);
+                    self.ask_marks().await;
                     self.status.lock().expect("status").last_sync = Some(now());
                     let saved = Instant::now();
                     self.save_delta();
@@ -854,6 +855,23 @@ impl Brain {
     /// inside first), moved away or unmounted changes nothing on the other
     /// side. A side emptied, or a deletion of more than `--max-delete`
     /// percent of a big tree, stops the sync unless `--force`.
+    /// Ask a mark of each side the batches wrote files on (live only: a
+    /// merge has no reports to order), so that the engine knows when their
+    /// reports are all in.
+    async fn ask_marks(&mut self) {
+        if self.settings.sync_only || self.settings.dry_run {
+            return;
+        }
+        for side in Side::BOTH {
+            if self.engine.wants_mark(side) {
+                // A link lost meanwhile is noticed (and recovered) by the
+                // loop; without a mark, reports are judged by their stamp.
+                let n = self.links[side.idx()].mark().await.ok().flatten();
+                self.engine.marked(side, n);
+            }
+        }
+    }
+
     async fn hold_deletions(
         &mut self,
         notices: &mut mpsc::UnboundedReceiver<Notice>,

@@ -117,6 +117,8 @@ pub struct Watcher {
     excludes: Excludes,
     watches: Option<Watches>,
     table: Mutex<Table>,
+    /// The watch of the marks' folder (see [`Watcher::watch_marks`]).
+    marks: Mutex<Option<WatchDescriptor>>,
 }
 
 /// The thread side of a [`Watcher`]: reads the kernel queue.
@@ -158,6 +160,7 @@ impl Watcher {
             excludes,
             watches: inotify.as_ref().map(Inotify::watches),
             table: Mutex::new(Table::default()),
+            marks: Mutex::new(None),
         });
         let event_loop = inotify.map(|inotify| EventLoop {
             inotify,
@@ -177,6 +180,32 @@ impl Watcher {
     #[must_use]
     pub fn excludes(&self) -> &Excludes {
         &self.excludes
+    }
+
+    /// Watch the folder `dir` (outside the replica's tree, in its state
+    /// folder) where the helper makes its marks: a file created there named
+    /// by a number is reported as [`Event::Mark`], in the order of the
+    /// kernel's queue, which is that of everything else reported. Returns
+    /// false when not watching.
+    ///
+    /// # Errors
+    /// When the folder cannot be watched.
+    pub fn watch_marks(&self, dir: &Path) -> io::Result<bool> {
+        let Some(watches) = &self.watches else {
+            return Ok(false);
+        };
+        let wd = watches.clone().add(
+            dir,
+            WatchMask::CREATE | WatchMask::DONT_FOLLOW | WatchMask::ONLYDIR,
+        )?;
+        *self.marks.lock().expect("marks") = Some(wd);
+        Ok(true)
+    }
+
+    /// True once [`Watcher::watch_marks`] placed its watch.
+    #[must_use]
+    pub fn marks_watched(&self) -> bool {
+        self.marks.lock().expect("marks").is_some()
     }
 
     /// Watch `dir`. When the kernel hands back a descriptor we already hold
@@ -448,6 +477,16 @@ impl EventLoop {
                 out.push(Event::RescanNeeded {
                     reason: "inotify queue overflow".into(),
                 });
+                continue;
+            }
+            if self.watcher.marks.lock().expect("marks").as_ref() == Some(&r.wd) {
+                let n = r
+                    .name
+                    .as_deref()
+                    .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok());
+                if let (Some(n), true) = (n, r.mask.contains(EventMask::CREATE)) {
+                    out.push(Event::Mark { n });
+                }
                 continue;
             }
             let Some(dir) = self.path_of(&r.wd) else {
@@ -761,7 +800,9 @@ fn coalesce(events: Vec<Event>) -> Vec<Event> {
                 last_changed.remove(from);
                 last_changed.remove(to);
             }
-            Event::RescanNeeded { .. } | Event::RootGone => last_changed.clear(),
+            Event::RescanNeeded { .. } | Event::RootGone | Event::Mark { .. } => {
+                last_changed.clear();
+            }
         }
     }
     events

@@ -198,6 +198,15 @@ pub fn serve(
     )
     .map_err(|e| e.to_string())?;
 
+    if event_loop.is_some() && options.lock.is_some() {
+        // Marks tell the brain when the reports of its writes are all in.
+        if let Err(e) = replica.mark_dir().and_then(|d| watcher.watch_marks(&d)) {
+            return fatal(
+                &out,
+                format!("cannot watch {}/mark: {e}", replica.state_dir().display()),
+            );
+        }
+    }
     if let Some(event_loop) = event_loop {
         let out = Arc::clone(&out);
         std::thread::Builder::new()
@@ -363,6 +372,15 @@ fn handle(
                 .map(|p| replica.read_link(p).map(serde_bytes::ByteBuf::from))
                 .collect(),
         )),
+        Request::Mark => {
+            if !watcher.marks_watched() {
+                return Ok(Response::Marked(None));
+            }
+            replica
+                .mark()
+                .map(|n| Response::Marked(Some(n)))
+                .map_err(|e| format!("making a mark in {}: {e}", replica.state_dir().display()))
+        }
         Request::Installed { forget } => replica
             .installed(forget)
             .map(Response::Installed)

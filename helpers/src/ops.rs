@@ -45,6 +45,8 @@ pub struct Replica {
     record: AtomicBool,
     /// Whether files made here get their source's owner and group.
     owners: AtomicBool,
+    /// The last mark made (see [`Replica::mark`]).
+    marks: std::sync::atomic::AtomicU64,
 }
 
 /// An error of a helper operation, with the path.
@@ -93,6 +95,10 @@ impl From<OpError> for OpFail {
 /// Directory below the state dir where rsync stages files before the
 /// helper installs them conditionally.
 pub const STAGE_DIR: &str = "stage";
+
+/// The folder below `.twinsync/` where the helper makes its marks (see
+/// [`Replica::mark`]).
+const MARK_DIR: &str = "mark";
 
 fn io_err<'a>(what: &'static str, path: &'a RelPath) -> impl FnOnce(io::Error) -> OpError + 'a {
     move |source| OpError::Io {
@@ -234,6 +240,7 @@ impl Replica {
             state: OnceLock::new(),
             record: AtomicBool::new(false),
             owners: AtomicBool::new(false),
+            marks: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -328,7 +335,7 @@ impl Replica {
         // staged, and what is left goes at the next start.
         let _ = beneath::remove_tree(state, STAGE_DIR.as_bytes());
         self.record.store(true, Ordering::Relaxed);
-        for sub in ["tmp", "trash", "conflicts", STAGE_DIR] {
+        for sub in ["tmp", "trash", "conflicts", STAGE_DIR, MARK_DIR] {
             beneath::make_dirs(state, sub.as_bytes())?;
         }
         Ok(())
@@ -570,6 +577,41 @@ impl Replica {
                 ..before
             })
         }
+    }
+
+    /// Make the next mark: a file named by its number, created and removed
+    /// in `.twinsync/mark/` (which the filter watches, see
+    /// `Watcher::watch_marks`), after everything this helper did before.
+    /// Returns its number.
+    ///
+    /// # Errors
+    /// When the file cannot be made.
+    pub fn mark(&self) -> io::Result<u64> {
+        let n = self.marks.fetch_add(1, Ordering::Relaxed) + 1;
+        let name = format!("{MARK_DIR}/{n}");
+        let fd = rustix::fs::openat(
+            self.state()?,
+            name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        drop(fd);
+        rustix::fs::unlinkat(self.state()?, name.as_str(), AtFlags::empty())?;
+        Ok(n)
+    }
+
+    /// The folder of the marks, for the filter to watch: named through this
+    /// process's descriptor of `.twinsync/` (never through the root's path,
+    /// which a user of the replica could swap).
+    ///
+    /// # Errors
+    /// When `.twinsync/` cannot be opened.
+    pub fn mark_dir(&self) -> io::Result<PathBuf> {
+        use std::os::fd::AsRawFd;
+        Ok(PathBuf::from(format!(
+            "/proc/self/fd/{}/{MARK_DIR}",
+            self.state()?.as_raw_fd()
+        )))
     }
 
     /// Append `rel` and its stamp to `.twinsync/installed` (written, not

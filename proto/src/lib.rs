@@ -37,7 +37,7 @@ pub use xattr::{Xattr, XattrDigest, XattrScope, Xattrs};
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 /// The largest frame either side accepts or sends (64 MiB); a bigger answer
 /// is refused with an error, never sent (nor a panic).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -282,6 +282,14 @@ pub enum Event {
     },
     /// The replica root itself was deleted, moved or unmounted.
     RootGone,
+    /// Mark `n` (made by [`Request::Mark`]) came through the kernel's
+    /// queue: every event of what the replica's helper did before making it
+    /// was reported before this one, so what is reported after it happened
+    /// after (never an echo of those writes).
+    Mark {
+        /// The mark's number.
+        n: u64,
+    },
     /// A path the filter could not handle (it goes on with the rest).
     Error {
         /// The path concerned.
@@ -426,6 +434,10 @@ pub enum Request {
         #[serde(deserialize_with = "bounded::vec")]
         ops: Vec<Op>,
     },
+    /// Put a mark into the watcher's kernel queue, after everything the
+    /// helper did before (answered by [`Response::Marked`] with its
+    /// number; the filter reports [`Event::Mark`] when it reads it).
+    Mark,
 }
 
 /// A helper operation applied in place on a replica, without moving data.
@@ -649,6 +661,9 @@ pub enum Response {
     /// Extended attributes, one list per requested path (`None`: missing
     /// or unreadable).
     Xattrs(Vec<Option<Xattrs>>),
+    /// The number of the mark made (see [`Request::Mark`]); `None` when
+    /// the agent does not watch (no event will report it).
+    Marked(Option<u64>),
 }
 
 /// Messages from an agent to the brain.

@@ -77,7 +77,7 @@ fn golden_wire_format() {
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001c81a548656c6c6f94a87477696e73796e6307c4022f729590c3c0c0c2"
+        "0000001c81a548656c6c6f94a87477696e73796e6308c4022f729590c3c0c0c2"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
