@@ -461,6 +461,9 @@ pub struct Engine {
     /// The versions of files the batch being planned renames, per side (a
     /// replayed move): their other names there change with them.
     renaming: [std::collections::HashSet<Stamp>; 2],
+    /// Files a merge found equal on both sides whose inode has other names
+    /// on a side: a group there may be separate inodes on the other.
+    relink: hardlinks::Relink,
 }
 
 /// An entry the brain moved away from `at` (to `to`) or trashed (`to` is
@@ -674,6 +677,7 @@ impl Engine {
             linking: Default::default(),
             renaming: Default::default(),
             marks: Default::default(),
+            relink: hardlinks::Relink::default(),
         }
     }
 
@@ -1729,6 +1733,7 @@ impl Engine {
         self.fences[p].clear();
         self.vanished[p].clear();
         self.groups[p].clear();
+        self.relink.clear();
         // Attributes to align, decided by a comparison before the listing:
         // the listing supersedes it (a comparison after it tells again).
         self.attr_fixes.clear();
@@ -2252,6 +2257,7 @@ impl Engine {
             }
         }
         self.plan_links(&mut b);
+        self.plan_relinks(&mut b);
         self.planned_epoch = self.epoch;
         self.adopted.clear();
         b
@@ -2530,6 +2536,7 @@ impl Engine {
                 stamps: [l.stamp(), r.stamp()],
             };
             self.k_insert(path.clone(), k);
+            self.relink.note(path, l, r);
             b.trace(self.tracing, Side::Left, path, || {
                 "nothing to do: same on both sides".to_string()
             });
@@ -3084,6 +3091,7 @@ impl Engine {
                             sig: a,
                             stamps: [a.stamp(), c.stamp()],
                         };
+                        self.relink.note(&path, a, c);
                         self.k_insert(path, k);
                     } else {
                         let winner = match a.mtime_ns.cmp(&c.mtime_ns) {

@@ -250,7 +250,7 @@ fn start_unprivileged(p: &mut Pair) {
 
 /// Start the live sync of `p` as nobody (uid and gid 65534), from a copy
 /// of the binary nobody can run, wherever the build lives.
-fn spawn_as_nobody(p: &mut Pair) {
+pub(crate) fn spawn_as_nobody(p: &mut Pair) {
     let exe = p.dir.path().join("twinsync");
     fs::copy(crate::harness::bin(), &exe).unwrap();
     fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();

@@ -492,11 +492,11 @@ fn set_mtime(path: &Path, secs: i64) {
 /// `rsync -a --itemize-changes` finds nothing to change in either
 /// direction, directories included (the debootstrap comparison of issue 12
 /// found 127 directory mtimes apart); live, a directory written into gets
-/// the mtime of its counterpart once its content is in place.
-#[test]
-fn directory_mtimes_are_carried() {
+/// the mtime of its counterpart once its content is in place. `right` is
+/// how twinsync names the right replica (its path, or `host:path`), and
+/// `extra` its ssh options.
+fn directory_mtimes(p: &mut Pair, right: &std::ffi::OsStr, extra: &[&str]) {
     assert_root();
-    let mut p = Pair::new();
     let (l, r) = (p.left.clone(), p.right.clone());
     for d in ["a", "a/b", "a/b/c", "e"] {
         std::fs::create_dir(l.path(d)).unwrap();
@@ -513,7 +513,11 @@ fn directory_mtimes_are_carried() {
         set_mtime(&l.path(d), 1_000_000_000 + i as i64 * 1000);
     }
     set_mtime(&r.path("only-right"), 1_200_000_000);
-    let (st, err) = p.sync_only(&[]);
+    let mut args = vec![os("--sync-only")];
+    args.extend(extra.iter().map(|a| os(a)));
+    args.push(l.root.as_os_str());
+    args.push(right);
+    let (st, err) = crate::harness::run_once(&args);
     assert!(st.success(), "{err}");
     assert_eq!(rsync_differences(&l.root, &r.root), Vec::<String>::new());
     assert_eq!(rsync_differences(&r.root, &l.root), Vec::<String>::new());
@@ -529,7 +533,7 @@ fn directory_mtimes_are_carried() {
         "right only: the right's"
     );
 
-    p.start(&[]);
+    p.start(extra);
     l.write("a/b/c/new", b"new");
     r.eventually_has("a/b/c/new", b"new");
     eventually("a/b/c's mtime on the right", || {
@@ -537,11 +541,117 @@ fn directory_mtimes_are_carried() {
             && std::fs::metadata(r.path("a/b/c")).unwrap().mtime_nsec()
                 == std::fs::metadata(l.path("a/b/c")).unwrap().mtime_nsec()
     });
+    // The other way, into a directory only the right had at first.
+    r.write("only-right/y", b"y");
+    l.eventually_has("only-right/y", b"y");
+    eventually("only-right's mtime on the left", || {
+        mtime(&l.path("only-right")) == mtime(&r.path("only-right"))
+    });
     std::fs::remove_file(r.path("a/f")).unwrap();
     l.eventually_gone("a/f");
     eventually("no differences left", || {
         rsync_differences(&l.root, &r.root).is_empty()
             && rsync_differences(&r.root, &l.root).is_empty()
     });
+    assert!(p.stop().success());
+}
+
+#[test]
+fn directory_mtimes_are_carried() {
+    let mut p = Pair::new();
+    let right = p.right.root.clone();
+    directory_mtimes(&mut p, right.as_os_str(), &[]);
+}
+
+/// The same over ssh: the right's agent behind the loopback sshd sets the
+/// mtimes of the directories its operations wrote into, at the merge and
+/// live, and reports its own.
+#[test]
+fn directory_mtimes_are_carried_over_ssh() {
+    let Some(sshd) = Sshd::start() else {
+        panic!("the loopback sshd did not start (CI installs openssh-server)")
+    };
+    let mut p = Pair::new();
+    let right = format!("{}:{}", sshd.host, p.right.root.display());
+    p.right_arg = Some(right.clone());
+    let cfg = sshd.ssh_config.display().to_string();
+    directory_mtimes(
+        &mut p,
+        os(&right),
+        &["--ssh-config", &cfg, "--remote-path", crate::harness::bin()],
+    );
+}
+
+/// The `user.*` attributes of `path` only, as `getfattr` dumps them.
+fn user_xattrs(path: &Path) -> String {
+    xattrs(path)
+        .lines()
+        .filter(|l| l.starts_with("user."))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Not root (the sync run as nobody on replicas nobody owns): `user.*`
+/// attributes are carried both ways, at the first merge and live, while
+/// `trusted.*` (which it cannot read) and `security.*` (which it cannot
+/// set) are left as they are on each side, without a warning or an error
+/// and without stopping the sync.
+#[test]
+fn user_attributes_are_carried_without_root_and_the_others_skipped_quietly() {
+    assert_root();
+    let mut p = Pair::new();
+    let (l, r) = (p.left.clone(), p.right.clone());
+    l.write("f", b"data");
+    copy_binary(&l.path("cap"));
+    r.write("g", b"right");
+    let st = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(p.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // After the chown, which clears a capability.
+    setfattr(&l.path("f"), "user.a", "1");
+    setfattr(&l.path("f"), "trusted.t", "left");
+    setcap(&l.path("cap"), "cap_net_raw+ep");
+    setfattr(&l.path("cap"), "user.c", "cap");
+    setfattr(&r.path("g"), "user.g", "2");
+    setfattr(&r.path("g"), "trusted.rt", "right");
+    crate::faults::spawn_as_nobody(&mut p);
+    p.wait_live();
+    let same_user = |rel: &str| {
+        let (a, b) = (user_xattrs(&l.path(rel)), user_xattrs(&r.path(rel)));
+        !a.is_empty() && a == b
+    };
+    for rel in ["f", "cap", "g"] {
+        eventually(&format!("{rel}'s user attributes on both sides"), || {
+            same_user(rel)
+        });
+    }
+    // Live, both ways.
+    setfattr(&r.path("f"), "user.b", "from the right");
+    eventually("user.b on the left", || {
+        user_xattrs(&l.path("f")).contains("user.b")
+    });
+    l.write("h", b"new");
+    setfattr(&l.path("h"), "user.h", "new");
+    eventually("h's user attribute on the right", || same_user("h"));
+    // What it could not carry stays where it was, and only there.
+    assert!(xattrs(&l.path("f")).contains("trusted.t"));
+    assert!(!xattrs(&r.path("f")).contains("trusted."));
+    assert!(xattrs(&r.path("g")).contains("trusted.rt"));
+    assert!(!xattrs(&l.path("g")).contains("trusted."));
+    assert!(xattrs(&l.path("cap")).contains("security.capability"));
+    assert!(!xattrs(&r.path("cap")).contains("security."));
+    let log = p.log_text();
+    let trouble: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(
+        trouble.is_empty(),
+        "warnings or errors:\n{}",
+        trouble.join("\n")
+    );
     assert!(p.stop().success());
 }

@@ -195,3 +195,67 @@ fn hard_link_groups_arrive_whole_at_a_one_shot_merge_over_ssh() {
         &["--ssh-config", &cfg, "--remote-path", crate::harness::bin()],
     );
 }
+
+/// A tree copied without hard links (`cp -r`, `rsync -a` without `-H`)
+/// and then merged: the left holds a group of three names, the right the
+/// same bytes as three separate files. The first merge links the right's
+/// into one inode (the group is carried, as `rsync -H` carries it), each
+/// separate copy it replaced kept in the right's trash; and the other way
+/// round for a group the right holds. Before, the merge found the names
+/// equal and left the groups split (`rsync -aHAXS` found them apart).
+#[test]
+fn a_group_held_as_separate_copies_on_the_other_side_is_relinked_at_the_first_merge() {
+    let p = Pair::new();
+    let (l, r) = (&p.left, &p.right);
+    l.write("a", b"left group");
+    ln(l, "a", "b");
+    std::fs::create_dir(l.path("d")).unwrap();
+    ln(l, "a", "d/c");
+    r.write("m", b"right group");
+    ln(r, "m", "n");
+    // The copies, with the same mtimes (as cp -p or rsync -a leave them).
+    for (side, names, source) in [(r, &["a", "b", "d/c"][..], l), (l, &["m", "n"][..], r)] {
+        for &n in names {
+            std::fs::create_dir_all(side.path(n).parent().unwrap()).unwrap();
+            std::fs::copy(source.path(n), side.path(n)).unwrap();
+            let mtime = std::fs::metadata(source.path(n))
+                .unwrap()
+                .modified()
+                .unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(side.path(n))
+                .unwrap()
+                .set_modified(mtime)
+                .unwrap();
+        }
+    }
+    for d in [l, r] {
+        let dm = std::fs::metadata(l.path("d")).unwrap().modified().unwrap();
+        std::fs::File::open(d.path("d"))
+            .unwrap()
+            .set_modified(dm)
+            .unwrap();
+    }
+    assert!(!one_inode(r, &["a", "b"]) && !one_inode(l, &["m", "n"]));
+    let (st, err) = p.sync_only(&[]);
+    assert!(st.success(), "{err}");
+    assert!(
+        one_inode(r, &["a", "b", "d/c"]),
+        "the left's group on the right"
+    );
+    assert!(one_inode(l, &["m", "n"]), "the right's group on the left");
+    assert_eq!(r.read("d/c").as_deref(), Some(&b"left group"[..]));
+    assert_eq!(
+        r.trash_contents(),
+        vec![b"left group".to_vec(), b"left group".to_vec()],
+        "the right's separate copies it replaced"
+    );
+    assert_eq!(rsync_differences(&l.root, &r.root), Vec::<String>::new());
+    assert_eq!(rsync_differences(&r.root, &l.root), Vec::<String>::new());
+    // Nothing left to do: a second merge changes nothing.
+    let ino = r.ino("b");
+    let (st, err) = p.sync_only(&[]);
+    assert!(st.success(), "{err}");
+    assert_eq!(r.ino("b"), ino);
+}

@@ -7,12 +7,17 @@
 //! - a report of one name is a report of every name of its inode on that
 //!   side (the kernel reports a write, a chmod, a link or a rename under
 //!   the name used only): the others take its content, attributes and
-//!   stamp (all names of an inode share its inode number and ctime).
+//!   stamp (all names of an inode share its inode number and ctime);
+//! - names a merge finds equal on both sides, one inode on one side but
+//!   separate inodes on the other (a tree copied without `-H`, then
+//!   merged), are linked there into the group ([`Engine::plan_relinks`]):
+//!   the group is carried, as `rsync -H` carries it.
 //!
 //! The groups are hints, checked where acted on: a link is only made to a
 //! name the index holds with the very content to link, and the helper
 //! checks that name's size and mtime before it links.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use twinsync_proto::{Expect, Kind, Op, RelPath, Sig, Stamp};
@@ -111,7 +116,112 @@ impl Groups {
     }
 }
 
+/// Files a merge found equal on both sides (same content, attributes
+/// included) where either side's inode has other names: the candidates of
+/// [`Engine::plan_relinks`], taken by the next plan.
+#[derive(Debug, Default)]
+pub(super) struct Relink {
+    /// Each path with its left and right signatures.
+    equal: Vec<(RelPath, [Sig; 2])>,
+}
+
+impl Relink {
+    /// `path` holds `l` on the left and `r` on the right, found the same.
+    pub(super) fn note(&mut self, path: &RelPath, l: Sig, r: Sig) {
+        if l.kind == Kind::File && r.kind == Kind::File && (l.nlink > 1 || r.nlink > 1) {
+            self.equal.push((path.clone(), [l, r]));
+        }
+    }
+
+    /// A listing supersedes what was found before it.
+    pub(super) fn clear(&mut self) {
+        self.equal.clear();
+    }
+}
+
 impl Engine {
+    /// Link into one inode, on side `t`, the names that side `s` holds as
+    /// one inode and that a merge found equal on both sides but that `t`
+    /// holds as separate inodes (each name of the group kept its own copy
+    /// there: a tree copied without hard links). One name of `t`'s largest
+    /// share of the group leads; the others are linked to it, each
+    /// expecting the version the merge saw (what a link replaces goes to
+    /// the trash, see the helper's `link`).
+    ///
+    /// Only where `t`'s inodes have no names outside the group (their link
+    /// counts are the names of the group they hold): two sides that group
+    /// the same names differently are left as they are, so that neither
+    /// undoes the other's groups (no ping-pong), and a name the group lacks
+    /// on `t` is never pulled into it.
+    pub(super) fn plan_relinks(&mut self, b: &mut Batch) {
+        let equal = std::mem::take(&mut self.relink.equal);
+        if equal.is_empty() {
+            return;
+        }
+        // Still as the merge found them: in the index with both stamps, and
+        // nothing pending or in flight there.
+        let equal: Vec<(RelPath, [Sig; 2])> = equal
+            .into_iter()
+            .filter(|(p, x)| {
+                self.known.get(p).is_some_and(|k| {
+                    k.kind == Kind::File
+                        && k.same_content(&x[0])
+                        && k.stamps == [x[0].stamp(), x[1].stamp()]
+                }) && (0..2).all(|i| {
+                    !self.inflight[i].contains_key(p) && !self.pending[i].state.contains_key(p)
+                })
+            })
+            .collect();
+        for s in Side::BOTH {
+            let t = s.other();
+            let (si, ti) = (s.idx(), t.idx());
+            let mut groups: BTreeMap<u64, Vec<&(RelPath, [Sig; 2])>> = BTreeMap::new();
+            for e in equal.iter().filter(|(_, x)| x[si].nlink > 1) {
+                groups.entry(e.1[si].ino).or_default().push(e);
+            }
+            for names in groups.into_values().filter(|g| g.len() > 1) {
+                let mut held: HashMap<u64, u32> = HashMap::new();
+                for (_, x) in &names {
+                    *held.entry(x[ti].ino).or_default() += 1;
+                }
+                if held.len() < 2 || names.iter().any(|(_, x)| x[ti].nlink != held[&x[ti].ino]) {
+                    continue;
+                }
+                let Some((leader, lead)) = names
+                    .iter()
+                    .max_by_key(|(p, x)| (held[&x[ti].ino], Reverse(p)))
+                    .map(|(p, x)| (p.clone(), x[ti]))
+                else {
+                    continue;
+                };
+                // A second name of one inode there: the first link changed
+                // its ctime (the trash took a name of it).
+                let mut replaced: HashSet<u64> = HashSet::new();
+                for (path, x) in names.iter().filter(|(_, x)| x[ti].ino != lead.ino) {
+                    let expect = if replaced.insert(x[ti].ino) {
+                        Expect::Version(x[ti].stamp())
+                    } else {
+                        Expect::Any
+                    };
+                    b.trace(self.tracing, t, path, || {
+                        format!(
+                            "link to {leader} on {t} (one inode on {s}, same content as a \
+                             separate file on {t}; no data sent)"
+                        )
+                    });
+                    self.inflight[ti].insert(path.clone(), self.known.get(path).copied());
+                    self.linking[ti].insert(path.clone(), leader.clone());
+                    b.links[ti].push(Op::Link {
+                        existing: leader.clone(),
+                        path: path.clone(),
+                        expect,
+                        want: lead,
+                    });
+                }
+            }
+        }
+    }
+
     /// Side `p` reported `sig` at `path`: every other name of its inode
     /// there holds it too. Those the index has with that content take its
     /// stamp (the names of an inode share it); the others are queued as
@@ -649,6 +759,106 @@ mod tests {
         for n in ["a", "b"] {
             assert_eq!(e.known()[&RelPath::from(n)].stamps[1], at(6).stamp(), "{n}");
         }
+    }
+
+    /// Both listings of a first merge, then the comparison of the files
+    /// of equal size (all equal), then the plan.
+    fn first_merge(left: &[(&str, Sig)], right: &[(&str, Sig)]) -> (Engine, Batch) {
+        let mut e = engine();
+        e.load_scan(Side::Left, listing(left));
+        e.load_scan(Side::Right, listing(right));
+        let same = e
+            .to_compare()
+            .into_iter()
+            .map(|p| (p, Some([1; 32]), Some([1; 32])))
+            .collect();
+        e.compared(same);
+        let b = e.plan(0);
+        (e, b)
+    }
+
+    /// A group of three names on the left, separate equal files on the
+    /// right (a copy made without `-H`): the first merge links the right's
+    /// into one inode, each expecting the file it found there (it came out
+    /// as three inodes, and `rsync -H` found the group split).
+    #[test]
+    fn a_group_on_one_side_held_as_separate_equal_files_on_the_other_is_linked() {
+        let g = file(5, 7, 3);
+        let sep = |ino| file(5, ino, 1);
+        let (mut e, b) = first_merge(
+            &[("a", g), ("b", g), ("d/c", g)],
+            &[("a", sep(20)), ("b", sep(21)), ("d/c", sep(22))],
+        );
+        assert!(copied(&b, Side::Right).is_empty(), "{b:?}");
+        assert!(links(&b, Side::Left).is_empty(), "{b:?}");
+        assert_eq!(
+            links(&b, Side::Right),
+            vec![
+                ("a".into(), "b".into(), Expect::Version(sep(21).stamp())),
+                ("a".into(), "d/c".into(), Expect::Version(sep(22).stamp()))
+            ]
+        );
+        // The answers: one inode there now; in sync, nothing more to do.
+        let made = |ctime_ns| Sig {
+            ctime_ns,
+            ..file(5, 20, 3)
+        };
+        let mut r = Report::default();
+        r.applied[1].push(Applied::Done("b".into(), Some(made(3))));
+        r.applied[1].push(Applied::Done("d/c".into(), Some(made(4))));
+        e.complete(r);
+        for n in ["a", "b", "d/c"] {
+            assert_eq!(
+                e.known()[&RelPath::from(n)].stamps[1],
+                made(4).stamp(),
+                "{n}"
+            );
+        }
+        assert!(e.plan(0).is_empty());
+    }
+
+    /// Two names of one inode on the right and a third alone join the
+    /// leader's inode; the second name of an inode already linked away
+    /// expects whatever is there (the first link changed its ctime).
+    #[test]
+    fn the_largest_share_of_the_group_leads() {
+        let g = file(5, 7, 3);
+        let pair = file(5, 30, 2);
+        let (_, b) = first_merge(
+            &[("a", g), ("b", g), ("c", g)],
+            &[("a", file(5, 20, 1)), ("b", pair), ("c", pair)],
+        );
+        assert_eq!(
+            links(&b, Side::Right),
+            vec![(
+                "b".into(),
+                "a".into(),
+                Expect::Version(file(5, 20, 1).stamp())
+            )]
+        );
+    }
+
+    /// Names grouped differently on the two sides (a, b on the left; b, c
+    /// on the right): nothing is relinked, neither way (either would undo
+    /// the other side's group, and back again at the next merge).
+    #[test]
+    fn groups_that_differ_on_both_sides_are_left_alone() {
+        let (_, b) = first_merge(
+            &[
+                ("a", file(5, 7, 2)),
+                ("b", file(5, 7, 2)),
+                ("c", file(5, 8, 1)),
+            ],
+            &[
+                ("a", file(5, 20, 1)),
+                ("b", file(5, 21, 2)),
+                ("c", file(5, 21, 2)),
+            ],
+        );
+        assert!(
+            links(&b, Side::Right).is_empty() && links(&b, Side::Left).is_empty(),
+            "{b:?}"
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! cargo build --release
 //! cargo run --release -p twinsync-bench -- [--quick] [--json PATH] [--keep]
 //!     [--only latency|burst|rename|rename100k|ssh-latency|ssh-burst|
-//!             ssh-rename|ssh-rename100k|merge|watch1m]
+//!             ssh-rename|ssh-rename100k|merge|attr-latency|sparse|
+//!             rootfs-merge|watch1m]
 //! ```
 //!
 //! Scenarios, each run on a fresh pair of directories under
@@ -61,6 +62,14 @@
 //!   a fresh `$UNISON`). Each tool gets its own `cp -a` of one generated
 //!   tree, made before any tool runs; see `merge.rs`. Own table section
 //!   and `"merge"` in the JSON.
+//! * **attr-latency**, **sparse**, **rootfs-merge** — fidelity (issue
+//!   12), twinsync alone with rsync one way beside it where it can do the
+//!   same: an attribute-only change's latency beside a small file's; a
+//!   1 GiB sparse file holding 1 MiB, locally and over ssh (time, space on
+//!   the right, bytes over the loopback); the first merge of a Debian root
+//!   file system beside `rsync -aHAXS --numeric-ids`. See `fidelity.rs`.
+//!   Own table sections, and `"attr_latency"`, `"sparse"`,
+//!   `"rootfs_merge"` in the JSON.
 //! * **watch1m** — only with `--only watch1m`: twinsync live on two
 //!   identical trees of 1,000,000 empty files in 10,000 directories; once
 //!   live, the brain's and agents' `VmRSS`/`VmHWM` and the agents'
@@ -87,6 +96,7 @@
 //! Ctrl-C.
 
 mod error;
+mod fidelity;
 mod fsops;
 mod merge;
 mod procs;
@@ -107,7 +117,7 @@ use sshd::SshServer;
 
 const USAGE: &str = "usage: twinsync-bench [--quick] [--json PATH] [--keep] \
                      [--only latency|burst|rename|rename100k|ssh-latency|ssh-burst|ssh-rename|\
-                     ssh-rename100k|merge|watch1m]";
+                     ssh-rename100k|merge|attr-latency|sparse|rootfs-merge|watch1m]";
 
 /// Default location of the twinsync binary: the workspace's release build,
 /// `$CARGO_MANIFEST_DIR/../../target/release/twinsync`.
@@ -133,11 +143,14 @@ enum Scenario {
     SshRename,
     SshRename100k,
     Merge,
+    AttrLatency,
+    Sparse,
+    RootfsMerge,
     Watch1m,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 10] = [
+    const ALL: [Scenario; 13] = [
         Scenario::Latency,
         Scenario::Burst,
         Scenario::Rename,
@@ -147,6 +160,9 @@ impl Scenario {
         Scenario::SshRename,
         Scenario::SshRename100k,
         Scenario::Merge,
+        Scenario::AttrLatency,
+        Scenario::Sparse,
+        Scenario::RootfsMerge,
         Scenario::Watch1m,
     ];
 
@@ -169,13 +185,24 @@ impl Scenario {
             Scenario::SshRename => "ssh-rename",
             Scenario::SshRename100k => "ssh-rename100k",
             Scenario::Merge => "merge",
+            Scenario::AttrLatency => "attr-latency",
+            Scenario::Sparse => "sparse",
+            Scenario::RootfsMerge => "rootfs-merge",
             Scenario::Watch1m => "watch1m",
         }
     }
 
-    /// Whether it runs each live tool on a pair (not merge, watch1m).
+    /// Whether it runs each live tool on a pair (not merge, watch1m, nor
+    /// the fidelity scenarios, which run twinsync alone).
     fn live(self) -> bool {
-        !matches!(self, Scenario::Merge | Scenario::Watch1m)
+        !matches!(
+            self,
+            Scenario::Merge
+                | Scenario::AttrLatency
+                | Scenario::Sparse
+                | Scenario::RootfsMerge
+                | Scenario::Watch1m
+        )
     }
 
     /// Whether the right side is reached over ssh.
@@ -352,7 +379,11 @@ fn measure(
         | Scenario::SshRename100k => {
             unreachable!("base() is a local scenario")
         }
-        Scenario::Merge | Scenario::Watch1m => unreachable!("not a live-tool scenario"),
+        Scenario::Merge
+        | Scenario::AttrLatency
+        | Scenario::Sparse
+        | Scenario::RootfsMerge
+        | Scenario::Watch1m => unreachable!("not a live-tool scenario"),
     }
     Ok(())
 }
@@ -455,7 +486,11 @@ fn run_scenario(
                 | Scenario::SshRename100k => {
                     unreachable!("base() is a local scenario")
                 }
-                Scenario::Merge | Scenario::Watch1m => {
+                Scenario::Merge
+                | Scenario::AttrLatency
+                | Scenario::Sparse
+                | Scenario::RootfsMerge
+                | Scenario::Watch1m => {
                     unreachable!("not a live-tool scenario")
                 }
             }
@@ -544,6 +579,9 @@ fn over_ssh(local: &[Option<Tool>], server: &SshServer) -> Vec<Option<Tool>> {
 #[derive(Default)]
 struct Bulk {
     merge: Option<Res<merge::MergeBench>>,
+    attrs: Option<Res<fidelity::attrs::AttrLatency>>,
+    sparse: Option<Res<fidelity::sparse::SparseBench>>,
+    rootfs: Option<Res<fidelity::rootfs::RootfsBench>>,
     watch1m: Option<Res<watch1m::Watch1m>>,
 }
 
@@ -589,7 +627,35 @@ fn run_all(
                 keep_bulk(&mut bulk.watch1m, watch1m::run(&root, t))?;
                 continue;
             }
-            (Scenario::Merge | Scenario::Watch1m, None) => continue,
+            (Scenario::AttrLatency, Some(t)) => {
+                eprintln!("[bench] attr-latency ...");
+                let r = fidelity::attrs::run(&root, t, p.latency_samples);
+                keep_bulk(&mut bulk.attrs, r)?;
+                continue;
+            }
+            (Scenario::Sparse, Some(t)) => {
+                eprintln!("[bench] sparse ...");
+                let over_ssh = ssh_state
+                    .tools(local.tools, &root)?
+                    .and_then(|tools| tools.first().cloned().flatten());
+                let why = ssh_state.unavailable().unwrap_or("no ssh tool").to_string();
+                let r = fidelity::sparse::run(&root, t, over_ssh.as_ref().ok_or(why));
+                keep_bulk(&mut bulk.sparse, r)?;
+                continue;
+            }
+            (Scenario::RootfsMerge, Some(t)) => {
+                eprintln!("[bench] rootfs-merge ...");
+                keep_bulk(&mut bulk.rootfs, fidelity::rootfs::run(&root, &t.program))?;
+                continue;
+            }
+            (
+                Scenario::Merge
+                | Scenario::AttrLatency
+                | Scenario::Sparse
+                | Scenario::RootfsMerge
+                | Scenario::Watch1m,
+                None,
+            ) => continue,
             _ => {}
         }
         let (tools, reports) = if sc.ssh() {
@@ -743,6 +809,33 @@ fn main() -> ExitCode {
             body: Body::Merge(m),
         });
     }
+    if let Some(a) = &bulk.attrs {
+        sections.push(Section {
+            title: Some(
+                "attribute-only changes, twinsync L→R (beside a small file's content, same run)"
+                    .into(),
+            ),
+            unavailable: None,
+            body: Body::Attrs(a),
+        });
+    }
+    if let Some(s) = &bulk.sparse {
+        sections.push(Section {
+            title: Some(format!(
+                "a {} GiB sparse file holding 1 MiB of data, written live on the left",
+                fidelity::sparse::LEN >> 30
+            )),
+            unavailable: None,
+            body: Body::Sparse(s),
+        });
+    }
+    if let Some(r) = &bulk.rootfs {
+        sections.push(Section {
+            title: Some("first merge of a Debian root file system (right empty)".into()),
+            unavailable: None,
+            body: Body::Rootfs(r),
+        });
+    }
     if let Some(w) = &bulk.watch1m {
         let spec = watch1m::SPEC;
         sections.push(Section {
@@ -770,6 +863,9 @@ fn main() -> ExitCode {
             ssh_json,
             BulkJson {
                 merge: bulk.merge.as_ref(),
+                attrs: bulk.attrs.as_ref(),
+                sparse: bulk.sparse.as_ref(),
+                rootfs: bulk.rootfs.as_ref(),
                 watch1m: bulk.watch1m.as_ref(),
             },
         );

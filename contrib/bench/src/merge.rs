@@ -105,13 +105,13 @@ fn keep<T>(r: Res<T>) -> Res<Res<T>> {
 
 /// Flush every dirty page, so that a run does not pay for the writeback
 /// of the one before.
-fn sync_all() {
+pub fn sync_all() {
     // SAFETY: sync has no preconditions.
     unsafe { libc::sync() };
 }
 
 /// Run a helper command (`cp`, `find`) to completion, output discarded.
-fn helper(cmd: &mut Command, what: &str) -> Res<()> {
+pub fn helper(cmd: &mut Command, what: &str) -> Res<()> {
     let status = io_ctx(
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -270,7 +270,7 @@ fn run_rsync(bin: &Path, pair: &Pair, notes: &mut Vec<String>) -> Res<Timed> {
 }
 
 /// `twinsync -d 1 --sync-only L R`, its log in `pair.dir/log_name`.
-fn run_twinsync(
+pub fn run_twinsync(
     bin: &Path,
     pair: &Pair,
     log_name: &str,

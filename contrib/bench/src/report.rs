@@ -117,5 +117,14 @@ pub const MERGE_RATIO_TARGET: f64 = 1.2;
 pub const SECOND_MERGE_TARGET_SECS: f64 = 1.0;
 /// The target for the brain's peak RSS per file, bytes.
 pub const BYTES_PER_FILE_TARGET: f64 = 256.0;
+/// The target for an attribute-only change's p50 latency over a small
+/// file's content latency (issue 12: no slower).
+pub const ATTR_RATIO_TARGET: f64 = 1.0;
+/// The target for the sparse file's arrival, seconds (issue 12: "tens of
+/// ms").
+pub const SPARSE_TARGET_SECS: f64 = 0.1;
+/// The target for the sparse file's space on the right and its bytes over
+/// the loopback, in multiples of its data (issue 12: "bytes ≈ the data").
+pub const SPARSE_BYTES_TARGET: f64 = 2.0;
 /// The target for watch1m's total memory, MiB.
 pub const WATCH_TOTAL_TARGET_MIB: f64 = 256.0;

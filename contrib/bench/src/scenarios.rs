@@ -484,7 +484,7 @@ pub fn rename_tree(pair: &Pair, spec: &TreeSpec, started: Instant, net: bool) ->
 /// The loopback interface's transmit counter. On `lo` every packet is sent
 /// once and received once, so this counts both directions of every local
 /// connection (payload, ssh framing and TCP/IP headers).
-fn lo_tx_bytes() -> Option<u64> {
+pub fn lo_tx_bytes() -> Option<u64> {
     fs::read_to_string("/sys/class/net/lo/statistics/tx_bytes")
         .ok()?
         .trim()
@@ -500,7 +500,7 @@ const NET_TAIL: Duration = Duration::from_millis(500);
 /// [`NET_TAIL`] more, minus an idle baseline taken right after over a
 /// window of the same length. Noisy: anything else using the loopback
 /// counts too. `None` if the counter cannot be read.
-fn loopback_kib(before: u64, since: Instant) -> Res<Option<f64>> {
+pub fn loopback_kib(before: u64, since: Instant) -> Res<Option<f64>> {
     sleep(NET_TAIL);
     let Some(after) = lo_tx_bytes() else {
         return Ok(None);

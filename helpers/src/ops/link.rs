@@ -18,10 +18,12 @@ impl Replica {
     /// version to link is not there). Both are resolved beneath the root,
     /// through no symlink (`linkat` without `AT_SYMLINK_FOLLOW` never
     /// follows `existing` itself either); the link is made under an
-    /// ignore-suffix name and renamed into place (see `make_entry`), so it
-    /// appears whole or not at all. What it replaces is not kept: a link
-    /// replaces a name of the version the group had before, whose content
-    /// the brain copies once to one name of the group.
+    /// ignore-suffix name and renamed into place, so it appears whole or
+    /// not at all. What it replaces is kept as an install keeps it (see
+    /// `place`): a file is linked into the trash first, and if a writer
+    /// changed it between the check and the rename it is put back and the
+    /// link refused (a conflict for the brain, not a version lost); a
+    /// directory in the way (expected) goes to the trash.
     ///
     /// # Errors
     /// Unsafe paths (`..`, a symlinked directory, `.twinsync/`), a missing
@@ -52,26 +54,70 @@ impl Replica {
             }
             None => return Err(OpError::Missing(existing.clone())),
         };
-        if let Some(d) = self.dir_of(rel, false)? {
-            if beneath::sig_at(d.as_fd(), rel.file_name())
-                .map_err(io_err("looking at", rel))?
-                .is_some_and(|f| f.kind == Kind::File && f.ino == ino)
-            {
-                // Already a name of it (a rename onto another name of the
-                // same inode would do nothing and leave the temporary name).
-                return Ok(());
+        let dir = self
+            .dir_of(rel, true)
+            .map_err(|e| match e {
+                OpError::Io { source, .. } => io_err("creating parents of", rel)(source),
+                e => e,
+            })?
+            .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        let name = rel.file_name();
+        let found = beneath::sig_at(dir.as_fd(), name).map_err(io_err("looking at", rel))?;
+        if found.is_some_and(|f| f.kind == Kind::File && f.ino == ino) {
+            // Already a name of it (a rename onto another name of the
+            // same inode would do nothing and leave the temporary name).
+            return Ok(());
+        }
+        if !expect.holds(found.as_ref()) {
+            return Err(OpError::Refused {
+                path: rel.clone(),
+                found,
+            });
+        }
+        let backup = match found {
+            Some(f) if f.kind == Kind::Dir => {
+                self.trash(rel)?;
+                None
+            }
+            Some(_) => self.backup(rel, dir.as_fd(), name),
+            None => None,
+        };
+        let tmp = Self::ignore_name(name);
+        let noreplace = expect == Expect::Absent;
+        let done = rustix::fs::linkat(
+            &edir,
+            std::ffi::OsStr::from_bytes(ename),
+            &dir,
+            std::ffi::OsStr::from_bytes(&tmp),
+            AtFlags::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .and_then(|()| beneath::rename(dir.as_fd(), &tmp, dir.as_fd(), name, noreplace));
+        if let Err(e) = done {
+            let _ = rustix::fs::unlinkat(&dir, std::ffi::OsStr::from_bytes(&tmp), AtFlags::empty());
+            if noreplace && e.raw_os_error() == Some(libc::EEXIST) {
+                // Made meanwhile: refused, not replaced.
+                return Err(OpError::Refused {
+                    path: rel.clone(),
+                    found: super::sig_in(dir.as_fd(), name),
+                });
+            }
+            return Err(io_err("linking", rel)(e));
+        }
+        if let (Some(old), Some((bdir, bname))) = (found.filter(|o| o.kind == Kind::File), backup) {
+            let linked =
+                super::sig_in(dir.as_fd(), name).ok_or_else(|| OpError::Missing(rel.clone()))?;
+            if let Some(refused) = self.undo_if_written(
+                rel,
+                (dir.as_fd(), name),
+                (bdir.as_fd(), &bname),
+                &old,
+                &linked,
+            ) {
+                return Err(refused);
             }
         }
-        self.make_entry(rel, expect, "linking", |dir, tmp| {
-            rustix::fs::linkat(
-                &edir,
-                std::ffi::OsStr::from_bytes(ename),
-                dir,
-                std::ffi::OsStr::from_bytes(tmp),
-                AtFlags::empty(),
-            )?;
-            Ok(())
-        })
+        Ok(())
     }
 }
 
@@ -118,6 +164,51 @@ mod tests {
             .link(&"a".into(), &"d".into(), Expect::Absent, &w)
             .is_err());
         assert!(!root.join("d").exists());
+    }
+
+    /// The files in the replica's trash, by content.
+    fn trashed(root: &std::path::Path) -> Vec<Vec<u8>> {
+        fn walk(d: &std::path::Path, out: &mut Vec<Vec<u8>>) {
+            for e in fs::read_dir(d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.push(fs::read(&p).unwrap());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&root.join(".twinsync/trash"), &mut out);
+        out
+    }
+
+    /// A link over another file (the version the brain expects there) keeps
+    /// that file in the trash, as an install over it does: the user's only
+    /// copy of it was replaced without a trace before.
+    #[test]
+    fn a_link_over_another_file_keeps_it_in_the_trash() {
+        let (d, r) = replica();
+        let root = d.path().join("root");
+        fs::write(root.join("a"), b"group").unwrap();
+        fs::write(root.join("c"), b"the user's own").unwrap();
+        let w = want(&r, "a");
+        let c = want(&r, "c");
+        r.link(&"a".into(), &"c".into(), Expect::Version(c.stamp()), &w)
+            .unwrap();
+        assert_eq!(
+            fs::metadata(root.join("c")).unwrap().ino(),
+            fs::metadata(root.join("a")).unwrap().ino()
+        );
+        assert_eq!(trashed(&root), vec![b"the user's own".to_vec()]);
+        // A directory in the way, expected: trashed too.
+        fs::create_dir(root.join("e")).unwrap();
+        fs::write(root.join("e/inside"), b"in e").unwrap();
+        let e = want(&r, "e");
+        r.link(&"a".into(), &"e".into(), Expect::Version(e.stamp()), &w)
+            .unwrap();
+        assert!(root.join("e").is_file());
+        assert!(trashed(&root).contains(&b"in e".to_vec()));
     }
 
     /// A hostile peer cannot make a name inside the replica for a file

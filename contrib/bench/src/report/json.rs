@@ -1,5 +1,7 @@
 //! The JSON object written by `--json`: every figure of the run.
 
+mod fidelity;
+
 use std::fmt::Write as _;
 
 use super::{
@@ -453,11 +455,15 @@ pub fn watch1m_json(w: &Res<Watch1m>) -> Json {
 /// run.
 pub struct BulkJson<'a> {
     pub merge: Option<&'a Res<MergeBench>>,
+    pub attrs: Option<&'a Res<crate::fidelity::attrs::AttrLatency>>,
+    pub sparse: Option<&'a Res<crate::fidelity::sparse::SparseBench>>,
+    pub rootfs: Option<&'a Res<crate::fidelity::rootfs::RootfsBench>>,
     pub watch1m: Option<&'a Res<Watch1m>>,
 }
 
 /// The whole run as one JSON object; the ssh figures under `"ssh"`, the
-/// merge and watch1m scenarios under `"merge"` and `"watch1m"`.
+/// merge, fidelity and watch1m scenarios under `"merge"`,
+/// `"attr_latency"`, `"sparse"`, `"rootfs_merge"` and `"watch1m"`.
 pub fn json(
     quick: bool,
     twinsync_bin: &str,
@@ -486,6 +492,18 @@ pub fn json(
     fields.push((
         "merge".to_string(),
         bulk.merge.map_or(Json::Null, merge_json),
+    ));
+    fields.push((
+        "attr_latency".to_string(),
+        bulk.attrs.map_or(Json::Null, fidelity::attrs_json),
+    ));
+    fields.push((
+        "sparse".to_string(),
+        bulk.sparse.map_or(Json::Null, fidelity::sparse_json),
+    ));
+    fields.push((
+        "rootfs_merge".to_string(),
+        bulk.rootfs.map_or(Json::Null, fidelity::rootfs_json),
     ));
     fields.push((
         "watch1m".to_string(),

@@ -1,6 +1,8 @@
 //! The side-by-side table on stdout: one row per figure, a column per tool,
 //! their ratio, and the notes under it.
 
+mod fidelity;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -233,6 +235,12 @@ pub enum Body<'a> {
     },
     /// The merge scenario: twinsync, rsync -a and unison.
     Merge(&'a Res<MergeBench>),
+    /// The attr-latency scenario: twinsync alone.
+    Attrs(&'a Res<crate::fidelity::attrs::AttrLatency>),
+    /// The sparse scenario: twinsync and rsync -aS.
+    Sparse(&'a Res<crate::fidelity::sparse::SparseBench>),
+    /// The rootfs-merge scenario: twinsync and rsync -aHAXS.
+    Rootfs(&'a Res<crate::fidelity::rootfs::RootfsBench>),
     /// The watch1m scenario: twinsync alone.
     Watch1m(&'a Res<Watch1m>),
 }
@@ -261,6 +269,9 @@ pub fn table(sections: &[Section], labels: &Labels) -> String {
                 tools_lines(ours, peers, *ssh, labels, &mut lines, &mut notes_out);
             }
             Body::Merge(m) => merge_lines(m, &mut lines, &mut notes_out),
+            Body::Attrs(a) => fidelity::attrs_lines(a, &mut lines, &mut notes_out),
+            Body::Sparse(s) => fidelity::sparse_lines(s, &mut lines, &mut notes_out),
+            Body::Rootfs(r) => fidelity::rootfs_lines(r, &mut lines, &mut notes_out),
             Body::Watch1m(w) => watch_lines(w, &mut lines, &mut notes_out),
         }
     }
