@@ -458,6 +458,9 @@ pub struct Engine {
     linking: [HashMap<RelPath, RelPath>; 2],
     /// Each side's reports ordered against the batches' writes there.
     marks: [marks::Marks; 2],
+    /// Whether marks are asked for (live: reports come), see
+    /// [`Engine::set_ordered`].
+    ordered: bool,
     /// The versions of files the batch being planned renames, per side (a
     /// replayed move): their other names there change with them.
     renaming: [std::collections::HashSet<Stamp>; 2],
@@ -677,6 +680,7 @@ impl Engine {
             linking: Default::default(),
             renaming: Default::default(),
             marks: Default::default(),
+            ordered: false,
             relink: hardlinks::Relink::default(),
         }
     }
@@ -997,6 +1001,12 @@ impl Engine {
     #[must_use]
     pub fn known(&self) -> &BTreeMap<RelPath, Known> {
         &self.known
+    }
+
+    /// Order reports against the batches' writes by marks (live runs; see
+    /// [`Engine::marked`]).
+    pub fn set_ordered(&mut self, on: bool) {
+        self.ordered = on;
     }
 
     /// True when batches wrote files on `side` since its last mark was
@@ -1926,6 +1936,25 @@ impl Engine {
     /// state the batch will produce. `now` (seconds since the epoch) names
     /// conflict copies.
     pub fn plan(&mut self, now: i64) -> Batch {
+        let b = self.plan_batch(now);
+        if !self.ordered {
+            return b;
+        }
+        // Whatever becomes of them, the reports of these writes come before
+        // the next mark asked of their side.
+        for t in Side::BOTH {
+            let m = &mut self.marks[t.idx()];
+            for c in &b.copies[t.idx()] {
+                m.wrote(&c.path);
+            }
+            for op in b.ops[t.idx()].iter().chain(&b.links[t.idx()]) {
+                m.wrote(op.target());
+            }
+        }
+        b
+    }
+
+    fn plan_batch(&mut self, now: i64) -> Batch {
         let mut b = Batch::default();
         // Only the listings right after a crash use them.
         self.intents.clear();
@@ -2684,9 +2713,6 @@ impl Engine {
                             self.installed_ctime[ti].clear();
                         }
                         self.installed_ctime[ti].insert(path.clone(), (sig.ctime_ns, sig.ino));
-                        if sig.kind == Kind::File {
-                            self.marks[ti].wrote(path);
-                        }
                         // The last write of the batch there, if unreported
                         // (a reported one after it, such as a mode set on a
                         // directory a replayed move put there, has echoes).

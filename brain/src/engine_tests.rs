@@ -188,6 +188,7 @@ fn a_same_size_same_mtime_write_during_our_copy_is_not_an_echo() {
 #[test]
 fn a_report_after_the_mark_with_our_stamp_is_compared_not_dropped() {
     let mut e = synced(&[("a", file(1, 10))]);
+    e.set_ordered(true);
     changed(&mut e, Side::Left, "a", file(3, 100));
     let b = e.plan(0);
     assert_eq!(pairs(&b.copies[1]).len(), 1);
@@ -216,11 +217,60 @@ fn a_report_after_the_mark_with_our_stamp_is_compared_not_dropped() {
     assert_eq!(pairs(&b.copies[0]), vec![("a".into(), ours)]);
 }
 
+/// Campaign seed 81000010: a mark asked after a batch that wrote `a` is
+/// reported while the next batch writes `a` again (and that copy is not
+/// answered as planned: the source changed). The report of the second
+/// write, held during it, is an echo: it is not after that write's mark.
+#[test]
+fn a_mark_of_an_earlier_write_does_not_settle_the_next_one() {
+    let mut e = synced(&[("a", file(1, 10))]);
+    e.set_ordered(true);
+    changed(&mut e, Side::Left, "a", file(3, 100));
+    let _ = e.plan(0);
+    let first = Sig {
+        ino: 99,
+        ctime_ns: 5,
+        ..file(3, 100)
+    };
+    let mut r = Report::default();
+    r.applied[1].push(Applied::Done("a".into(), Some(first)));
+    e.complete(r);
+    assert!(changed(&mut e, Side::Right, "a", first).is_echo());
+    e.marked(Side::Right, Some(1));
+    // The left changes `a` again; the next batch copies it.
+    changed(&mut e, Side::Left, "a", file(4, 200));
+    let b = e.plan(1);
+    assert_eq!(pairs(&b.copies[1]).len(), 1);
+    // Mark 1 is reported while that batch runs, then its write's echo:
+    // the left changed `a` again meanwhile, and its newer version arrived.
+    e.on_event(Side::Right, Event::Mark { n: 1 });
+    let newer = file(5, 300);
+    changed(&mut e, Side::Left, "a", newer);
+    let second = Sig {
+        ino: 98,
+        ctime_ns: 7,
+        ..newer
+    };
+    let t = changed(&mut e, Side::Right, "a", second);
+    assert!(t.decision.starts_with("held"), "{t:?}");
+    let mut r = Report::default();
+    r.missed[1].push(Copied {
+        path: "a".into(),
+        src: Some(newer),
+        dst: Some(second),
+        installed: true,
+    });
+    let traces = e.complete(r);
+    assert!(traces.iter().all(Trace::is_echo), "{traces:?}");
+    assert!(!e.pending_paths().contains(&(Side::Right, "a".into())));
+}
+
 /// Without a mark (a helper that makes none), the same report is taken for
 /// an echo, as the stamp says.
 #[test]
 fn without_a_mark_a_report_with_our_stamp_is_an_echo() {
     let mut e = synced(&[("a", file(1, 10))]);
+    e.set_ordered(true);
     changed(&mut e, Side::Left, "a", file(3, 100));
     let _ = e.plan(0);
     let ours = Sig {

@@ -250,6 +250,8 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     );
     let mut engine = engine;
     engine.tracing = settings.dry_run || settings.debug >= 2;
+    // Live, each side's reports are ordered against the batches' writes.
+    engine.set_ordered(!settings.sync_only && !settings.dry_run);
     if settings.dry_run {
         // A dry run shows the whole plan at once.
         engine.min_batch = usize::MAX;
