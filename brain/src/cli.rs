@@ -71,8 +71,10 @@ pub(crate) enum Cmd {
         command: Vec<OsString>,
     },
     /// List the instances running on this machine, with their state and
-    /// counters.
+    /// counters (exit 1 when NAME is given and not running).
     Status {
+        /// Only this instance.
+        name: Option<String>,
         /// One JSON object per instance.
         #[arg(long)]
         json: bool,
@@ -240,7 +242,9 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
                 }
             };
         }
-        Some(Cmd::Status { json }) => return crate::status::print_status(json),
+        Some(Cmd::Status { name, json }) => {
+            return crate::status::print_status(name.as_deref(), json);
+        }
         Some(Cmd::Flush { name, timeout }) => {
             return crate::control::command(name.as_deref(), Request::Flush, timeout);
         }

@@ -152,10 +152,22 @@ pub(crate) fn collect() -> Vec<Status> {
     out
 }
 
-/// `twinsync status`.
+/// `twinsync status [NAME]`: every instance, or only `name` (exit 1 when it
+/// is not running, as a monitor wants).
 #[must_use]
-pub fn print_status(json: bool) -> ExitCode {
-    crate::stdout::emit(render(&collect(), json).as_bytes())
+pub fn print_status(name: Option<&str>, json: bool) -> ExitCode {
+    let mut all = collect();
+    if let Some(name) = name {
+        all.retain(|s| s.instance == name);
+        if all.is_empty() {
+            eprintln!(
+                "twinsync: no twinsync instance {name:?} is running (looked in {})",
+                runtime_dir().display()
+            );
+            return ExitCode::from(1);
+        }
+    }
+    crate::stdout::emit(render(&all, json).as_bytes())
 }
 
 /// The text `twinsync status` prints for `all`.

@@ -9,6 +9,7 @@
 //! - `control`: `twinsync flush`, `pause`, `resume`, `conflicts` on a running instance;
 //! - `metrics`: `--metrics`, scraped live and checked by promtool;
 //! - `names`: odd file names;
+//! - `ocf`: the Pacemaker resource agent, by `ocf-tester` and as Pacemaker drives it;
 //! - `faults`: overflow, unreadable files, vanished roots, bad arguments;
 //! - `stop`: Ctrl-C to the process group, `kill -9` of the brain;
 //! - `fidelity`: sparse files, owners, fifos and devices, extended attributes,
@@ -38,6 +39,7 @@ mod merge;
 mod metrics;
 mod moves;
 mod names;
+mod ocf;
 mod ops;
 mod remote;
 mod rootfs;
