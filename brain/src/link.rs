@@ -18,6 +18,36 @@ use twinsync_proto::{
 };
 
 use crate::engine::Side;
+use twinsync_helpers::pace::{Pacer, SLICE};
+
+/// Write `msg` as one frame; file contents (a write request) at the
+/// `pacer`'s rate, in slices, flushing before each pause.
+async fn send_paced(
+    writer: &mut BufWriter<BoxWrite>,
+    msg: &ToAgent,
+    pacer: Option<&mut Pacer>,
+) -> std::io::Result<()> {
+    let frame = encode(msg);
+    let contents = matches!(
+        msg,
+        ToAgent::Request {
+            req: Request::WriteFiles { .. },
+            ..
+        }
+    );
+    let Some(pacer) = pacer.filter(|_| contents) else {
+        return writer.write_all(&frame).await;
+    };
+    for slice in frame.chunks(SLICE) {
+        let wait = pacer.delay(slice.len(), std::time::Instant::now());
+        if !wait.is_zero() {
+            writer.flush().await?;
+            tokio::time::sleep(wait).await;
+        }
+        writer.write_all(slice).await?;
+    }
+    Ok(())
+}
 
 /// How long the agent may take to answer the hello.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -150,6 +180,15 @@ impl Link {
         notices: mpsc::UnboundedSender<Notice>,
     ) -> Result<Link> {
         let what = transport.describe();
+        // Contents are paced where they go onto the network: a local
+        // agent's answers go to this process (which paces what it sends on,
+        // or copies between local roots itself); a remote agent's go over ssh.
+        let mut options = options;
+        let mut pacer = None;
+        match transport {
+            Transport::Local => options.bwlimit = None,
+            Transport::Ssh { .. } => pacer = options.bwlimit.map(Pacer::new),
+        }
         let (guard, reader, writer): (Guard, BoxRead, BoxWrite) = match transport {
             Transport::Local => {
                 let exe = std::env::current_exe().context("cannot find the twinsync executable")?;
@@ -257,12 +296,12 @@ impl Link {
         }
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
-                if writer.write_all(&encode(&msg)).await.is_err() {
+                if send_paced(&mut writer, &msg, pacer.as_mut()).await.is_err() {
                     break;
                 }
                 // Send whatever else is queued before flushing.
                 while let Ok(msg) = rx.try_recv() {
-                    if writer.write_all(&encode(&msg)).await.is_err() {
+                    if send_paced(&mut writer, &msg, pacer.as_mut()).await.is_err() {
                         return;
                     }
                 }

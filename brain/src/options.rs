@@ -150,6 +150,17 @@ pub struct Options {
     #[arg(long, value_name = "ADDR")]
     #[serde(default, deserialize_with = "de::socket_addr")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Limit file transfers (rsync's and the contents sent over the agents'
+    /// channel) to RATE per direction: KiB/s, or with a suffix B, K, M, G
+    /// (rsync's --bwlimit); 0: no limit [default: no limit].
+    #[arg(long, value_name = "RATE", value_parser = rate)]
+    #[serde(default, deserialize_with = "de::rate")]
+    pub bwlimit: Option<u64>,
+}
+
+/// A `--bwlimit`: bytes per second, 0 for no limit.
+fn rate(s: &str) -> Result<u64, String> {
+    twinsync_helpers::pace::parse_rate(s).map(Option::unwrap_or_default)
 }
 
 impl Options {
@@ -182,6 +193,7 @@ impl Options {
             conflict_copies,
             trash_days,
             metrics,
+            bwlimit,
         } = file;
         exclude.extend(flags.exclude);
         rsync_extra.extend(flags.rsync_extra);
@@ -210,6 +222,7 @@ impl Options {
             conflict_copies: flags.conflict_copies.or(conflict_copies),
             trash_days: flags.trash_days.or(trash_days),
             metrics: flags.metrics.or(metrics),
+            bwlimit: flags.bwlimit.or(bwlimit),
         }
     }
 
@@ -300,13 +313,14 @@ mod tests {
     #[test]
     fn the_keys_are_the_fields_with_their_file_names() {
         let keys = Options::keys();
-        assert_eq!(keys.len(), 23);
+        assert_eq!(keys.len(), 24);
         for k in [
             "left",
             "exclude",
             "max_delete_percent",
             "conflict_dir",
             "metrics",
+            "bwlimit",
         ] {
             assert!(keys.contains(&k), "{k}");
         }

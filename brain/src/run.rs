@@ -178,6 +178,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         lock: (!settings.dry_run).then(|| settings.instance.clone()),
         // Root's agents give what they make its source's owner and group.
         owners: true,
+        bwlimit: settings.bwlimit,
     };
     let status: status::Shared = Arc::new(std::sync::Mutex::new(status::Status {
         instance: settings.instance.clone(),
@@ -311,6 +312,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         rsync: RsyncOptions {
             program: rsync_program.clone(),
             extra: settings.rsync_extra.clone(),
+            bwlimit: settings.bwlimit,
             available: {
                 let found = rsync::on_path(&rsync_program);
                 if !found {

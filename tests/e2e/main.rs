@@ -5,6 +5,7 @@
 //! - `basic`: creates, writes, deletes, empty dirs, symlinks, modes, mtimes, both ways;
 //! - `moves`: renames and moves of files and directories, in, out and within the tree;
 //! - `echo`: nothing written by the sync comes back;
+//! - `bwlimit`: `--bwlimit` over ssh, inline both ways and by rsync;
 //! - `conflicts`: concurrent writers, conflict copies, trash;
 //! - `control`: `twinsync flush`, `pause`, `resume`, `conflicts` on a running instance;
 //! - `metrics`: `--metrics`, scraped live and checked by promtool;
@@ -28,6 +29,7 @@ mod sshd;
 
 mod attacks;
 mod basic;
+mod bwlimit;
 mod conflicts;
 mod control;
 mod echo;
