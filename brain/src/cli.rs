@@ -176,17 +176,22 @@ fn level(d: u8) -> &'static str {
 }
 
 fn init_logs(filter: &str, json: bool) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let env = tracing_subscriber::EnvFilter::try_from_env("TWINSYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(env)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
+    // The errors logged are counted for `status`.
+    let logs = tracing_subscriber::registry()
+        .with(env)
+        .with(crate::status::CountErrors);
     if json {
-        b.json().flatten_event(true).init();
+        logs.with(fmt.json().flatten_event(true)).init();
     } else {
-        b.init();
+        logs.with(fmt).init();
     }
 }
 

@@ -56,6 +56,19 @@ fn inline_chunks(list: &[&Copy], cap: u64) -> Vec<Vec<Copy>> {
     out
 }
 
+/// The changes `batch` applies: operations, copies and links (`status`
+/// shows them while it runs).
+#[must_use]
+pub fn changes(batch: &Batch) -> usize {
+    batch
+        .ops
+        .iter()
+        .chain(&batch.links)
+        .map(Vec::len)
+        .sum::<usize>()
+        + batch.copies.iter().map(Vec::len).sum::<usize>()
+}
+
 /// Counts of one batch, for the logs and `status`.
 #[derive(Debug, Default)]
 pub struct BatchStats {

@@ -13,6 +13,7 @@ pub mod dir_mtimes;
 pub mod engine;
 pub mod excludes;
 pub mod execute;
+pub mod human;
 pub mod index;
 pub mod link;
 pub mod metrics;

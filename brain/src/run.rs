@@ -719,6 +719,7 @@ impl Brain {
                 }
                 if !batch.is_empty() {
                     let intents = self.intend(&batch);
+                    self.status.lock().expect("status").in_batch = crate::execute::changes(&batch);
                     let exec = execute(self.links.clone(), self.ends(), self.rsync.clone(), batch);
                     tokio::pin!(exec);
                     let outcome = loop {
@@ -729,6 +730,7 @@ impl Brain {
                             _ = sigint.recv() => { stopping = true; }
                         }
                     };
+                    self.status.lock().expect("status").in_batch = 0;
                     let (report, stats) = match outcome {
                         Ok(x) => x,
                         Err(e)
