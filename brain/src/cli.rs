@@ -22,9 +22,9 @@ use crate::options::{LogFormat, Options};
 /// Keeps LEFT and RIGHT identical, live: creates, writes, deletes, renames
 /// (replayed in place, never re-copied), modes, mtimes and symlinks go both
 /// ways. RIGHT may be remote: HOST:/PATH, USER@HOST:/PATH or
-/// ssh://USER@HOST:PORT/PATH (twinsync must be installed there too). When
-/// both sides change a file before it is synced, the newer wins and the other
-/// is kept as NAME.conflict-DATE-SIDE.EXT. Deleted and overwritten files are
+/// ssh://USER@HOST:PORT/PATH (a host without twinsync gets a copy of this
+/// one). When both sides change a file before it is synced, the newer wins
+/// and the other is kept as NAME.conflict-DATE-SIDE.EXT. Deleted and overwritten files are
 /// kept in each root's .twinsync/trash/ for --trash-days.
 ///
 /// Exit status: 0 done or stopped by SIGTERM/SIGINT; 1 runtime error or a

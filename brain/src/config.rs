@@ -45,6 +45,8 @@ pub struct Settings {
     pub remote: Option<crate::remote::RemoteSpec>,
     /// The agent binary on the remote host.
     pub remote_path: String,
+    /// Copy this binary to the remote host when it has no matching agent.
+    pub agent_install: bool,
     /// An ssh config file to use instead of the user's.
     pub ssh_config: Option<PathBuf>,
     /// Log level 0-3.
@@ -160,6 +162,7 @@ impl Settings {
             trash_days: o.trash_days.unwrap_or(DEFAULT_TRASH_DAYS),
             remote,
             remote_path: o.remote_path.unwrap_or_else(|| "twinsync".into()),
+            agent_install: !o.no_agent_install,
             ssh_config: o.ssh_config,
             debug: o.debug.unwrap_or(1),
             log_format: o.log_format.unwrap_or(LogFormat::Text),

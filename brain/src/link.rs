@@ -59,6 +59,20 @@ const DEAD_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 type BoxRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 type BoxWrite = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
 
+/// The far end of a link is no agent of this protocol: none is installed
+/// there (the handshake went unanswered), or one of another version. A
+/// remote one may be replaced by a copy of this binary
+/// ([`crate::remote::install`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct NoMatchingAgent {
+    /// The whole message, with what to do.
+    pub message: String,
+    /// What was found, in a few words (`did not answer the handshake: early
+    /// eof`).
+    pub found: String,
+}
+
 /// How an agent is reached.
 #[derive(Clone)]
 pub enum Transport {
@@ -248,13 +262,16 @@ impl Link {
             .await
             .map_err(|_| anyhow!("the {side} agent ({what}) did not answer the handshake in time"))?
             .map_err(|e| {
-                anyhow!(
-                    "the {side} agent ({what}) did not answer the handshake: {e}. Is twinsync \
-                     installed there? Install the same version as here (twinsync {}) on that \
-                     host, e.g. copy this binary to /usr/local/bin/twinsync, or point \
-                     --remote-path at it",
-                    env!("CARGO_PKG_VERSION")
-                )
+                anyhow::Error::new(NoMatchingAgent {
+                    message: format!(
+                        "the {side} agent ({what}) did not answer the handshake: {e}. Is \
+                         twinsync installed there? Install the same version as here (twinsync \
+                         {}) on that host, e.g. copy this binary to /usr/local/bin/twinsync, or \
+                         point --remote-path at it",
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                    found: format!("did not answer the handshake ({e})"),
+                })
             })?;
         let (root_dev, agent_root) = match first {
             FromAgent::Hello {
@@ -265,15 +282,27 @@ impl Link {
                 root,
             } => {
                 if magic != MAGIC || version != PROTOCOL_VERSION {
-                    bail!(
-                        "the {side} agent ({what}) is twinsync {agent_version} speaking protocol \
-                         {version}; this is twinsync {} speaking protocol {PROTOCOL_VERSION}. \
-                         Install the same version on both sides (e.g. copy this binary there, or \
-                         point --remote-path at a matching one)",
-                        env!("CARGO_PKG_VERSION")
-                    );
+                    return Err(NoMatchingAgent {
+                        message: format!(
+                            "the {side} agent ({what}) is twinsync {agent_version} speaking \
+                             protocol {version}; this is twinsync {} speaking protocol \
+                             {PROTOCOL_VERSION}. Install the same version on both sides (e.g. \
+                             copy this binary there, or point --remote-path at a matching one)",
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                        found: format!("is twinsync {agent_version}, protocol {version}"),
+                    }
+                    .into());
                 }
                 (root_dev, root)
+            }
+            // The agent's own words for a brain of another protocol.
+            FromAgent::Fatal { message } if message.starts_with("protocol mismatch") => {
+                return Err(NoMatchingAgent {
+                    message: format!("the {side} agent ({what}): {message}"),
+                    found: message,
+                }
+                .into());
             }
             FromAgent::Fatal { message } => bail!("{side} replica: {message}"),
             other => bail!("the {side} agent sent {other:?} instead of a hello"),

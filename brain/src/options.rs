@@ -51,6 +51,12 @@ pub struct Options {
     #[arg(long, value_name = "PATH")]
     #[serde(default, deserialize_with = "de::path_string")]
     pub remote_path: Option<String>,
+    /// Never copy this binary to the remote host when it has no agent of
+    /// this version (by default it is installed in
+    /// ~/.cache/twinsync/agents/VERSION/ there and started).
+    #[arg(long)]
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub no_agent_install: bool,
     /// ssh config file to use (ssh -F) instead of ~/.ssh/config.
     #[arg(long, value_name = "FILE")]
     #[serde(default, deserialize_with = "de::path")]
@@ -174,6 +180,7 @@ impl Options {
             right,
             remote_host,
             remote_path,
+            no_agent_install,
             ssh_config,
             mut exclude,
             tempfiles,
@@ -203,6 +210,7 @@ impl Options {
             right: flags.right.or(right),
             remote_host: flags.remote_host.or(remote_host),
             remote_path: flags.remote_path.or(remote_path),
+            no_agent_install: flags.no_agent_install || no_agent_install,
             ssh_config: flags.ssh_config.or(ssh_config),
             exclude,
             tempfiles: flags.tempfiles.or(tempfiles),
@@ -313,7 +321,7 @@ mod tests {
     #[test]
     fn the_keys_are_the_fields_with_their_file_names() {
         let keys = Options::keys();
-        assert_eq!(keys.len(), 24);
+        assert_eq!(keys.len(), 25);
         for k in [
             "left",
             "exclude",

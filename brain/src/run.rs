@@ -228,7 +228,8 @@ pub async fn run(settings: Settings) -> Result<Exit> {
             let root = roots[1].as_os_str().as_bytes();
             match start_remote(spec, &settings, root, options.clone(), ntx.clone()).await {
                 Ok(x) => return Ok::<_, anyhow::Error>(x),
-                Err(e) if tries < 2 => {
+                // No agent to be had is not transient.
+                Err(e) if tries < 2 && !e.is::<crate::link::NoMatchingAgent>() => {
                     tries += 1;
                     warn!("{e:#}; trying again");
                     tokio::time::sleep(std::time::Duration::from_millis(500 * tries)).await;
@@ -1134,21 +1135,15 @@ async fn start_remote(
     notices: mpsc::UnboundedSender<Notice>,
 ) -> Result<(Transport, Link)> {
     let session = crate::remote::connect(spec, settings.ssh_config.as_deref()).await?;
-    let transport = Transport::Ssh {
+    let remote = crate::remote::install::Remote {
         session,
-        program: settings.remote_path.clone(),
         host: spec.display_host(),
+        program: &settings.remote_path,
+        install: settings.agent_install,
     };
-    let link = Link::start(
-        Side::Right,
-        &transport,
-        settings.agent_log.as_deref(),
-        root,
-        options,
-        notices,
-    )
-    .await?;
-    Ok((transport, link))
+    remote
+        .start(settings.agent_log.as_deref(), root, options, notices)
+        .await
 }
 
 /// Hand the heap's free pages back to the system after a listing and at the

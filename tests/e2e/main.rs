@@ -2,6 +2,7 @@
 //! real inotify and real rsync. Each test gets its own temp dirs.
 //!
 //! Modules:
+//! - `agent_install`: a remote host without twinsync gets this binary as its agent;
 //! - `basic`: creates, writes, deletes, empty dirs, symlinks, modes, mtimes, both ways;
 //! - `moves`: renames and moves of files and directories, in, out and within the tree;
 //! - `echo`: nothing written by the sync comes back;
@@ -27,6 +28,7 @@
 mod harness;
 mod sshd;
 
+mod agent_install;
 mod attacks;
 mod basic;
 mod bwlimit;

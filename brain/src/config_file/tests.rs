@@ -33,6 +33,7 @@ fn a_full_file_sets_every_key() {
 left = "/home/me/docs"
 right = "ssh://me@host:2222/srv/docs"
 remote_path = "/opt/twinsync/bin/twinsync"
+no_agent_install = true
 exclude = [
 '(^|/)\.git(/|$)',
 '\.swp$',
@@ -65,6 +66,7 @@ bwlimit = "1.5M"
             right: Some("ssh://me@host:2222/srv/docs".into()),
             remote_host: None,
             remote_path: Some("/opt/twinsync/bin/twinsync".into()),
+            no_agent_install: true,
             exclude: vec![r"(^|/)\.git(/|$)".into(), r"\.swp$".into()],
             tempfiles: Some(r"\.tmp$".into()),
             rsync_excludes: Some("/etc/twinsync/rsync-excludes".into()),
@@ -436,6 +438,7 @@ fn the_example_file_parses_and_documents_every_key() {
         ssh_config,
         metrics,
         bwlimit,
+        no_agent_install,
     } = c;
     assert!(left.is_some() && right.is_some() && remote_host.is_some());
     assert_eq!(bwlimit, Some(5 << 20));
@@ -454,6 +457,7 @@ fn the_example_file_parses_and_documents_every_key() {
         Some(crate::options::DEFAULT_TEMPFILES)
     );
     assert!(![
+        no_agent_install,
         dry_run,
         sync_only,
         skip_initial_sync,
