@@ -181,7 +181,7 @@ fn init_logs(filter: &str, json: bool) {
     let env = tracing_subscriber::EnvFilter::try_from_env("TWINSYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     // The errors logged are counted for `status`.
@@ -264,7 +264,7 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
         }
         Some(Cmd::Man) => {
             let mut page = Vec::new();
-            if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+            if let Err(e) = crate::man::render(&mut page) {
                 eprintln!("twinsync: cannot render the manual page: {e}");
                 return ExitCode::from(1);
             }

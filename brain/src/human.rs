@@ -19,11 +19,14 @@ pub fn bytes(n: u64) -> String {
     format!("{x:.1} {}", UNITS[unit])
 }
 
-/// A span of `secs` seconds: `0.4 s`, `42 s`, `12 min`, `3.5 h`, `2.0 d`.
+/// A span of `secs` seconds: `24 ms`, `0.4 s`, `42 s`, `12 min`, `3.5 h`,
+/// `2.0 d`.
 #[must_use]
 pub fn duration(secs: f64) -> String {
     let secs = secs.max(0.0);
-    if secs < 10.0 {
+    if secs < 0.1 {
+        format!("{:.0} ms", secs * 1000.0)
+    } else if secs < 10.0 {
         format!("{secs:.1} s")
     } else if secs < 60.0 {
         format!("{secs:.0} s")
@@ -71,7 +74,8 @@ mod tests {
         assert_eq!(duration(754.0), "12 min");
         assert_eq!(duration(3.5 * 3600.0), "3.5 h");
         assert_eq!(duration(2.0 * 86_400.0), "2.0 d");
-        assert_eq!(duration(-1.0), "0.0 s");
+        assert_eq!(duration(0.024), "24 ms");
+        assert_eq!(duration(-1.0), "0 ms");
     }
 
     #[test]

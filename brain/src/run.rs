@@ -121,6 +121,8 @@ struct Brain {
     merging: bool,
     /// A merge's batches are under way (a big merge takes several).
     in_merge: bool,
+    /// When the last merge started, until the pair is said to be live.
+    merge_started: Option<Instant>,
     /// The remote link is down: reconnect before planning more.
     down: bool,
     /// No change since the last verification found the replicas equal to
@@ -305,6 +307,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         scanned: [0; 2],
         merging: true,
         in_merge: false,
+        merge_started: None,
         down: false,
         verified: false,
         last_activity: Instant::now(),
@@ -361,6 +364,9 @@ impl Brain {
 
     async fn rescan_once(&mut self, kind: Rescan) -> Result<()> {
         let t = Instant::now();
+        if matches!(kind, Rescan::Merge) {
+            self.merge_started.get_or_insert(t);
+        }
         let had = self.engine.known().len();
         let (mut sl, mut sr) = (self.links[0].scan()?, self.links[1].scan()?);
         // Listings merge into the index as they stream in: a full merge, so
@@ -750,6 +756,7 @@ impl Brain {
                         Err(e) => return Err(e),
                     };
                     self.tally(&stats);
+                    crate::report::batch(&stats);
                     self.last_activity = Instant::now();
                     self.verified = false;
                     let traces = self.engine.complete(report);
@@ -805,6 +812,11 @@ impl Brain {
                 return Ok(Exit::Done);
             }
             let paused = self.control.paused();
+            if !paused && !self.engine.has_work() && !self.settings.dry_run {
+                if let Some(t) = self.merge_started.take() {
+                    crate::report::live(self.engine.known(), t.elapsed());
+                }
+            }
             self.set_state(if paused { "paused" } else { "live" });
             self.note_pending(true);
             // Verify once a burst has settled, and now and then; a flush
