@@ -22,9 +22,9 @@ use crate::options::{LogFormat, Options};
 /// Keeps LEFT and RIGHT identical, live: creates, writes, deletes, renames
 /// (replayed in place, never re-copied), modes, mtimes and symlinks go both
 /// ways. RIGHT may be remote: HOST:/PATH, USER@HOST:/PATH or
-/// ssh://USER@HOST:PORT/PATH (twinsync must be installed there too). When
-/// both sides change a file before it is synced, the newer wins and the other
-/// is kept as NAME.conflict-DATE-SIDE.EXT. Deleted and overwritten files are
+/// ssh://USER@HOST:PORT/PATH (a host without twinsync gets a copy of this
+/// one). When both sides change a file before it is synced, the newer wins
+/// and the other is kept as NAME.conflict-DATE-SIDE.EXT. Deleted and overwritten files are
 /// kept in each root's .twinsync/trash/ for --trash-days.
 ///
 /// Exit status: 0 done or stopped by SIGTERM/SIGINT; 1 runtime error or a
@@ -71,8 +71,10 @@ pub(crate) enum Cmd {
         command: Vec<OsString>,
     },
     /// List the instances running on this machine, with their state and
-    /// counters.
+    /// counters (exit 1 when NAME is given and not running).
     Status {
+        /// Only this instance.
+        name: Option<String>,
         /// One JSON object per instance.
         #[arg(long)]
         json: bool,
@@ -174,17 +176,22 @@ fn level(d: u8) -> &'static str {
 }
 
 fn init_logs(filter: &str, json: bool) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let env = tracing_subscriber::EnvFilter::try_from_env("TWINSYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(env)
-        .with_writer(std::io::stderr)
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(crate::progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
+    // The errors logged are counted for `status`.
+    let logs = tracing_subscriber::registry()
+        .with(env)
+        .with(crate::status::CountErrors);
     if json {
-        b.json().flatten_event(true).init();
+        logs.with(fmt.json().flatten_event(true)).init();
     } else {
-        b.init();
+        logs.with(fmt).init();
     }
 }
 
@@ -240,7 +247,9 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
                 }
             };
         }
-        Some(Cmd::Status { json }) => return crate::status::print_status(json),
+        Some(Cmd::Status { name, json }) => {
+            return crate::status::print_status(name.as_deref(), json);
+        }
         Some(Cmd::Flush { name, timeout }) => {
             return crate::control::command(name.as_deref(), Request::Flush, timeout);
         }
@@ -255,7 +264,7 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
         }
         Some(Cmd::Man) => {
             let mut page = Vec::new();
-            if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+            if let Err(e) = crate::man::render(&mut page) {
                 eprintln!("twinsync: cannot render the manual page: {e}");
                 return ExitCode::from(1);
             }

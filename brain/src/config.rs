@@ -45,6 +45,8 @@ pub struct Settings {
     pub remote: Option<crate::remote::RemoteSpec>,
     /// The agent binary on the remote host.
     pub remote_path: String,
+    /// Copy this binary to the remote host when it has no matching agent.
+    pub agent_install: bool,
     /// An ssh config file to use instead of the user's.
     pub ssh_config: Option<PathBuf>,
     /// Log level 0-3.
@@ -59,6 +61,9 @@ pub struct Settings {
     pub conflicts_beside: bool,
     /// Serve Prometheus metrics on this address.
     pub metrics: Option<std::net::SocketAddr>,
+    /// File transfers go at most this many bytes per second, each way
+    /// (`--bwlimit`, or an `rsync_extra` `--bwlimit` when that is not set).
+    pub bwlimit: Option<u64>,
 }
 
 impl Settings {
@@ -113,6 +118,10 @@ impl Settings {
         let excludes = ExcludeSet::build(file.as_ref(), flag_excludes, tempfiles, tempfiles_from)
             .map_err(UsageError)?;
         let mut rsync_extra = o.rsync_extra;
+        let bwlimit = match o.bwlimit {
+            Some(rate) => (rate > 0).then_some(rate),
+            None => bwlimit_in(&rsync_extra)?,
+        };
         if let Some(f) = o.rsync_excludes {
             if !f.is_file() {
                 return Err(UsageError(format!(
@@ -153,6 +162,7 @@ impl Settings {
             trash_days: o.trash_days.unwrap_or(DEFAULT_TRASH_DAYS),
             remote,
             remote_path: o.remote_path.unwrap_or_else(|| "twinsync".into()),
+            agent_install: !o.no_agent_install,
             ssh_config: o.ssh_config,
             debug: o.debug.unwrap_or(1),
             log_format: o.log_format.unwrap_or(LogFormat::Text),
@@ -160,8 +170,27 @@ impl Settings {
             config_file: config,
             conflicts_beside: o.conflict_copies != Some(ConflictPlace::StateDir),
             metrics: o.metrics,
+            bwlimit,
         })
     }
+}
+
+/// A `--bwlimit` among the extra rsync arguments (`--bwlimit=RATE` or
+/// `--bwlimit RATE`): rsync alone would honour it, and the contents sent
+/// without rsync would pass it by; taken as `--bwlimit` for both. rsync
+/// gets it again from [`crate::rsync`], the same.
+fn bwlimit_in(extra: &[String]) -> Result<Option<u64>, UsageError> {
+    let mut found = None;
+    for (i, a) in extra.iter().enumerate() {
+        let value = match a.strip_prefix("--bwlimit") {
+            Some(v) if v.starts_with('=') => &v[1..],
+            Some("") => extra.get(i + 1).map_or("", String::as_str),
+            _ => continue,
+        };
+        found = twinsync_helpers::pace::parse_rate(value)
+            .map_err(|e| UsageError(format!("rsync_extra {a}: {e}")))?;
+    }
+    Ok(found)
 }
 
 /// The default instance name of a pair: stable for the same two roots.
@@ -228,4 +257,29 @@ pub fn check_pair(left: &Path, right: &Path) -> Result<(), UsageError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bwlimit_among_the_rsync_arguments_limits_every_transfer() {
+        let extra = |a: &[&str]| a.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            bwlimit_in(&extra(&["-L", "--bwlimit=100"])).unwrap(),
+            Some(102_400)
+        );
+        assert_eq!(
+            bwlimit_in(&extra(&["--bwlimit", "2M"])).unwrap(),
+            Some(2 << 20)
+        );
+        assert_eq!(bwlimit_in(&extra(&["--bwlimit=0"])).unwrap(), None);
+        assert_eq!(bwlimit_in(&extra(&["--bwlimitx"])).unwrap(), None);
+        let e = bwlimit_in(&extra(&["--bwlimit=lots"])).unwrap_err();
+        assert!(
+            e.0.starts_with("rsync_extra --bwlimit=lots: expected a rate"),
+            "{e}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! report of what happened for [`Engine::complete`](crate::engine::Engine::complete).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use tracing::{debug, error, warn};
@@ -14,19 +14,36 @@ use crate::dir_mtimes::{self, Touched};
 use crate::engine::{Applied, Batch, Copied, Copy, Report, Side};
 use crate::link::Link;
 use crate::rsync::{self, End, RsyncOptions};
+use twinsync_helpers::pace::Pacer;
 
 /// Files up to this size travel inline between hosts.
 const INLINE_MAX: u64 = 1 << 20;
 /// Bytes per inline read/write request.
 const INLINE_CHUNK: u64 = 8 << 20;
+/// Under `--bwlimit`, an inline request carries what the rate sends in
+/// about this long (its frame holds up the pings behind it), and a file
+/// larger than that goes by rsync.
+const PACED_FRAME: Duration = Duration::from_secs(2);
 
-/// Group inline and helper copies into requests of at most `INLINE_CHUNK`
-/// bytes (a larger file goes alone).
-fn inline_chunks(list: &[&Copy]) -> Vec<Vec<Copy>> {
+/// The largest inline file and the bytes per inline or helper request,
+/// under the bandwidth limit `bwlimit`.
+fn inline_sizes(bwlimit: Option<u64>) -> (u64, u64) {
+    match bwlimit.map(Pacer::new) {
+        Some(p) => (
+            p.budget(PACED_FRAME, INLINE_MAX),
+            p.budget(PACED_FRAME, INLINE_CHUNK),
+        ),
+        None => (INLINE_MAX, INLINE_CHUNK),
+    }
+}
+
+/// Group inline and helper copies into requests of at most `cap` bytes (a
+/// larger file goes alone).
+fn inline_chunks(list: &[&Copy], cap: u64) -> Vec<Vec<Copy>> {
     let mut out = Vec::new();
     let (mut cur, mut bytes) = (Vec::new(), 0u64);
     for c in list {
-        if bytes + c.sig.size > INLINE_CHUNK && !cur.is_empty() {
+        if bytes + c.sig.size > cap && !cur.is_empty() {
             out.push(std::mem::take(&mut cur));
             bytes = 0;
         }
@@ -37,6 +54,19 @@ fn inline_chunks(list: &[&Copy]) -> Vec<Vec<Copy>> {
         out.push(cur);
     }
     out
+}
+
+/// The changes `batch` applies: operations, copies and links (`status`
+/// shows them while it runs).
+#[must_use]
+pub fn changes(batch: &Batch) -> usize {
+    batch
+        .ops
+        .iter()
+        .chain(&batch.links)
+        .map(Vec::len)
+        .sum::<usize>()
+        + batch.copies.iter().map(Vec::len).sum::<usize>()
 }
 
 /// Counts of one batch, for the logs and `status`.
@@ -294,6 +324,7 @@ pub async fn execute(
     }
     let t = Instant::now();
     let all_local = ends.iter().all(|e| matches!(e, End::Local(_)));
+    let (inline_max, chunk_cap) = inline_sizes(rsync_opts.bwlimit);
     let copy = |dst: Side| {
         let list = &copies[dst.idx()];
         let (src_end, dst_end) = (ends[dst.other().idx()].clone(), ends[dst.idx()].clone());
@@ -315,11 +346,14 @@ pub async fn execute(
             } else if !rsync_opts.available {
                 ((0..list.len()).collect(), Vec::new())
             } else {
-                (0..list.len()).partition(|&i| list[i].sig.size <= INLINE_MAX)
+                (0..list.len()).partition(|&i| list[i].sig.size <= inline_max)
             };
             let inline_refs: Vec<&Copy> = inline.iter().map(|&i| &list[i]).collect();
             let mut at = 0;
-            for chunk in inline_chunks(&inline_refs) {
+            // Inline contents are paced where they are written to the
+            // network: by the link's writer to a remote agent, by a remote
+            // agent in its answers.
+            for chunk in inline_chunks(&inline_refs, chunk_cap) {
                 let idx = &inline[at..at + chunk.len()];
                 at += chunk.len();
                 let paths: Vec<RelPath> = chunk.iter().map(|c| c.path.clone()).collect();
@@ -356,14 +390,26 @@ pub async fn execute(
                 let helper: Vec<usize> = std::mem::take(&mut big);
                 let refs: Vec<&Copy> = helper.iter().map(|&i| &list[i]).collect();
                 let mut at = 0;
-                for chunk in inline_chunks(&refs) {
+                // The helper's copies are paced here, a request at a time.
+                let mut pacer = rsync_opts.bwlimit.map(Pacer::new);
+                for chunk in inline_chunks(&refs, chunk_cap) {
                     let idx = &helper[at..at + chunk.len()];
                     at += chunk.len();
+                    if let Some(p) = &mut pacer {
+                        let bytes: u64 = chunk.iter().map(|c| c.sig.size).sum();
+                        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+                        tokio::time::sleep(p.delay(bytes, Instant::now())).await;
+                    }
                     let owned = chunk.into_iter().map(|c| (c.path, c.expect)).collect();
                     let results = dst_link.copy_from(src_root, owned).await?;
                     for (&i, r) in idx.iter().zip(results) {
                         written.push((i, r));
                     }
+                }
+                // The last request's bytes have their time too (the next
+                // batch starts a new pacer).
+                if let Some(p) = &pacer {
+                    tokio::time::sleep(p.drained_in(Instant::now())).await;
                 }
                 if big.is_empty() {
                     return Ok((written, missing, None));

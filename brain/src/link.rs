@@ -18,6 +18,36 @@ use twinsync_proto::{
 };
 
 use crate::engine::Side;
+use twinsync_helpers::pace::{Pacer, SLICE};
+
+/// Write `msg` as one frame; file contents (a write request) at the
+/// `pacer`'s rate, in slices, flushing before each pause.
+async fn send_paced(
+    writer: &mut BufWriter<BoxWrite>,
+    msg: &ToAgent,
+    pacer: Option<&mut Pacer>,
+) -> std::io::Result<()> {
+    let frame = encode(msg);
+    let contents = matches!(
+        msg,
+        ToAgent::Request {
+            req: Request::WriteFiles { .. },
+            ..
+        }
+    );
+    let Some(pacer) = pacer.filter(|_| contents) else {
+        return writer.write_all(&frame).await;
+    };
+    for slice in frame.chunks(SLICE) {
+        let wait = pacer.delay(slice.len(), std::time::Instant::now());
+        if !wait.is_zero() {
+            writer.flush().await?;
+            tokio::time::sleep(wait).await;
+        }
+        writer.write_all(slice).await?;
+    }
+    Ok(())
+}
 
 /// How long the agent may take to answer the hello.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -28,6 +58,20 @@ const DEAD_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 type BoxRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 type BoxWrite = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+/// The far end of a link is no agent of this protocol: none is installed
+/// there (the handshake went unanswered), or one of another version. A
+/// remote one may be replaced by a copy of this binary
+/// ([`crate::remote::install`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct NoMatchingAgent {
+    /// The whole message, with what to do.
+    pub message: String,
+    /// What was found, in a few words (`did not answer the handshake: early
+    /// eof`).
+    pub found: String,
+}
 
 /// How an agent is reached.
 #[derive(Clone)]
@@ -150,6 +194,15 @@ impl Link {
         notices: mpsc::UnboundedSender<Notice>,
     ) -> Result<Link> {
         let what = transport.describe();
+        // Contents are paced where they go onto the network: a local
+        // agent's answers go to this process (which paces what it sends on,
+        // or copies between local roots itself); a remote agent's go over ssh.
+        let mut options = options;
+        let mut pacer = None;
+        match transport {
+            Transport::Local => options.bwlimit = None,
+            Transport::Ssh { .. } => pacer = options.bwlimit.map(Pacer::new),
+        }
         let (guard, reader, writer): (Guard, BoxRead, BoxWrite) = match transport {
             Transport::Local => {
                 let exe = std::env::current_exe().context("cannot find the twinsync executable")?;
@@ -209,13 +262,16 @@ impl Link {
             .await
             .map_err(|_| anyhow!("the {side} agent ({what}) did not answer the handshake in time"))?
             .map_err(|e| {
-                anyhow!(
-                    "the {side} agent ({what}) did not answer the handshake: {e}. Is twinsync \
-                     installed there? Install the same version as here (twinsync {}) on that \
-                     host, e.g. copy this binary to /usr/local/bin/twinsync, or point \
-                     --remote-path at it",
-                    env!("CARGO_PKG_VERSION")
-                )
+                anyhow::Error::new(NoMatchingAgent {
+                    message: format!(
+                        "the {side} agent ({what}) did not answer the handshake: {e}. Is \
+                         twinsync installed there? Install the same version as here (twinsync \
+                         {}) on that host, e.g. copy this binary to /usr/local/bin/twinsync, or \
+                         point --remote-path at it",
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                    found: format!("did not answer the handshake ({e})"),
+                })
             })?;
         let (root_dev, agent_root) = match first {
             FromAgent::Hello {
@@ -226,15 +282,27 @@ impl Link {
                 root,
             } => {
                 if magic != MAGIC || version != PROTOCOL_VERSION {
-                    bail!(
-                        "the {side} agent ({what}) is twinsync {agent_version} speaking protocol \
-                         {version}; this is twinsync {} speaking protocol {PROTOCOL_VERSION}. \
-                         Install the same version on both sides (e.g. copy this binary there, or \
-                         point --remote-path at a matching one)",
-                        env!("CARGO_PKG_VERSION")
-                    );
+                    return Err(NoMatchingAgent {
+                        message: format!(
+                            "the {side} agent ({what}) is twinsync {agent_version} speaking \
+                             protocol {version}; this is twinsync {} speaking protocol \
+                             {PROTOCOL_VERSION}. Install the same version on both sides (e.g. \
+                             copy this binary there, or point --remote-path at a matching one)",
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                        found: format!("is twinsync {agent_version}, protocol {version}"),
+                    }
+                    .into());
                 }
                 (root_dev, root)
+            }
+            // The agent's own words for a brain of another protocol.
+            FromAgent::Fatal { message } if message.starts_with("protocol mismatch") => {
+                return Err(NoMatchingAgent {
+                    message: format!("the {side} agent ({what}): {message}"),
+                    found: message,
+                }
+                .into());
             }
             FromAgent::Fatal { message } => bail!("{side} replica: {message}"),
             other => bail!("the {side} agent sent {other:?} instead of a hello"),
@@ -257,12 +325,12 @@ impl Link {
         }
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
-                if writer.write_all(&encode(&msg)).await.is_err() {
+                if send_paced(&mut writer, &msg, pacer.as_mut()).await.is_err() {
                     break;
                 }
                 // Send whatever else is queued before flushing.
                 while let Ok(msg) = rx.try_recv() {
-                    if writer.write_all(&encode(&msg)).await.is_err() {
+                    if send_paced(&mut writer, &msg, pacer.as_mut()).await.is_err() {
                         return;
                     }
                 }

@@ -69,7 +69,7 @@ async fn respond(mut conn: TcpStream, status: &Shared) -> std::io::Result<()> {
     let path = target.map(|t| t.split(|&b| b == b'?').next().unwrap_or_default());
     let (code, body) = match (method, path) {
         (b"GET" | b"HEAD", Some(b"/metrics")) => {
-            let s = status.lock().expect("status").clone();
+            let s = crate::status::snapshot(status);
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default()

@@ -51,6 +51,12 @@ pub struct Options {
     #[arg(long, value_name = "PATH")]
     #[serde(default, deserialize_with = "de::path_string")]
     pub remote_path: Option<String>,
+    /// Never copy this binary to the remote host when it has no agent of
+    /// this version (by default it is installed in
+    /// ~/.cache/twinsync/agents/VERSION/ there and started).
+    #[arg(long)]
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub no_agent_install: bool,
     /// ssh config file to use (ssh -F) instead of ~/.ssh/config.
     #[arg(long, value_name = "FILE")]
     #[serde(default, deserialize_with = "de::path")]
@@ -150,6 +156,17 @@ pub struct Options {
     #[arg(long, value_name = "ADDR")]
     #[serde(default, deserialize_with = "de::socket_addr")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Limit file transfers (rsync's and the contents sent over the agents'
+    /// channel) to RATE per direction: KiB/s, or with a suffix B, K, M, G
+    /// (rsync's --bwlimit); 0: no limit [default: no limit].
+    #[arg(long, value_name = "RATE", value_parser = rate)]
+    #[serde(default, deserialize_with = "de::rate")]
+    pub bwlimit: Option<u64>,
+}
+
+/// A `--bwlimit`: bytes per second, 0 for no limit.
+fn rate(s: &str) -> Result<u64, String> {
+    twinsync_helpers::pace::parse_rate(s).map(Option::unwrap_or_default)
 }
 
 impl Options {
@@ -163,6 +180,7 @@ impl Options {
             right,
             remote_host,
             remote_path,
+            no_agent_install,
             ssh_config,
             mut exclude,
             tempfiles,
@@ -182,6 +200,7 @@ impl Options {
             conflict_copies,
             trash_days,
             metrics,
+            bwlimit,
         } = file;
         exclude.extend(flags.exclude);
         rsync_extra.extend(flags.rsync_extra);
@@ -191,6 +210,7 @@ impl Options {
             right: flags.right.or(right),
             remote_host: flags.remote_host.or(remote_host),
             remote_path: flags.remote_path.or(remote_path),
+            no_agent_install: flags.no_agent_install || no_agent_install,
             ssh_config: flags.ssh_config.or(ssh_config),
             exclude,
             tempfiles: flags.tempfiles.or(tempfiles),
@@ -210,6 +230,7 @@ impl Options {
             conflict_copies: flags.conflict_copies.or(conflict_copies),
             trash_days: flags.trash_days.or(trash_days),
             metrics: flags.metrics.or(metrics),
+            bwlimit: flags.bwlimit.or(bwlimit),
         }
     }
 
@@ -300,13 +321,14 @@ mod tests {
     #[test]
     fn the_keys_are_the_fields_with_their_file_names() {
         let keys = Options::keys();
-        assert_eq!(keys.len(), 23);
+        assert_eq!(keys.len(), 25);
         for k in [
             "left",
             "exclude",
             "max_delete_percent",
             "conflict_dir",
             "metrics",
+            "bwlimit",
         ] {
             assert!(keys.contains(&k), "{k}");
         }

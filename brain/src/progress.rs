@@ -1,11 +1,34 @@
-//! Progress of long work (start-up scans, big copies): a bar on a terminal
-//! (indicatif), a log line every couple of seconds otherwise.
+//! Progress of long work (start-up scans, big copies): bars on a terminal,
+//! all in one [`indicatif::MultiProgress`] (so they stack instead of
+//! fighting over the last line, and each leaves nothing behind when done),
+//! a log line every couple of seconds otherwise. Log lines written while
+//! bars are shown go through [`LogWriter`], which lifts the bars for the
+//! line and draws them again under it.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How often progress is logged when not on a terminal.
 pub const LOG_EVERY: Duration = Duration::from_secs(2);
+
+/// The one display every bar joins (drawn on stderr).
+fn multi() -> &'static indicatif::MultiProgress {
+    static MULTI: OnceLock<indicatif::MultiProgress> = OnceLock::new();
+    MULTI.get_or_init(indicatif::MultiProgress::new)
+}
+
+/// A count per second as people read it: `1,810/s`, `3.2/s`.
+#[must_use]
+pub fn rate(per_sec: f64) -> String {
+    if per_sec < 10.0 {
+        format!("{per_sec:.1}/s")
+    } else {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let n = per_sec.round() as u64;
+        format!("{}/s", crate::human::count(n))
+    }
+}
 
 /// One piece of long work.
 pub struct Progress {
@@ -21,18 +44,39 @@ impl Progress {
     pub fn new(what: impl Into<String>, total: Option<u64>) -> Progress {
         let what = what.into();
         let bar = std::io::stderr().is_terminal().then(|| {
-            let b = match total {
-                Some(t) => indicatif::ProgressBar::new(t).with_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg} [{bar:30}] {pos}/{len} ({per_sec})",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            let human = |key: &'static str| {
+                move |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let text = match key {
+                        "pos" => crate::human::count(s.pos()),
+                        "len" => crate::human::count(s.len().unwrap_or(0)),
+                        _ => rate(s.per_sec()),
+                    };
+                    let _ = w.write_str(&text);
+                }
+            };
+            let (template, fallback) = match total {
+                Some(_) => (
+                    "{msg} [{bar:30}] {count}/{total} ({rate}, {elapsed})",
+                    indicatif::ProgressStyle::default_bar(),
                 ),
-                None => indicatif::ProgressBar::new_spinner().with_style(
-                    indicatif::ProgressStyle::with_template("{spinner} {msg}: {pos}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                None => (
+                    "{spinner} {msg}: {count} ({rate})",
+                    indicatif::ProgressStyle::default_spinner(),
                 ),
             };
+            let style = indicatif::ProgressStyle::with_template(template)
+                .map(|st| {
+                    st.with_key("count", human("pos"))
+                        .with_key("total", human("len"))
+                        .with_key("rate", human("rate"))
+                        .progress_chars("=> ")
+                })
+                .unwrap_or(fallback);
+            let b = multi().add(match total {
+                Some(t) => indicatif::ProgressBar::new(t),
+                None => indicatif::ProgressBar::new_spinner(),
+            });
+            b.set_style(style);
             b.set_message(what.clone());
             b.enable_steady_tick(Duration::from_millis(200));
             b
@@ -61,8 +105,48 @@ impl Progress {
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        if let Some(b) = &self.bar {
+        if let Some(b) = self.bar.take() {
             b.finish_and_clear();
+            multi().remove(&b);
         }
+    }
+}
+
+/// stderr for the logs: each line is written with the bars lifted (a
+/// `tracing` event is one write), so lines never land inside a bar.
+#[derive(Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        multi().suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        multi().suspend(|| std::io::stderr().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        *self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_as_counts() {
+        assert_eq!(rate(1_810.037_2), "1,810/s");
+        assert_eq!(rate(3.25), "3.2/s");
+        assert_eq!(rate(0.0), "0.0/s");
     }
 }

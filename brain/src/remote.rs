@@ -3,6 +3,8 @@
 //! multiplexed ssh connection per remote through the system's OpenSSH (so
 //! `~/.ssh/config`, keys, agents and ProxyJump apply).
 
+pub mod install;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -100,6 +100,8 @@ pub struct RsyncOptions {
     pub extra: Vec<String>,
     /// Whether the program was found on `PATH`.
     pub available: bool,
+    /// `--bwlimit`, bytes per second.
+    pub bwlimit: Option<u64>,
 }
 
 impl Default for RsyncOptions {
@@ -108,6 +110,7 @@ impl Default for RsyncOptions {
             program: "rsync".into(),
             extra: Vec::new(),
             available: true,
+            bwlimit: None,
         }
     }
 }
@@ -376,6 +379,11 @@ pub async fn copy(
         // Relative to the stage: the replica root, the delta basis.
         .arg("--copy-dest=../..")
         .arg("--out-format=%i")
+        // rsync's unit: KiB/s (no suffix, which rsync before 3.1 reads not).
+        .args(
+            opts.bwlimit
+                .map(|b| format!("--bwlimit={}", b.div_ceil(1024))),
+        )
         .args(&opts.extra)
         .arg("--")
         .arg(src_arg)

@@ -121,6 +121,8 @@ struct Brain {
     merging: bool,
     /// A merge's batches are under way (a big merge takes several).
     in_merge: bool,
+    /// When the last merge started, until the pair is said to be live.
+    merge_started: Option<Instant>,
     /// The remote link is down: reconnect before planning more.
     down: bool,
     /// No change since the last verification found the replicas equal to
@@ -178,6 +180,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         lock: (!settings.dry_run).then(|| settings.instance.clone()),
         // Root's agents give what they make its source's owner and group.
         owners: true,
+        bwlimit: settings.bwlimit,
     };
     let status: status::Shared = Arc::new(std::sync::Mutex::new(status::Status {
         instance: settings.instance.clone(),
@@ -227,7 +230,8 @@ pub async fn run(settings: Settings) -> Result<Exit> {
             let root = roots[1].as_os_str().as_bytes();
             match start_remote(spec, &settings, root, options.clone(), ntx.clone()).await {
                 Ok(x) => return Ok::<_, anyhow::Error>(x),
-                Err(e) if tries < 2 => {
+                // No agent to be had is not transient.
+                Err(e) if tries < 2 && !e.is::<crate::link::NoMatchingAgent>() => {
                     tries += 1;
                     warn!("{e:#}; trying again");
                     tokio::time::sleep(std::time::Duration::from_millis(500 * tries)).await;
@@ -305,6 +309,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         scanned: [0; 2],
         merging: true,
         in_merge: false,
+        merge_started: None,
         down: false,
         verified: false,
         last_activity: Instant::now(),
@@ -313,6 +318,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         rsync: RsyncOptions {
             program: rsync_program.clone(),
             extra: settings.rsync_extra.clone(),
+            bwlimit: settings.bwlimit,
             available: {
                 let found = rsync::on_path(&rsync_program);
                 if !found {
@@ -360,6 +366,9 @@ impl Brain {
 
     async fn rescan_once(&mut self, kind: Rescan) -> Result<()> {
         let t = Instant::now();
+        if matches!(kind, Rescan::Merge) {
+            self.merge_started.get_or_insert(t);
+        }
         let had = self.engine.known().len();
         let (mut sl, mut sr) = (self.links[0].scan()?, self.links[1].scan()?);
         // Listings merge into the index as they stream in: a full merge, so
@@ -719,6 +728,7 @@ impl Brain {
                 }
                 if !batch.is_empty() {
                     let intents = self.intend(&batch);
+                    self.status.lock().expect("status").in_batch = crate::execute::changes(&batch);
                     let exec = execute(self.links.clone(), self.ends(), self.rsync.clone(), batch);
                     tokio::pin!(exec);
                     let outcome = loop {
@@ -729,6 +739,7 @@ impl Brain {
                             _ = sigint.recv() => { stopping = true; }
                         }
                     };
+                    self.status.lock().expect("status").in_batch = 0;
                     let (report, stats) = match outcome {
                         Ok(x) => x,
                         Err(e)
@@ -747,6 +758,7 @@ impl Brain {
                         Err(e) => return Err(e),
                     };
                     self.tally(&stats);
+                    crate::report::batch(&stats);
                     self.last_activity = Instant::now();
                     self.verified = false;
                     let traces = self.engine.complete(report);
@@ -802,6 +814,11 @@ impl Brain {
                 return Ok(Exit::Done);
             }
             let paused = self.control.paused();
+            if !paused && !self.engine.has_work() && !self.settings.dry_run {
+                if let Some(t) = self.merge_started.take() {
+                    crate::report::live(self.engine.known(), t.elapsed());
+                }
+            }
             self.set_state(if paused { "paused" } else { "live" });
             self.note_pending(true);
             // Verify once a burst has settled, and now and then; a flush
@@ -1132,21 +1149,15 @@ async fn start_remote(
     notices: mpsc::UnboundedSender<Notice>,
 ) -> Result<(Transport, Link)> {
     let session = crate::remote::connect(spec, settings.ssh_config.as_deref()).await?;
-    let transport = Transport::Ssh {
+    let remote = crate::remote::install::Remote {
         session,
-        program: settings.remote_path.clone(),
         host: spec.display_host(),
+        program: &settings.remote_path,
+        install: settings.agent_install,
     };
-    let link = Link::start(
-        Side::Right,
-        &transport,
-        settings.agent_log.as_deref(),
-        root,
-        options,
-        notices,
-    )
-    .await?;
-    Ok((transport, link))
+    remote
+        .start(settings.agent_log.as_deref(), root, options, notices)
+        .await
 }
 
 /// Hand the heap's free pages back to the system after a listing and at the

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ pub struct Status {
     pub state: String,
     /// Changes waiting for the next batch.
     pub queue: usize,
+    /// Changes in the batch being applied (a merge's are many), 0 between
+    /// batches.
+    #[serde(default)]
+    pub in_batch: usize,
     /// End of the last batch (seconds since the epoch).
     pub last_sync: Option<i64>,
     /// Files copied into left, into right.
@@ -35,7 +40,8 @@ pub struct Status {
     pub echoes: u64,
     /// Conflicts kept.
     pub conflicts: u64,
-    /// Errors logged.
+    /// Errors: operations that failed (logged as warnings, with the path)
+    /// and every error the brain logged.
     pub errors: u64,
     /// Writes refused because the destination changed meanwhile (merged
     /// again under the conflict rules).
@@ -63,6 +69,42 @@ pub struct Status {
     /// Where the metrics are served (`--metrics`).
     #[serde(default)]
     pub metrics: Option<String>,
+    /// The lag: the age of the oldest change not yet synced, in seconds, when
+    /// the status was taken (`None` when nothing waits).
+    #[serde(default)]
+    pub lag: Option<f64>,
+}
+
+/// Errors logged by this process so far (counted by [`CountErrors`]).
+static ERRORS_LOGGED: AtomicU64 = AtomicU64::new(0);
+
+/// A `tracing` layer that counts the events logged at level ERROR, for
+/// [`Status::errors`].
+pub struct CountErrors;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountErrors {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::ERROR {
+            ERRORS_LOGGED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// The status now: the loop's last update, with the errors logged since and
+/// the lag as of now.
+#[must_use]
+pub fn snapshot(shared: &Shared) -> Status {
+    let mut s = shared.lock().expect("status").clone();
+    s.errors += ERRORS_LOGGED.load(Ordering::Relaxed);
+    s.lag = s.oldest_pending.map(|t| (epoch_now() - t).max(0.0));
+    s
 }
 
 /// Shared, updated by the main loop.
@@ -116,8 +158,7 @@ pub fn serve(status: Shared, control: Arc<crate::control::Control>) -> std::io::
     tokio::spawn(async move {
         while let Ok((conn, _)) = listener.accept().await {
             let line = {
-                let s = status.lock().expect("status");
-                let mut l = serde_json::to_string(&*s).unwrap_or_default();
+                let mut l = serde_json::to_string(&snapshot(&status)).unwrap_or_default();
                 l.push('\n');
                 l
             };
@@ -152,14 +193,32 @@ pub(crate) fn collect() -> Vec<Status> {
     out
 }
 
-/// `twinsync status`.
+/// `twinsync status [NAME]`: every instance, or only `name` (exit 1 when it
+/// is not running, as a monitor wants).
 #[must_use]
-pub fn print_status(json: bool) -> ExitCode {
-    crate::stdout::emit(render(&collect(), json).as_bytes())
+pub fn print_status(name: Option<&str>, json: bool) -> ExitCode {
+    let mut all = collect();
+    if let Some(name) = name {
+        all.retain(|s| s.instance == name);
+        if all.is_empty() {
+            eprintln!(
+                "twinsync: no twinsync instance {name:?} is running (looked in {})",
+                runtime_dir().display()
+            );
+            return ExitCode::from(1);
+        }
+    }
+    crate::stdout::emit(render(&all, json).as_bytes())
 }
 
 /// The text `twinsync status` prints for `all`.
 fn render(all: &[Status], json: bool) -> String {
+    render_at(all, json, epoch_now())
+}
+
+/// [`render`] as of `now` (seconds since the epoch).
+fn render_at(all: &[Status], json: bool, now: f64) -> String {
+    use crate::human;
     use std::fmt::Write as _;
     let mut out = String::new();
     if json {
@@ -178,10 +237,12 @@ fn render(all: &[Status], json: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<24} {:<12} {:>6} {:>8} {:>14} {:>14} {:>7} {:>9} {:>6}  PAIR",
+        "{:<20} {:<12} {:>7} {:>8} {:>10} {:>8} {:>13} {:>21} {:>7} {:>9} {:>6}  PAIR",
         "INSTANCE",
         "STATE",
         "QUEUE",
+        "LAG",
+        "LAST SYNC",
         "PID",
         "FILES L←/→R",
         "BYTES L←/→R",
@@ -190,21 +251,72 @@ fn render(all: &[Status], json: bool) -> String {
         "ERRORS"
     );
     for s in all {
+        #[allow(clippy::cast_precision_loss)]
+        let last = s.last_sync.map_or_else(
+            || "never".into(),
+            |t| format!("{} ago", human::duration(now - t as f64)),
+        );
         let _ = writeln!(
             out,
-            "{:<24} {:<12} {:>6} {:>8} {:>14} {:>14} {:>7} {:>9} {:>6}  {} ⇄ {}",
+            "{:<20} {:<12} {:>7} {:>8} {:>10} {:>8} {:>13} {:>21} {:>7} {:>9} {:>6}  {} ⇄ {}",
             s.instance,
             s.state,
-            s.queue,
+            human::count((s.queue + s.in_batch) as u64),
+            s.lag.map_or_else(|| "-".into(), human::duration),
+            last,
             s.pid,
-            format!("{}/{}", s.files[0], s.files[1]),
-            format!("{}/{}", s.bytes[0], s.bytes[1]),
-            s.echoes,
-            s.conflicts,
-            s.errors,
+            format!("{}/{}", human::count(s.files[0]), human::count(s.files[1])),
+            format!("{}/{}", human::bytes(s.bytes[0]), human::bytes(s.bytes[1])),
+            human::count(s.echoes),
+            human::count(s.conflicts),
+            human::count(s.errors),
             s.left,
             s.right
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_reads_as_people_read_numbers() {
+        let s = Status {
+            instance: "docs".into(),
+            left: "/l".into(),
+            right: "host:/r".into(),
+            pid: 42,
+            state: "merging".into(),
+            queue: 1200,
+            in_batch: 300,
+            last_sync: Some(1_000),
+            files: [3, 28_143],
+            bytes: [512, 20 << 20],
+            errors: 2,
+            lag: Some(4.2),
+            ..Status::default()
+        };
+        let text = render_at(&[s], false, 1_012.0);
+        let row = text.lines().nth(1).unwrap();
+        for cell in [
+            "merging",
+            "1,500",
+            "4.2 s",
+            "12 s ago",
+            "3/28,143",
+            "512 B/20.0 MiB",
+            "/l ⇄ host:/r",
+        ] {
+            assert!(row.contains(cell), "{cell:?} in\n{text}");
+        }
+        let idle = Status {
+            instance: "idle".into(),
+            ..Status::default()
+        };
+        let row = render_at(&[idle], false, 1_012.0);
+        let row = row.lines().nth(1).unwrap();
+        assert!(row.contains(" - ") && row.contains("never"), "{row}");
+    }
 }

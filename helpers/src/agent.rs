@@ -50,8 +50,15 @@ fn send(out: &Out, msg: &FromAgent) -> io::Result<()> {
 }
 
 /// Send the answer to request `id`; one larger than a frame is replaced by
-/// an error saying so (the brain asks for less).
-fn answer(out: &Out, id: u64, result: Result<Response, String>) -> io::Result<()> {
+/// an error saying so (the brain asks for less). File contents go at the
+/// `pacer`'s rate (`--bwlimit`), when there is one.
+fn answer(
+    out: &Out,
+    id: u64,
+    result: Result<Response, String>,
+    pacer: Option<&mut crate::pace::Pacer>,
+) -> io::Result<()> {
+    let contents = matches!(result, Ok(Response::Files(_)));
     let msg = FromAgent::Response { id, result };
     let frame = match try_encode(&msg) {
         Ok(f) => f,
@@ -63,7 +70,13 @@ fn answer(out: &Out, id: u64, result: Result<Response, String>) -> io::Result<()
         }),
     };
     let mut w = out.lock().expect("agent output");
-    w.write_all(&frame)?;
+    match pacer {
+        // The frame is held whole under the lock (a pong waits for it): the
+        // brain asks for no more contents at once than the rate sends in
+        // about two seconds.
+        Some(p) if contents => p.write_all(&mut *w, &frame)?,
+        _ => w.write_all(&frame)?,
+    }
     w.flush()
 }
 
@@ -270,12 +283,13 @@ pub fn serve(
     let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(u64, Request)>(QUEUE);
     let worker = {
         let out = Arc::clone(&out);
+        let mut pacer = options.bwlimit.map(crate::pace::Pacer::new);
         std::thread::Builder::new()
             .name("requests".into())
             .spawn(move || {
                 for (id, req) in work_rx {
                     let result = handle(&watcher, &replica, allowed_root.as_deref(), &out, id, req);
-                    if answer(&out, id, result).is_err() {
+                    if answer(&out, id, result, pacer.as_mut()).is_err() {
                         return;
                     }
                 }

@@ -14,6 +14,7 @@ pub mod beneath;
 pub mod confine;
 pub mod lock;
 pub mod ops;
+pub mod pace;
 pub mod sparse;
 pub mod time;
 pub mod xattr;

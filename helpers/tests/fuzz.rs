@@ -266,6 +266,7 @@ proptest! {
                 trash_days: Some(0),
                 lock: Some("fuzz".into()),
                 owners: false,
+                bwlimit: None,
             },
         });
         for (id, req) in reqs.iter().enumerate() {
@@ -568,6 +569,7 @@ proptest! {
                 trash_days: Some(0),
                 lock: Some("fuzz".into()),
                 owners: false,
+                bwlimit: None,
             },
         });
         for (i, m) in muts.iter().enumerate() {

@@ -37,7 +37,7 @@ pub use xattr::{Xattr, XattrDigest, XattrScope, Xattrs};
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 /// The largest frame either side accepts or sends (64 MiB); a bigger answer
 /// is refused with an error, never sent (nor a panic).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -314,6 +314,10 @@ pub struct AgentOptions {
     /// Files this agent makes get the numeric owner and group of their
     /// source (when it runs as root).
     pub owners: bool,
+    /// The contents of files this agent sends (its answers to
+    /// [`Request::ReadFiles`]) are paced at this many bytes per second
+    /// (`--bwlimit`; `None`: as fast as the stream takes them).
+    pub bwlimit: Option<u64>,
 }
 
 /// Messages from the brain to an agent.

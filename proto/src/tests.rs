@@ -72,12 +72,13 @@ fn golden_wire_format() {
             trash_days: None,
             lock: None,
             owners: false,
+            bwlimit: None,
         },
     };
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001c81a548656c6c6f94a87477696e73796e6308c4022f729590c3c0c0c2"
+        "0000001d81a548656c6c6f94a87477696e73796e6309c4022f729690c3c0c0c2c0"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();

@@ -78,6 +78,7 @@ impl Hostile {
                 trash_days,
                 lock: lock.then(|| "attacker".into()),
                 owners: false,
+                bwlimit: None,
             },
         });
         match h.recv() {

@@ -158,3 +158,117 @@ fn conflicts_lists_the_copies_not_yet_resolved() {
     ok(&rt, &["flush", "--timeout", "30"]);
     assert_eq!(ok(&rt, &["conflicts", "--json"]), "");
 }
+
+/// The cell of the status table's first row under `header` (the columns
+/// are right-aligned: a cell ends where its header does and starts after
+/// the header before it).
+fn column(table: &str, header: &str) -> String {
+    let mut lines = table.lines();
+    let head: Vec<char> = lines.next().unwrap().chars().collect();
+    let row: Vec<char> = lines.next().unwrap().chars().collect();
+    let text: String = head.iter().collect();
+    let at = text.find(&format!(" {header} ")).expect("the header") + 1;
+    let start = text[..at].chars().count();
+    let end = start + header.chars().count();
+    let before = head[..start]
+        .iter()
+        .rposition(|c| *c != ' ')
+        .map_or(0, |i| i + 1);
+    row[before..end]
+        .iter()
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// The status table as people read it: a last sync, the lag while a change
+/// waits, sizes in KiB/MiB.
+#[test]
+fn status_shows_the_last_sync_the_lag_and_readable_sizes() {
+    let (p, rt) = controlled("status-lag");
+    let big = vec![5u8; 3 << 20];
+    p.left.write("big", &big);
+    ok(&rt, &["flush", "status-lag", "--timeout", "30"]);
+    let st = status(&rt);
+    assert!(st["last_sync"].as_i64().is_some(), "{st}");
+    assert!(st["bytes"][1].as_u64().unwrap() >= 3 << 20, "{st}");
+    assert!(st["lag"].is_null(), "nothing waits: {st}");
+    let table = ok(&rt, &["status", "status-lag"]);
+    let row = table.lines().nth(1).expect("a row");
+    assert!(row.contains("3.0 MiB") && row.contains(" ago"), "{table}");
+    // A change held back by a pause ages: the lag grows with it.
+    ok(&rt, &["pause", "status-lag"]);
+    p.left.write("waits", b"w");
+    eventually("a lag of a second", || {
+        status(&rt)["lag"].as_f64().is_some_and(|l| l >= 1.0)
+    });
+    let st = status(&rt);
+    assert_eq!(st["state"], "paused", "{st}");
+    assert!(st["queue"].as_u64().unwrap() >= 1, "{st}");
+    let table = ok(&rt, &["status", "status-lag"]);
+    let lag = column(&table, "LAG");
+    assert!(lag.ends_with(" s") && lag != "0.0 s", "{table}");
+    ok(&rt, &["resume", "status-lag"]);
+    ok(&rt, &["flush", "status-lag", "--timeout", "30"]);
+    assert!(status(&rt)["lag"].is_null());
+    // One instance by name; another name is an error.
+    let out = twinsync(&rt, &["status", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"nope\" is running"));
+}
+
+/// Issue 15: `ERRORS 0` while the log showed errors.
+#[test]
+fn status_counts_the_errors_logged() {
+    let mut p = Pair::new();
+    let rt = p.dir.path().join("run");
+    let cfg = p.dir.path().join("pair.toml");
+    std::fs::write(&cfg, "exclude = [\"^skip\"]\n").unwrap();
+    p.envs.push(("TWINSYNC_RUNTIME_DIR".into(), rt.clone()));
+    p.start(&["--instance", "status-errors", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(status(&rt)["errors"], 0);
+    // A reload that fails is logged as an error, and counted.
+    std::fs::write(&cfg, "exclude = [\"(\"]\n").unwrap();
+    unsafe { libc::kill(p.child.as_ref().unwrap().id() as i32, libc::SIGHUP) };
+    eventually("the error logged", || {
+        p.log_text()
+            .contains("SIGHUP: keeping the current excludes")
+    });
+    eventually("the error counted", || status(&rt)["errors"] == 1);
+    let table = ok(&rt, &["status"]);
+    assert_eq!(column(&table, "ERRORS"), "1", "{table}");
+}
+
+/// Issue 15: `QUEUE 0` during a merge. The changes of the batch being
+/// applied are shown (a bandwidth limit keeps the merge running).
+#[test]
+fn status_shows_the_queue_during_a_merge() {
+    let mut p = Pair::new();
+    let rt = p.dir.path().join("run");
+    p.envs.push(("TWINSYNC_RUNTIME_DIR".into(), rt.clone()));
+    for i in 0..200 {
+        p.left.write(format!("m/{i:03}"), &[7u8; 10_000]);
+    }
+    p.spawn(&["--instance", "status-merge", "--bwlimit", "200"]);
+    let mut seen = None;
+    eventually("a merge with its queue shown", || {
+        let out = twinsync(&rt, &["status", "--json"]);
+        let Some(line) = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .map(String::from)
+        else {
+            return false;
+        };
+        let st: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let queued = st["queue"].as_u64().unwrap() + st["in_batch"].as_u64().unwrap_or(0);
+        if st["state"] == "merging" && queued > 0 {
+            seen = Some(queued);
+            return true;
+        }
+        false
+    });
+    let queued = seen.unwrap();
+    assert!(queued <= 200 + 1, "{queued}");
+    p.eventually_equal();
+}

@@ -2,13 +2,16 @@
 //! real inotify and real rsync. Each test gets its own temp dirs.
 //!
 //! Modules:
+//! - `agent_install`: a remote host without twinsync gets this binary as its agent;
 //! - `basic`: creates, writes, deletes, empty dirs, symlinks, modes, mtimes, both ways;
 //! - `moves`: renames and moves of files and directories, in, out and within the tree;
 //! - `echo`: nothing written by the sync comes back;
+//! - `bwlimit`: `--bwlimit` over ssh, inline both ways and by rsync;
 //! - `conflicts`: concurrent writers, conflict copies, trash;
 //! - `control`: `twinsync flush`, `pause`, `resume`, `conflicts` on a running instance;
 //! - `metrics`: `--metrics`, scraped live and checked by promtool;
 //! - `names`: odd file names;
+//! - `ocf`: the Pacemaker resource agent, by `ocf-tester` and as Pacemaker drives it;
 //! - `faults`: overflow, unreadable files, vanished roots, bad arguments;
 //! - `stop`: Ctrl-C to the process group, `kill -9` of the brain;
 //! - `fidelity`: sparse files, owners, fifos and devices, extended attributes,
@@ -25,8 +28,10 @@
 mod harness;
 mod sshd;
 
+mod agent_install;
 mod attacks;
 mod basic;
+mod bwlimit;
 mod conflicts;
 mod control;
 mod echo;
@@ -38,6 +43,7 @@ mod merge;
 mod metrics;
 mod moves;
 mod names;
+mod ocf;
 mod ops;
 mod remote;
 mod rootfs;

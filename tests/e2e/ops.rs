@@ -273,3 +273,53 @@ fn man_page_and_completions_are_generated() {
         .unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("_twinsync"));
 }
+
+/// Issue 15: at the default level (`-d 1`) live changes were silent and
+/// nothing said the pair was live. Now one line per applied batch, and one
+/// when the first merge is done.
+#[test]
+fn at_the_default_level_the_log_says_live_and_one_line_per_batch() {
+    let mut p = Pair::new();
+    p.left.write("a/one", b"1");
+    p.left.write("a/two", b"22");
+    let log = fs::File::create(&p.log).unwrap();
+    p.child = Some(
+        Command::new(bin())
+            .arg(&p.left.root)
+            .arg(&p.right.root)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    eventually("the live line", || {
+        p.log_text().contains("live: 3 entries in sync in ")
+    });
+    let text = p.log_text();
+    assert!(text.contains("; watching 2 directories"), "{text}");
+    // The merge's batch: two files and a directory made on the right.
+    assert!(
+        text.contains("synced L→R 2 files (3 B), 1 change"),
+        "{text}"
+    );
+    p.right.write("a/back", b"back!");
+    eventually("the batch line", || {
+        p.log_text().contains("synced R→L 1 file (5 B)")
+    });
+    assert_eq!(p.log_text().matches("live: ").count(), 1);
+    p.stop();
+}
+
+/// Issue 15: the man page had no FILES, CONFIGURATION or EXAMPLES section
+/// and referred to pages that do not exist.
+#[test]
+fn the_man_page_has_files_configuration_and_examples() {
+    let out = Command::new(bin()).arg("man").output().unwrap();
+    let man = String::from_utf8_lossy(&out.stdout);
+    for section in ["FILES", "CONFIGURATION", "EXAMPLES", "SEE ALSO"] {
+        assert!(man.contains(&format!("\n.SH {section}\n")), "{section}");
+    }
+    assert!(!man.contains("twinsync\\-flush(1)"), "{man}");
+}

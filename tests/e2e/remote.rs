@@ -113,10 +113,13 @@ fn sync_only_over_ssh() {
 fn a_missing_remote_agent_is_a_clear_error() {
     let Some(sshd) = Sshd::start() else { return };
     let p = remote_pair(&sshd);
-    let (st, err) = run_remote_once(&sshd, &p, "/nonexistent/twinsync", &[]);
+    // Without the copy of this binary (`agent_install`), there is no agent.
+    let (st, err) = run_remote_once(&sshd, &p, "/nonexistent/twinsync", &["--no-agent-install"]);
     assert_eq!(st.code(), Some(1));
     assert!(
-        err.contains("Is twinsync installed there") && err.contains("--remote-path"),
+        err.contains("/nonexistent/twinsync did not answer the handshake")
+            && err.contains("install twinsync")
+            && err.contains("--remote-path"),
         "{err}"
     );
 }
@@ -142,10 +145,20 @@ fn an_agent_of_another_protocol_version_is_refused_with_advice() {
     )
     .unwrap();
     fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let (st, err) = run_remote_once(&sshd, &p, &fake.display().to_string(), &[]);
+    let (st, err) = run_remote_once(
+        &sshd,
+        &p,
+        &fake.display().to_string(),
+        &["--no-agent-install"],
+    );
     assert_eq!(st.code(), Some(1));
     assert!(
-        err.contains("protocol 999") && err.contains("same version"),
+        err.contains("is twinsync 9.9.9, protocol 999")
+            && err.contains(&format!(
+                "install twinsync {} (protocol {})",
+                env!("CARGO_PKG_VERSION"),
+                twinsync_proto::PROTOCOL_VERSION
+            )),
         "{err}"
     );
 }

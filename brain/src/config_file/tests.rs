@@ -33,6 +33,7 @@ fn a_full_file_sets_every_key() {
 left = "/home/me/docs"
 right = "ssh://me@host:2222/srv/docs"
 remote_path = "/opt/twinsync/bin/twinsync"
+no_agent_install = true
 exclude = [
 '(^|/)\.git(/|$)',
 '\.swp$',
@@ -55,6 +56,7 @@ conflict_dir = ".twinsync/conflicts"
 max_delete_percent = 100
 ssh_config = "~/.ssh/config"
 metrics = "[::1]:9723"
+bwlimit = "1.5M"
 "#;
     let c = p(text).unwrap();
     assert_eq!(
@@ -64,6 +66,7 @@ metrics = "[::1]:9723"
             right: Some("ssh://me@host:2222/srv/docs".into()),
             remote_host: None,
             remote_path: Some("/opt/twinsync/bin/twinsync".into()),
+            no_agent_install: true,
             exclude: vec![r"(^|/)\.git(/|$)".into(), r"\.swp$".into()],
             tempfiles: Some(r"\.tmp$".into()),
             rsync_excludes: Some("/etc/twinsync/rsync-excludes".into()),
@@ -83,6 +86,7 @@ metrics = "[::1]:9723"
             conflict_copies: Some(ConflictPlace::StateDir),
             max_delete: Some(100),
             ssh_config: Some("~/.ssh/config".into()),
+            bwlimit: Some(1_572_864),
         }
     );
     // remote_host goes with a plain right path
@@ -153,6 +157,12 @@ fn a_wrong_type_says_what_was_expected_and_found() {
         err("rsync_extra = \"-L\"\n").2,
         "expected an array of strings, found \"-L\""
     );
+    assert_eq!(p("bwlimit = 500\n").unwrap().bwlimit, Some(512_000));
+    assert_eq!(p("bwlimit = 0\n").unwrap().bwlimit, Some(0));
+    assert!(err("bwlimit = \"fast\"\n")
+        .2
+        .ends_with("(\"500\", \"2M\"; 0: no limit), found \"fast\""));
+    assert!(err("bwlimit = true\n").2.ends_with("found true"));
     let (line, key, msg, _) = err("rsync_extra = [\n  \"-L\",\n  7,\n]\n");
     assert_eq!((line, key.as_str()), (3, "rsync_extra"));
     assert_eq!(msg, "expected an array of strings; element 2 is 7");
@@ -427,8 +437,11 @@ fn the_example_file_parses_and_documents_every_key() {
         max_delete,
         ssh_config,
         metrics,
+        bwlimit,
+        no_agent_install,
     } = c;
     assert!(left.is_some() && right.is_some() && remote_host.is_some());
+    assert_eq!(bwlimit, Some(5 << 20));
     assert!(remote_path.is_some() && !exclude.is_empty() && tempfiles.is_some());
     assert!(rsync_excludes.is_some() && !rsync_extra.is_empty() && !banned.is_empty());
     assert!(instance.is_some() && ssh_config.is_some() && metrics.is_some());
@@ -444,6 +457,7 @@ fn the_example_file_parses_and_documents_every_key() {
         Some(crate::options::DEFAULT_TEMPFILES)
     );
     assert!(![
+        no_agent_install,
         dry_run,
         sync_only,
         skip_initial_sync,

@@ -276,6 +276,27 @@ pub fn socket_addr<'de, D: Deserializer<'de>>(
     })
 }
 
+/// `bwlimit`: an integer (KiB/s, as rsync's `--bwlimit`) or a string with
+/// a suffix (`"500K"`, `"2M"`); bytes per second, 0 for no limit.
+///
+/// # Errors
+/// Anything else.
+pub fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    check(d, |f| {
+        let text = match &f {
+            Found::Str(s) => s.clone(),
+            Found::Int(n) if *n >= 0 => n.to_string(),
+            other => format!("{other}"),
+        };
+        twinsync_helpers::pace::parse_rate(&text)
+            .map(|r| Some(r.unwrap_or_default()))
+            .map_err(|e| match f {
+                Found::Str(_) => e,
+                other => e.replace(&format!("{text:?}"), &other.to_string()),
+            })
+    })
+}
+
 /// One of the names of a clap value enum (the same words as the flag takes).
 ///
 /// # Errors
