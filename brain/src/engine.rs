@@ -560,6 +560,18 @@ fn needs_compare(k: Option<&Known>, p: usize, x: &Sig) -> bool {
     })
 }
 
+/// The extended attributes to give an entry made or changed after `sig`
+/// when `sig` says it has none of those carried: the empty list (nothing to
+/// read on the source side, one round trip less for an attribute-only
+/// change). `None`: the executor reads them from the source.
+fn none_carried(sig: &Sig) -> Option<twinsync_proto::Xattrs> {
+    let scope = twinsync_proto::XattrScope::current();
+    (sig.xattrs.of(scope) == 0).then(|| twinsync_proto::Xattrs {
+        scope,
+        list: Vec::new(),
+    })
+}
+
 /// A content digest (BLAKE3).
 pub type Digest = [u8; 32];
 
@@ -1997,7 +2009,7 @@ impl Engine {
                 mode: Some(w.mode),
                 mtime_ns: Some(w.mtime_ns),
                 owner: w.owner(),
-                xattrs: None,
+                xattrs: none_carried(&w),
             });
             self.inflight[t.idx()].insert(path.clone(), self.known.get(&path).copied());
             self.k_insert(path, Known::new(w).with_stamp(t.other().idx(), w.stamp()));
@@ -2500,7 +2512,7 @@ impl Engine {
                 path: path.clone(),
                 mode: sig.mode,
                 owner: sig.owner(),
-                xattrs: None,
+                xattrs: none_carried(&sig),
             });
             b.trace(self.tracing, t, path, || format!("mkdir on {t}: {why}"));
         } else if attr_only {
@@ -2509,7 +2521,7 @@ impl Engine {
                 mode: Some(sig.mode),
                 mtime_ns: None,
                 owner: sig.owner(),
-                xattrs: None,
+                xattrs: none_carried(&sig),
             });
             b.trace(self.tracing, t, path, || {
                 format!("chmod {:o} on {t}: {why}", sig.mode)

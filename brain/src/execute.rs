@@ -111,19 +111,26 @@ fn note(
 
 /// Give the `SetAttr` and `Mkdir` operations of one side the extended
 /// attributes their entries have on the other side, `src` (the engine plans
-/// them without): read before any operation of the batch runs, as the
-/// engine saw them. An entry gone from the source keeps its attributes.
+/// them without, unless the source's signature says it has none): read
+/// before any operation of the batch runs, as the engine saw them. An entry
+/// gone from the source keeps its attributes.
 async fn with_xattrs(src: &Link, ops: &mut [Op]) -> Result<()> {
+    let unread = |op: &Op| {
+        matches!(
+            op,
+            Op::SetAttr { xattrs: None, .. } | Op::Mkdir { xattrs: None, .. }
+        )
+    };
     let paths: Vec<RelPath> = ops
         .iter()
-        .filter(|op| matches!(op, Op::SetAttr { .. } | Op::Mkdir { .. }))
+        .filter(|op| unread(op))
         .map(|op| op.target().clone())
         .collect();
     if paths.is_empty() {
         return Ok(());
     }
     let mut read = src.read_xattrs(paths).await?.into_iter();
-    for op in ops {
+    for op in ops.iter_mut().filter(|op| unread(op)) {
         if let Op::SetAttr { xattrs, .. } | Op::Mkdir { xattrs, .. } = op {
             *xattrs = read.next().flatten();
         }
