@@ -13,6 +13,7 @@ fn file(size: u64, mtime: i64) -> Sig {
         gid: 0,
         rdev: 0,
         nlink: 1,
+        allocated: 0,
         xattrs: Default::default(),
     }
 }
@@ -28,6 +29,7 @@ fn dir() -> Sig {
         gid: 0,
         rdev: 0,
         nlink: 1,
+        allocated: 0,
         xattrs: Default::default(),
     }
 }
@@ -929,6 +931,7 @@ fn a_directory_losing_a_conflict_kept_in_the_state_dir_takes_its_contents_along(
                 gid: 0,
                 rdev: 0,
                 nlink: 1,
+                allocated: 0,
                 xattrs: Default::default(),
             },
         )]),

@@ -16,9 +16,9 @@ use crate::link::Link;
 use crate::rsync::{self, End, RsyncOptions};
 use twinsync_helpers::pace::Pacer;
 
-/// Files up to this size travel inline between hosts.
+/// Files with up to this many bytes of data travel inline between hosts.
 const INLINE_MAX: u64 = 1 << 20;
-/// Bytes per inline read/write request.
+/// Bytes of data per inline read/write request.
 const INLINE_CHUNK: u64 = 8 << 20;
 /// Under `--bwlimit`, an inline request carries what the rate sends in
 /// about this long (its frame holds up the pings behind it), and a file
@@ -37,17 +37,33 @@ fn inline_sizes(bwlimit: Option<u64>) -> (u64, u64) {
     }
 }
 
-/// Group inline and helper copies into requests of at most `cap` bytes (a
-/// larger file goes alone).
+/// True when a copy between hosts travels inline over the agents' channel
+/// rather than by rsync: a file of little data, whatever its length. A
+/// file with holes travels as its data segments only (read with
+/// `SEEK_DATA`/`SEEK_HOLE`), so it goes inline when its allocation is up to
+/// one request's worth (`chunk`), where rsync would read its whole length
+/// and send every zero of it (a new file has no basis; `--sparse` spares
+/// the writes only). If its reader finds more data than a frame carries
+/// (filled meanwhile; a filesystem that reports no allocation), it goes by
+/// rsync after all. A dense file goes inline up to `inline_max`: above,
+/// rsync's delta transfer pays.
+fn goes_inline(sig: &Sig, inline_max: u64, chunk: u64) -> bool {
+    sig.size <= inline_max || (sig.has_holes() && sig.allocated <= chunk)
+}
+
+/// Group inline and helper copies into requests of at most `cap` bytes of
+/// data (a larger file goes alone; a file of unknown allocation counts its
+/// size, see [`Sig::data_size`]).
 fn inline_chunks(list: &[&Copy], cap: u64) -> Vec<Vec<Copy>> {
     let mut out = Vec::new();
     let (mut cur, mut bytes) = (Vec::new(), 0u64);
     for c in list {
-        if bytes + c.sig.size > cap && !cur.is_empty() {
+        let data = c.sig.data_size();
+        if bytes + data > cap && !cur.is_empty() {
             out.push(std::mem::take(&mut cur));
             bytes = 0;
         }
-        bytes += c.sig.size;
+        bytes += data;
         cur.push((*c).clone());
     }
     if !cur.is_empty() {
@@ -345,15 +361,16 @@ pub async fn execute(
             if list.is_empty() {
                 return Ok::<_, anyhow::Error>((written, missing, None));
             }
-            // Across hosts, small files travel inline over the agents' open
-            // channel (no new ssh session); large ones by rsync (delta
-            // transfer) through the same ssh connection's control socket.
-            let (inline, big): (Vec<usize>, Vec<usize>) = if all_local {
+            // Across hosts, files of little data travel inline over the
+            // agents' open channel (no new ssh session; holes not sent);
+            // large ones by rsync (delta transfer) through the same ssh
+            // connection's control socket.
+            let (inline, mut big): (Vec<usize>, Vec<usize>) = if all_local {
                 (Vec::new(), (0..list.len()).collect())
             } else if !rsync_opts.available {
                 ((0..list.len()).collect(), Vec::new())
             } else {
-                (0..list.len()).partition(|&i| list[i].sig.size <= inline_max)
+                (0..list.len()).partition(|&i| goes_inline(&list[i].sig, inline_max, chunk_cap))
             };
             let inline_refs: Vec<&Copy> = inline.iter().map(|&i| &list[i]).collect();
             let mut at = 0;
@@ -374,6 +391,13 @@ pub async fn execute(
                             files.push(f);
                             sent.push(i);
                         }
+                        // Sent inline for its holes, but it has more data
+                        // than a frame carries now (filled meanwhile, or a
+                        // filesystem that reports no allocation): rsync.
+                        Err(e) if c.sig.size > INLINE_MAX && rsync_opts.available => {
+                            debug!(to = %dst, path = %c.path, "not inline ({e}): by rsync");
+                            big.push(i);
+                        }
                         Err(e) => {
                             warn!(to = %dst, path = %c.path, "not copied: {e}");
                             missing.push(i);
@@ -387,7 +411,6 @@ pub async fn execute(
             if big.is_empty() {
                 return Ok((written, missing, None));
             }
-            let mut big = big;
             if let (true, End::Local(src_root)) = (all_local, &src_end) {
                 // Both roots here: the destination's helper copies every
                 // file from the other root itself (each path opened beneath
@@ -426,6 +449,7 @@ pub async fn execute(
             // `.twinsync/stage/`; its helper installs each one only if the
             // destination still holds what the engine planned against.
             let paths: Vec<&RelPath> = big.iter().map(|&i| &list[i].path).collect();
+            debug!(to = %dst, files = paths.len(), "copying by rsync");
             let mut out = rsync::copy_split(rsync_opts, &src_end, &dst_end, &paths).await?;
             // Staged paths are relative to the stage (`.twinsync/stage/`),
             // which only this request may look into.

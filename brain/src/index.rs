@@ -449,6 +449,7 @@ mod tests {
             gid: 0,
             rdev: 0,
             nlink: 1,
+            allocated: 0,
             xattrs: Default::default(),
         })
     }

@@ -644,8 +644,8 @@ impl Link {
 
     /// Read whole small files (for transfers to or from a remote replica),
     /// with the extended attributes carried. What the agent sends is data,
-    /// checked against what was asked: a file for another path, of another
-    /// size than its own signature says, not a regular file, or with
+    /// checked against what was asked: a file for another path, with data
+    /// beyond the size its own signature says, not a regular file, or with
     /// attributes outside the scope, is taken for an unreadable one.
     ///
     /// # Errors
@@ -843,8 +843,9 @@ fn check_paths(m: &FromAgent) -> std::result::Result<(), String> {
 }
 
 /// A read answer, checked against what was asked: a file for another path,
-/// of another size than its own signature says, or not a regular file, is
-/// taken for an unreadable one (never written anywhere).
+/// with data segments out of order or beyond the size its own signature
+/// says, or not a regular file, is taken for an unreadable one (never
+/// written anywhere).
 fn check_read(
     side: Side,
     asked: &[RelPath],
@@ -856,14 +857,14 @@ fn check_read(
             let f = r?;
             if &f.path != p
                 || f.sig.kind != twinsync_proto::Kind::File
-                || f.data.len() as u64 != f.sig.size
+                || !f.extents_valid()
                 || f.xattrs.scope != XattrScope::current()
                 || !f.xattrs.is_valid()
             {
                 return Err(format!(
-                    "the {side} agent answered a read of {p} with {} ({} bytes, {:?}): ignored",
+                    "the {side} agent answered a read of {p} with {} ({} bytes of data, {:?}): ignored",
                     f.path,
-                    f.data.len(),
+                    f.data_len(),
                     f.sig.kind
                 ));
             }
@@ -907,6 +908,7 @@ mod tests {
             gid: 0,
             rdev: 0,
             nlink: 1,
+            allocated: 0,
             xattrs: Default::default(),
         }
     }
@@ -954,10 +956,18 @@ mod tests {
 
     #[test]
     fn a_read_answered_for_another_path_or_size_is_not_taken() {
+        let at = |offset: u64, data: &[u8]| twinsync_proto::Extent {
+            offset,
+            data: serde_bytes::ByteBuf::from(data.to_vec()),
+        };
         let file = |p: &str, data: &[u8], s: Sig| {
             Ok(FileData {
                 path: p.into(),
-                data: serde_bytes::ByteBuf::from(data.to_vec()),
+                extents: if data.is_empty() {
+                    vec![]
+                } else {
+                    vec![at(0, data)]
+                },
                 sig: s,
                 xattrs: twinsync_proto::Xattrs::default(),
                 expect: twinsync_proto::Expect::Any,
@@ -972,7 +982,26 @@ mod tests {
         ];
         let r = check_read(Side::Left, &asked, got);
         assert!(r[0].is_err() && r[1].is_err() && r[2].is_err());
-        assert_eq!(r[3].as_ref().unwrap().data.as_slice(), b"ok");
+        assert_eq!(r[3].as_ref().unwrap().extents[0].data.as_slice(), b"ok");
+        // Segments out of order, overlapping, empty or past the size.
+        for extents in [
+            vec![at(5, b"b"), at(0, b"a")],
+            vec![at(0, b"aa"), at(1, b"b")],
+            vec![at(3, b"")],
+            vec![at(9, b"xy")],
+            vec![at(u64::MAX, b"x")],
+        ] {
+            let mut f = file("s", b"", sig(Kind::File, 10));
+            if let Ok(f) = &mut f {
+                f.extents = extents;
+            }
+            assert!(check_read(Side::Left, &["s".into()], vec![f])[0].is_err());
+        }
+        let mut sparse = file("s", b"", sig(Kind::File, 1 << 30));
+        if let Ok(f) = &mut sparse {
+            f.extents = vec![at(0, b"a"), at(1, b"b"), at((1 << 30) - 1, b"z")];
+        }
+        assert!(check_read(Side::Left, &["s".into()], vec![sparse])[0].is_ok());
         // Attributes outside the scope carried (root's, while owners are
         // not carried): refused, never written.
         let mut f = file("e", b"", sig(Kind::File, 0));

@@ -44,6 +44,11 @@ pub fn sig_of(md: &Metadata, xattrs: XattrDigest) -> Sig {
         gid: md.gid(),
         rdev: if kind.is_special() { md.rdev() } else { 0 },
         nlink: u32::try_from(md.nlink()).unwrap_or(u32::MAX),
+        allocated: if kind == Kind::File {
+            md.blocks() * 512
+        } else {
+            0
+        },
         xattrs,
     }
 }

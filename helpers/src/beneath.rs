@@ -152,6 +152,11 @@ pub fn sig_of_stat(st: &Stat, xattrs: XattrDigest) -> Sig {
         gid: st.st_gid,
         rdev: if kind.is_special() { st.st_rdev } else { 0 },
         nlink: u32::try_from(st.st_nlink).unwrap_or(u32::MAX),
+        allocated: if kind == Kind::File {
+            st.st_blocks as u64 * 512
+        } else {
+            0
+        },
         xattrs,
     }
 }

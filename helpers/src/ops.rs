@@ -8,6 +8,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -16,7 +17,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use twinsync_filter::{IGNORE_SUFFIX, STATE_DIR};
 
-use twinsync_proto::{Expect, FileData, Kind, Op, OpFail, OpResult, RelPath, Sig};
+use twinsync_proto::{Expect, Extent, FileData, Kind, Op, OpFail, OpResult, RelPath, Sig};
 
 use crate::beneath::{self, kind_of};
 
@@ -24,7 +25,8 @@ mod link;
 use crate::xattr::{self, Target};
 use twinsync_proto::{XattrDigest, XattrScope, Xattrs};
 
-/// Largest file carried inline in one frame (below the protocol's limit).
+/// Most bytes of data (holes not counted) of a file carried inline in one
+/// frame (below the protocol's limit).
 const INLINE_LIMIT: u64 = (twinsync_proto::MAX_FRAME as u64) * 3 / 4;
 
 /// Longest file name the kernel accepts.
@@ -928,34 +930,56 @@ impl Replica {
     }
 
     /// Read a whole regular file with its signature and its extended
-    /// attributes of `scope`.
+    /// attributes of `scope`: its data segments only (`SEEK_DATA`/
+    /// `SEEK_HOLE`: a sparse file's holes are neither read nor sent), at
+    /// most `INLINE_LIMIT` bytes of them.
     ///
     /// # Errors
-    /// Unsafe paths, missing or unreadable files, non-files.
+    /// Unsafe paths, missing or unreadable files, non-files, too much data.
     pub fn read_file(&self, rel: &RelPath, scope: XattrScope) -> Result<FileData, OpError> {
-        use std::io::Read;
+        let too_large = || OpError::Io {
+            what: "reading",
+            path: rel.clone(),
+            source: io::Error::other(
+                "too much data to carry in a frame: install rsync on both hosts",
+            ),
+        };
         for _ in 0..COPY_ATTEMPTS {
             let (f, st) = self.open_regular(rel, "reading")?;
             let (sig, xattrs) = read_version(&f, &st, scope).map_err(io_err("reading", rel))?;
-            if sig.size > INLINE_LIMIT {
-                return Err(OpError::Io {
-                    what: "reading",
-                    path: rel.clone(),
-                    source: io::Error::other(
-                        "too large to carry in a frame: install rsync on both hosts",
-                    ),
-                });
+            let segments =
+                crate::sparse::data_segments(&f, sig.size).map_err(io_err("reading", rel))?;
+            // Counted before anything is read: a large file with holes
+            // costs a few seeks to refuse.
+            if segments.iter().map(|s| s.1).sum::<u64>() > INLINE_LIMIT
+                || segments.len() > twinsync_proto::MAX_ITEMS
+            {
+                return Err(too_large());
             }
-            let mut data = Vec::with_capacity(usize::try_from(sig.size).unwrap_or(0));
-            (&f).take(INLINE_LIMIT)
-                .read_to_end(&mut data)
-                .map_err(io_err("reading", rel))?;
-            // One version, whole: the bytes read are those of the signature
-            // (a writer truncating or writing meanwhile: read again).
-            if !changed_since(&f, &st) && data.len() as u64 == sig.size {
+            let mut extents = Vec::with_capacity(segments.len());
+            let mut short = false;
+            for (offset, n) in segments {
+                let mut data = vec![0u8; usize::try_from(n).map_err(|_| too_large())?];
+                match f.read_exact_at(&mut data, offset) {
+                    Ok(()) => extents.push(Extent {
+                        offset,
+                        data: serde_bytes::ByteBuf::from(data),
+                    }),
+                    // Truncated meanwhile: read again.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        short = true;
+                        break;
+                    }
+                    Err(e) => return Err(io_err("reading", rel)(e)),
+                }
+            }
+            // One version, whole: the segments read are those of the
+            // signature (a writer truncating or writing meanwhile changes
+            // its size, mtime or ctime: read again).
+            if !short && !changed_since(&f, &st) {
                 return Ok(FileData {
                     path: rel.clone(),
-                    data: serde_bytes::ByteBuf::from(data),
+                    extents,
                     sig,
                     xattrs,
                     // The brain sets what the destination must hold.
@@ -966,16 +990,28 @@ impl Replica {
         Err(changing(rel))
     }
 
-    /// Write a whole file atomically: temp file under `.twinsync/tmp`,
-    /// owner, extended attributes, mode and mtime set, what it replaces
-    /// hard-linked into the trash, renamed into place. Returns the new
-    /// signature.
+    /// Write a whole file atomically: temp file under `.twinsync/tmp` of
+    /// the file's size with its data segments written at their offsets
+    /// (holes stay holes), owner, extended attributes, mode and mtime set,
+    /// what it replaces hard-linked into the trash, renamed into place.
+    /// Returns the new signature.
     ///
     /// # Errors
-    /// Unsafe paths, failing syscalls.
+    /// Unsafe paths, segments out of order or beyond the size, failing
+    /// syscalls.
     pub fn write_file(&self, f: &FileData) -> Result<Sig, OpError> {
+        if !f.extents_valid() {
+            return Err(OpError::Io {
+                what: "writing",
+                path: f.path.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "data segments out of order, overlapping or beyond the file's size",
+                ),
+            });
+        }
         self.put_file(&f.path, &f.sig, &f.xattrs, f.expect, |out| {
-            crate::sparse::write_bytes(out, &f.data)
+            crate::sparse::write_extents(out, f.sig.size, &f.extents)
         })
     }
 
@@ -1347,12 +1383,68 @@ pub fn clean_trash(state: &OwnedFd, days: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn replica() -> (tempfile::TempDir, Replica) {
         let d = tempfile::tempdir().unwrap();
         let r = Replica::open(d.path().to_path_buf()).unwrap();
         r.prepare().unwrap();
         (d, r)
+    }
+
+    /// A sparse file read for an inline copy is its data segments (the
+    /// frame about the size of the data), and written on the other side it
+    /// has the same bytes and keeps its holes; segments that do not fit
+    /// the size are refused before anything is written.
+    #[test]
+    fn a_sparse_file_travels_as_its_data_and_keeps_its_holes() {
+        let (_d, src) = replica();
+        let (_e, dst) = replica();
+        let len = 1u64 << 30;
+        let f = fs::File::create(src.root().join("img")).unwrap();
+        f.set_len(len).unwrap();
+        f.write_all_at(&[5u8; 300_000], 5 << 20).unwrap();
+        f.write_all_at(b"the end", len - 7).unwrap();
+        drop(f);
+        let rel = RelPath::from("img");
+        let read = src.read_file(&rel, XattrScope::Owner).unwrap();
+        assert_eq!(read.sig.size, len);
+        assert!(read.extents.len() >= 2 && read.extents_valid());
+        assert!(read.data_len() < 1 << 20, "{} bytes read", read.data_len());
+        let frame = twinsync_proto::encode(&read).len();
+        assert!(frame < (1 << 20), "a frame of {frame} bytes");
+        let sig = dst
+            .write_file(&FileData {
+                expect: Expect::Absent,
+                ..read.clone()
+            })
+            .unwrap();
+        assert_eq!(sig.size, len);
+        let out = fs::File::open(dst.root().join("img")).unwrap();
+        let md = out.metadata().unwrap();
+        assert!(
+            md.blocks() * 512 < 2 << 20,
+            "{} bytes allocated",
+            md.blocks() * 512
+        );
+        assert_eq!(sig.allocated, md.blocks() * 512);
+        let (mut a, mut b) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+        let src_file = fs::File::open(src.root().join("img")).unwrap();
+        for at in [0, 5 << 20, 500 << 20, len - (1 << 20)] {
+            src_file.read_exact_at(&mut a, at).unwrap();
+            out.read_exact_at(&mut b, at).unwrap();
+            assert!(a == b, "differ in the MiB at {at}");
+        }
+        let mut bad = read.clone();
+        bad.path = "bad".into();
+        bad.extents.reverse();
+        assert!(dst.write_file(&bad).is_err());
+        bad.extents = vec![Extent {
+            offset: len,
+            data: serde_bytes::ByteBuf::from(b"x".to_vec()),
+        }];
+        assert!(dst.write_file(&bad).is_err());
+        assert!(!dst.root().join("bad").exists());
     }
 
     /// A writer that opened the file before the install renamed over it
@@ -1601,8 +1693,11 @@ mod tests {
                 copied += 1;
             }
             if let Ok(f) = src.read_file(&rel, XattrScope::Owner) {
-                assert!(whole(&f.data), "read a torn version");
-                assert_eq!(f.sig.size, f.data.len() as u64);
+                // Dense: one segment at 0 (none when empty).
+                assert!(f.extents.len() <= 1 && f.extents.iter().all(|e| e.offset == 0));
+                let data = f.extents.first().map_or(&[][..], |e| e.data.as_slice());
+                assert!(whole(data), "read a torn version");
+                assert_eq!(f.sig.size, f.data_len());
                 read += 1;
             }
         }

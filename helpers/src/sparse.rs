@@ -1,41 +1,64 @@
 //! Copies that keep holes: a sparse file (a VM image, a database file, a
 //! core dump) arrives with the same holes, not as allocated zeros. From a
 //! file, the data segments are found with `SEEK_DATA`/`SEEK_HOLE` and copied
-//! with `copy_file_range` (in-kernel, no user-space buffer); from bytes
-//! (a file sent inline), blocks of zeros are skipped. The destination's
-//! length is set last, so trailing holes stay holes too.
+//! with `copy_file_range` (in-kernel, no user-space buffer). A file sent
+//! inline between hosts travels as the same segments (read by
+//! [`data_segments`], written by [`write_extents`] at their offsets into a
+//! file of the right length): its holes are neither read, sent nor
+//! written. The destination's length is set apart from its data, so
+//! trailing holes stay holes too.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 
 use rustix::fs::SeekFrom;
+use twinsync_proto::Extent;
 
 /// Blocks of zeros at least this long (and aligned to it) are left as holes.
 const BLOCK: usize = 4096;
+
+/// The data segments of `f` (of length `len`), as (offset, length) in
+/// ascending order, found with `SEEK_DATA`/`SEEK_HOLE`: everything else is
+/// a hole. On a filesystem without them, all of it from where they fail.
+///
+/// # Errors
+/// None but those of `lseek` itself (kept for the callers' `?`).
+pub fn data_segments(f: &File, len: u64) -> io::Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < len {
+        let data = match rustix::fs::seek(f, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            // No data after `pos`: the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => break,
+            // A filesystem without SEEK_DATA: data from here.
+            Err(_) => pos,
+        };
+        if data >= len {
+            break;
+        }
+        let hole = rustix::fs::seek(f, SeekFrom::Hole(data))
+            .unwrap_or(len)
+            .clamp(data, len);
+        if hole == data {
+            // Written meanwhile (the caller notices the new version): no
+            // endless loop on it.
+            break;
+        }
+        out.push((data, hole - data));
+        pos = hole;
+    }
+    Ok(out)
+}
 
 /// Copy all of `from` (of length `len`) into the empty `to`, keeping holes.
 ///
 /// # Errors
 /// Failing reads or writes.
 pub fn copy_file(from: &File, to: &File, len: u64) -> io::Result<()> {
-    let mut pos = 0u64;
-    while pos < len {
-        let data = match rustix::fs::seek(from, SeekFrom::Data(pos)) {
-            Ok(d) => d,
-            // No data after `pos`: the rest is a hole.
-            Err(rustix::io::Errno::NXIO) => break,
-            // A filesystem without SEEK_DATA: copy everything from here.
-            Err(_) => pos,
-        };
-        if data >= len {
-            break;
-        }
-        let hole = rustix::fs::seek(from, SeekFrom::Hole(data))
-            .unwrap_or(len)
-            .min(len);
-        copy_range(from, to, data, hole - data)?;
-        pos = hole;
+    for (at, n) in data_segments(from, len)? {
+        copy_range(from, to, at, n)?;
     }
     to.set_len(len)
 }
@@ -82,14 +105,28 @@ fn copy_range_by_hand(from: &File, to: &File, mut at: u64, mut left: u64) -> io:
     Ok(())
 }
 
-/// Write `data` into the empty `to`, leaving aligned blocks of zeros as
-/// holes.
+/// Fill the empty `to` with the data segments of a file sent inline (see
+/// [`twinsync_proto::FileData::extents`]), `len` long: its length set
+/// first, then each segment written at its offset, blocks of zeros in them
+/// left as holes too (a dense file of zeros arrives sparse, as with
+/// `rsync --sparse`). The caller checked the segments
+/// ([`twinsync_proto::FileData::extents_valid`]).
 ///
 /// # Errors
 /// Failing writes.
-pub fn write_bytes(mut to: &File, data: &[u8]) -> io::Result<()> {
+pub fn write_extents(to: &File, len: u64, extents: &[Extent]) -> io::Result<()> {
+    to.set_len(len)?;
+    for e in extents {
+        write_segment(to, e.offset, &e.data)?;
+    }
+    Ok(())
+}
+
+/// Write `data` at `at` into `to` (zeros there), leaving blocks of zeros
+/// unwritten: holes.
+fn write_segment(to: &File, at: u64, data: &[u8]) -> io::Result<()> {
     if data.len() < 2 * BLOCK {
-        return to.write_all(data);
+        return to.write_all_at(data, at);
     }
     let mut start = None;
     for (i, block) in data.chunks(BLOCK).enumerate() {
@@ -97,16 +134,16 @@ pub fn write_bytes(mut to: &File, data: &[u8]) -> io::Result<()> {
         match (zero, start) {
             (false, None) => start = Some(i * BLOCK),
             (true, Some(s)) => {
-                to.write_all_at(&data[s..i * BLOCK], s as u64)?;
+                to.write_all_at(&data[s..i * BLOCK], at + s as u64)?;
                 start = None;
             }
             _ => {}
         }
     }
     if let Some(s) = start {
-        to.write_all_at(&data[s..], s as u64)?;
+        to.write_all_at(&data[s..], at + s as u64)?;
     }
-    to.set_len(data.len() as u64)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -151,16 +188,66 @@ mod tests {
             std::fs::read(d.path().join("d")).unwrap(),
         );
         assert!(a == b);
+    }
 
-        let inline = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(d.path().join("i"))
-            .unwrap();
-        write_bytes(&inline, &a[..(8 << 20)]).unwrap();
-        assert!(allocated(&inline) < 1 << 20);
-        assert!(std::fs::read(d.path().join("i")).unwrap() == a[..(8 << 20)]);
+    #[test]
+    fn extents_read_then_written_are_the_file_with_its_holes() {
+        let d = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(d.path().join(name))
+                .unwrap()
+        };
+        let src = open("s");
+        let len = 1u64 << 30;
+        src.set_len(len).unwrap();
+        // Two runs of data; the second holds a megabyte of zeros.
+        src.write_all_at(&[7u8; 300_000], 3 << 20).unwrap();
+        let mut run = vec![9u8; 3 << 20];
+        run[1 << 20..2 << 20].fill(0);
+        src.write_all_at(&run, 700 << 20).unwrap();
+        let segs = data_segments(&src, len).unwrap();
+        let data: u64 = segs.iter().map(|s| s.1).sum();
+        assert!(
+            (300_000 + (3 << 20)..(4 << 20) + 16 * 4096).contains(&data),
+            "{segs:?}"
+        );
+        let extents: Vec<Extent> = segs
+            .iter()
+            .map(|&(at, n)| {
+                let mut buf = vec![0u8; usize::try_from(n).unwrap()];
+                src.read_exact_at(&mut buf, at).unwrap();
+                Extent {
+                    offset: at,
+                    data: serde_bytes::ByteBuf::from(buf),
+                }
+            })
+            .collect();
+        let dst = open("d");
+        write_extents(&dst, len, &extents).unwrap();
+        assert_eq!(dst.metadata().unwrap().len(), len);
+        // The zeros inside the second run are left as a hole too.
+        assert!(
+            allocated(&dst) < (3 << 20) + (64 << 10),
+            "{} bytes allocated",
+            allocated(&dst)
+        );
+        let (mut a, mut b) = (vec![0u8; 4 << 20], vec![0u8; 4 << 20]);
+        for at in [0, 2 << 20, 698 << 20, 700 << 20, len - (4 << 20)] {
+            src.read_exact_at(&mut a, at).unwrap();
+            dst.read_exact_at(&mut b, at).unwrap();
+            assert!(a == b, "differ in the 4 MiB at {at}");
+        }
+        // A file of holes only: no segment, and its length alone.
+        let empty = open("e");
+        empty.set_len(len).unwrap();
+        assert!(data_segments(&empty, len).unwrap().is_empty());
+        let copy = open("c");
+        write_extents(&copy, len, &[]).unwrap();
+        assert_eq!((copy.metadata().unwrap().len(), allocated(&copy)), (len, 0));
     }
 }

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use twinsync_proto::{
-    encode, read_frame, AgentOptions, Expect, FileData, FromAgent, Kind, Op, RelPath, Request, Sig,
-    Stamp, ToAgent, Xattr, XattrScope, Xattrs, MAGIC, PROTOCOL_VERSION,
+    encode, read_frame, AgentOptions, Expect, Extent, FileData, FromAgent, Kind, Op, RelPath,
+    Request, Sig, Stamp, ToAgent, Xattr, XattrScope, Xattrs, MAGIC, PROTOCOL_VERSION,
 };
 
 #[derive(Clone, Default)]
@@ -83,6 +83,7 @@ fn sig() -> impl Strategy<Value = Sig> {
         gid: 0,
         rdev: 0,
         nlink: 1,
+        allocated: 0,
         xattrs: Default::default(),
     })
 }
@@ -168,14 +169,24 @@ fn op() -> impl Strategy<Value = Op> {
 fn request(root: &'static str) -> impl Strategy<Value = Request> {
     let file = (
         path(),
-        proptest::collection::vec(any::<u8>(), 0..16),
+        // Segments in and out of order, empty, past the size.
+        proptest::collection::vec(
+            (0u64..24, proptest::collection::vec(any::<u8>(), 0..8)),
+            0..3,
+        ),
         sig(),
         xattrs(),
         expect(),
     )
-        .prop_map(|(path, data, sig, xattrs, expect)| FileData {
+        .prop_map(|(path, extents, sig, xattrs, expect)| FileData {
             path,
-            data: serde_bytes::ByteBuf::from(data),
+            extents: extents
+                .into_iter()
+                .map(|(offset, data)| Extent {
+                    offset,
+                    data: serde_bytes::ByteBuf::from(data),
+                })
+                .collect(),
             sig,
             xattrs,
             expect,
@@ -327,6 +338,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
         gid: 0,
         rdev: 0,
         nlink: 1,
+        allocated: 0,
         xattrs: Default::default(),
     };
     let pwn = Xattrs {
@@ -344,7 +356,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
     };
     let file = |path: &str| FileData {
         path: p(path),
-        data: serde_bytes::ByteBuf::from(b"pwn".to_vec()),
+        extents: Extent::dense(b"pwn".to_vec()),
         sig,
         xattrs: pwn.clone(),
         expect: Expect::Any,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use twinsync_helpers::Replica;
-use twinsync_proto::{Expect, FileData, Kind, RelPath, Sig};
+use twinsync_proto::{Expect, Extent, FileData, Kind, RelPath, Sig};
 
 /// Per resolution method (openat2, then the no-follow walk).
 const RUN: Duration = Duration::from_millis(1500);
@@ -106,6 +106,7 @@ fn race(openat2: bool) {
         gid: 0,
         rdev: 0,
         nlink: 1,
+        allocated: 0,
         xattrs: Default::default(),
     };
     // Attributes are set through the same resolution as everything else.
@@ -122,7 +123,7 @@ fn race(openat2: bool) {
         let p = |s: &str| RelPath::from(s);
         let file = FileData {
             path: p("d/f"),
-            data: serde_bytes::ByteBuf::from(b"pwn".to_vec()),
+            extents: Extent::dense(b"pwn".to_vec()),
             sig: sig(3),
             xattrs: xattrs.clone(),
             expect: Expect::Any,
@@ -155,7 +156,9 @@ fn race(openat2: bool) {
         refused += results.iter().filter(|e| e.is_some()).count() as u64;
         for rel in ["d/f", "d/g", "d/a", "d/x"] {
             if let Ok(f) = r.read_file(&p(rel), twinsync_proto::XattrScope::Owner) {
-                read_outside += u64::from(f.data.as_slice() == b"outside");
+                read_outside += u64::from(
+                    f.extents.first().map(|e| e.data.as_slice()) == Some(&b"outside"[..]),
+                );
             }
             ops += 1;
         }

@@ -37,7 +37,7 @@ pub use xattr::{Xattr, XattrDigest, XattrScope, Xattrs};
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 /// The largest frame either side accepts or sends (64 MiB); a bigger answer
 /// is refused with an error, never sent (nor a panic).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -115,6 +115,13 @@ pub struct Sig {
     /// ([`Sig::same_content`]): the brain keeps the names of one inode
     /// together on both sides (see [`Op::Link`]).
     pub nlink: u32,
+    /// Bytes allocated on disk (`st_blocks * 512`): less than `size` for a
+    /// file with holes. Not part of its content (the destination's
+    /// filesystem allocates as it likes); the brain routes a copy by it
+    /// (see [`Sig::data_size`]). Last, and 0 when absent, so an index
+    /// written before it still loads.
+    #[serde(default)]
+    pub allocated: u64,
 }
 
 /// Whether owners and groups are part of an entry's state in this process
@@ -190,6 +197,27 @@ impl Sig {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         Stamp(z.max(1))
+    }
+
+    /// At most how many bytes of data a copy of this file carries: its
+    /// size, or less when it has holes (its allocation; none allocated is
+    /// taken for unknown, as some filesystems report every file, and means
+    /// its size). A guess from the stat, for routing only: what is sent is
+    /// what the reader finds (see [`FileData::extents`]).
+    #[must_use]
+    pub fn data_size(&self) -> u64 {
+        if self.allocated == 0 {
+            self.size
+        } else {
+            self.size.min(self.allocated)
+        }
+    }
+
+    /// True when the file may have holes: fewer bytes allocated than its
+    /// size (none at all: all holes, or a filesystem that does not say).
+    #[must_use]
+    pub fn has_holes(&self) -> bool {
+        self.allocated < self.size
     }
 
     /// True when the owners and groups are equal, or not carried (see
@@ -595,19 +623,73 @@ impl Op {
     }
 }
 
-/// A whole file carried inline.
+/// A whole file carried inline: its data segments, the rest holes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileData {
     /// Path relative to the root.
     pub path: RelPath,
-    /// The content.
-    pub data: serde_bytes::ByteBuf,
-    /// Its signature when read (mode and mtime are applied on write).
+    /// Its data, as segments in ascending order of offset, not
+    /// overlapping, non-empty, within `sig.size`; every byte outside them (and after the
+    /// last, up to `sig.size`: the apparent size) is a hole, read as zero.
+    /// A dense file is one segment at 0, an empty one none.
+    #[serde(deserialize_with = "bounded::vec")]
+    pub extents: Vec<Extent>,
+    /// Its signature when read (size, mode and mtime are applied on write).
     pub sig: Sig,
     /// Its extended attributes when read (set on write).
     pub xattrs: Xattrs,
     /// What the destination must hold right before the file replaces it.
     pub expect: Expect,
+}
+
+impl FileData {
+    /// The bytes of data carried (the holes not counted).
+    #[must_use]
+    pub fn data_len(&self) -> u64 {
+        self.extents.iter().map(|e| e.data.len() as u64).sum()
+    }
+
+    /// True when the segments are as [`FileData::extents`] says: in order,
+    /// not overlapping, non-empty and within the file's size (what a reader may
+    /// trust and a writer must check before it writes anything).
+    #[must_use]
+    pub fn extents_valid(&self) -> bool {
+        let mut next = 0u64;
+        for e in &self.extents {
+            let Some(end) = e.offset.checked_add(e.data.len() as u64) else {
+                return false;
+            };
+            if e.data.is_empty() || e.offset < next || end > self.sig.size {
+                return false;
+            }
+            next = end;
+        }
+        true
+    }
+}
+
+/// One data segment of a file sent inline (see [`FileData::extents`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extent {
+    /// Where it starts in the file.
+    pub offset: u64,
+    /// Its bytes.
+    pub data: serde_bytes::ByteBuf,
+}
+
+impl Extent {
+    /// The segments of a dense file holding `data`: one at 0, none when
+    /// it is empty.
+    #[must_use]
+    pub fn dense(data: Vec<u8>) -> Vec<Extent> {
+        if data.is_empty() {
+            return Vec::new();
+        }
+        vec![Extent {
+            offset: 0,
+            data: serde_bytes::ByteBuf::from(data),
+        }]
+    }
 }
 
 /// Why an operation did not act.

@@ -148,6 +148,7 @@ fn sig(mode: u32, size: u64) -> Sig {
         gid: 0,
         rdev: 0,
         nlink: 1,
+        allocated: 0,
         xattrs: Default::default(),
     }
 }
@@ -155,7 +156,7 @@ fn sig(mode: u32, size: u64) -> Sig {
 fn file(path: &str, data: &[u8], mode: u32) -> FileData {
     FileData {
         path: path.into(),
-        data: serde_bytes::ByteBuf::from(data.to_vec()),
+        extents: twinsync_proto::Extent::dense(data.to_vec()),
         sig: sig(mode, data.len() as u64),
         xattrs: Default::default(),
         expect: Expect::Any,

@@ -48,6 +48,7 @@ fn tamper(mode: &str, m: FromAgent, reads: &Mutex<Vec<u64>>, n: &mut u64) -> Vec
         gid: 0,
         rdev: 0,
         nlink: 1,
+        allocated: 0,
         xattrs: Default::default(),
     };
     match (mode, m) {
@@ -93,7 +94,11 @@ fn tamper(mode: &str, m: FromAgent, reads: &Mutex<Vec<u64>>, n: &mut u64) -> Vec
                         if mode == "read-path" {
                             f.path = escape.into();
                         } else {
-                            f.data.extend_from_slice(b" and more");
+                            // Data past the size its signature says.
+                            f.extents.push(twinsync_proto::Extent {
+                                offset: f.sig.size,
+                                data: serde_bytes::ByteBuf::from(b" and more".to_vec()),
+                            });
                         }
                         f
                     })

@@ -129,6 +129,7 @@ impl Node {
                 gid: 0,
                 rdev: 0,
                 nlink: 1,
+                allocated: 0,
                 xattrs: Default::default(),
             },
             Node::File {
@@ -150,6 +151,7 @@ impl Node {
                 gid: 0,
                 rdev: 0,
                 nlink: 1,
+                allocated: 0,
                 xattrs: Default::default(),
             },
             Node::Symlink {
@@ -168,6 +170,7 @@ impl Node {
                 gid: 0,
                 rdev: 0,
                 nlink: 1,
+                allocated: 0,
                 xattrs: Default::default(),
             },
         }

@@ -499,6 +499,7 @@ mod tests {
             gid: 0,
             rdev: 0,
             nlink,
+            allocated: 0,
             xattrs: Default::default(),
         }
     }
