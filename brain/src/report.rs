@@ -116,6 +116,7 @@ mod tests {
             gid: 0,
             rdev: 0,
             nlink: 1,
+            allocated: 0,
             xattrs: Default::default(),
         };
         let mut known = BTreeMap::new();
