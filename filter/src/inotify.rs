@@ -587,7 +587,14 @@ impl EventLoop {
                                     self.created(&to, &mut out)?;
                                 }
                             }
-                            Ok(None) => out.push(Event::Removed { path }),
+                            Ok(None) => {
+                                // Gone from its new name already, or its new
+                                // directory was moved on (a rename into a
+                                // directory renamed right after): a listing
+                                // of where that directory went reports it.
+                                w.table.lock().expect("watch table").vanished(to);
+                                out.push(Event::Removed { path });
+                            }
                             Err(e) => out.push(Event::Error {
                                 path: to,
                                 message: e.to_string(),

@@ -822,8 +822,10 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
 
     let fail = |brain: &Brain, what: &str, details: &str| -> String {
         let kept = base.display();
+        // Every operation, for a look at what the report leaves out.
+        let _ = std::fs::write(base.join("operations.log"), log.last(usize::MAX) + "\n");
         format!(
-            "\n=== campaign FAILED: seed={seed} mode={} fs={} ===\n{what}\n{details}\n{}--- last 50 operations (of {}) ---\n{}\n--- brain log tail ---\n{}\n--- run dir: {kept} (kept) ---\nreplay: {}\n",
+            "\n=== campaign FAILED: seed={seed} mode={} fs={} ===\n{what}\n{details}\n{}--- last 50 operations (of {}) ---\n{}\n--- brain log tail ---\n{}\n--- run dir: {kept} (kept; every operation in operations.log) ---\nreplay: {}\n",
             mode.name(),
             if tmpfs { "tmpfs" } else { "disk" },
             log.history_of(&format!("{what}\n{details}")),
