@@ -85,9 +85,56 @@ pub struct Trace {
     pub side: Side,
     /// The path.
     pub path: RelPath,
-    /// The decision and its reason, e.g. `dropped: echo of our write`
-    /// (borrowed for the fixed ones: no allocation per event).
-    pub decision: std::borrow::Cow<'static, str>,
+    /// What was decided.
+    pub verdict: Verdict,
+    /// Why, in words (borrowed for the fixed ones: no allocation per
+    /// event), e.g. `the indexed version: what we wrote or already synced`.
+    pub reason: std::borrow::Cow<'static, str>,
+}
+
+/// What the engine decided about a report or a path: the runner counts and
+/// logs it, tests compare it (never its wording).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The report shows the brain's own write (or the synced state): dropped.
+    Echo,
+    /// Dropped for another reason (excluded, stale, not synced).
+    Dropped,
+    /// Kept until the running batch's answers tell what it reports.
+    Held,
+    /// A change queued for the next plan.
+    Queued,
+    /// Merged into a change already queued.
+    Coalesced,
+    /// A fact noted: a mark, a rescan needed, an error, the root gone.
+    Noted,
+    /// An action of a planned batch (a copy, a move, a conflict).
+    Planned,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Echo => "dropped: echo",
+            Verdict::Dropped => "dropped",
+            Verdict::Held => "held",
+            Verdict::Queued => "queued",
+            Verdict::Coalesced => "coalesced",
+            Verdict::Noted => "noted",
+            Verdict::Planned => "planned",
+        })
+    }
+}
+
+impl std::fmt::Display for Trace {
+    /// The decision as the log shows it: `held: while the running batch
+    /// writes there`; a planned action is its reason alone.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.verdict {
+            Verdict::Planned => f.write_str(&self.reason),
+            v => write!(f, "{v}: {}", self.reason),
+        }
+    }
 }
 
 impl Trace {
@@ -96,19 +143,21 @@ impl Trace {
     pub fn new(
         side: Side,
         path: &RelPath,
-        decision: impl Into<std::borrow::Cow<'static, str>>,
+        verdict: Verdict,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
     ) -> Trace {
         Trace {
             side,
             path: path.clone(),
-            decision: decision.into(),
+            verdict,
+            reason: reason.into(),
         }
     }
 
     /// True when the event was dropped as an echo of the brain's own write.
     #[must_use]
     pub fn is_echo(&self) -> bool {
-        self.decision.starts_with("dropped: echo")
+        self.verdict == Verdict::Echo
     }
 }
 
@@ -116,7 +165,8 @@ impl Batch {
     /// Record a decision, when tracing (the text is only built then).
     fn trace(&mut self, on: bool, side: Side, path: &RelPath, decision: impl FnOnce() -> String) {
         if on {
-            self.traces.push(Trace::new(side, path, decision()));
+            self.traces
+                .push(Trace::new(side, path, Verdict::Planned, decision()));
         }
     }
 }
@@ -1122,18 +1172,23 @@ impl Engine {
     pub fn on_event(&mut self, side: Side, ev: Event) -> Trace {
         self.epoch += 1;
         let p = side.idx();
-        let trace = |path: &RelPath, d: std::borrow::Cow<'static, str>| Trace::new(side, path, d);
+        let trace = |path: &RelPath, (v, d): (Verdict, std::borrow::Cow<'static, str>)| {
+            Trace::new(side, path, v, d)
+        };
         match ev {
             Event::Changed { path, sig } => {
                 if self.excludes.excluded(&path) {
-                    return trace(&path, "dropped: excluded".into());
+                    return trace(&path, (Verdict::Dropped, "excluded".into()));
                 }
                 if sig.kind.unsynced() {
                     return trace(
                         &path,
-                        "dropped: not synced (a socket, or a device while owners are not \
+                        (
+                            Verdict::Dropped,
+                            "not synced (a socket, or a device while owners are not \
                          carried)"
-                            .into(),
+                                .into(),
+                        ),
                     );
                 }
                 if self.holds(p, &path, &sig) {
@@ -1143,13 +1198,19 @@ impl Engine {
                     });
                     return trace(
                         &path,
-                        "held: may report the running batch's own write (decided after it)".into(),
+                        (
+                            Verdict::Held,
+                            "may report the running batch's own write (decided after it)".into(),
+                        ),
                     );
                 }
                 let Some(path) = self.through_fences(p, path.clone(), Some(sig.ctime_ns)) else {
                     return trace(
                         &path,
-                        "dropped: reports an entry from before our batch trashed it".into(),
+                        (
+                            Verdict::Dropped,
+                            "reports an entry from before our batch trashed it".into(),
+                        ),
                     );
                 };
                 if let Some(&(ct, ino)) = self.installed_ctime[p].get(&path) {
@@ -1182,15 +1243,17 @@ impl Engine {
                                         .or_insert(Some(now));
                                     return trace(
                                         &path,
-                                        "queued: maybe changed before our write there (content to compare)"
-                                            .into(),
+                                        (Verdict::Queued, "maybe changed before our write there (content to compare)".into()),
                                     );
                                 }
                             }
                         }
                         return trace(
                             &path,
-                            "dropped: reports a state older than our write there".into(),
+                            (
+                                Verdict::Dropped,
+                                "reports a state older than our write there".into(),
+                            ),
                         );
                     }
                     if sig.ctime_ns > ct {
@@ -1210,10 +1273,10 @@ impl Engine {
                     if judged == Judged::Same {
                         // Back to the synced state (e.g. the last step of our own write).
                         self.pending[p].state.remove(&path);
-                        return trace(&path, "dropped: echo (back to the ledger's state)".into());
+                        return trace(&path, (Verdict::Echo, "back to the ledger's state".into()));
                     }
                     *slot = Some(sig);
-                    return trace(&path, "coalesced with a queued change".into());
+                    return trace(&path, (Verdict::Coalesced, "with a queued change".into()));
                 }
                 if judged == Judged::Same && after_ours && sig.kind == Kind::File {
                     // Reported after every report of our write there, yet
@@ -1225,8 +1288,11 @@ impl Engine {
                     self.pending[p].state.insert(path.clone(), Some(sig));
                     return trace(
                         &path,
-                        "queued: reported after our write there with its stamp (content to compare)"
-                            .into(),
+                        (
+                            Verdict::Queued,
+                            "reported after our write there with its stamp (content to compare)"
+                                .into(),
+                        ),
                     );
                 }
                 if judged == Judged::Same {
@@ -1239,15 +1305,17 @@ impl Engine {
                     }
                     return trace(
                         &path,
-                        "dropped: echo (the indexed version: what we wrote or already synced)"
-                            .into(),
+                        (
+                            Verdict::Echo,
+                            "the indexed version: what we wrote or already synced".into(),
+                        ),
                     );
                 }
                 if let Some(Some(prev)) = self.inflight[p].get(&path) {
                     if judge(Some(prev), p, &sig) == Judged::Same {
                         return trace(
                             &path,
-                            "dropped: echo (state before our in-flight write)".into(),
+                            (Verdict::Echo, "state before our in-flight write".into()),
                         );
                     }
                 }
@@ -1255,28 +1323,34 @@ impl Engine {
                 if judged == Judged::Suspect {
                     trace(
                         &path,
-                        "queued: maybe changed (same size and mtime, another version: \
+                        (
+                            Verdict::Queued,
+                            "maybe changed (same size and mtime, another version: \
                          content to compare)"
-                            .into(),
+                                .into(),
+                        ),
                     )
                 } else {
-                    trace(&path, "queued: changed".into())
+                    trace(&path, (Verdict::Queued, "changed".into()))
                 }
             }
             Event::Removed { path } => {
                 if self.excludes.excluded(&path) {
-                    return trace(&path, "dropped: excluded".into());
+                    return trace(&path, (Verdict::Dropped, "excluded".into()));
                 }
                 if !self.deferred[p].is_empty()
                     || ancestors(&path, true).any(|a| self.leaving[p].contains(&a))
                 {
                     self.deferred[p].push(Event::Removed { path: path.clone() });
-                    return trace(&path, "held: after a held event".into());
+                    return trace(&path, (Verdict::Held, "after a held event".into()));
                 }
                 if self.older_gone[p].remove(&path) {
                     return trace(
                         &path,
-                        "dropped: removal of an entry older than our write there".into(),
+                        (
+                            Verdict::Dropped,
+                            "removal of an entry older than our write there".into(),
+                        ),
                     );
                 }
                 if !self.vanished[p].is_empty() && !path.is_root() {
@@ -1294,7 +1368,7 @@ impl Engine {
                         Some(moved) if moved != path && here(self, &moved) => {
                             return self.on_event(side, Event::Removed { path: moved });
                         }
-                        _ => return trace(&path, "dropped: echo (not in the ledger)".into()),
+                        _ => return trace(&path, (Verdict::Echo, "not in the ledger".into())),
                     }
                 }
                 self.unlink_siblings(p, &path);
@@ -1302,7 +1376,7 @@ impl Engine {
                 let known_here = self.view_any_within(p, &path);
                 let queued: Vec<RelPath> = keys_within(&self.pending[p].state, &path);
                 if !known_here && queued.is_empty() {
-                    return trace(&path, "dropped: echo (not in the ledger)".into());
+                    return trace(&path, (Verdict::Echo, "not in the ledger".into()));
                 }
                 for k in queued {
                     // Still queued as gone when the view has it (the other
@@ -1318,7 +1392,7 @@ impl Engine {
                 if known_here {
                     self.pending[p].state.insert(path.clone(), None);
                 }
-                trace(&path, "queued: removed".into())
+                trace(&path, (Verdict::Queued, "removed".into()))
             }
             Event::Moved { from, to, sig } => {
                 let leaving =
@@ -1333,12 +1407,15 @@ impl Engine {
                     // land after the rename, in a directory made again.)
                     let t = to.clone();
                     self.deferred[p].push(Event::Moved { from, to, sig });
-                    return trace(&t, "held: while the running batch writes there".into());
+                    return trace(
+                        &t,
+                        (Verdict::Held, "while the running batch writes there".into()),
+                    );
                 }
                 let from_x = self.excludes.excluded(&from);
                 let to_x = self.excludes.excluded(&to);
                 if from_x && to_x {
-                    return trace(&to, "dropped: excluded".into());
+                    return trace(&to, (Verdict::Dropped, "excluded".into()));
                 }
                 if to_x {
                     return self.on_event(side, Event::Removed { path: from });
@@ -1352,7 +1429,13 @@ impl Engine {
                 if to.is_within(&from) || from.is_within(&to) {
                     // Not a rename a file system makes: do not guess.
                     self.pending[p].rescan = true;
-                    return trace(&to, format!("moved from {from} into itself: rescan").into());
+                    return trace(
+                        &to,
+                        (
+                            Verdict::Noted,
+                            format!("moved from {from} into itself: rescan").into(),
+                        ),
+                    );
                 }
                 // A rename made before the batches moved away or trashed
                 // what it names: the ends are where those entries are now.
@@ -1387,7 +1470,13 @@ impl Engine {
                     // Moved out of what is in the trash now: new here.
                     (None, Some(t)) => return self.on_event(side, Event::Changed { path: t, sig }),
                     (None, None) => {
-                        return trace(&to, "dropped: moved within what our batch trashed".into())
+                        return trace(
+                            &to,
+                            (
+                                Verdict::Dropped,
+                                "moved within what our batch trashed".into(),
+                            ),
+                        )
                     }
                 };
                 self.groups[p].rekey(&from, &to);
@@ -1442,7 +1531,10 @@ impl Engine {
                     }
                     return trace(
                         &to,
-                        format!("dropped: moved from {from}, already listed").into(),
+                        (
+                            Verdict::Dropped,
+                            format!("moved from {from}, already listed").into(),
+                        ),
                     );
                 }
                 // What the batches installed below the source after the
@@ -1469,21 +1561,32 @@ impl Engine {
                         self.pending[p].state.insert(k, Some(x));
                     }
                 }
-                trace(&to, decision.into())
+                trace(&to, (decision.0, decision.1.into()))
             }
             Event::RescanNeeded { reason } => {
                 self.pending[p].rescan = true;
-                trace(&RelPath::root(), format!("rescan needed: {reason}").into())
+                trace(
+                    &RelPath::root(),
+                    (Verdict::Noted, format!("rescan needed: {reason}").into()),
+                )
             }
-            Event::RootGone => trace(&RelPath::root(), "replica root gone".into()),
+            Event::RootGone => trace(
+                &RelPath::root(),
+                (Verdict::Noted, "replica root gone".into()),
+            ),
             Event::Mark { n } => {
                 self.marks[p].reported(n);
                 trace(
                     &RelPath::root(),
-                    format!("mark {n}: our writes' reports are in").into(),
+                    (
+                        Verdict::Noted,
+                        format!("mark {n}: our writes' reports are in").into(),
+                    ),
                 )
             }
-            Event::Error { path, message } => trace(&path, format!("error: {message}").into()),
+            Event::Error { path, message } => {
+                trace(&path, (Verdict::Noted, format!("error: {message}").into()))
+            }
         }
     }
 
@@ -1558,32 +1661,38 @@ impl Engine {
 
     /// `from` was renamed to `to` on side `p` (neither is excluded, neither
     /// is within the other). Returns the decision.
-    fn on_moved(&mut self, p: usize, from: &RelPath, to: &RelPath, sig: Sig) -> String {
+    fn on_moved(&mut self, p: usize, from: &RelPath, to: &RelPath, sig: Sig) -> (Verdict, String) {
         let from_known = self.view_get(p, from).is_some()
             && !matches!(self.pending[p].state.get(from), Some(None));
         if !from_known && range_within(&self.pending[p].state, from).next().is_none() {
             // Nothing is known of the source: `to` is new, or this reports a
             // move the batch made (the filter finds a moved directory by its
             // watch when it scans a new directory above it).
-            return match self
-                .on_event(
-                    Side::BOTH[p],
-                    Event::Changed {
-                        path: to.clone(),
-                        sig,
-                    },
-                )
-                .decision
-            {
-                d if d.starts_with("dropped") => format!("{d}; moved from {from}"),
+            let t = self.on_event(
+                Side::BOTH[p],
+                Event::Changed {
+                    path: to.clone(),
+                    sig,
+                },
+            );
+            return match t.verdict {
+                v @ (Verdict::Echo | Verdict::Dropped) => {
+                    (v, format!("{}; moved from {from}", t.reason))
+                }
                 _ if sig.kind == Kind::Dir => {
                     // A directory arriving from a place nothing was known of
                     // (its first rename was missed): what it holds was never
                     // reported. A listing tells.
                     self.pending[p].rescan = true;
-                    format!("queued: moved from {from} (not synced: a listing follows)")
+                    (
+                        Verdict::Queued,
+                        format!("moved from {from} (not synced: a listing follows)"),
+                    )
                 }
-                _ => format!("queued: moved from {from} (not synced: as new)"),
+                _ => (
+                    Verdict::Queued,
+                    format!("moved from {from} (not synced: as new)"),
+                ),
             };
         }
         // Removals queued below `to` (a rename needs it empty): the rekey
@@ -1614,7 +1723,7 @@ impl Engine {
             // The source is gone from this side: a change of the other side
             // there conflicts with the move.
             self.pending[p].state.insert(from.clone(), None);
-            format!("queued: moved from {from}")
+            (Verdict::Queued, format!("moved from {from}"))
         } else {
             if self.pending[p].moves.iter().any(|(_, t)| t.is_within(from)) {
                 // Indexed entries were moved into this new directory, which
@@ -1626,7 +1735,10 @@ impl Engine {
             if !self.is_new(p, from) {
                 self.pending[p].state.insert(from.clone(), None);
             }
-            format!("queued: moved from {from} (not yet synced: copy)")
+            (
+                Verdict::Queued,
+                format!("moved from {from} (not yet synced: copy)"),
+            )
         };
         // Queued even when the move is replayed (dropped before merging if it
         // leaves the destination as indexed): a change of the other side at

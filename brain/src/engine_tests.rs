@@ -185,7 +185,7 @@ fn echo_of_our_own_write_is_dropped() {
     // helper's answer (the stamp of what it installed) tells it from a
     // user's write of the same size and mtime.
     let t = changed(&mut e, Side::Right, "a", ours);
-    assert!(t.decision.starts_with("held"), "{t:?}");
+    assert!(t.verdict == Verdict::Held, "{t:?}");
     let mut r = Report::default();
     r.applied[1].push(Applied::Done("a".into(), Some(ours)));
     let traces = e.complete(r);
@@ -311,7 +311,7 @@ fn a_mark_of_an_earlier_write_does_not_settle_the_next_one() {
         ..newer
     };
     let t = changed(&mut e, Side::Right, "a", second);
-    assert!(t.decision.starts_with("held"), "{t:?}");
+    assert!(t.verdict == Verdict::Held, "{t:?}");
     let mut r = Report::default();
     r.missed[1].push(Copied {
         path: "a".into(),
@@ -402,7 +402,7 @@ fn old_state_reported_during_an_inflight_write_is_an_echo() {
             sig: file(1, 10),
         },
     );
-    assert!(t.decision.contains("in-flight"), "{t:?}");
+    assert!(t.is_echo() && t.reason.contains("in-flight"), "{t:?}");
 }
 
 /// `d` moved to `e` on the left: the batch is that move on the right, no copy.
@@ -472,11 +472,14 @@ fn deletion_on_one_side_trashes_on_the_other() {
     // it would be dropped (once the batch is done: a report at a path it
     // trashes waits for the time the entry left).
     let t = e.on_event(Side::Left, Event::Removed { path: "f".into() });
-    assert!(t.decision.starts_with("held"));
+    assert!(t.verdict == Verdict::Held);
     let mut r = Report::default();
     r.applied[0].push(Applied::Removed("f".into(), Some(file(1, 10))));
     let t = e.complete(r);
-    assert!(t[0].decision.starts_with("dropped"), "{t:?}");
+    assert!(
+        matches!(t[0].verdict, Verdict::Dropped | Verdict::Echo),
+        "{t:?}"
+    );
     assert!(!e.has_work());
 }
 
@@ -676,7 +679,7 @@ fn a_change_of_a_moved_entry_is_judged_against_the_view() {
             sig: file(1, 10),
         },
     );
-    assert!(t.decision.starts_with("dropped: echo"), "{t:?}");
+    assert!(t.is_echo(), "{t:?}");
     // A new a is new, even with the content the index has for a.
     let t = e.on_event(
         Side::Left,
@@ -685,7 +688,10 @@ fn a_change_of_a_moved_entry_is_judged_against_the_view() {
             sig: file(1, 10),
         },
     );
-    assert!(!t.decision.starts_with("dropped"), "{t:?}");
+    assert!(
+        !matches!(t.verdict, Verdict::Dropped | Verdict::Echo),
+        "{t:?}"
+    );
 }
 
 #[test]
@@ -693,7 +699,7 @@ fn a_move_then_a_delete_of_the_moved_entry_trashes_it_on_the_other_side() {
     let mut e = synced(&[("a", file(1, 10))]);
     moved(&mut e, Side::Left, "a", "b", file(1, 10));
     let t = e.on_event(Side::Left, Event::Removed { path: "b".into() });
-    assert_eq!(t.decision, "queued: removed");
+    assert_eq!(t.verdict, Verdict::Queued);
     let b = e.plan(0);
     // The move is not replayed (its destination is gone): its source is
     // trashed.
@@ -869,7 +875,7 @@ fn a_reported_move_of_our_own_replay_is_an_echo() {
     let b = e.plan(0);
     assert!(!b.rescan);
     let t = moved(&mut e, Side::Right, "d", "x/d2", dir());
-    assert!(t.decision.starts_with("held"), "{t:?}");
+    assert!(t.verdict == Verdict::Held, "{t:?}");
     let mut r = Report::default();
     r.applied[1].push(Applied::Done("x/d2".into(), Some(dir())));
     let traces = e.complete(r);
@@ -1536,7 +1542,7 @@ fn the_unpaired_report_of_our_own_move_removes_nothing() {
             path: "a/d38".into(),
         },
     );
-    assert!(t.decision.starts_with("held"), "{t:?}");
+    assert!(t.verdict == Verdict::Held, "{t:?}");
     let mut rep = Report::default();
     rep.applied[0].push(Applied::Done(
         "D54".into(),

@@ -563,9 +563,9 @@ impl Brain {
     fn log_traces(&self, traces: &[Trace]) {
         for t in traces {
             if self.settings.dry_run {
-                info!(side = %t.side, path = %t.path, "would {}", t.decision);
+                info!(side = %t.side, path = %t.path, "would {t}");
             } else {
-                debug!(side = %t.side, path = %t.path, "{}", t.decision);
+                debug!(side = %t.side, path = %t.path, "{t}");
             }
         }
     }
@@ -1022,9 +1022,9 @@ impl Brain {
                 self.counters.echoes += 1;
             }
             if self.settings.dry_run {
-                info!(side = %t.side, path = %t.path, "event: {}", t.decision);
+                info!(side = %t.side, path = %t.path, "event: {t}");
             } else {
-                debug!(side = %t.side, path = %t.path, "event: {}", t.decision);
+                debug!(side = %t.side, path = %t.path, "event: {t}");
             }
         }
     }

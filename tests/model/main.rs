@@ -1210,8 +1210,7 @@ impl World {
             };
             let shown = format!("{ev:?}");
             let t = self.engine.on_event(s, ev);
-            self.log
-                .push(format!("  {} event {shown} -> {}", l(s), t.decision));
+            self.log.push(format!("  {} event {shown} -> {t}", l(s)));
         }
     }
 
@@ -1310,7 +1309,7 @@ impl World {
             s.push_str("\n    rescan");
         }
         for t in &b.traces {
-            let _ = write!(s, "\n    [{} {}] {}", l(t.side), t.path, t.decision);
+            let _ = write!(s, "\n    [{} {}] {t}", l(t.side), t.path);
         }
         self.log.push(s);
         b
@@ -1946,8 +1945,7 @@ impl World {
         }
         self.log.push(s);
         for t in self.engine.complete(report) {
-            self.log
-                .push(format!("  [{} {}] {}", l(t.side), t.path, t.decision));
+            self.log.push(format!("  [{} {}] {t}", l(t.side), t.path));
         }
     }
 
