@@ -1,6 +1,5 @@
 use std::fs;
 use std::process::Command;
-use std::time::Duration;
 
 use crate::harness::{bin, Pair};
 
