@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::engine::Side;
 use crate::excludes::{ExcludeSet, TempfilesFrom};
 use crate::options::{
     is_instance_name, ConflictPlace, LogFormat, Options, Prefer, DEFAULT_MAX_DELETE_PERCENT,
     DEFAULT_TEMPFILES, DEFAULT_TRASH_DAYS, MAX_INSTANCE_LEN,
 };
+use crate::side::Side;
 
 /// Everything a sync run needs, checked.
 #[derive(Debug, Clone)]

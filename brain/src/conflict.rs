@@ -2,7 +2,7 @@
 
 use twinsync_proto::RelPath;
 
-use crate::engine::Side;
+use crate::side::Side;
 
 /// `dir/stem.conflict-YYYYMMDD-HHMMSS-SIDE.ext` beside `path`: the name the
 /// losing version of a conflict is kept under (the stem is shortened when

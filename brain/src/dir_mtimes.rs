@@ -20,8 +20,9 @@ use anyhow::Result;
 use tracing::debug;
 use twinsync_proto::{Kind, Op, RelPath};
 
-use crate::engine::{Applied, Report, Side};
+use crate::engine::{Applied, Report};
 use crate::link::Link;
+use crate::side::Side;
 
 /// The directories a batch touched on each side.
 #[derive(Debug, Default)]
@@ -34,7 +35,7 @@ impl Touched {
             self.entry(side, from);
         }
         if let Op::Mkdir { path, .. } = op {
-            self.0[side.idx()].insert(path.clone());
+            self.0[side].insert(path.clone());
         }
         self.entry(side, op.target());
     }
@@ -42,7 +43,7 @@ impl Touched {
     /// An entry at `path` was made, replaced or removed on `side`.
     pub fn entry(&mut self, side: Side, path: &RelPath) {
         if let Some(p) = path.parent() {
-            self.0[side.idx()].insert(p);
+            self.0[side].insert(p);
         }
     }
 }
@@ -77,7 +78,7 @@ pub async fn align(links: &[Arc<Link>; 2], touched: Touched, report: &mut Report
         };
         for (side, now) in [(Side::Left, l.mtime_ns), (Side::Right, r.mtime_ns)] {
             if now != want {
-                ops[side.idx()].push(Op::SetAttr {
+                ops[side].push(Op::SetAttr {
                     path: path.clone(),
                     mode: None,
                     mtime_ns: Some(want),
@@ -92,7 +93,7 @@ pub async fn align(links: &[Arc<Link>; 2], touched: Touched, report: &mut Report
     for (side, res, sent) in [(Side::Left, rl?, ops_l), (Side::Right, rr?, ops_r)] {
         for (r, op) in res.into_iter().zip(sent) {
             match r {
-                Ok(sig) => report.applied[side.idx()].push(Applied::Done(op.target().clone(), sig)),
+                Ok(sig) => report.applied[side].push(Applied::Done(op.target().clone(), sig)),
                 Err(e) => debug!(%side, path = %op.target(), "directory mtime not set: {e}"),
             }
         }

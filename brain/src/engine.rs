@@ -19,7 +19,6 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 
 use twinsync_filter::Excludes;
 use twinsync_proto::{Entry, Event, Expect, Kind, Op, RelPath, Sig, Stamp};
@@ -30,52 +29,7 @@ pub use crate::index::Known;
 mod hardlinks;
 mod marks;
 
-/// One of the two replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The local side, where the brain runs.
-    Left,
-    /// The other side.
-    Right,
-}
-
-impl Side {
-    /// Both sides, left first.
-    pub const BOTH: [Side; 2] = [Side::Left, Side::Right];
-
-    /// The other side.
-    #[must_use]
-    pub fn other(self) -> Side {
-        match self {
-            Side::Left => Side::Right,
-            Side::Right => Side::Left,
-        }
-    }
-
-    /// 0 for left, 1 for right.
-    #[must_use]
-    pub fn idx(self) -> usize {
-        self as usize
-    }
-
-    /// `L` or `R`.
-    #[must_use]
-    pub fn letter(self) -> char {
-        match self {
-            Side::Left => 'L',
-            Side::Right => 'R',
-        }
-    }
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Side::Left => "left",
-            Side::Right => "right",
-        })
-    }
-}
+pub use crate::side::Side;
 
 /// What the engine decided about one event or path, with its reason: the
 /// material of `--dry-run` traces and debug logs.
@@ -901,13 +855,13 @@ impl Engine {
         let mut out = [0; 2];
         for s in Side::BOTH {
             let t = s.other();
-            out[t.idx()] = self.pending[s.idx()]
+            out[t] = self.pending[s]
                 .state
                 .iter()
                 .filter(|(k, v)| {
                     v.is_none()
                         && self.known.contains_key(*k)
-                        && !self.pending[t.idx()].state.contains_key(*k)
+                        && !self.pending[t].state.contains_key(*k)
                 })
                 .count();
         }
@@ -924,13 +878,13 @@ impl Engine {
             let t = s.other();
             let mut n = 0;
             let mut last: Option<&RelPath> = None;
-            for (k, v) in &self.pending[s.idx()].state {
+            for (k, v) in &self.pending[s].state {
                 // The source of a pending move is no deletion: the move's
                 // replay takes its entries along.
                 if v.is_some()
-                    || self.pending[t.idx()].state.contains_key(k)
+                    || self.pending[t].state.contains_key(k)
                     || last.is_some_and(|l| k.is_within(l))
-                    || self.pending[s.idx()]
+                    || self.pending[s]
                         .moves
                         .iter()
                         .any(|(from, _)| k.is_within(from))
@@ -943,7 +897,7 @@ impl Engine {
                     last = Some(k);
                 }
             }
-            out[t.idx()] = n.min(self.known.len());
+            out[t] = n.min(self.known.len());
         }
         out
     }
@@ -958,7 +912,7 @@ impl Engine {
         let known = &self.known;
         let mut intents: Vec<crate::index::Intent> = Vec::new();
         for t in Side::BOTH {
-            for c in &batch.copies[t.idx()] {
+            for c in &batch.copies[t] {
                 intents.push(crate::index::Intent {
                     path: c.path.clone(),
                     side: t.idx() as u8,
@@ -967,7 +921,7 @@ impl Engine {
                 });
             }
             // A link stands for a copy of the version it links.
-            for op in &batch.links[t.idx()] {
+            for op in &batch.links[t] {
                 if let twinsync_proto::Op::Link { path, want, .. } = op {
                     intents.push(crate::index::Intent {
                         path: path.clone(),
@@ -980,7 +934,7 @@ impl Engine {
             // Directories the batch makes, attributes it sets and entries
             // it moves, as the index will have them (a chmod found after a crash is the
             // batch's, not a change that would undo a deletion since).
-            for op in &batch.ops[t.idx()] {
+            for op in &batch.ops[t] {
                 if let twinsync_proto::Op::Mkdir { path, .. }
                 | twinsync_proto::Op::SetAttr { path, .. } = op
                 {
@@ -1050,7 +1004,7 @@ impl Engine {
     /// What side `side`'s helper recorded installing since the index was
     /// last saved whole (see [`Engine::set_intents`]).
     pub fn set_installed(&mut self, side: Side, installed: Vec<(RelPath, Stamp)>) {
-        self.installed[side.idx()] = installed.into_iter().collect();
+        self.installed[side] = installed.into_iter().collect();
     }
 
     /// Replace the index (loaded from disk).
@@ -1076,14 +1030,14 @@ impl Engine {
     /// [`Engine::marked`]).
     #[must_use]
     pub fn wants_mark(&self, side: Side) -> bool {
-        self.marks[side.idx()].wanted()
+        self.marks[side].wanted()
     }
 
     /// `side`'s helper made mark `n` after the batches' writes so far
     /// (`None`: it makes none). Once its filter reports it, a report of
     /// one of those files is a user's change even with the stamp written.
     pub fn marked(&mut self, side: Side, n: Option<u64>) {
-        self.marks[side.idx()].asked(n);
+        self.marks[side].asked(n);
     }
 
     /// True when something waits to be planned.
@@ -1097,12 +1051,7 @@ impl Engine {
     pub fn pending_paths(&self) -> Vec<(Side, RelPath)> {
         Side::BOTH
             .into_iter()
-            .flat_map(|s| {
-                self.pending[s.idx()]
-                    .state
-                    .keys()
-                    .map(move |k| (s, k.clone()))
-            })
+            .flat_map(|s| self.pending[s].state.keys().map(move |k| (s, k.clone())))
             .collect()
     }
 
@@ -2067,11 +2016,11 @@ impl Engine {
         // Whatever becomes of them, the reports of these writes come before
         // the next mark asked of their side.
         for t in Side::BOTH {
-            let m = &mut self.marks[t.idx()];
-            for c in &b.copies[t.idx()] {
+            let m = &mut self.marks[t];
+            for c in &b.copies[t] {
                 m.wrote(&c.path);
             }
-            for op in b.ops[t.idx()].iter().chain(&b.links[t.idx()]) {
+            for op in b.ops[t].iter().chain(&b.links[t]) {
                 m.wrote(op.target());
             }
         }
@@ -2116,14 +2065,14 @@ impl Engine {
             b.trace(self.tracing, t, &path, || {
                 format!("set mtime and mode on {t}: same content on both sides")
             });
-            b.ops[t.idx()].push(Op::SetAttr {
+            b.ops[t].push(Op::SetAttr {
                 path: path.clone(),
                 mode: Some(w.mode),
                 mtime_ns: Some(w.mtime_ns),
                 owner: w.owner(),
                 xattrs: none_carried(&w),
             });
-            self.inflight[t.idx()].insert(path.clone(), self.known.get(&path).copied());
+            self.inflight[t].insert(path.clone(), self.known.get(&path).copied());
             self.k_insert(path, Known::new(w).with_stamp(t.other().idx(), w.stamp()));
         }
 
@@ -2133,9 +2082,9 @@ impl Engine {
         //    a rescan.
         for s in Side::BOTH {
             let t = s.other();
-            let moves = std::mem::take(&mut pend[s.idx()].moves);
+            let moves = std::mem::take(&mut pend[s].moves);
             for (from, to) in moves {
-                if let Some(why) = self.move_conflict(&pend[t.idx()].state, &from, &to) {
+                if let Some(why) = self.move_conflict(&pend[t].state, &from, &to) {
                     // Reconcile by a full merge, and nothing else in this
                     // batch (the rest of it may depend on the move): undo
                     // the index changes of the moves replayed so far.
@@ -2157,7 +2106,7 @@ impl Engine {
                     .take_while(|a| !self.known.contains_key(a))
                     .collect();
                 while let Some(a) = missing.pop() {
-                    let Some(Some(sig)) = pend[s.idx()].state.get(&a).copied() else {
+                    let Some(Some(sig)) = pend[s].state.get(&a).copied() else {
                         break;
                     };
                     if sig.kind != Kind::Dir {
@@ -2178,33 +2127,33 @@ impl Engine {
                 });
                 let expect = self.expect_on(t, &to, self.known.get(&to));
                 if let Some(k) = self.known.get(&from).filter(|k| k.kind == Kind::File) {
-                    self.renaming[t.idx()].insert(k.stamps[t.idx()]);
+                    self.renaming[t].insert(k.stamps[t]);
                 }
-                b.ops[t.idx()].push(Op::Move {
+                b.ops[t].push(Op::Move {
                     from: from.clone(),
                     to: to.clone(),
                     expect,
                 });
                 self.k_rekey(&from, &to);
-                rekey(&mut pend[t.idx()].state, &from, &to);
+                rekey(&mut pend[t].state, &from, &to);
                 // The rename gave the moved entry a new stamp on both sides:
                 // the other's comes with the helper's answer; the mover's
                 // is taken when nothing else changed it, else its report is
                 // compared (it may also hold other bytes).
-                if pend[s.idx()].renamed.remove(&to) {
+                if pend[s].renamed.remove(&to) {
                     if let (Some(k), Some(Some(x))) =
-                        (self.known.get(&to).copied(), pend[s.idx()].state.get(&to))
+                        (self.known.get(&to).copied(), pend[s].state.get(&to))
                     {
                         if k.same_content(x) {
                             self.k_insert(to.clone(), k.with_stamp(s.idx(), x.stamp()));
                         }
                     }
                 }
-                self.inflight[t.idx()].insert(to.clone(), None);
-                self.moved_here[t.idx()].insert(to.clone());
-                self.leaving[t.idx()].insert(from.clone());
-                self.moving[t.idx()].insert(to.clone(), from.clone());
-                self.unreported[t.idx()].insert(to.clone());
+                self.inflight[t].insert(to.clone(), None);
+                self.moved_here[t].insert(to.clone());
+                self.leaving[t].insert(from.clone());
+                self.moving[t].insert(to.clone(), from.clone());
+                self.unreported[t].insert(to.clone());
             }
         }
 
@@ -2349,9 +2298,9 @@ impl Engine {
                         && a.same_content(&c)
                         && forced == [false, false]
                         && verified == [false, false]
-                        && Side::BOTH.iter().any(|t| {
-                            self.moved_here[t.idx()].iter().any(|m| path.is_within(m))
-                        }) =>
+                        && Side::BOTH
+                            .iter()
+                            .any(|t| self.moved_here[*t].iter().any(|m| path.is_within(m))) =>
                 {
                     // Files of the same size and mtime on both sides, which
                     // a move this batch replays brought here before they
@@ -2475,7 +2424,7 @@ impl Engine {
                 if base.is_none() && range_within(&self.known, path).next().is_none() {
                     return;
                 }
-                if ancestors(path, true).any(|a| trashed[t.idx()].contains(&a)) {
+                if ancestors(path, true).any(|a| trashed[t].contains(&a)) {
                     self.k_remove_within(path);
                     return;
                 }
@@ -2495,27 +2444,27 @@ impl Engine {
         path: &RelPath,
         why: &str,
     ) {
-        let t_changed_below = range_within(&pend[t.idx()].state, path).any(|(_, v)| v.is_some());
+        let t_changed_below = range_within(&pend[t].state, path).any(|(_, v)| v.is_some());
         if !t_changed_below {
             b.trace(self.tracing, t, path, || {
                 format!("delete on {t} (to trash): {why}")
             });
             let expect = self.expect_on(t, path, self.known.get(path));
-            b.ops[t.idx()].push(Op::Trash {
+            b.ops[t].push(Op::Trash {
                 path: path.clone(),
                 expect,
             });
-            self.leaving[t.idx()].insert(path.clone());
-            self.inflight[t.idx()].insert(path.clone(), self.known.get(path).copied());
+            self.leaving[t].insert(path.clone());
+            self.inflight[t].insert(path.clone(), self.known.get(path).copied());
             self.k_remove_within(path);
-            trashed[t.idx()].insert(path.clone());
+            trashed[t].insert(path.clone());
             return;
         }
         // Keep the directory (recreate it on the other side) and remove only
         // what the other side did not touch.
         let s = t.other();
         if let Some(k) = self.known.get(path).copied() {
-            b.ops[s.idx()].push(Op::Mkdir {
+            b.ops[s].push(Op::Mkdir {
                 path: path.clone(),
                 mode: k.mode,
                 owner: k.owner(),
@@ -2531,7 +2480,7 @@ impl Engine {
             .map(|(k, _)| k.clone())
             .collect();
         for c in children {
-            if pend[t.idx()].state.get(&c).is_some_and(Option::is_some) {
+            if pend[t].state.get(&c).is_some_and(Option::is_some) {
                 continue;
             }
             self.remove_on(b, pend, trashed, t, &c, why);
@@ -2542,14 +2491,14 @@ impl Engine {
     /// indexed version as `t` last showed it (any version when its stamp
     /// was never observed), or nothing.
     fn expect_on(&self, t: Side, path: &RelPath, k: Option<&Known>) -> Expect {
-        if self.moved_here[t.idx()].contains(path) {
+        if self.moved_here[t].contains(path) {
             // Moved there by this batch: its stamp there is not known yet.
             return Expect::Any;
         }
         match k {
             None => Expect::Absent,
-            Some(k) if k.kind == Kind::File && k.stamps[t.idx()].is_known() => {
-                Expect::Version(k.stamps[t.idx()])
+            Some(k) if k.kind == Kind::File && k.stamps[t].is_known() => {
+                Expect::Version(k.stamps[t])
             }
             Some(_) => Expect::Any,
         }
@@ -2614,13 +2563,13 @@ impl Engine {
         if sig.kind == Kind::Dir {
             if base.is_some_and(|k| k.kind != Kind::Dir) {
                 // A file (or link) replaced by a directory: it goes first.
-                b.ops[t.idx()].push(Op::Trash {
+                b.ops[t].push(Op::Trash {
                     path: path.clone(),
                     expect,
                 });
-                self.leaving[t.idx()].insert(path.clone());
+                self.leaving[t].insert(path.clone());
             }
-            b.ops[t.idx()].push(Op::Mkdir {
+            b.ops[t].push(Op::Mkdir {
                 path: path.clone(),
                 mode: sig.mode,
                 owner: sig.owner(),
@@ -2628,7 +2577,7 @@ impl Engine {
             });
             b.trace(self.tracing, t, path, || format!("mkdir on {t}: {why}"));
         } else if attr_only {
-            b.ops[t.idx()].push(Op::SetAttr {
+            b.ops[t].push(Op::SetAttr {
                 path: path.clone(),
                 mode: Some(sig.mode),
                 mtime_ns: None,
@@ -2641,18 +2590,18 @@ impl Engine {
         } else {
             if base.is_some_and(|k| k.kind == Kind::Dir) {
                 // A directory replaced by a file: the directory goes to the trash.
-                b.ops[t.idx()].push(Op::Trash {
+                b.ops[t].push(Op::Trash {
                     path: path.clone(),
                     expect: Expect::Any,
                 });
-                self.leaving[t.idx()].insert(path.clone());
+                self.leaving[t].insert(path.clone());
                 self.k_remove_within(path);
                 expect = Expect::Absent;
             }
             if sig.kind == Kind::Symlink {
-                self.unreported[t.idx()].insert(path.clone());
+                self.unreported[t].insert(path.clone());
             }
-            b.copies[t.idx()].push(Copy {
+            b.copies[t].push(Copy {
                 path: path.clone(),
                 sig,
                 expect,
@@ -2663,9 +2612,9 @@ impl Engine {
         }
         // What the batch writes there: a report of it is told from a user's
         // write by the stamp the helper answers with.
-        self.inflight[t.idx()].insert(path.clone(), base);
+        self.inflight[t].insert(path.clone(), base);
         let mut k = Known::new(sig);
-        k.stamps[s.idx()] = sig.stamp();
+        k.stamps[s] = sig.stamp();
         self.k_insert(path.clone(), k);
     }
 
@@ -2707,7 +2656,7 @@ impl Engine {
         let loser = winner.other();
         if w.kind == Kind::Dir && lo.kind == Kind::Dir {
             // Only the modes differ: the winner's mode applies.
-            b.ops[loser.idx()].push(Op::SetAttr {
+            b.ops[loser].push(Op::SetAttr {
                 path: path.clone(),
                 mode: Some(w.mode),
                 mtime_ns: None,
@@ -2738,32 +2687,32 @@ impl Engine {
                 n += 1;
                 kept_as = crate::conflict::conflict_name_n(path, now, loser, n);
             }
-            b.ops[loser.idx()].push(Op::Move {
+            b.ops[loser].push(Op::Move {
                 from: path.clone(),
                 to: kept_as.clone(),
                 expect: Expect::Absent,
             });
-            self.leaving[loser.idx()].insert(path.clone());
-            self.moving[loser.idx()].insert(kept_as.clone(), path.clone());
+            self.leaving[loser].insert(path.clone());
+            self.moving[loser].insert(kept_as.clone(), path.clone());
             if lo.kind == Kind::Dir {
                 // The losing directory's contents are not listed here: a full
                 // merge copies them over.
                 b.rescan = true;
             } else {
-                b.copies[winner.idx()].push(Copy {
+                b.copies[winner].push(Copy {
                     path: kept_as.clone(),
                     sig: lo,
                     expect: Expect::Absent,
                 });
-                self.inflight[winner.idx()].insert(kept_as.clone(), None);
+                self.inflight[winner].insert(kept_as.clone(), None);
             }
-            self.inflight[loser.idx()].insert(kept_as.clone(), None);
+            self.inflight[loser].insert(kept_as.clone(), None);
             self.k_insert(kept_as.clone(), Known::new(lo));
             kept_as
         } else {
             // osync's way: the loser goes to its replica's
             // .twinsync/conflicts/, kept for --trash-days, not synced.
-            b.ops[loser.idx()].push(Op::KeepConflict { path: path.clone() });
+            b.ops[loser].push(Op::KeepConflict { path: path.clone() });
             if lo.kind == Kind::Dir {
                 // A losing directory left the tree with its contents.
                 self.k_remove_within(path);
@@ -2824,7 +2773,7 @@ impl Engine {
             self.pending[0].rescan = true;
         }
         for t in Side::BOTH {
-            self.regroup(t.idx(), &applied[t.idx()]);
+            self.regroup(t.idx(), &applied[t]);
         }
         for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());
@@ -2947,7 +2896,7 @@ impl Engine {
             }
         }
         for t in Side::BOTH {
-            self.restamp_siblings(t.idx(), &applied[t.idx()]);
+            self.restamp_siblings(t.idx(), &applied[t]);
         }
         // What the batch's own operations left at each path (a replayed
         // move, a symlink): a missed copy finding it there finds ours.
@@ -3111,7 +3060,7 @@ impl Engine {
         }
         let mut traces = Vec::new();
         for side in Side::BOTH {
-            for ev in std::mem::take(&mut self.deferred[side.idx()]) {
+            for ev in std::mem::take(&mut self.deferred[side]) {
                 traces.push(self.on_event(side, ev));
             }
         }

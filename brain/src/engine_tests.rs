@@ -609,9 +609,7 @@ fn moved(e: &mut Engine, side: Side, from: &str, to: &str, sig: Sig) -> Trace {
 
 fn origin(e: &Engine, side: Side, path: &str) -> Option<String> {
     let p = RelPath::from(path);
-    e.pending[side.idx()]
-        .origin(&p)
-        .map(|o| o.as_ref().to_string())
+    e.pending[side].origin(&p).map(|o| o.as_ref().to_string())
 }
 
 #[test]
@@ -1602,15 +1600,13 @@ fn a_conflict_copy_made_before_a_lost_link_is_copied_not_trashed() {
     e.load_scan(loser_side, entries(&[(&kept.to_string(), loser)]));
     let b = e.plan(1);
     assert!(
-        b.ops[loser_side.idx()]
+        b.ops[loser_side]
             .iter()
             .all(|o| !matches!(o, Op::Trash { path, .. } if *path == kept)),
         "the conflict copy was trashed: {b:?}"
     );
     assert!(
-        b.copies[loser_side.other().idx()]
-            .iter()
-            .any(|c| c.path == kept),
+        b.copies[loser_side.other()].iter().any(|c| c.path == kept),
         "the conflict copy is not copied to the winner's side: {b:?}"
     );
 }

@@ -11,9 +11,10 @@ use tracing::{debug, error, warn};
 use twinsync_proto::{FileData, Kind, Op, OpFail, RelPath, Sig};
 
 use crate::dir_mtimes::{self, Touched};
-use crate::engine::{Applied, Batch, Copied, Copy, Report, Side};
+use crate::engine::{Applied, Batch, Copied, Copy, Report};
 use crate::link::Link;
 use crate::rsync::{self, End, RsyncOptions};
+use crate::side::Side;
 use twinsync_helpers::pace::Pacer;
 
 /// Files with up to this many bytes of data travel inline between hosts.
@@ -111,11 +112,11 @@ fn note(
     r: Result<Option<Sig>, OpFail>,
 ) {
     match r {
-        Ok(sig) => report.applied[dst.idx()].push(Applied::Done(path.clone(), sig)),
+        Ok(sig) => report.applied[dst].push(Applied::Done(path.clone(), sig)),
         Err(OpFail::Refused { found }) => {
             stats.refused += 1;
             debug!(side = %dst, %path, "not replaced: changed meanwhile (merged again)");
-            report.applied[dst.idx()].push(Applied::Refused(path.clone(), found));
+            report.applied[dst].push(Applied::Refused(path.clone(), found));
         }
         Err(OpFail::Failed(e)) => {
             stats.errors += 1;
@@ -163,9 +164,9 @@ async fn apply_noted(
     stats: &mut BatchStats,
     touched: &mut Touched,
 ) -> Result<()> {
-    let results = links[dst.idx()].apply(made.clone()).await?;
+    let results = links[dst].apply(made.clone()).await?;
     for (r, op) in results.into_iter().zip(&made) {
-        stats.ops[dst.idx()] += 1;
+        stats.ops[dst] += 1;
         touched.op(dst, op);
         note(report, stats, dst, op.target(), r);
     }
@@ -181,12 +182,8 @@ async fn note_missed(
     src: Option<twinsync_proto::Sig>,
     report: &mut Report,
 ) -> Result<()> {
-    let now = links[dst.idx()]
-        .stat(vec![path.clone()])
-        .await?
-        .pop()
-        .flatten();
-    report.missed[dst.idx()].push(Copied {
+    let now = links[dst].stat(vec![path.clone()]).await?.pop().flatten();
+    report.missed[dst].push(Copied {
         path,
         src,
         dst: now,
@@ -209,10 +206,10 @@ async fn link(
     if ops.is_empty() {
         return Ok(());
     }
-    let missed: std::collections::HashSet<&RelPath> = report.missed[dst.idx()]
+    let missed: std::collections::HashSet<&RelPath> = report.missed[dst]
         .iter()
         .map(|c| &c.path)
-        .chain(report.applied[dst.idx()].iter().filter_map(|a| match a {
+        .chain(report.applied[dst].iter().filter_map(|a| match a {
             Applied::Refused(p, _) => Some(p),
             _ => None,
         }))
@@ -223,7 +220,7 @@ async fn link(
         .partition(|op| !matches!(op, Op::Link { existing, .. } if missed.contains(existing)));
     for op in &skipped {
         let path = op.target().clone();
-        let src = links[dst.other().idx()]
+        let src = links[dst.other()]
             .stat(vec![path.clone()])
             .await?
             .pop()
@@ -262,7 +259,7 @@ pub async fn execute(
     let (rl, rr) = tokio::join!(links[0].apply(ops_l.clone()), links[1].apply(ops_r.clone()));
     for (side, res, sent) in [(Side::Left, rl?, ops_l), (Side::Right, rr?, ops_r)] {
         for (r, op) in res.into_iter().zip(&sent) {
-            stats.ops[side.idx()] += 1;
+            stats.ops[side] += 1;
             touched.op(side, op);
             if let (Op::Move { from, to, .. }, Err(OpFail::Refused { .. })) = (op, &r) {
                 // Something unexpected where a move goes: a full merge
@@ -274,7 +271,7 @@ pub async fn execute(
             }
             if let (Op::Trash { path, .. }, Ok(sig)) = (op, &r) {
                 // The trashed entry's lstat there: when it left.
-                report.applied[side.idx()].push(Applied::Removed(path.clone(), *sig));
+                report.applied[side].push(Applied::Removed(path.clone(), *sig));
                 continue;
             }
             note(&mut report, &mut stats, side, op.target(), r);
@@ -287,10 +284,10 @@ pub async fn execute(
     // ran (a conflict copy of a link is made by them); a fifo or a device is
     // made from its signature (`mknod`: nothing is read).
     for dst in Side::BOTH {
-        let (made_here, rest): (Vec<Copy>, Vec<Copy>) = std::mem::take(&mut copies[dst.idx()])
+        let (made_here, rest): (Vec<Copy>, Vec<Copy>) = std::mem::take(&mut copies[dst])
             .into_iter()
             .partition(|c| c.sig.kind == Kind::Symlink || c.sig.kind.is_special());
-        copies[dst.idx()] = rest;
+        copies[dst] = rest;
         if made_here.is_empty() {
             continue;
         }
@@ -303,11 +300,11 @@ pub async fn execute(
         let mut targets = if link_paths.is_empty() {
             Vec::new()
         } else {
-            links[dst.other().idx()].read_links(link_paths).await?
+            links[dst.other()].read_links(link_paths).await?
         }
         .into_iter();
-        let xattrs = links[dst.other().idx()].read_xattrs(paths.clone()).await?;
-        let now = links[dst.other().idx()].stat(paths).await?;
+        let xattrs = links[dst.other()].read_xattrs(paths.clone()).await?;
+        let now = links[dst.other()].stat(paths).await?;
         let mut made = Vec::new();
         for ((c, src), xattrs) in made_here.into_iter().zip(now).zip(xattrs) {
             let target = if c.sig.kind == Kind::Symlink {
@@ -349,12 +346,9 @@ pub async fn execute(
     let all_local = ends.iter().all(|e| matches!(e, End::Local(_)));
     let (inline_max, chunk_cap) = inline_sizes(rsync_opts.bwlimit);
     let copy = |dst: Side| {
-        let list = &copies[dst.idx()];
-        let (src_end, dst_end) = (ends[dst.other().idx()].clone(), ends[dst.idx()].clone());
-        let (src_link, dst_link) = (
-            Arc::clone(&links[dst.other().idx()]),
-            Arc::clone(&links[dst.idx()]),
-        );
+        let list = &copies[dst];
+        let (src_end, dst_end) = (ends[dst.other()].clone(), ends[dst].clone());
+        let (src_link, dst_link) = (Arc::clone(&links[dst.other()]), Arc::clone(&links[dst]));
         async move {
             let mut written: Vec<(usize, Result<Sig, OpFail>)> = Vec::new();
             let mut missing: Vec<usize> = Vec::new();
@@ -531,7 +525,7 @@ pub async fn execute(
     };
     let (to_l, to_r) = tokio::join!(copy(Side::Left), copy(Side::Right));
     for (dst, out) in [(Side::Left, to_l?), (Side::Right, to_r?)] {
-        let list = &copies[dst.idx()];
+        let list = &copies[dst];
         if list.is_empty() {
             continue;
         }
@@ -542,20 +536,16 @@ pub async fn execute(
         let mut missed: Vec<(RelPath, Option<Sig>, bool)> = Vec::new();
         for i in missing {
             let p = &list[i].path;
-            let now = links[dst.idx()]
-                .stat(vec![p.clone()])
-                .await?
-                .pop()
-                .flatten();
+            let now = links[dst].stat(vec![p.clone()]).await?.pop().flatten();
             missed.push((p.clone(), now, false));
         }
         for (i, r) in written {
             let c = &list[i];
             match r {
                 Ok(sig) if sig.same_content(&c.sig) => {
-                    stats.copied[dst.idx()] += 1;
-                    stats.bytes[dst.idx()] += c.sig.size;
-                    report.applied[dst.idx()].push(Applied::Done(c.path.clone(), Some(sig)));
+                    stats.copied[dst] += 1;
+                    stats.bytes[dst] += c.sig.size;
+                    report.applied[dst].push(Applied::Done(c.path.clone(), Some(sig)));
                 }
                 // The source changed after the plan: what arrived is newer.
                 Ok(sig) => missed.push((c.path.clone(), Some(sig), true)),
@@ -565,18 +555,14 @@ pub async fn execute(
                 Err(OpFail::Failed(e)) => {
                     stats.errors += 1;
                     warn!(to = %dst, path = %c.path, "not copied: {e}");
-                    let now = links[dst.idx()]
-                        .stat(vec![c.path.clone()])
-                        .await?
-                        .pop()
-                        .flatten();
+                    let now = links[dst].stat(vec![c.path.clone()]).await?.pop().flatten();
                     missed.push((c.path.clone(), now, false));
                 }
             }
         }
         // What does the source hold now? (It may have changed or gone while
         // we copied: the engine decides from both ends.)
-        let src_now = links[dst.other().idx()]
+        let src_now = links[dst.other()]
             .stat(missed.iter().map(|(p, ..)| p.clone()).collect())
             .await?;
         for ((path, dst_sig, installed), src_sig) in missed.into_iter().zip(src_now) {
@@ -584,7 +570,7 @@ pub async fn execute(
                 stats.errors += 1;
                 warn!(to = %dst, %path, "not copied (unreadable on the source or refused on the destination)");
             }
-            report.missed[dst.idx()].push(Copied {
+            report.missed[dst].push(Copied {
                 path,
                 src: src_sig,
                 dst: dst_sig,
@@ -602,7 +588,7 @@ pub async fn execute(
         link(
             &links,
             dst,
-            &new_links[dst.idx()],
+            &new_links[dst],
             &mut report,
             &mut stats,
             &mut touched,

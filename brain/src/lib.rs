@@ -24,6 +24,7 @@ pub mod remote;
 pub mod report;
 pub mod rsync;
 pub mod run;
+pub mod side;
 pub mod status;
 pub mod stdout;
 

@@ -17,7 +17,7 @@ use twinsync_proto::{
     PROTOCOL_VERSION,
 };
 
-use crate::engine::Side;
+use crate::side::Side;
 use twinsync_helpers::pace::{Pacer, SLICE};
 
 /// Write `msg` as one frame; file contents (a write request) at the

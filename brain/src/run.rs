@@ -15,11 +15,12 @@ use tracing::{debug, error, info, warn};
 use twinsync_proto::{AgentOptions, Event};
 
 use crate::config::Settings;
-use crate::engine::{Engine, Policy, Side, Trace};
+use crate::engine::{Engine, Policy, Trace};
 use crate::execute::{execute, BatchStats};
 use crate::index::{Header, Index};
 use crate::link::{Link, Notice, Transport};
 use crate::rsync::{self, End, RsyncOptions};
+use crate::side::Side;
 use crate::status;
 
 fn end_of(t: &Transport, root: &std::path::Path, settings: &Settings) -> End {
@@ -388,7 +389,7 @@ impl Brain {
                         bail!("{e}");
                     }
                 }
-                None => open[side.idx()] = false,
+                None => open[side] = false,
             }
         }
         let (l, r) = tokio::join!(sl.finish(), sr.finish());
@@ -410,12 +411,12 @@ impl Brain {
             info!(%path, "acted on again after the rescan");
         }
         for side in Side::BOTH {
-            if counts[side.idx()] == 0 && had > 0 && !self.settings.force {
+            if counts[side] == 0 && had > 0 && !self.settings.force {
                 bail!(
                     "refusing to sync: the {side} replica {} is empty, but the index says both \
                      sides held {had} entries at the last sync. Is its volume mounted? If the \
                      emptying is intended, run again with --force",
-                    self.roots[side.idx()].display()
+                    self.roots[side].display()
                 );
             }
         }
@@ -443,13 +444,13 @@ impl Brain {
             return Ok(());
         };
         for side in Side::BOTH {
-            let (was, now) = (loaded.header.devs[side.idx()], self.header.devs[side.idx()]);
+            let (was, now) = (loaded.header.devs[side], self.header.devs[side]);
             if was != now && !self.settings.force {
                 bail!(
                     "refusing to sync: the {side} root {} is on another device than at the last \
                      sync (device {was:#x}, now {now:#x}): a volume unmounted or swapped? If \
                      intended, run again with --force",
-                    self.roots[side.idx()].display()
+                    self.roots[side].display()
                 );
             }
         }
@@ -470,7 +471,7 @@ impl Brain {
     /// copies from a user's same-size, same-mtime write.
     async fn load_installed(&mut self) -> Result<()> {
         for side in Side::BOTH {
-            let installed = self.links[side.idx()].installed(false).await?;
+            let installed = self.links[side].installed(false).await?;
             self.engine.set_installed(side, installed);
         }
         Ok(())
@@ -541,7 +542,7 @@ impl Brain {
         }
         let pct = usize::from(self.settings.max_delete_percent);
         for side in Side::BOTH {
-            let (del, had) = (deleted[side.idx()], self.scanned[side.idx()]);
+            let (del, had) = (deleted[side], self.scanned[side]);
             let over = had > 0 && del > 0 && del * 100 > had * pct;
             let refuse = match kind {
                 Rescan::Merge => over,
@@ -552,7 +553,7 @@ impl Brain {
                     "refusing to merge: it would delete {del} of the {had} entries of the {side} \
                      replica {} (more than {}%). Nothing was changed. Check the other replica; \
                      if the deletions are intended, run again with --force",
-                    self.roots[side.idx()].display(),
+                    self.roots[side].display(),
                     self.settings.max_delete_percent
                 );
             }
@@ -572,13 +573,8 @@ impl Brain {
 
     /// Both replicas as rsync endpoints (from their transports).
     fn ends(&self) -> [End; 2] {
-        [Side::Left, Side::Right].map(|s| {
-            end_of(
-                &self.transports[s.idx()],
-                &self.roots[s.idx()],
-                &self.settings,
-            )
-        })
+        [Side::Left, Side::Right]
+            .map(|s| end_of(&self.transports[s], &self.roots[s], &self.settings))
     }
 
     fn set_state(&self, state: &str) {
@@ -640,17 +636,17 @@ impl Brain {
         self.engine.set_excludes(excludes.compiled().clone());
         self.settings.excludes = excludes;
         for side in Side::BOTH {
-            self.links[side.idx()].shutdown().await;
+            self.links[side].shutdown().await;
             let link = Link::start(
                 side,
-                &self.transports[side.idx()],
+                &self.transports[side],
                 self.settings.agent_log.as_deref(),
-                self.roots[side.idx()].as_os_str().as_bytes(),
+                self.roots[side].as_os_str().as_bytes(),
                 self.options.clone(),
                 self.notices_tx.clone(),
             )
             .await?;
-            self.links[side.idx()] = Arc::new(link);
+            self.links[side] = Arc::new(link);
         }
         twinsync_proto::set_owners_carried(self.links.iter().all(|l| l.root));
         self.rescan(Rescan::Merge).await
@@ -885,7 +881,7 @@ impl Brain {
             if self.engine.wants_mark(side) {
                 // A link lost meanwhile is noticed (and recovered) by the
                 // loop; without a mark, reports are judged by their stamp.
-                let n = self.links[side.idx()].mark().await.ok().flatten();
+                let n = self.links[side].mark().await.ok().flatten();
                 self.engine.marked(side, n);
             }
         }
@@ -917,14 +913,14 @@ impl Brain {
             [deleting[0].max(now[0]), deleting[1].max(now[1])]
         };
         for t in Side::BOTH {
-            if deleting[t.idx()] == 0 {
+            if deleting[t] == 0 {
                 continue;
             }
             // The deletions come from the other side: is its root intact?
             let s = t.other();
-            let intact = match self.links[s.idx()].intact().await {
+            let intact = match self.links[s].intact().await {
                 Ok(intact) => intact,
-                Err(e) if matches!(self.transports[s.idx()], Transport::Ssh { .. }) => {
+                Err(e) if matches!(self.transports[s], Transport::Ssh { .. }) => {
                     // The link, not the root: reconnect and merge again.
                     warn!(side = %s, "link lost: {e:#}");
                     self.down = true;
@@ -937,8 +933,8 @@ impl Brain {
                     "the {s} replica root {} vanished or lost its .twinsync/ (deleted, moved \
                      or unmounted); stopping without changing the other side ({} deletions \
                      not applied). Restore the root, then start again",
-                    self.roots[s.idx()].display(),
-                    deleting[t.idx()]
+                    self.roots[s].display(),
+                    deleting[t]
                 );
             }
         }
@@ -947,14 +943,14 @@ impl Brain {
         }
         let had = self.engine.known().len();
         for t in Side::BOTH {
-            let del = deleting[t.idx()];
+            let del = deleting[t];
             let pct = usize::from(self.settings.max_delete_percent);
             if (del >= had && had > 1) || (had >= LIVE_NET_MIN && del * 100 > had * pct) {
                 bail!(
                     "refusing to delete {del} of the {had} entries of the {t} replica {}: the \
                      {} replica lost them all at once (more than {pct}%). Nothing was deleted. \
                      Check the {} replica; if the deletions are intended, run again with --force",
-                    self.roots[t.idx()].display(),
+                    self.roots[t].display(),
                     t.other(),
                     t.other()
                 );
@@ -1031,8 +1027,8 @@ impl Brain {
 
     fn on_notice(&mut self, n: Notice) -> Result<()> {
         match n {
-            Notice::Events(side, id, _) if id != self.links[side.idx()].id => Ok(()),
-            Notice::Lost(side, id, _) if id != self.links[side.idx()].id => Ok(()),
+            Notice::Events(side, id, _) if id != self.links[side].id => Ok(()),
+            Notice::Lost(side, id, _) if id != self.links[side].id => Ok(()),
             Notice::Events(side, _, events) => {
                 self.last_activity = Instant::now();
                 self.verified = false;
@@ -1041,7 +1037,7 @@ impl Brain {
                         Event::RootGone => bail!(
                             "the {side} replica root {} vanished (deleted, moved or unmounted); \
                              stopping without changing the other side",
-                            self.roots[side.idx()].display()
+                            self.roots[side].display()
                         ),
                         Event::Error { path, message } => {
                             self.counters.errors += 1;
@@ -1056,17 +1052,17 @@ impl Brain {
                 Ok(())
             }
             Notice::Lost(side, _, why) => {
-                if matches!(self.transports[side.idx()], Transport::Ssh { .. })
-                    && !self.links[side.idx()].refused()
+                if matches!(self.transports[side], Transport::Ssh { .. })
+                    && !self.links[side].refused()
                 {
                     warn!(%side, "link lost: {why}");
                     self.down = true;
                     return Ok(());
                 }
-                if !self.roots[side.idx()].is_dir() {
+                if !self.roots[side].is_dir() {
                     bail!(
                         "the {side} replica root {} vanished; stopping without changing the other side",
-                        self.roots[side.idx()].display()
+                        self.roots[side].display()
                     );
                 }
                 bail!("{side} agent: {why}")
@@ -1108,7 +1104,7 @@ impl Brain {
             let attempt = start_remote(
                 &spec,
                 &self.settings,
-                self.roots[side.idx()].as_os_str().as_bytes(),
+                self.roots[side].as_os_str().as_bytes(),
                 self.options.clone(),
                 self.notices_tx.clone(),
             );
@@ -1120,8 +1116,8 @@ impl Brain {
             };
             match attempt.await {
                 Ok((transport, link)) => {
-                    self.transports[side.idx()] = transport;
-                    self.links[side.idx()] = Arc::new(link);
+                    self.transports[side] = transport;
+                    self.links[side] = Arc::new(link);
                     twinsync_proto::set_owners_carried(self.links.iter().all(|l| l.root));
                     self.down = false;
                     info!("reconnected; reconciling both replicas");

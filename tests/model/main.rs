@@ -59,7 +59,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use proptest::prelude::*;
-use twinsync::engine::{Applied, Batch, Copied, Copy, Engine, Policy, Report, Side};
+use twinsync::engine::{Applied, Batch, Copied, Copy, Engine, Policy, Report};
+use twinsync::side::Side;
 use twinsync_filter::Excludes;
 use twinsync_proto::{Entry, Event, Expect, Kind, Op, OpFail, RelPath, Sig};
 

@@ -537,7 +537,7 @@ mod tests {
 
     /// (existing, path, expect) of the batch's links into `t`.
     fn links(b: &Batch, t: Side) -> Vec<(RelPath, RelPath, Expect)> {
-        b.links[t.idx()]
+        b.links[t]
             .iter()
             .map(|op| match op {
                 Op::Link {
@@ -552,7 +552,7 @@ mod tests {
     }
 
     fn copied(b: &Batch, t: Side) -> Vec<RelPath> {
-        b.copies[t.idx()].iter().map(|c| c.path.clone()).collect()
+        b.copies[t].iter().map(|c| c.path.clone()).collect()
     }
 
     #[test]

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use tracing::info;
 use twinsync_proto::{AgentOptions, PROTOCOL_VERSION};
 
-use crate::engine::Side;
 use crate::link::{Link, NoMatchingAgent, Notice, Transport};
+use crate::side::Side;
 
 /// Where the agents are kept on a remote host, relative to the home
 /// directory ssh sessions start in. `TWINSYNC_REMOTE_AGENT_DIR` (in the
