@@ -146,12 +146,7 @@ async fn apply_with_xattrs(
         )
     };
     let link = &links[dst.idx()];
-    let paths: Vec<RelPath> = ops
-        .iter()
-        .filter(|op| unread(op))
-        .map(|op| op.target().clone())
-        .collect();
-    if paths.is_empty() {
+    if !ops.iter().any(unread) {
         let results = link.apply(ops.clone()).await?;
         return Ok((results, ops));
     }
@@ -160,6 +155,11 @@ async fn apply_with_xattrs(
         let results = link.apply_with_xattrs_from(ops.clone(), src_root).await?;
         return Ok((results, ops));
     }
+    let paths: Vec<RelPath> = ops
+        .iter()
+        .filter(|op| unread(op))
+        .map(|op| op.target().clone())
+        .collect();
     let mut read = links[dst.other().idx()]
         .read_xattrs(paths)
         .await?

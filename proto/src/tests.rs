@@ -129,7 +129,10 @@ fn golden_wire_format() {
         }),
     };
     let hex: String = encode(&req).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, "0000002681a54170706c79929181ac4b656570436f6e666c69637491c4016192c4022f6ca54f776e6572");
+    assert_eq!(
+        hex,
+        "0000002681a54170706c79929181ac4b656570436f6e666c69637491c4016192c4022f6ca54f776e6572"
+    );
     let file = FileData {
         path: "a".into(),
         extents: vec![
