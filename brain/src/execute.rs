@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use tracing::{debug, error, warn};
-use twinsync_proto::{FileData, Kind, Op, OpFail, RelPath, Sig};
+use twinsync_proto::{FileData, Kind, Op, OpFail, OpResult, RelPath, Sig};
 
 use crate::dir_mtimes::{self, Touched};
 use crate::engine::{Applied, Batch, Copied, Copy, Report};
@@ -126,33 +126,52 @@ fn note(
     }
 }
 
-/// Give the `SetAttr` and `Mkdir` operations of one side the extended
-/// attributes their entries have on the other side, `src` (the engine plans
-/// them without, unless the source's signature says it has none): read
-/// before any operation of the batch runs, as the engine saw them. An entry
-/// gone from the source keeps its attributes.
-async fn with_xattrs(src: &Link, ops: &mut [Op]) -> Result<()> {
+/// Apply the operations of one side, `dst`, their `SetAttr` and `Mkdir`
+/// given the extended attributes their entries have on the other side (the
+/// engine plans them without, unless the source's signature says it has
+/// none; an entry gone from the source keeps its attributes). Between local
+/// roots, `dst`'s helper reads them there itself, right before each
+/// operation, as it reads a file it copies: one round trip. Otherwise they
+/// are read from the source's helper first, before any operation of the
+/// batch runs, as the engine saw them.
+async fn apply_with_xattrs(
+    links: &[Arc<Link>; 2],
+    ends: &[End; 2],
+    dst: Side,
+    mut ops: Vec<Op>,
+) -> Result<(Vec<OpResult>, Vec<Op>)> {
     let unread = |op: &Op| {
         matches!(
             op,
             Op::SetAttr { xattrs: None, .. } | Op::Mkdir { xattrs: None, .. }
         )
     };
+    let link = &links[dst.idx()];
+    if !ops.iter().any(unread) {
+        let results = link.apply(ops.clone()).await?;
+        return Ok((results, ops));
+    }
+    let all_local = ends.iter().all(|e| matches!(e, End::Local(_)));
+    if let (true, End::Local(src_root)) = (all_local, &ends[dst.other().idx()]) {
+        let results = link.apply_with_xattrs_from(ops.clone(), src_root).await?;
+        return Ok((results, ops));
+    }
     let paths: Vec<RelPath> = ops
         .iter()
         .filter(|op| unread(op))
         .map(|op| op.target().clone())
         .collect();
-    if paths.is_empty() {
-        return Ok(());
-    }
-    let mut read = src.read_xattrs(paths).await?.into_iter();
+    let mut read = links[dst.other().idx()]
+        .read_xattrs(paths)
+        .await?
+        .into_iter();
     for op in ops.iter_mut().filter(|op| unread(op)) {
         if let Op::SetAttr { xattrs, .. } | Op::Mkdir { xattrs, .. } = op {
             *xattrs = read.next().flatten();
         }
     }
-    Ok(())
+    let results = link.apply(ops.clone()).await?;
+    Ok((results, ops))
 }
 
 /// Apply `made` on `dst` and note each answer (stats, touched, report).
@@ -248,16 +267,14 @@ pub async fn execute(
     let rsync_opts = &rsync_opts;
     let mut stats = BatchStats::default();
     let mut report = Report::default();
-    let [mut ops_l, mut ops_r] = ops;
-    let (xl, xr) = tokio::join!(
-        with_xattrs(&links[1], &mut ops_l),
-        with_xattrs(&links[0], &mut ops_r)
-    );
-    xl?;
-    xr?;
+    let [ops_l, ops_r] = ops;
     let mut touched = Touched::default();
-    let (rl, rr) = tokio::join!(links[0].apply(ops_l.clone()), links[1].apply(ops_r.clone()));
-    for (side, res, sent) in [(Side::Left, rl?, ops_l), (Side::Right, rr?, ops_r)] {
+    let (rl, rr) = tokio::join!(
+        apply_with_xattrs(&links, &ends, Side::Left, ops_l),
+        apply_with_xattrs(&links, &ends, Side::Right, ops_r)
+    );
+    let ((rl, ops_l), (rr, ops_r)) = (rl?, rr?);
+    for (side, res, sent) in [(Side::Left, rl, ops_l), (Side::Right, rr, ops_r)] {
         for (r, op) in res.into_iter().zip(&sent) {
             stats.ops[side] += 1;
             touched.op(side, op);

@@ -529,10 +529,41 @@ impl Link {
     /// # Errors
     /// When the agent fails or goes away (per-op failures are in the result).
     pub async fn apply(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        self.apply_reading(ops, None).await
+    }
+
+    /// Apply helper operations in order, the [`Op::SetAttr`] and
+    /// [`Op::Mkdir`] without extended attributes given those their entries
+    /// have in the other local replica at `src_root` (read there by this
+    /// agent's helper: no round trip to the other agent first).
+    ///
+    /// # Errors
+    /// When the agent fails, goes away or refuses to read `src_root`.
+    pub async fn apply_with_xattrs_from(
+        &self,
+        ops: Vec<Op>,
+        src_root: &std::path::Path,
+    ) -> Result<Vec<OpResult>> {
+        use std::os::unix::ffi::OsStrExt;
+        let from = twinsync_proto::XattrSource {
+            root: src_root.as_os_str().as_bytes().to_vec(),
+            scope: XattrScope::current(),
+        };
+        self.apply_reading(ops, Some(from)).await
+    }
+
+    async fn apply_reading(
+        &self,
+        ops: Vec<Op>,
+        xattrs_from: Option<twinsync_proto::XattrSource>,
+    ) -> Result<Vec<OpResult>> {
         self.each(
             "apply",
             ops,
-            |ops| Request::Apply { ops },
+            |ops| Request::Apply {
+                ops,
+                xattrs_from: xattrs_from.clone(),
+            },
             |r| match r {
                 Response::Applied(r) => Some(r),
                 _ => None,

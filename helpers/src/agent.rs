@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use twinsync_filter::{Excludes, Watcher};
 use twinsync_proto::{
-    read_frame, try_encode, write_frame, FrameError, FromAgent, OpFail, Request, Response, ToAgent,
-    MAGIC, PROTOCOL_VERSION,
+    read_frame, try_encode, write_frame, FrameError, FromAgent, Op, OpFail, Request, Response,
+    ToAgent, XattrScope, MAGIC, PROTOCOL_VERSION,
 };
 
 use crate::Replica;
@@ -433,17 +433,7 @@ fn handle(
             paths,
             scope,
         } => {
-            let src_root = PathBuf::from(std::ffi::OsStr::from_bytes(&src_root));
-            // Restricted: no root but the one served, whatever a request says.
-            if let Some(allowed) = restricted {
-                if src_root != allowed {
-                    return Err(format!(
-                        "this agent is restricted to {} and refuses to copy from {}",
-                        allowed.display(),
-                        src_root.display()
-                    ));
-                }
-            }
+            let src_root = source_root(restricted, &src_root, "copy from")?;
             Ok(Response::Written(
                 paths
                     .iter()
@@ -455,10 +445,68 @@ fn handle(
                     .collect(),
             ))
         }
-        Request::Apply { ops } => Ok(Response::Applied(
-            ops.iter().map(|op| replica.apply(op)).collect(),
-        )),
+        Request::Apply { ops, xattrs_from } => {
+            let Some(from) = xattrs_from else {
+                return Ok(Response::Applied(
+                    ops.iter().map(|op| replica.apply(op)).collect(),
+                ));
+            };
+            let src_root = source_root(restricted, &from.root, "read extended attributes from")?;
+            // Opened once for the request (as `CopyFrom` opens it): every
+            // path below it is resolved beneath it, no link followed.
+            let src = Replica::open(src_root.clone())
+                .map_err(|e| tracing::warn!(root = %src_root.display(), "cannot open: {e}"))
+                .ok();
+            Ok(Response::Applied(
+                ops.iter()
+                    .map(|op| match with_xattrs_of(op, src.as_ref(), from.scope) {
+                        Some(filled) => replica.apply(&filled),
+                        None => replica.apply(op),
+                    })
+                    .collect(),
+            ))
+        }
     }
+}
+
+/// The root of another local replica a request names to read from
+/// (`CopyFrom`'s source, `Apply`'s attributes): refused by a restricted
+/// agent unless it is the one root it serves, whatever the request says.
+fn source_root(
+    restricted: Option<&std::path::Path>,
+    root: &[u8],
+    what: &str,
+) -> Result<PathBuf, String> {
+    let root = PathBuf::from(std::ffi::OsStr::from_bytes(root));
+    match restricted {
+        Some(allowed) if root != allowed => Err(format!(
+            "this agent is restricted to {} and refuses to {what} {}",
+            allowed.display(),
+            root.display()
+        )),
+        _ => Ok(root),
+    }
+}
+
+/// `op` with the extended attributes of `scope` its entry has in `src`, when
+/// it is a [`Op::SetAttr`] or [`Op::Mkdir`] that carries none and the entry
+/// is there (read without following a symlink). `None`: `op` as it is (an
+/// entry missing or unreadable there keeps its own, as when the brain reads
+/// them from the source's helper).
+fn with_xattrs_of(op: &Op, src: Option<&Replica>, scope: XattrScope) -> Option<Op> {
+    let src = src?;
+    if !matches!(
+        op,
+        Op::SetAttr { xattrs: None, .. } | Op::Mkdir { xattrs: None, .. }
+    ) {
+        return None;
+    }
+    let read = src.read_xattrs(op.target(), scope).ok().flatten()?;
+    let mut op = op.clone();
+    if let Op::SetAttr { xattrs, .. } | Op::Mkdir { xattrs, .. } = &mut op {
+        *xattrs = Some(read);
+    }
+    Some(op)
 }
 
 /// lstat every path (`None`: missing or unreadable). A long list (the check

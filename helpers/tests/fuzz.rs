@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use proptest::prelude::*;
 use twinsync_proto::{
     encode, read_frame, AgentOptions, Expect, Extent, FileData, FromAgent, Kind, Op, RelPath,
-    Request, Sig, Stamp, ToAgent, Xattr, XattrScope, Xattrs, MAGIC, PROTOCOL_VERSION,
+    Request, Sig, Stamp, ToAgent, Xattr, XattrScope, XattrSource, Xattrs, MAGIC, PROTOCOL_VERSION,
 };
 
 #[derive(Clone, Default)]
@@ -166,6 +166,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A root a request names to read from: the one served, or another.
+fn other_root(root: &'static str) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(root.as_bytes().to_vec()),
+        Just(b"/".to_vec()),
+        Just(b"/tmp".to_vec())
+    ]
+}
+
 fn request(root: &'static str) -> impl Strategy<Value = Request> {
     let file = (
         path(),
@@ -200,11 +209,7 @@ fn request(root: &'static str) -> impl Strategy<Value = Request> {
         (paths(), scope()).prop_map(|(paths, scope)| Request::ReadXattrs { paths, scope }),
         proptest::collection::vec(file, 0..3).prop_map(|files| Request::WriteFiles { files }),
         (
-            prop_oneof![
-                Just(root.as_bytes().to_vec()),
-                Just(b"/".to_vec()),
-                Just(b"/tmp".to_vec())
-            ],
+            other_root(root),
             proptest::collection::vec((path(), expect()), 0..3),
             scope()
         )
@@ -215,7 +220,14 @@ fn request(root: &'static str) -> impl Strategy<Value = Request> {
             }),
         any::<bool>().prop_map(|forget| Request::Installed { forget }),
         Just(Request::Intact),
-        proptest::collection::vec(op(), 0..5).prop_map(|ops| Request::Apply { ops }),
+        (
+            proptest::collection::vec(op(), 0..5),
+            proptest::option::of((other_root(root), scope()))
+        )
+            .prop_map(|(ops, from)| Request::Apply {
+                ops,
+                xattrs_from: from.map(|(root, scope)| XattrSource { root, scope }),
+            }),
     ]
 }
 
@@ -416,6 +428,30 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
                 scope: XattrScope::Root,
             },
         ),
+        (
+            "apply-xattrs-from",
+            Request::Apply {
+                ops: vec![
+                    Op::SetAttr {
+                        path: p("etc/shadow"),
+                        mode: None,
+                        mtime_ns: None,
+                        owner: None,
+                        xattrs: None,
+                    },
+                    Op::Mkdir {
+                        path: p("link/new"),
+                        mode: 0o755,
+                        owner: None,
+                        xattrs: None,
+                    },
+                ],
+                xattrs_from: Some(XattrSource {
+                    root: b"/".to_vec(),
+                    scope: XattrScope::Root,
+                }),
+            },
+        ),
         ("installed", Request::Installed { forget: true }),
         (
             "apply",
@@ -478,6 +514,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
                         xattrs: pwn,
                     },
                 ],
+                xattrs_from: None,
             },
         ),
     ]

@@ -37,7 +37,7 @@ pub use xattr::{Xattr, XattrDigest, XattrScope, Xattrs};
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 /// The largest frame either side accepts or sends (64 MiB); a bigger answer
 /// is refused with an error, never sent (nor a panic).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -465,11 +465,30 @@ pub enum Request {
         /// The operations.
         #[serde(deserialize_with = "bounded::vec")]
         ops: Vec<Op>,
+        /// Another replica on the same host whose entries give the
+        /// [`Op::SetAttr`] and [`Op::Mkdir`] operations without extended
+        /// attributes theirs (read by the helper as [`Request::CopyFrom`]
+        /// reads a source, right before each operation; an entry missing
+        /// there keeps its own). `None`: those operations set none.
+        xattrs_from: Option<XattrSource>,
     },
     /// Put a mark into the watcher's kernel queue, after everything the
     /// helper did before (answered by [`Response::Marked`] with its
     /// number; the filter reports [`Event::Mark`] when it reads it).
     Mark,
+}
+
+/// Where the helper of a local pair reads the extended attributes an
+/// operation carries (see [`Request::Apply`]): the other replica, whose
+/// helper would otherwise read them first, a round trip more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XattrSource {
+    /// The other replica's root, as bytes (refused by a restricted agent as
+    /// in [`Request::CopyFrom`]).
+    #[serde(with = "serde_bytes")]
+    pub root: Vec<u8>,
+    /// The attributes carried.
+    pub scope: XattrScope,
 }
 
 /// A helper operation applied in place on a replica, without moving data.

@@ -79,7 +79,7 @@ fn golden_wire_format() {
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001d81a548656c6c6f94a87477696e73796e630ac4022f729690c3c0c0c2c0"
+        "0000001d81a548656c6c6f94a87477696e73796e630bc4022f729690c3c0c0c2c0"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
@@ -120,6 +120,18 @@ fn golden_wire_format() {
     assert_eq!(
         hex,
         "0000002381a75365744174747295c40161c0c0c092a4526f6f749192c406757365722e78c40131"
+    );
+    let req = Request::Apply {
+        ops: vec![Op::KeepConflict { path: "a".into() }],
+        xattrs_from: Some(XattrSource {
+            root: b"/l".to_vec(),
+            scope: XattrScope::Owner,
+        }),
+    };
+    let hex: String = encode(&req).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "0000002681a54170706c79929181ac4b656570436f6e666c69637491c4016192c4022f6ca54f776e6572"
     );
     let file = FileData {
         path: "a".into(),

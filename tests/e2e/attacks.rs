@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use twinsync_proto::{
     encode, read_frame, AgentOptions, Expect, FileData, FromAgent, Kind, Op, RelPath, Request,
-    Response, Sig, ToAgent, MAGIC, MAX_ITEMS, PROTOCOL_VERSION,
+    Response, Sig, ToAgent, XattrScope, XattrSource, MAGIC, MAX_ITEMS, PROTOCOL_VERSION,
 };
 
 use crate::harness::{bin, eventually, Pair, WAIT};
@@ -224,6 +224,97 @@ fn a_restricted_agent_copies_from_no_other_root() {
     }
 }
 
+/// The attribute names of `path` (not followed), `user.*` ones included.
+fn xattr_names(path: &Path) -> Vec<u8> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    buf.truncate(usize::try_from(n).unwrap_or(0));
+    buf
+}
+
+fn set_user_xattr(path: &Path, name: &str, value: &[u8]) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let r = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setting {name} on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Finding 1 again, for attributes: `Apply` names the root its `SetAttr`
+/// and `Mkdir` read their extended attributes from (a local pair's other
+/// replica); a restricted agent refuses any root but its own, so no
+/// attribute of an entry outside can be pulled into the replica and read
+/// back, and nothing is applied.
+#[test]
+fn a_restricted_agent_reads_attributes_from_no_other_root() {
+    let (_d, root, outside) = setup();
+    set_user_xattr(&outside.join("secret"), "user.secret", b"top");
+    fs::write(root.join("secret"), b"mine").unwrap();
+    let mut h = Hostile::start(&root, true, None);
+    let ops = |path: &str| {
+        vec![
+            Op::SetAttr {
+                path: path.into(),
+                mode: Some(0o600),
+                mtime_ns: None,
+                owner: None,
+                xattrs: None,
+            },
+            Op::Mkdir {
+                path: "made".into(),
+                mode: 0o755,
+                owner: None,
+                xattrs: None,
+            },
+        ]
+    };
+    let source = |src: &[u8]| {
+        Some(XattrSource {
+            root: src.to_vec(),
+            scope: XattrScope::Owner,
+        })
+    };
+    for src in ["/".as_bytes(), outside.as_os_str().as_encoded_bytes()] {
+        let r = h.ask(Request::Apply {
+            ops: ops("secret"),
+            xattrs_from: source(src),
+        });
+        assert!(
+            r.is_err(),
+            "attributes read from {:?}: {r:?}",
+            String::from_utf8_lossy(src)
+        );
+    }
+    assert!(xattr_names(&root.join("secret")).is_empty());
+    assert!(!root.join("made").exists());
+    // Its own root it serves (each path read beneath it, as `CopyFrom`'s).
+    set_user_xattr(&root.join("secret"), "user.mine", b"1");
+    let own = root.as_os_str().as_encoded_bytes().to_vec();
+    match h.ask(Request::Apply {
+        ops: ops("secret"),
+        xattrs_from: source(&own),
+    }) {
+        Ok(Response::Applied(r)) => assert!(r.iter().all(Result::is_ok), "{r:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(xattr_names(&root.join("secret")), b"user.mine\0");
+    assert_eq!(xattr_names(&outside.join("secret")), b"user.secret\0");
+}
+
 /// Finding 2: nothing in `.twinsync/` can be named by a request, temp names
 /// are unpredictable, and a symlink in the tree is replaced, never written
 /// through: no byte or mode lands outside the root.
@@ -333,6 +424,7 @@ fn writes_never_land_outside_the_root() {
                 xattrs: None,
             },
         ],
+        xattrs_from: None,
     }) {
         Ok(Response::Applied(r)) => assert!(r.iter().all(Result::is_err), "{r:?}"),
         other => panic!("{other:?}"),
@@ -354,7 +446,7 @@ fn trash_links_are_never_followed() {
         let mut h = Hostile::start(&root, true, None);
         fs::write(root.join("probe"), b"p").unwrap();
         assert!(matches!(
-            h.ask(Request::Apply { ops: vec![Op::Trash { path: "probe".into(), expect: Expect::Any }] }),
+            h.ask(Request::Apply { ops: vec![Op::Trash { path: "probe".into(), expect: Expect::Any }], xattrs_from: None }),
             Ok(Response::Applied(r)) if r[0].is_ok()
         ));
         let day = fs::read_dir(&trash)
@@ -386,6 +478,7 @@ fn trash_links_are_never_followed() {
             path: "victim".into(),
             expect: Expect::Any,
         }],
+        xattrs_from: None,
     });
     assert!(
         matches!(&r, Ok(Response::Applied(x)) if x[0].is_err()),
@@ -403,6 +496,7 @@ fn trash_links_are_never_followed() {
             path: "victim".into(),
             expect: Expect::Any,
         }],
+        xattrs_from: None,
     });
     assert!(
         matches!(&r, Ok(Response::Applied(x)) if x[0].is_err()),

@@ -412,6 +412,43 @@ fn extended_attributes_acls_and_capabilities_are_carried_locally() {
     assert!(p.stop().success());
 }
 
+/// Attribute changes alone on a live local pair, where the destination's
+/// helper reads the attributes from the source's root itself (no round
+/// trip to the source's agent first): a `setfattr` and a `setfacl` of a
+/// file, a default ACL of a directory, a trusted attribute of a symlink
+/// (the link's own, not its target's), a new directory with an ACL, all
+/// made on the left, reach the right; no content is sent again.
+#[test]
+fn attribute_changes_on_a_live_local_pair_are_read_by_the_destination() {
+    assert_root();
+    let mut p = Pair::new();
+    let (l, r) = (p.left.clone(), p.right.clone());
+    l.write("f", b"data");
+    std::fs::create_dir(l.path("d")).unwrap();
+    std::os::unix::fs::symlink("f", l.path("l")).unwrap();
+    p.start(&[]);
+    p.eventually_equal();
+    let ino = r.ino("f");
+    setfattr(&l.path("f"), "user.x", "1");
+    setfacl(&l.path("f"), &["-m", "u:nobody:r"]);
+    eventually_same_xattrs(&p, "f", "a setfattr and a setfacl of the left's file");
+    setfacl(&l.path("d"), &["-d", "-m", "u:nobody:rx"]);
+    eventually_same_xattrs(&p, "d", "a default ACL of the left's directory");
+    setfattr(&l.path("l"), "trusted.link", "1");
+    eventually_same_xattrs(&p, "l", "a trusted attribute of the left's symlink");
+    assert!(!xattrs(&r.path("f")).contains("trusted.link"));
+    std::fs::create_dir(l.path("nd")).unwrap();
+    setfacl(&l.path("nd"), &["-m", "u:nobody:rwx"]);
+    eventually_same_xattrs(&p, "nd", "a new directory with an ACL");
+    assert_eq!(
+        r.ino("f"),
+        ino,
+        "an attribute change sent the content again"
+    );
+    p.eventually_equal();
+    assert!(p.stop().success());
+}
+
 #[test]
 fn extended_attributes_acls_and_capabilities_are_carried_over_ssh() {
     assert_root();

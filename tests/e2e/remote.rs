@@ -216,7 +216,10 @@ fn path_escapes_are_refused_by_the_agent() {
         &mut stdin,
         &ToAgent::Request {
             id: 1,
-            req: Request::Apply { ops },
+            req: Request::Apply {
+                ops,
+                xattrs_from: None,
+            },
         },
     )
     .unwrap();
