@@ -21,18 +21,7 @@ fn a_file_written_just_before_its_directory_was_renamed_is_reported_at_the_new_p
     fs::write(root.join("d/f"), b"data").unwrap();
     fs::rename(root.join("d"), root.join("e")).unwrap();
     let rx = common::forward(watcher, event_loop, |_| false);
-    let want = RelPath::from("e/f");
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Event::Changed { path, sig }) if path == want => {
-                assert_eq!(sig.size, 4);
-                return;
-            }
-            Ok(e) => seen.push(format!("{e:?}")),
-            Err(_) => panic!("e/f never reported; events: {seen:#?}"),
-        }
-    }
+    expect_changed(&rx, "e/f", 4);
 }
 
 /// Campaign seed 83000025: a file renamed into a directory that is renamed
@@ -50,16 +39,21 @@ fn a_file_renamed_into_a_directory_renamed_right_after_is_reported_at_the_new_pl
     fs::rename(root.join("a/f"), root.join("a/d/r")).unwrap();
     fs::rename(root.join("a/d"), root.join("b/e")).unwrap();
     let rx = common::forward(watcher, event_loop, |_| false);
-    let want = RelPath::from("b/e/r");
+    expect_changed(&rx, "b/e/r", 4);
+}
+
+/// Wait for the report of `path` changed, with `size` bytes.
+fn expect_changed(rx: &std::sync::mpsc::Receiver<Event>, path: &str, size: u64) {
+    let want = RelPath::from(path);
     let mut seen = Vec::new();
     loop {
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Event::Changed { path, sig }) if path == want => {
-                assert_eq!(sig.size, 4);
+                assert_eq!(sig.size, size);
                 return;
             }
             Ok(e) => seen.push(format!("{e:?}")),
-            Err(_) => panic!("b/e/r never reported; events: {seen:#?}"),
+            Err(_) => panic!("{want} never reported; events: {seen:#?}"),
         }
     }
 }

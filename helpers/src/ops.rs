@@ -533,20 +533,7 @@ impl Replica {
         let name = rel.file_name();
         let before = beneath::sig_of_file(f).map_err(io_err("installing", rel))?;
         let found = beneath::sig_at(dir.as_fd(), name).map_err(io_err("looking at", rel))?;
-        if !expect.holds(found.as_ref()) {
-            return Err(OpError::Refused {
-                path: rel.clone(),
-                found,
-            });
-        }
-        let backup = match found {
-            Some(md) if md.kind == Kind::Dir => {
-                self.trash(rel)?;
-                None
-            }
-            Some(_) => self.backup(rel, dir.as_fd(), name),
-            None => None,
-        };
+        let backup = self.make_room(rel, dir.as_fd(), name, found, expect)?;
         // Created meanwhile when nothing was expected: refused, not replaced.
         let noreplace = expect == Expect::Absent;
         if let Err(e) = beneath::rename(tmp.0, tmp.1, dir.as_fd(), name, noreplace) {
@@ -1112,6 +1099,34 @@ impl Replica {
     /// Keep a copy of a file about to be replaced: a hard link in the trash
     /// (`linkat` without `AT_SYMLINK_FOLLOW`: a symlink is linked itself),
     /// whose directory and name are returned.
+    /// Before `dir/name` (`rel`), which holds `found`, is replaced:
+    /// refused unless `found` is what `expect` names; a directory there
+    /// goes to the trash, anything else is backed up (see
+    /// [`Replica::backup`]) until the replacement is in place.
+    fn make_room(
+        &self,
+        rel: &RelPath,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        found: Option<Sig>,
+        expect: Expect,
+    ) -> Result<Option<(OwnedFd, Vec<u8>)>, OpError> {
+        if !expect.holds(found.as_ref()) {
+            return Err(OpError::Refused {
+                path: rel.clone(),
+                found,
+            });
+        }
+        Ok(match found {
+            Some(md) if md.kind == Kind::Dir => {
+                self.trash(rel)?;
+                None
+            }
+            Some(_) => self.backup(rel, dir, name),
+            None => None,
+        })
+    }
+
     fn backup(
         &self,
         rel: &RelPath,

@@ -68,20 +68,7 @@ impl Replica {
             // same inode would do nothing and leave the temporary name).
             return Ok(());
         }
-        if !expect.holds(found.as_ref()) {
-            return Err(OpError::Refused {
-                path: rel.clone(),
-                found,
-            });
-        }
-        let backup = match found {
-            Some(f) if f.kind == Kind::Dir => {
-                self.trash(rel)?;
-                None
-            }
-            Some(_) => self.backup(rel, dir.as_fd(), name),
-            None => None,
-        };
+        let backup = self.make_room(rel, dir.as_fd(), name, found, expect)?;
         let tmp = Self::ignore_name(name);
         let noreplace = expect == Expect::Absent;
         let done = rustix::fs::linkat(
