@@ -637,6 +637,8 @@ fn l(s: Side) -> char {
 impl World {
     fn new(slow_filter: bool, lazy_filter: bool, races: bool) -> Self {
         let mut engine = Engine::new(Excludes::default(), Policy::default());
+        // Reports are ordered against the batches' writes by marks, as live.
+        engine.set_ordered(true);
         // In half the scenarios, batches are cut after each action, as a big
         // merge's are after many: what is left over must be planned later as
         // if in one batch.
@@ -1947,6 +1949,18 @@ impl World {
         self.log.push(s);
         for t in self.engine.complete(report) {
             self.log.push(format!("  [{} {}] {t}", l(t.side), t.path));
+        }
+        // The runner asks each side the batch wrote on for a mark: the
+        // helper makes it after everything it did, so its report comes
+        // after the reports of the batch's writes (and of what users did
+        // meanwhile) in that side's queue.
+        for s in Side::BOTH {
+            if self.engine.wants_mark(s) {
+                let n = self.reps[s.idx()].seq + 1;
+                self.emit(s, Event::Mark { n });
+                self.engine.marked(s, Some(n));
+                self.log.push(format!("  mark {n} asked of {}", l(s)));
+            }
         }
     }
 
