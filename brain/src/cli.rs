@@ -298,7 +298,17 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(crate::run::run(settings)) {
+    // In JSON, every line the pair logs names its instance (a field of this
+    // span, under "span"); the text log, read by people, is left as it is.
+    let span = if json {
+        tracing::info_span!("pair", instance = %settings.instance)
+    } else {
+        tracing::Span::none()
+    };
+    match rt.block_on(tracing::Instrument::instrument(
+        crate::run::run(settings),
+        span,
+    )) {
         Ok(crate::run::Exit::Done) => ExitCode::SUCCESS,
         Ok(crate::run::Exit::Banned(p)) => {
             tracing::warn!(program = %p, "a banned program is running: exiting");

@@ -313,7 +313,7 @@ impl Link {
             // Heartbeat: a ping every few seconds keeps the agent's watchdog
             // fed and gives the reader below something to expect.
             let tx = tx.clone();
-            tokio::spawn(async move {
+            tokio::spawn(tracing::Instrument::in_current_span(async move {
                 let mut tick = tokio::time::interval(PING_EVERY);
                 loop {
                     tick.tick().await;
@@ -321,9 +321,9 @@ impl Link {
                         return;
                     }
                 }
-            });
+            }));
         }
-        tokio::spawn(async move {
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             while let Some(msg) = rx.recv().await {
                 if send_paced(&mut writer, &msg, pacer.as_mut()).await.is_err() {
                     break;
@@ -338,7 +338,7 @@ impl Link {
                     break;
                 }
             }
-        });
+        }));
 
         let waiters: Waiters = Arc::default();
         let chunks: Chunks = Arc::default();
@@ -358,7 +358,7 @@ impl Link {
                 Transport::Ssh { .. } => Some(DEAD_AFTER),
                 Transport::Local => None,
             };
-            tokio::spawn(async move {
+            tokio::spawn(tracing::Instrument::in_current_span(async move {
                 let why = loop {
                     let msg = match dead_after {
                         Some(limit) => tokio::time::timeout(limit, read_msg(&mut reader)).await,
@@ -378,11 +378,13 @@ impl Link {
                     }
                     match msg {
                         Ok(FromAgent::Events(evs)) => {
+                            tracing::trace!(%side, "← {} events: {}", evs.len(), brief(&evs));
                             if notices.send(Notice::Events(side, link_id, evs)).is_err() {
                                 return;
                             }
                         }
                         Ok(FromAgent::Response { id, result }) => {
+                            tracing::trace!(%side, id, "← answer: {}", brief(&result));
                             chunks.remove(&id);
                             if let Some((_, w)) = waiters.remove(&id) {
                                 let _ = w.send(result);
@@ -409,7 +411,7 @@ impl Link {
                 waiters.clear();
                 chunks.clear();
                 let _ = notices.send(Notice::Lost(side, link_id, why));
-            });
+            }));
         }
         Ok(Link {
             side,
@@ -446,6 +448,7 @@ impl Link {
         if let Err(e) = try_encode(&req) {
             bail!("a request to the {} agent is too large: {e}", self.side);
         }
+        tracing::trace!(side = %self.side, id, "→ {}", brief(&req));
         let (tx, rx) = oneshot::channel();
         self.waiters.insert(id, tx);
         // The reader marks the link dead *before* dropping the waiters, so a
@@ -871,6 +874,20 @@ fn check_paths(m: &FromAgent) -> std::result::Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+/// A message's `Debug` form cut to a line, for the trace log (`-d 3`).
+fn brief(x: &impl std::fmt::Debug) -> String {
+    let mut s = format!("{x:?}");
+    if s.len() > 300 {
+        let mut end = 300;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
 }
 
 /// A read answer, checked against what was asked: a file for another path,

@@ -133,6 +133,46 @@ fn json_logs_are_one_object_per_line_and_nothing_else() {
     assert!(n > 2, "{err}");
 }
 
+/// `-d 3` shows the exchange with the agents (each request and answer,
+/// from which side), and every JSON line names the instance it comes from.
+#[test]
+fn debug_3_traces_the_agents_exchange_and_json_lines_name_the_instance() {
+    let p = Pair::new();
+    p.left.write("a", b"x");
+    let (st, err) = run_with(
+        &p,
+        &[
+            "--sync-only",
+            "--log-format",
+            "json",
+            "-d",
+            "3",
+            "--instance",
+            "traced",
+        ],
+    );
+    assert!(st.success(), "{err}");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for v in &lines {
+        assert_eq!(v["span"]["instance"], "traced", "{v}");
+    }
+    let traced = |side: &str| {
+        lines
+            .iter()
+            .filter(|v| v["level"] == "TRACE" && v["side"] == side && v.get("id").is_some())
+            .count()
+    };
+    // At least a listing asked and answered on each side.
+    assert!(traced("left") >= 2 && traced("right") >= 2, "{err}");
+    // Not at -d 2.
+    let (st, err) = run_with(&p, &["--sync-only", "--log-format", "json", "-d", "2"]);
+    assert!(st.success(), "{err}");
+    assert!(!err.contains("\"TRACE\""), "{err}");
+}
+
 #[test]
 fn a_second_instance_on_the_same_pair_is_refused_naming_the_holder() {
     let mut p = Pair::new();
