@@ -276,6 +276,22 @@ impl Brain {
             .find(|v| v["pid"].as_i64() == Some(i64::from(pid)))
     }
 
+    /// Run `twinsync CMD INSTANCE` against this instance (pause, resume,
+    /// flush) and wait for its answer; panics when it fails.
+    pub fn control(&self, cmd: &str) {
+        let instance = self.status().expect("a running instance")["instance"]
+            .as_str()
+            .expect("its name")
+            .to_string();
+        let out = Command::new(bin())
+            .args([cmd, instance.as_str()])
+            .env("TWINSYNC_RUNTIME_DIR", &self.runtime_dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "twinsync {cmd}: {out:?}");
+    }
+
     /// Live with nothing queued, by its status.
     pub fn settled(&self) -> bool {
         self.status()

@@ -180,6 +180,10 @@ fn same_mtime_tie_live() {
     fs::write(p.left.join("conf"), b"original").unwrap();
     wait_for(WAIT, || p.right.join("conf").exists());
     p.converge();
+    // Paused, so that both writes are reports of the same moment for the
+    // engine (live, a write delayed until after the other side's version
+    // was installed there is a later edit of that version, not a tie).
+    p.brain.control("pause");
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let barrier = Barrier::new(2);
     std::thread::scope(|s| {
@@ -191,13 +195,25 @@ fn same_mtime_tie_live() {
             });
         }
     });
+    // Both reports taken in (queued on both sides), then resumed.
+    assert!(
+        wait_for(WAIT, || {
+            p.brain
+                .status()
+                .is_some_and(|s| s["queue"].as_u64().unwrap_or(0) >= 2)
+        }),
+        "the paused pair never queued both writes:\n{}",
+        p.brain.log_tail(40)
+    );
+    p.brain.control("resume");
     let l = p.converge();
     let got = versions(&l, "conf");
     let has = |d: &[u8]| got.iter().any(|(_, x)| x == d);
     assert!(
         has(b"LEFT-version-1") && has(b"RIGHT-versio-2") && got.iter().any(|(k, _)| k == "conf"),
-        "after concurrent same-length, same-mtime writes both versions must be kept (at conf and conf.conflict-*, on both sides); found: {:?}",
-        got.iter().map(|(k, d)| format!("{k}={}", String::from_utf8_lossy(d))).collect::<Vec<_>>()
+        "after concurrent same-length, same-mtime writes both versions must be kept (at conf and conf.conflict-*, on both sides); found: {:?}\n--- brain log ---\n{}",
+        got.iter().map(|(k, d)| format!("{k}={}", String::from_utf8_lossy(d))).collect::<Vec<_>>(),
+        p.brain.log_tail(60)
     );
 }
 
