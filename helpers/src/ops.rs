@@ -357,6 +357,17 @@ impl Replica {
 
     /// The directory holding `rel`, resolved beneath the root (created when
     /// `create`); `None` when it does not exist.
+    /// The directory `rel` goes in, made with its parents if missing; a
+    /// failure to make them says `doing` `rel`.
+    fn parent_made(&self, rel: &RelPath, doing: &'static str) -> Result<OwnedFd, OpError> {
+        self.dir_of(rel, true)
+            .map_err(|e| match e {
+                OpError::Io { source, .. } => io_err(doing, rel)(source),
+                e => e,
+            })?
+            .ok_or_else(|| OpError::Missing(rel.clone()))
+    }
+
     fn dir_of(&self, rel: &RelPath, create: bool) -> Result<Option<OwnedFd>, OpError> {
         self.check(rel)?;
         let parent = parent_bytes(rel);
@@ -765,13 +776,7 @@ impl Replica {
                 found: None,
             });
         }
-        let ddir = self
-            .dir_of(to, true)
-            .map_err(|e| match e {
-                OpError::Io { source, .. } => io_err("creating parents of", to)(source),
-                e => e,
-            })?
-            .ok_or_else(|| OpError::Missing(to.clone()))?;
+        let ddir = self.parent_made(to, "creating parents of")?;
         let tmp = Self::ignore_name(sname);
         beneath::rename(sdir.as_fd(), sname, sdir.as_fd(), &tmp, true)
             .map_err(io_err("renaming", from))?;
@@ -848,13 +853,7 @@ impl Replica {
         owner: Option<(u32, u32)>,
         xattrs: Option<&Xattrs>,
     ) -> Result<(), OpError> {
-        let dir = self
-            .dir_of(rel, true)
-            .map_err(|e| match e {
-                OpError::Io { source, .. } => io_err("creating directory", rel)(source),
-                e => e,
-            })?
-            .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        let dir = self.parent_made(rel, "creating directory")?;
         let name = rel.file_name();
         let os = std::ffi::OsStr::from_bytes(name);
         let refuse = || OpError::Refused {
@@ -1303,13 +1302,7 @@ impl Replica {
                 self.trash(rel)?;
             }
         }
-        let dir = self
-            .dir_of(rel, true)
-            .map_err(|e| match e {
-                OpError::Io { source, .. } => io_err("creating parents of", rel)(source),
-                e => e,
-            })?
-            .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        let dir = self.parent_made(rel, "creating parents of")?;
         let tmp = Self::ignore_name(name);
         let noreplace = expect == Expect::Absent;
         let done = make(dir.as_fd(), &tmp)

@@ -22,7 +22,7 @@ const MISSING: &str = "twinsync-not-installed";
 /// the pair's own `agents/`.
 fn pair(sshd: &Sshd) -> (Pair, PathBuf) {
     let mut p = Pair::new();
-    p.right_arg = Some(format!("{}:{}", sshd.host, p.right.root.display()));
+    p.remote_right(sshd);
     let agents = p.dir.path().join("agents");
     p.envs
         .push(("TWINSYNC_REMOTE_AGENT_DIR".into(), agents.clone()));

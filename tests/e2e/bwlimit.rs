@@ -15,7 +15,7 @@ const SLICE: f64 = 16.0 * 1024.0;
 
 fn limited_remote_pair(sshd: &Sshd) -> Pair {
     let mut p = Pair::new();
-    p.right_arg = Some(format!("{}:{}", sshd.host, p.right.root.display()));
+    p.remote_right(sshd);
     let cfg = sshd.ssh_config.display().to_string();
     p.start(&[
         "--ssh-config",

@@ -70,7 +70,7 @@ fn a_sparse_file_arrives_sparse_over_ssh() {
         panic!("the loopback sshd did not start (CI installs openssh-server)")
     };
     let mut p = Pair::new();
-    p.right_arg = Some(format!("{}:{}", sshd.host, p.right.root.display()));
+    p.remote_right(&sshd);
     make_sparse(&p.left.path("before.img"));
     let cfg = sshd.ssh_config.display().to_string();
     p.start(&["--ssh-config", &cfg, "--remote-path", crate::harness::bin()]);
@@ -144,7 +144,7 @@ fn owners_and_groups_are_carried_over_ssh() {
         panic!("the loopback sshd did not start (CI installs openssh-server)")
     };
     let mut p = Pair::new();
-    p.right_arg = Some(format!("{}:{}", sshd.host, p.right.root.display()));
+    p.remote_right(&sshd);
     let cfg = sshd.ssh_config.display().to_string();
     owners_are_carried(
         &mut p,
@@ -456,7 +456,7 @@ fn extended_attributes_acls_and_capabilities_are_carried_over_ssh() {
         panic!("the loopback sshd did not start (CI installs openssh-server)")
     };
     let mut p = Pair::new();
-    p.right_arg = Some(format!("{}:{}", sshd.host, p.right.root.display()));
+    p.remote_right(&sshd);
     let cfg = sshd.ssh_config.display().to_string();
     xattrs_are_carried(
         &mut p,
@@ -609,8 +609,7 @@ fn directory_mtimes_are_carried_over_ssh() {
         panic!("the loopback sshd did not start (CI installs openssh-server)")
     };
     let mut p = Pair::new();
-    let right = format!("{}:{}", sshd.host, p.right.root.display());
-    p.right_arg = Some(right.clone());
+    let right = p.remote_right(&sshd);
     let cfg = sshd.ssh_config.display().to_string();
     directory_mtimes(
         &mut p,
@@ -751,7 +750,7 @@ fn a_gigabyte_sparse_file_travels_as_its_data_over_ssh_both_ways() {
         panic!("the loopback sshd did not start (CI installs openssh-server)")
     };
     let mut p = Pair::new();
-    p.right_arg = Some(format!("{}:{}", sshd.host, p.right.root.display()));
+    p.remote_right(&sshd);
     make_big_sparse(&p.left.path("merged-l.img"), 0x10);
     make_big_sparse(&p.right.path("merged-r.img"), 0x20);
     let cfg = sshd.ssh_config.display().to_string();

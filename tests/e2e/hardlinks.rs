@@ -126,7 +126,7 @@ fn hard_link_groups_stay_groups_over_ssh() {
         panic!("the loopback sshd did not start (CI installs openssh-server)")
     };
     let mut p = Pair::new();
-    p.right_arg = Some(format!("{}:{}", sshd.host, p.right.root.display()));
+    p.remote_right(&sshd);
     let cfg = sshd.ssh_config.display().to_string();
     groups_stay_groups(
         &mut p,

@@ -187,6 +187,16 @@ pub struct Pair {
 }
 
 impl Pair {
+    /// Serve the right replica through the loopback `sshd`: the right is
+    /// given as `host:/path` from now on, which is returned.
+    pub fn remote_right(&mut self, sshd: &crate::sshd::Sshd) -> String {
+        let right = format!("{}:{}", sshd.host, self.right.root.display());
+        self.right_arg = Some(right.clone());
+        right
+    }
+}
+
+impl Pair {
     /// Two empty replicas (not yet synced).
     pub fn new() -> Pair {
         let dir = tempfile::Builder::new()

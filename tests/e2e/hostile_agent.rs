@@ -226,7 +226,7 @@ fn the_brain_takes_nothing_a_hostile_agent_makes_up() {
     };
     for mode in MODES {
         let mut p = Pair::new();
-        p.right_arg = Some(format!("{}:{}", sshd.host, p.right.root.display()));
+        p.remote_right(&sshd);
         p.left.write("l", b"left");
         p.right.write("r", b"from the right");
         p.right.write("d/r2", b"right again");

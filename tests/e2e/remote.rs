@@ -8,7 +8,7 @@ use crate::sshd::Sshd;
 
 fn remote_pair(sshd: &Sshd) -> Pair {
     let mut p = Pair::new();
-    p.right_arg = Some(format!("{}:{}", sshd.host, p.right.root.display()));
+    p.remote_right(sshd);
     p
 }
 

@@ -225,8 +225,7 @@ fn a_debian_root_filesystem_is_replicated_exactly_over_ssh() {
         panic!("the loopback sshd did not start (CI installs openssh-server)")
     };
     let mut p = Pair::new();
-    let right = format!("{}:{}", sshd.host, p.right.root.display());
-    p.right_arg = Some(right.clone());
+    let right = p.remote_right(&sshd);
     let cfg = sshd.ssh_config.display().to_string();
     root_filesystem(
         &mut p,

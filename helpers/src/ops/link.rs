@@ -54,13 +54,7 @@ impl Replica {
             }
             None => return Err(OpError::Missing(existing.clone())),
         };
-        let dir = self
-            .dir_of(rel, true)
-            .map_err(|e| match e {
-                OpError::Io { source, .. } => io_err("creating parents of", rel)(source),
-                e => e,
-            })?
-            .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        let dir = self.parent_made(rel, "creating parents of")?;
         let name = rel.file_name();
         let found = beneath::sig_at(dir.as_fd(), name).map_err(io_err("looking at", rel))?;
         if found.is_some_and(|f| f.kind == Kind::File && f.ino == ino) {
