@@ -390,6 +390,19 @@ impl Drop for Pair {
         }
         if std::thread::panicking() {
             eprintln!("--- twinsync log tail ---\n{}", self.log_tail());
+            // The whole log outlives the test's directory, for the post-mortem.
+            let keep = std::env::temp_dir().join(format!(
+                "twinsync-failed-{}-{}.log",
+                std::process::id(),
+                self.dir
+                    .path()
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+            ));
+            if fs::copy(&self.log, &keep).is_ok() {
+                eprintln!("--- the whole log: {} ---", keep.display());
+            }
         }
     }
 }

@@ -316,6 +316,9 @@ impl Engine {
                     last.insert(sig.ino, *sig);
                 }
             }
+            if let Applied::Done(path, Some(sig)) = a {
+                self.written_through(t, path, sig);
+            }
         }
         for (ino, sig) in last {
             for q in self.groups[t].names(ino) {
@@ -324,6 +327,40 @@ impl Engine {
                         self.k_insert(q, k.with_stamp(t, sig.stamp()));
                     }
                 }
+            }
+        }
+    }
+
+    /// The batch wrote `sig` in place at `path` on side `t` (an attribute
+    /// set): the other names of that inode there hold it too. Those that
+    /// were one inode with `path` on both sides when last synced (same
+    /// content, same stamps on both sides) take the new version in the
+    /// index, with `path`'s stamps: the write came from the other side's
+    /// change of that inode, which is theirs too (had the other side
+    /// unlinked one first, its removal is reported and still wins). Their
+    /// next report there is then our write, not a change of that side that
+    /// would win over the other side's removal or change of them.
+    fn written_through(&mut self, t: usize, path: &RelPath, sig: &Sig) {
+        if sig.kind != Kind::File || sig.nlink < 2 {
+            return;
+        }
+        let (Some(Some(base)), Some(now)) = (
+            self.inflight[t].get(path).copied(),
+            self.known.get(path).copied(),
+        ) else {
+            return;
+        };
+        if base.kind != Kind::File || !now.same_content(sig) || base.same_content(sig) {
+            return;
+        }
+        for q in self.groups[t].others(sig.ino, path) {
+            if self.inflight[t].contains_key(&q) || self.pending[t].state.contains_key(&q) {
+                continue;
+            }
+            if self.known.get(&q).is_some_and(|k| {
+                k.kind == Kind::File && k.same_content(&base.sig) && k.stamps == base.stamps
+            }) {
+                self.k_insert(q, now);
             }
         }
     }
@@ -870,5 +907,55 @@ mod tests {
         assert!(!e.known()[&RelPath::from("b")].stamps[0].is_known());
         let b = e.plan(0);
         assert_eq!(b.ops[1].len(), 1, "{b:?}");
+    }
+
+    /// An attribute set through one name of an inode reaches its other
+    /// names on that side: their next report is of our write, not a change
+    /// of that side. Found by the root file system test over ssh: the left
+    /// set an xattr on `dash` and removed `sh` (one inode with it) before
+    /// the filter listed `dash` (one name then); the batch set the xattr on
+    /// the right's `dash`, the right then reported `sh` with it, which was
+    /// taken for a change there and, against the left's removal, won.
+    #[test]
+    fn an_attribute_set_through_one_name_is_ours_on_the_others() {
+        let g = file(5, 7, 2);
+        let mut e = synced(&[("dash", g), ("sh", g)]);
+        let xattr = Sig {
+            mode: 0o600,
+            ctime_ns: 4,
+            nlink: 1,
+            ..g
+        };
+        changed(&mut e, Side::Left, "dash", xattr);
+        let same = e
+            .to_compare()
+            .into_iter()
+            .map(|p| (p, Some([1; 32]), Some([1; 32])))
+            .collect();
+        e.compared(same);
+        let b = e.plan(0);
+        assert_eq!(b.ops[1].len(), 1, "{b:?}");
+        assert!(matches!(b.ops[1][0], Op::SetAttr { .. }), "{b:?}");
+        let answer = Sig {
+            ctime_ns: 5,
+            nlink: 2,
+            ..xattr
+        };
+        let mut r = Report::default();
+        r.applied[1].push(Applied::Done("dash".into(), Some(answer)));
+        e.complete(r);
+        // The right's filter lists the other name of the inode it changed.
+        changed(&mut e, Side::Right, "sh", answer);
+        changed(&mut e, Side::Right, "dash", answer);
+        e.on_event(Side::Left, Event::Removed { path: "sh".into() });
+        let b = e.plan(0);
+        assert!(
+            b.copies[0].is_empty() && b.ops[0].is_empty(),
+            "nothing comes back: {b:?}"
+        );
+        assert!(
+            matches!(&b.ops[1][..], [Op::Trash { path, .. }] if *path == RelPath::from("sh")),
+            "the left's removal reaches the right: {b:?}"
+        );
     }
 }
