@@ -1,7 +1,9 @@
 //! The filter: watches one replica and turns kernel events into protocol
 //! [`Event`]s, and walks the tree for scans.
 //!
-//! Contract every backend keeps (today: [`inotify`] on Linux):
+//! The kernel's API is behind a seam ([`backend`]: one file per API, today
+//! inotify on Linux); the walker ([`Watcher`]) and the translator
+//! ([`EventLoop`]) are shared by every backend. What the filter promises:
 //! - recursive: watches are placed on a new directory *before* it is scanned,
 //!   so nothing created inside a fresh `mkdir -p a/b/c` is missed;
 //! - moves are paired into one [`Event::Moved`] (directories too); a move into
@@ -14,18 +16,19 @@
 //!   [`Event::RootGone`].
 #![deny(missing_docs)]
 
+pub mod backend;
 mod excludes;
-#[cfg(target_os = "linux")]
-pub mod inotify;
 mod sig;
+mod translate;
+mod watcher;
 pub mod xattr;
 
 pub use excludes::{is_ignore_name, Excludes, IGNORE_SUFFIX, STATE_DIR};
-#[cfg(target_os = "linux")]
-pub use inotify::{EventLoop, Watcher};
 pub use sig::{lstat_sig, sig_at, sig_of};
+pub use translate::EventLoop;
 use twinsync_proto::RelPath;
 pub use twinsync_proto::{Entry, Event};
+pub use watcher::Watcher;
 
 /// Errors that stop a filter.
 #[derive(Debug, thiserror::Error)]
