@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::excludes::{ExcludeSet, TempfilesFrom};
 use crate::options::{
-    is_instance_name, ConflictPlace, LogFormat, Options, Prefer, DEFAULT_MAX_DELETE_PERCENT,
-    DEFAULT_TEMPFILES, DEFAULT_TRASH_DAYS, MAX_INSTANCE_LEN,
+    is_instance_name, ConflictPlace, LogFormat, Options, Prefer, WatcherChoice,
+    DEFAULT_MAX_DELETE_PERCENT, DEFAULT_POLL_INTERVAL_MS, DEFAULT_TEMPFILES, DEFAULT_TRASH_DAYS,
+    MAX_INSTANCE_LEN,
 };
 use crate::side::Side;
 
@@ -64,6 +65,9 @@ pub struct Settings {
     /// File transfers go at most this many bytes per second, each way
     /// (`--bwlimit`, or an `rsync_extra` `--bwlimit` when that is not set).
     pub bwlimit: Option<u64>,
+    /// The agents list their replicas this often (milliseconds) instead of
+    /// taking the kernel's events (`--watcher poll`).
+    pub poll_ms: Option<u32>,
 }
 
 impl Settings {
@@ -133,6 +137,10 @@ impl Settings {
             a.push(f.canonicalize().unwrap_or(f));
             rsync_extra.push(a.to_string_lossy().into_owned());
         }
+        // (An interval for another watcher is left unused: it may come from
+        // the environment, for every run.)
+        let poll_ms = (o.watcher == Some(WatcherChoice::Poll))
+            .then(|| o.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL_MS));
         let instance = match o.instance {
             Some(i) if !is_instance_name(&i) => {
                 return Err(UsageError(format!(
@@ -171,6 +179,7 @@ impl Settings {
             conflicts_beside: o.conflict_copies != Some(ConflictPlace::StateDir),
             metrics: o.metrics,
             bwlimit,
+            poll_ms,
         })
     }
 }

@@ -162,6 +162,33 @@ pub struct Options {
     #[arg(long, value_name = "RATE", value_parser = rate)]
     #[serde(default, deserialize_with = "de::rate")]
     pub bwlimit: Option<u64>,
+    /// How each agent sees changes: auto (the kernel's events: inotify
+    /// today), inotify, or poll (every watched directory listed again each
+    /// --poll-interval: for NFS, CIFS and FUSE mounts that other hosts
+    /// change) [default: auto].
+    #[arg(long, value_enum, env = "TWINSYNC_WATCHER")]
+    #[serde(default, deserialize_with = "de::choice")]
+    pub watcher: Option<WatcherChoice>,
+    /// Milliseconds between two passes of the polling watcher (10 to
+    /// 3600000) [default: 2000].
+    #[arg(long, value_name = "MS", env = "TWINSYNC_POLL_INTERVAL",
+          value_parser = clap::value_parser!(u32).range(10..=3_600_000))]
+    #[serde(default, deserialize_with = "de::millis")]
+    pub poll_interval: Option<u32>,
+}
+
+/// The `poll_interval` used when the key is not set, in milliseconds.
+pub const DEFAULT_POLL_INTERVAL_MS: u32 = 2000;
+
+/// `--watcher`, `watcher`: how the agents see changes.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum WatcherChoice {
+    /// The best the kernel offers (inotify).
+    Auto,
+    /// One inotify watch per directory.
+    Inotify,
+    /// A listing of every watched directory per interval.
+    Poll,
 }
 
 /// A `--bwlimit`: bytes per second, 0 for no limit.
@@ -201,6 +228,8 @@ impl Options {
             trash_days,
             metrics,
             bwlimit,
+            watcher,
+            poll_interval,
         } = file;
         exclude.extend(flags.exclude);
         rsync_extra.extend(flags.rsync_extra);
@@ -231,6 +260,8 @@ impl Options {
             trash_days: flags.trash_days.or(trash_days),
             metrics: flags.metrics.or(metrics),
             bwlimit: flags.bwlimit.or(bwlimit),
+            watcher: flags.watcher.or(watcher),
+            poll_interval: flags.poll_interval.or(poll_interval),
         }
     }
 
@@ -321,7 +352,7 @@ mod tests {
     #[test]
     fn the_keys_are_the_fields_with_their_file_names() {
         let keys = Options::keys();
-        assert_eq!(keys.len(), 25);
+        assert_eq!(keys.len(), 27);
         for k in [
             "left",
             "exclude",

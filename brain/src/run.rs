@@ -182,6 +182,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         // Root's agents give what they make its source's owner and group.
         owners: true,
         bwlimit: settings.bwlimit,
+        poll_ms: settings.poll_ms,
     };
     let status: status::Shared = Arc::new(std::sync::Mutex::new(status::Status {
         instance: settings.instance.clone(),

@@ -32,10 +32,12 @@
 //! the exclude rules and hides the tool's own names (`.twinsync/`, the
 //! helpers' rename dance), reports the root going away, and coalesces.
 //!
-//! Today's backend: [`inotify`] (Linux).
+//! The backends: [`inotify`] (Linux, the default) and [`poll`] (any
+//! filesystem, changes seen once per interval).
 
 #[cfg(target_os = "linux")]
 pub mod inotify;
+pub mod poll;
 
 use std::io;
 use std::path::Path;
@@ -131,6 +133,13 @@ pub trait Backend: Send + Sync {
 
     /// Stop watching; a watch the kernel dropped already is no error.
     fn unwatch(&self, id: WatchId);
+
+    /// The helper made mark `n` in the folder [`Backend::watch_created`]
+    /// watches (and removed it at once). A backend that does not see it
+    /// made tells it itself, after every change made before it.
+    fn mark_made(&self, n: u64) {
+        let _ = n;
+    }
 }
 
 /// The queue of one backend's notices.

@@ -28,7 +28,7 @@ pub use sig::{lstat_sig, sig_at, sig_of};
 pub use translate::EventLoop;
 use twinsync_proto::RelPath;
 pub use twinsync_proto::{Entry, Event};
-pub use watcher::Watcher;
+pub use watcher::{Watcher, Watching};
 
 /// Errors that stop a filter.
 #[derive(Debug, thiserror::Error)]

@@ -98,6 +98,15 @@ impl Table {
     }
 }
 
+/// How a [`Watcher`] sees changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watching {
+    /// The kernel's events (inotify).
+    Events,
+    /// A listing of every watched directory per interval.
+    Poll(std::time::Duration),
+}
+
 /// The watch table and tree walker of one replica.
 pub struct Watcher {
     pub(crate) root: PathBuf,
@@ -111,7 +120,8 @@ pub struct Watcher {
 
 impl Watcher {
     /// A watcher of `root`. With `watch` false it only walks (for one-shot
-    /// merges) and no event loop is returned.
+    /// merges) and no event loop is returned; else it watches through the
+    /// kernel's events (inotify).
     ///
     /// # Errors
     /// When the kernel's notification API cannot be initialised.
@@ -120,18 +130,33 @@ impl Watcher {
         excludes: Excludes,
         watch: bool,
     ) -> Result<(Arc<Watcher>, Option<EventLoop>), FilterError> {
-        let backend = if watch {
-            let (backend, queue) =
-                crate::backend::inotify::new().map_err(|source| FilterError::Root {
-                    root: root.display().to_string(),
-                    source,
-                })?;
-            Some((
-                Arc::new(backend) as Arc<dyn Backend>,
-                Box::new(queue) as Box<dyn Queue>,
-            ))
-        } else {
-            None
+        Watcher::open(root, excludes, watch.then_some(Watching::Events))
+    }
+
+    /// A watcher of `root` that watches as `how` says (`None`: it only
+    /// walks).
+    ///
+    /// # Errors
+    /// When the kernel's notification API cannot be initialised.
+    pub fn open(
+        root: PathBuf,
+        excludes: Excludes,
+        how: Option<Watching>,
+    ) -> Result<(Arc<Watcher>, Option<EventLoop>), FilterError> {
+        let backend: Option<(Arc<dyn Backend>, Box<dyn Queue>)> = match how {
+            None => None,
+            Some(Watching::Events) => {
+                let (backend, queue) =
+                    crate::backend::inotify::new().map_err(|source| FilterError::Root {
+                        root: root.display().to_string(),
+                        source,
+                    })?;
+                Some((Arc::new(backend), Box::new(queue)))
+            }
+            Some(Watching::Poll(every)) => {
+                let (backend, queue) = crate::backend::poll::new(every);
+                Some((Arc::new(backend), Box::new(queue)))
+            }
         };
         Ok(Watcher::with_backend(root, excludes, backend))
     }
@@ -183,6 +208,13 @@ impl Watcher {
         let wd = backend.watch_created(dir)?;
         *self.marks.lock().expect("marks") = Some(wd);
         Ok(true)
+    }
+
+    /// The helper made mark `n` (see [`Backend::mark_made`]).
+    pub fn mark_made(&self, n: u64) {
+        if let Some(backend) = &self.backend {
+            backend.mark_made(n);
+        }
     }
 
     /// True once [`Watcher::watch_marks`] placed its watch.

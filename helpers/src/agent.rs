@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use twinsync_filter::{Excludes, Watcher};
+use twinsync_filter::{Excludes, Watcher, Watching};
 use twinsync_proto::{
     read_frame, try_encode, write_frame, FrameError, FromAgent, Op, OpFail, Request, Response,
     ToAgent, XattrScope, MAGIC, PROTOCOL_VERSION,
@@ -195,7 +195,11 @@ pub fn serve(
         Ok(x) => x,
         Err(e) => return fatal(&out, e),
     };
-    let (watcher, event_loop) = match Watcher::new(root, excludes, options.watch) {
+    let how = options.watch.then_some(match options.poll_ms {
+        Some(ms) => Watching::Poll(std::time::Duration::from_millis(u64::from(ms))),
+        None => Watching::Events,
+    });
+    let (watcher, event_loop) = match Watcher::open(root, excludes, how) {
         Ok(w) => w,
         Err(e) => return fatal(&out, e.to_string()),
     };
@@ -392,7 +396,10 @@ fn handle(
             }
             replica
                 .mark()
-                .map(|n| Response::Marked(Some(n)))
+                .map(|n| {
+                    watcher.mark_made(n);
+                    Response::Marked(Some(n))
+                })
                 .map_err(|e| format!("making a mark in {}: {e}", replica.state_dir().display()))
         }
         Request::Installed { forget } => replica

@@ -290,6 +290,7 @@ proptest! {
                 lock: Some("fuzz".into()),
                 owners: false,
                 bwlimit: None,
+                poll_ms: None,
             },
         });
         for (id, req) in reqs.iter().enumerate() {
@@ -619,6 +620,7 @@ proptest! {
                 lock: Some("fuzz".into()),
                 owners: false,
                 bwlimit: None,
+                poll_ms: None,
             },
         });
         for (i, m) in muts.iter().enumerate() {

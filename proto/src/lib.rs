@@ -37,7 +37,7 @@ pub use xattr::{Xattr, XattrDigest, XattrScope, Xattrs};
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 11;
+pub const PROTOCOL_VERSION: u32 = 12;
 /// The largest frame either side accepts or sends (64 MiB); a bigger answer
 /// is refused with an error, never sent (nor a panic).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -346,6 +346,9 @@ pub struct AgentOptions {
     /// [`Request::ReadFiles`]) are paced at this many bytes per second
     /// (`--bwlimit`; `None`: as fast as the stream takes them).
     pub bwlimit: Option<u64>,
+    /// Watch by listing every watched directory this often (milliseconds)
+    /// instead of taking the kernel's events (`None`).
+    pub poll_ms: Option<u32>,
 }
 
 /// Messages from the brain to an agent.

@@ -79,6 +79,7 @@ impl Hostile {
                 lock: lock.then(|| "attacker".into()),
                 owners: false,
                 bwlimit: None,
+                poll_ms: None,
             },
         });
         match h.recv() {

@@ -1,7 +1,7 @@
 //! Tests of the config file: every error names file, line and key.
 use super::*;
 use crate::options::{
-    ConflictPlace, LogFormat, Prefer, DEFAULT_MAX_DELETE_PERCENT, DEFAULT_TRASH_DAYS,
+    ConflictPlace, LogFormat, Prefer, WatcherChoice, DEFAULT_MAX_DELETE_PERCENT, DEFAULT_TRASH_DAYS,
 };
 
 const EXAMPLE: &str = include_str!("../../../examples/twinsync.toml");
@@ -57,6 +57,8 @@ max_delete_percent = 100
 ssh_config = "~/.ssh/config"
 metrics = "[::1]:9723"
 bwlimit = "1.5M"
+watcher = "poll"
+poll_interval = 500
 "#;
     let c = p(text).unwrap();
     assert_eq!(
@@ -87,6 +89,8 @@ bwlimit = "1.5M"
             max_delete: Some(100),
             ssh_config: Some("~/.ssh/config".into()),
             bwlimit: Some(1_572_864),
+            watcher: Some(WatcherChoice::Poll),
+            poll_interval: Some(500),
         }
     );
     // remote_host goes with a plain right path
@@ -439,7 +443,11 @@ fn the_example_file_parses_and_documents_every_key() {
         metrics,
         bwlimit,
         no_agent_install,
+        watcher,
+        poll_interval,
     } = c;
+    assert_eq!(watcher, Some(WatcherChoice::Auto));
+    assert_eq!(poll_interval, Some(crate::options::DEFAULT_POLL_INTERVAL_MS));
     assert!(left.is_some() && right.is_some() && remote_host.is_some());
     assert_eq!(bwlimit, Some(5 << 20));
     assert!(remote_path.is_some() && !exclude.is_empty() && tempfiles.is_some());

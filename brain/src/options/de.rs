@@ -259,6 +259,14 @@ pub fn days<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     int(d, 0, u32::MAX)
 }
 
+/// `poll_interval`: milliseconds, 10 to an hour.
+///
+/// # Errors
+/// Anything else.
+pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    int(d, 10u32, 3_600_000)
+}
+
 /// `metrics`: an IP address and a port (`127.0.0.1:9723`, `[::1]:9723`).
 ///
 /// # Errors

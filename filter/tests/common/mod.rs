@@ -5,14 +5,22 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use twinsync_filter::{Event, EventLoop, Excludes, Watcher};
+use twinsync_filter::{Event, EventLoop, Excludes, Watcher, Watching};
 use twinsync_proto::RelPath;
 
 /// A watcher on `root`, listed once; its event loop is not running yet
 /// (what happens meanwhile queues in the kernel).
+// (Each test file compiles this module on its own; the poll tests use only
+// `listed_with`.)
+#[allow(dead_code)]
 pub fn listed(root: &Path) -> (Arc<Watcher>, EventLoop) {
+    listed_with(root, Watching::Events)
+}
+
+/// As [`listed`], watching as `how` says.
+pub fn listed_with(root: &Path, how: Watching) -> (Arc<Watcher>, EventLoop) {
     let (watcher, event_loop) =
-        Watcher::new(root.to_path_buf(), Excludes::new(&[]).unwrap(), true).unwrap();
+        Watcher::open(root.to_path_buf(), Excludes::new(&[]).unwrap(), Some(how)).unwrap();
     watcher
         .scan(
             &RelPath::root(),
