@@ -4,9 +4,12 @@
 //!
 //! - `start`: wiring at start-up (agents, index, status socket, metrics),
 //!   and starting the remote agent (again after a loss).
-//! - `main_loop`: the loop itself: batches while there is work, then wait
-//!   for events, signals, `twinsync` commands or the next verification.
-//! - `batch`: what surrounds a batch (content comparison, marks).
+//! - `phase`: the runner's `Phase` (merging, live, reconnecting, stopping)
+//!   and its transitions.
+//! - `main_loop`: the loop itself, one match on the phase per turn:
+//!   batches while there is work, then a wait for events, signals,
+//!   `twinsync` commands or the next verification.
+//! - `batch`: the batches: planned, run, their reports taken in.
 //! - `scan`: listing both replicas and merging them against the index.
 //! - `persist`: the index on disk: loading it, journaling batches, folding
 //!   the journal into a snapshot.
@@ -33,6 +36,7 @@ use crate::index::{Header, Index};
 use crate::link::{Link, Notice, Transport};
 use crate::rsync::RsyncOptions;
 use crate::status;
+use phase::Phase;
 
 mod banned;
 mod batch;
@@ -41,6 +45,7 @@ mod counters;
 mod main_loop;
 mod notices;
 mod persist;
+mod phase;
 mod reconnect;
 mod reload;
 mod safety;
@@ -80,14 +85,10 @@ struct Brain {
     header: Header,
     /// Entries each side had at its last scan (for the safety nets).
     scanned: [usize; 2],
-    /// The next batch is a merge of full scans (safety nets apply).
-    merging: bool,
-    /// A merge's batches are under way (a big merge takes several).
-    in_merge: bool,
+    /// Where the runner is: what the main loop does at its next turn.
+    phase: Phase,
     /// When the last merge started, until the pair is said to be live.
     merge_started: Option<Instant>,
-    /// The remote link is down: reconnect before planning more.
-    down: bool,
     /// No change since the last verification found the replicas equal to
     /// the index.
     verified: bool,

@@ -42,7 +42,7 @@ impl Brain {
                     && !self.links[side].refused()
                 {
                     warn!(%side, "link lost: {why}");
-                    self.down = true;
+                    self.phase.link_lost();
                     return Ok(());
                 }
                 if !self.roots[side].is_dir() {

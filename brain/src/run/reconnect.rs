@@ -67,7 +67,7 @@ impl Brain {
                     self.transports[side] = transport;
                     self.links[side] = Arc::new(link);
                     twinsync_proto::set_owners_carried(self.links.iter().all(|l| l.root));
-                    self.down = false;
+                    self.phase.reconnected();
                     info!("reconnected; reconciling both replicas");
                     // Stale notices of the old link are dropped.
                     while notices.try_recv().is_ok() {}

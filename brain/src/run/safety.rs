@@ -7,6 +7,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::phase::Phase;
 use super::{Brain, Rescan};
 use crate::link::{Notice, Transport};
 use crate::side::Side;
@@ -63,7 +64,6 @@ impl Brain {
         &mut self,
         notices: &mut mpsc::UnboundedReceiver<Notice>,
         deleting: [usize; 2],
-        stopping: &mut bool,
     ) -> Result<()> {
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
@@ -71,11 +71,11 @@ impl Brain {
             tokio::select! {
                 Some(n) = notices.recv() => self.on_notice(n)?,
                 () = tokio::time::sleep(DELETE_QUIET) => break,
-                _ = sigterm.recv() => { *stopping = true; return Ok(()); }
-                _ = sigint.recv() => { *stopping = true; return Ok(()); }
+                _ = sigterm.recv() => { self.phase.stop(); return Ok(()); }
+                _ = sigint.recv() => { self.phase.stop(); return Ok(()); }
             }
         }
-        if self.down {
+        if self.phase == Phase::Reconnecting {
             // A lost link says nothing of the root: the reconnection's
             // merge decides these deletions again.
             return Ok(());
@@ -95,7 +95,7 @@ impl Brain {
                 Err(e) if matches!(self.transports[s], Transport::Ssh { .. }) => {
                     // The link, not the root: reconnect and merge again.
                     warn!(side = %s, "link lost: {e:#}");
-                    self.down = true;
+                    self.phase.link_lost();
                     return Ok(());
                 }
                 Err(_) => false,

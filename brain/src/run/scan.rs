@@ -11,7 +11,7 @@ use crate::side::Side;
 
 impl Brain {
     /// List both replicas and merge them against the index. A link lost
-    /// meanwhile is not an error: the pair is marked down, and the
+    /// meanwhile is not an error: the phase turns to reconnecting, and the
     /// reconnection merges again.
     pub(super) async fn rescan(&mut self, kind: Rescan) -> Result<()> {
         match self.rescan_once(kind).await {
@@ -22,7 +22,7 @@ impl Brain {
             {
                 warn!("rescan interrupted by a lost link: {e:#}");
                 self.engine.abort();
-                self.down = true;
+                self.phase.link_lost();
                 Ok(())
             }
             r => r,
@@ -96,8 +96,7 @@ impl Brain {
             }
         }
         trim_heap();
-        self.merging = self.engine.has_work();
-        self.in_merge = self.merging;
+        self.phase.listed(self.engine.has_work());
         Ok(())
     }
 }

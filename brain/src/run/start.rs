@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 use twinsync_proto::AgentOptions;
 
+use super::phase::Phase;
 use super::{Brain, Counters, Exit};
 use crate::config::Settings;
 use crate::engine::{Engine, Policy};
@@ -162,10 +163,8 @@ pub async fn run(settings: Settings) -> Result<Exit> {
         index,
         header,
         scanned: [0; 2],
-        merging: true,
-        in_merge: false,
+        phase: Phase::Merging,
         merge_started: None,
-        down: false,
         verified: false,
         last_activity: Instant::now(),
         scan_time: std::time::Duration::ZERO,

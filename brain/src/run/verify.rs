@@ -10,11 +10,25 @@ use super::{Brain, Rescan};
 
 /// A burst is over when nothing happened for this long: verification
 /// follows (at least ten times the last scan's duration).
-pub(super) const VERIFY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+const VERIFY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Verification also runs this often when nothing happens.
-pub(super) const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+const VERIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Brain {
+    /// When the next verification is due: once a burst has settled, and now
+    /// and then; a flush waits for one, after a quiet time since it was
+    /// asked for.
+    pub(super) fn verify_at(&self) -> Instant {
+        let quiet = VERIFY_AFTER.max(self.scan_time * 10);
+        if let Some(asked) = self.control.flush_asked_at() {
+            self.last_activity.max(asked) + quiet
+        } else if self.verified {
+            self.last_verify + VERIFY_EVERY
+        } else {
+            self.last_activity + quiet
+        }
+    }
+
     /// Background verification: both replicas are listed again and
     /// compared with the index; what differs (and was not reported by
     /// events) is repaired by the batches that follow, and counted as
@@ -30,8 +44,7 @@ impl Brain {
         if found == 0 {
             self.control.flushed(ticket);
             self.verified = true;
-            self.merging = false;
-            self.in_merge = false;
+            self.phase.merged();
             return Ok(());
         }
         self.counters.repairs += found as u64;
