@@ -1,5 +1,12 @@
 //! Banned programs (`-b`): a scan of `/proc` for a running one.
 
+use std::time::Duration;
+
+/// How often `/proc` is scanned for a banned program while the sync runs: a
+/// scan reads every process's name, cheap at this pace, and a banned program
+/// that starts stops the sync within two seconds.
+pub(super) const BANNED_CHECK_EVERY: Duration = Duration::from_secs(2);
+
 /// The first of `programs` that is running now (by process name).
 pub(super) fn banned_running(programs: &[String]) -> Option<String> {
     if programs.is_empty() {

@@ -7,6 +7,10 @@ use tracing::warn;
 
 use super::now;
 
+/// The conflict log's mode when it is created, as a log's: its writer
+/// writes, everyone reads.
+const LOG_MODE: u32 = 0o644;
+
 /// Append one JSON line per conflict to the left replica's
 /// `.twinsync/conflicts.log`.
 pub(super) fn record_conflicts(left_root: &std::path::Path, conflicts: &[crate::engine::Conflict]) {
@@ -21,7 +25,7 @@ pub(super) fn record_conflicts(left_root: &std::path::Path, conflicts: &[crate::
                 | rustix::fs::OFlags::APPEND
                 | rustix::fs::OFlags::NOFOLLOW
                 | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::from_raw_mode(0o644),
+            rustix::fs::Mode::from_raw_mode(LOG_MODE),
         )
         .map(std::fs::File::from)
         .map_err(std::io::Error::from)

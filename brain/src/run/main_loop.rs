@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::time::Interval;
 use tracing::info;
 
-use super::banned::banned_running;
+use super::banned::{banned_running, BANNED_CHECK_EVERY};
 use super::phase::Phase;
 use super::{now, Brain, Exit, Rescan};
 use crate::link::Notice;
@@ -35,7 +35,7 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
-            banned_check: tokio::time::interval(std::time::Duration::from_secs(2)),
+            banned_check: tokio::time::interval(BANNED_CHECK_EVERY),
         })
     }
 }

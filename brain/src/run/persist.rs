@@ -7,6 +7,15 @@ use tracing::{error, info, warn};
 use super::Brain;
 use crate::side::Side;
 
+/// The journal is folded into a snapshot after this many records (one per
+/// batch that changed the index): loading the index replays every record,
+/// so a long live run of small batches must not leave thousands of them.
+const JOURNAL_MAX_RECORDS: usize = 2000;
+/// The journal is also folded once it holds as many entries as the index
+/// (amortised: the snapshot costs what the journal already did), but never
+/// below this many: a small index is not rewritten every few batches.
+const JOURNAL_MIN_ENTRIES: usize = 10_000;
+
 impl Brain {
     /// Load the index of the last sync, checking it belongs to these roots.
     pub(super) fn load_index(&mut self) -> Result<()> {
@@ -62,12 +71,10 @@ impl Brain {
         if self.settings.dry_run {
             return;
         }
-        // Folded into a snapshot once the journal holds as much as the index
-        // (amortised: the snapshot costs what the journal already did).
         let (records, entries) = (self.index.journal_len(), self.index.journal_entries());
         if self.engine.snapshot_due()
-            || records > 2000
-            || entries > self.engine.known().len().max(10_000)
+            || records > JOURNAL_MAX_RECORDS
+            || entries > self.engine.known().len().max(JOURNAL_MIN_ENTRIES)
         {
             self.save_snapshot();
             return;

@@ -2,6 +2,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use tokio::signal::unix::{signal, SignalKind};
@@ -13,6 +14,19 @@ use super::start::start_remote;
 use super::{Brain, Rescan};
 use crate::link::Notice;
 use crate::side::Side;
+
+/// The wait before the first try: a remote agent restarting or a network
+/// blip is often over by then, and a connection refused at once does not
+/// turn into a busy loop.
+const RECONNECT_FIRST_DELAY: Duration = Duration::from_millis(500);
+/// The wait doubles after each failed try, up to this: a long outage costs
+/// one connection attempt every half-minute, and the replicas are
+/// reconciled at most that long after the host is back.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(30);
+/// A try with no answer within this long is given up and made again: a
+/// connection that hangs half-open would otherwise block the reconnection
+/// for good. Enough for an ssh handshake and an agent start on a slow link.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
 
 impl Brain {
     /// The remote link is gone: reconnect with backoff, then reconcile what
@@ -26,7 +40,7 @@ impl Brain {
         let Some(spec) = self.settings.remote.clone() else {
             bail!("the right agent is gone");
         };
-        let mut delay = std::time::Duration::from_millis(500);
+        let mut delay = RECONNECT_FIRST_DELAY;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
         loop {
@@ -58,9 +72,11 @@ impl Brain {
             );
             // Bounded: a connection that hangs half-open is retried.
             let attempt = async {
-                tokio::time::timeout(std::time::Duration::from_secs(8), attempt)
+                tokio::time::timeout(CONNECT_TIMEOUT, attempt)
                     .await
-                    .map_err(|_| anyhow::anyhow!("no answer within 8 s"))?
+                    .map_err(|_| {
+                        anyhow::anyhow!("no answer within {} s", CONNECT_TIMEOUT.as_secs())
+                    })?
             };
             match attempt.await {
                 Ok((transport, link)) => {
@@ -76,7 +92,7 @@ impl Brain {
                 }
                 Err(e) => {
                     warn!("reconnect failed: {e:#}");
-                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                    delay = (delay * 2).min(RECONNECT_MAX_DELAY);
                 }
             }
         }

@@ -22,7 +22,36 @@ const LIVE_NET_MIN: usize = 1000;
 /// root itself, and none of that must reach the other side.
 const DELETE_QUIET: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// More than `pct` percent of `had` entries deleted.
+fn over_share(del: usize, had: usize, pct: usize) -> bool {
+    had > 0 && del > 0 && del * 100 > had * pct
+}
+
+/// The live net: deleting `del` of a side's `had` entries stops the sync
+/// when it empties the side (of more than one entry), or when it is more
+/// than `pct` percent of a tree of at least [`LIVE_NET_MIN`] entries.
+fn live_net(del: usize, had: usize, pct: usize) -> bool {
+    (del >= had && had > 1) || (had >= LIVE_NET_MIN && over_share(del, had, pct))
+}
+
 impl Brain {
+    /// A listing that found a side empty, when the index held `had`
+    /// entries, stops the sync (unless `--force`): an unmounted volume
+    /// looks like that. `counts`: entries each side listed.
+    pub(super) fn check_emptied(&self, had: usize, counts: [usize; 2]) -> Result<()> {
+        for side in Side::BOTH {
+            if counts[side] == 0 && had > 0 && !self.settings.force {
+                bail!(
+                    "refusing to sync: the {side} replica {} is empty, but the index says both \
+                     sides held {had} entries at the last sync. Is its volume mounted? If the \
+                     emptying is intended, run again with --force",
+                    self.roots[side].display()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The mass-deletion safety net, for batches that merge full scans.
     /// Refuse a merge that would delete more than `--max-delete` % of a
     /// side's entries (`deleted`: entries per side), before it starts. A
@@ -37,10 +66,9 @@ impl Brain {
         let pct = usize::from(self.settings.max_delete_percent);
         for side in Side::BOTH {
             let (del, had) = (deleted[side], self.scanned[side]);
-            let over = had > 0 && del > 0 && del * 100 > had * pct;
             let refuse = match kind {
-                Rescan::Merge => over,
-                Rescan::Live => (del >= had && had > 1) || (had >= LIVE_NET_MIN && over),
+                Rescan::Merge => over_share(del, had, pct),
+                Rescan::Live => live_net(del, had, pct),
             };
             if refuse {
                 bail!(
@@ -117,7 +145,8 @@ impl Brain {
         for t in Side::BOTH {
             let del = deleting[t];
             let pct = usize::from(self.settings.max_delete_percent);
-            if (del >= had && had > 1) || (had >= LIVE_NET_MIN && del * 100 > had * pct) {
+            // The same net as a live rescan's.
+            if live_net(del, had, pct) {
                 bail!(
                     "refusing to delete {del} of the {had} entries of the {t} replica {}: the \
                      {} replica lost them all at once (more than {pct}%). Nothing was deleted. \

@@ -74,16 +74,7 @@ impl Brain {
         for path in self.engine.take_stuck() {
             info!(%path, "acted on again after the rescan");
         }
-        for side in Side::BOTH {
-            if counts[side] == 0 && had > 0 && !self.settings.force {
-                bail!(
-                    "refusing to sync: the {side} replica {} is empty, but the index says both \
-                     sides held {had} entries at the last sync. Is its volume mounted? If the \
-                     emptying is intended, run again with --force",
-                    self.roots[side].display()
-                );
-            }
-        }
+        self.check_emptied(had, counts)?;
         self.check_mass_deletion(self.engine.pending_deletions(), kind)?;
         // The listings entered what they found the same on both sides in the
         // index (in order, so its nodes are half full), unjournaled.

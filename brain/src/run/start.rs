@@ -3,7 +3,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
@@ -18,6 +18,16 @@ use crate::index::Index;
 use crate::link::{Link, Notice, Transport};
 use crate::side::Side;
 use crate::status;
+
+/// How often starting the remote agent is tried again at start-up: a
+/// transient failure (sshd throttling new connections, a restart under way,
+/// a master connection dying at once while sshd still drops a killed
+/// brain's) is retried twice before giving up.
+const START_RETRIES: u32 = 2;
+/// The wait before a retry, times its number (0.5 s, then 1 s): long enough
+/// for sshd to let go of the connections it throttles or drops, short
+/// enough that a start-up that will fail says so within seconds.
+const START_RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// Run a sync as `settings` say. Returns when stopped by a signal, after a
 /// one-shot merge, or on a fatal error.
@@ -80,19 +90,16 @@ pub async fn run(settings: Settings) -> Result<Exit> {
             .await?;
             return Ok((Transport::Local, link));
         };
-        // A transient failure (sshd throttling new connections, a restart
-        // under way, a master connection dying at once while sshd still
-        // drops a killed brain's) is retried twice before giving up.
-        let mut tries = 0;
+        let mut tries: u32 = 0;
         loop {
             let root = roots[1].as_os_str().as_bytes();
             match start_remote(spec, &settings, root, options.clone(), ntx.clone()).await {
                 Ok(x) => return Ok::<_, anyhow::Error>(x),
                 // No agent to be had is not transient.
-                Err(e) if tries < 2 && !e.is::<crate::link::NoMatchingAgent>() => {
+                Err(e) if tries < START_RETRIES && !e.is::<crate::link::NoMatchingAgent>() => {
                     tries += 1;
                     warn!("{e:#}; trying again");
-                    tokio::time::sleep(std::time::Duration::from_millis(500 * tries)).await;
+                    tokio::time::sleep(START_RETRY_DELAY * tries).await;
                 }
                 Err(e) => return Err(e),
             }
