@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::{RngExt, SeedableRng};
 use rand_xorshift::XorShiftRng;
 
-use crate::harness::{self, Brain, Entry, Tree};
+use crate::harness::{self, Brain, Entry, Stopped, Tree};
 use crate::sshd::Sshd;
 
 /// How a run is set up.
@@ -844,26 +844,15 @@ pub fn run(seed: u64, mode: Mode, knobs: Knobs) -> Result<Duration, String> {
     log.push("run", "brain started");
     // Going live is not waited for: the churn starts at once in some seeds.
     if rng.random_bool(0.7) {
-        let t = Instant::now();
-        loop {
-            if let Some(st) = brain.exited() {
-                let r = failed(
-                    &brain,
-                    &format!("the brain exited with {st} at start-up"),
-                    "",
-                );
-                std::mem::forget(dir);
-                return r;
-            }
-            if brain.status().is_some_and(|s| s["state"] == "live") {
-                break;
-            }
-            if t.elapsed() > Duration::from_secs(30) {
-                let r = failed(&brain, "the brain did not go live within 30 s", "");
-                std::mem::forget(dir);
-                return r;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let why = match brain.until_live(Duration::from_secs(30)) {
+            Ok(()) => None,
+            Err(Stopped::Failed(st)) => Some(format!("the brain exited with {st} at start-up")),
+            Err(Stopped::TimedOut) => Some("the brain did not go live within 30 s".to_string()),
+        };
+        if let Some(why) = why {
+            let r = failed(&brain, &why, "");
+            std::mem::forget(dir);
+            return r;
         }
         log.push("run", "brain live");
     }

@@ -10,7 +10,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use twinsync_testkit::procs::{processes, Proc};
+use twinsync_testkit::tree::{self, Walk};
+pub use twinsync_testkit::wait::Stopped;
+use twinsync_testkit::wait::{self, poll_until, Wait};
 
 /// The binary under test: `$TWINSYNC_BIN`, else the one cargo built.
 pub fn bin() -> String {
@@ -18,17 +23,8 @@ pub fn bin() -> String {
 }
 
 /// Poll `f` every 10 ms until it returns true or `bound` passes; false then.
-pub fn wait_for(bound: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if t.elapsed() > bound {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn wait_for(bound: Duration, f: impl FnMut() -> bool) -> bool {
+    wait::wait_for(bound, Duration::from_millis(10), f)
 }
 
 /// One entry of a tree, as compared between replicas.
@@ -84,51 +80,33 @@ pub type Tree = BTreeMap<Vec<u8>, Entry>;
 /// `.twinsync` is left out when `skip_state` is set. Entries that vanish
 /// while we look are just not listed.
 pub fn tree(root: &Path, skip_state: bool) -> Tree {
-    let mut out = BTreeMap::new();
-    walk(root, root, skip_state, &mut out);
-    out
-}
-
-fn walk(root: &Path, dir: &Path, skip_state: bool, out: &mut Tree) {
-    let Ok(rd) = fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        let rel = p
-            .strip_prefix(root)
-            .unwrap()
-            .as_os_str()
-            .as_bytes()
-            .to_vec();
-        if skip_state && dir == root && rel == b".twinsync" {
-            continue;
-        }
-        let Ok(md) = fs::symlink_metadata(&p) else {
-            continue;
-        };
+    let how = Walk {
+        skip_state,
+        strict: false,
+    };
+    let tree = tree::walk(root, how, |p, md| {
         let mode = md.mode() & 0o7777;
-        let entry = if md.file_type().is_symlink() {
+        Some(if md.file_type().is_symlink() {
             Entry::Link {
-                target: fs::read_link(&p)
+                target: fs::read_link(p)
                     .unwrap_or_default()
                     .as_os_str()
                     .as_bytes()
                     .to_vec(),
             }
         } else if md.is_dir() {
-            walk(root, &p, skip_state, out);
             Entry::Dir { mode }
         } else if md.is_file() {
-            let Ok(data) = fs::read(&p) else { continue };
             Entry::File {
                 mode,
                 mtime_ns: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
-                data,
+                data: fs::read(p).ok()?,
             }
         } else {
             Entry::Other
-        };
-        out.insert(rel, entry);
-    }
+        })
+    });
+    tree.unwrap_or_default()
 }
 
 /// The differences between two trees, one line each (at most `max`).
@@ -301,24 +279,29 @@ impl Brain {
     /// Wait (bounded) until its status says live; panics with the log if it
     /// exits first or never gets there.
     pub fn wait_live(&mut self, bound: Duration) {
-        let t = Instant::now();
-        loop {
-            if let Some(st) = self.exited() {
-                panic!(
-                    "twinsync exited with {st} before going live; log tail:\n{}",
-                    self.log_tail(40)
-                );
-            }
-            if self.status().is_some_and(|s| s["state"] == "live") {
-                return;
-            }
-            assert!(
-                t.elapsed() < bound,
+        match self.until_live(bound) {
+            Ok(()) => {}
+            Err(Stopped::Failed(st)) => panic!(
+                "twinsync exited with {st} before going live; log tail:\n{}",
+                self.log_tail(40)
+            ),
+            Err(Stopped::TimedOut) => panic!(
                 "twinsync not live after {bound:?}; log tail:\n{}",
                 self.log_tail(40)
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            ),
         }
+    }
+
+    /// Wait (bounded) until its status says live; the exit status if it
+    /// exits first.
+    pub fn until_live(&mut self, bound: Duration) -> Result<(), Stopped<ExitStatus>> {
+        poll_until(Wait::new(bound, Duration::from_millis(20)), || {
+            match self.exited() {
+                Some(st) => Err(st),
+                None => Ok(self.status().is_some_and(|s| s["state"] == "live")),
+            }
+        })
+        .map(|_| ())
     }
 
     pub fn signal(&self, sig: i32) {
@@ -365,7 +348,7 @@ impl Brain {
         };
         processes()
             .into_iter()
-            .filter(|p| p.ppid == me && p.cmdline.split(|&b| b == 0).any(|a| a == b"agent"))
+            .filter(|p| p.ppid == me && p.has_arg(b"agent"))
             .map(|p| p.pid)
             .collect()
     }
@@ -375,61 +358,6 @@ impl Drop for Brain {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-/// One line of the process table.
-#[derive(Debug, Clone)]
-pub struct Proc {
-    pub pid: i32,
-    pub ppid: i32,
-    pub comm: String,
-    pub cmdline: Vec<u8>,
-    pub environ: Vec<u8>,
-}
-
-impl Proc {
-    pub fn cmd(&self) -> String {
-        String::from_utf8_lossy(&self.cmdline).replace('\0', " ")
-    }
-    pub fn env_has(&self, var: &[u8]) -> bool {
-        self.environ.split(|&b| b == 0).any(|v| v == var)
-    }
-    pub fn env_get(&self, name: &str) -> Option<&[u8]> {
-        self.environ.split(|&b| b == 0).find_map(|v| {
-            v.strip_prefix(name.as_bytes())
-                .and_then(|r| r.strip_prefix(b"="))
-        })
-    }
-}
-
-/// Every live (non-zombie) process but this one.
-pub fn processes() -> Vec<Proc> {
-    let me = std::process::id() as i32;
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me)
-        .filter_map(|pid| {
-            let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let close = s.rfind(')')?;
-            let comm = s.get(s.find('(')? + 1..close)?.to_string();
-            let mut rest = s.get(close + 1..)?.split_whitespace();
-            let state = rest.next()?;
-            let ppid = rest.next()?.parse().ok()?;
-            if state == "Z" {
-                return None;
-            }
-            Some(Proc {
-                pid,
-                ppid,
-                comm,
-                cmdline: fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
-                environ: fs::read(format!("/proc/{pid}/environ")).unwrap_or_default(),
-            })
-        })
-        .collect()
 }
 
 /// Processes left behind by a run: anything carrying `marker` in its

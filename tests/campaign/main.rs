@@ -39,9 +39,8 @@
 mod campaign;
 mod harness;
 mod regressions;
-#[allow(dead_code)]
-#[path = "../e2e/sshd.rs"]
-mod sshd;
+/// The loopback OpenSSH server, shared with the e2e tests and the bench.
+use twinsync_testkit::sshd;
 
 use std::time::{Duration, Instant};
 

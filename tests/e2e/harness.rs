@@ -8,7 +8,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use twinsync_testkit::procs;
+pub use twinsync_testkit::procs::running;
+use twinsync_testkit::tools::find_in_path;
+use twinsync_testkit::tree::{self, Walk};
+use twinsync_testkit::wait::{poll_until, wait_for, Stopped, Wait};
 
 /// The default bound of every wait.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -20,14 +26,9 @@ pub fn bin() -> &'static str {
 /// The path of `program` on `$PATH`; panics naming the Debian `package`
 /// that provides it (`.ci/run` installs it) when it is missing.
 pub fn require_tool(program: &str, package: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{program} is missing: apt-get install {package} (.ci/run installs it)")
-        })
+    find_in_path(program).unwrap_or_else(|| {
+        panic!("{program} is missing: apt-get install {package} (.ci/run installs it)")
+    })
 }
 
 /// Poll `f` until it returns true or `WAIT` passes.
@@ -36,15 +37,11 @@ pub fn eventually(what: &str, f: impl FnMut() -> bool) {
 }
 
 /// Poll `f` until it returns true or `bound` passes (for big workloads).
-pub fn eventually_within(bound: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while t.elapsed() < bound {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("timed out after {bound:?} waiting for: {what}");
+pub fn eventually_within(bound: Duration, what: &str, f: impl FnMut() -> bool) {
+    assert!(
+        wait_for(bound, Duration::from_millis(5), f),
+        "timed out after {bound:?} waiting for: {what}"
+    );
 }
 
 /// One replica root.
@@ -108,18 +105,14 @@ impl Replica {
     /// Every entry below the root except `.twinsync/`: path → description
     /// (kind, content or link target, mode; plus mtime for files).
     pub fn tree(&self) -> BTreeMap<Vec<u8>, String> {
-        let mut out = BTreeMap::new();
-        walk(&self.root, &self.root, &mut out);
-        out
+        describe(&self.root)
     }
 
     /// Files in this replica's trash (relative names inside the day folders).
     pub fn trash_contents(&self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let t = self.root.join(".twinsync/trash");
-        let mut m = BTreeMap::new();
-        walk(&t, &t, &mut m);
-        for (k, v) in m {
+        for (k, v) in describe(&t) {
             if !v.starts_with("dir") {
                 out.push(fs::read(t.join(OsStr::from_bytes(&k))).unwrap_or_default());
             }
@@ -128,29 +121,20 @@ impl Replica {
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, String>) {
-    let Ok(rd) = fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        let rel = p
-            .strip_prefix(root)
-            .unwrap()
-            .as_os_str()
-            .as_bytes()
-            .to_vec();
-        if dir == root && rel == b".twinsync" {
-            continue;
-        }
+/// Every entry below `root` but its `.twinsync/`, described: kind, content
+/// or link target, mode; plus mtime for files, device and owner for others.
+fn describe(root: &Path) -> BTreeMap<Vec<u8>, String> {
+    let how = Walk {
+        skip_state: true,
         // The tree may change while we look (that is what eventually_* wait
-        // for): an entry gone meanwhile is just not listed this time.
-        let Ok(md) = fs::symlink_metadata(&p) else {
-            continue;
-        };
+        // for): what cannot be read this time is just not listed.
+        strict: false,
+    };
+    let tree = tree::walk(root, how, |p, md| {
         let mode = md.mode() & 0o7777;
-        let desc = if md.file_type().is_symlink() {
-            format!("link {:?}", fs::read_link(&p).unwrap_or_default())
+        Some(if md.file_type().is_symlink() {
+            format!("link {:?}", fs::read_link(p).unwrap_or_default())
         } else if md.is_dir() {
-            walk(root, &p, out);
             format!("dir {mode:o}")
         } else if !md.is_file() {
             // A fifo or a device: never opened (it could block).
@@ -162,15 +146,15 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, String>) {
                 md.gid()
             )
         } else {
-            let data = fs::read(&p).unwrap_or_default();
+            let data = fs::read(p).unwrap_or_default();
             format!(
                 "file {mode:o} {} {:?}",
                 md.mtime() * 1_000_000_000 + md.mtime_nsec(),
                 String::from_utf8_lossy(&data)
             )
-        };
-        out.insert(rel, desc);
-    }
+        })
+    });
+    tree.unwrap_or_default()
 }
 
 /// A running twinsync over a fresh pair of replicas.
@@ -266,16 +250,20 @@ impl Pair {
             (self.right.clone(), self.left.clone(), ".probe-r"),
         ] {
             a.write(name, b"probe");
-            let t = Instant::now();
-            while b.read(name).as_deref() != Some(b"probe") {
-                if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                    panic!(
-                        "twinsync exited with {st} before going live:\n{}",
-                        self.log_text()
-                    );
+            let child = self.child.as_mut().unwrap();
+            let live = poll_until(Wait::new(WAIT, Duration::from_millis(5)), || {
+                if b.read(name).as_deref() == Some(b"probe") {
+                    return Ok(true);
                 }
-                assert!(t.elapsed() < WAIT, "not live:\n{}", self.log_text());
-                std::thread::sleep(Duration::from_millis(5));
+                child.try_wait().unwrap().map_or(Ok(false), Err)
+            });
+            match live {
+                Ok(_) => {}
+                Err(Stopped::Failed(st)) => panic!(
+                    "twinsync exited with {st} before going live:\n{}",
+                    self.log_text()
+                ),
+                Err(Stopped::TimedOut) => panic!("not live:\n{}", self.log_text()),
             }
             fs::remove_file(a.path(name)).unwrap();
             b.eventually_gone(name);
@@ -288,31 +276,27 @@ impl Pair {
 
     /// Wait until both trees are equal (contents, modes, links, file mtimes).
     pub fn eventually_equal(&self) {
-        let t = Instant::now();
-        loop {
-            let (l, r) = (self.left.tree(), self.right.tree());
-            if l == r {
-                return;
-            }
-            if t.elapsed() > WAIT {
-                let diff: Vec<_> = l
-                    .iter()
-                    .filter(|(k, v)| r.get(*k) != Some(v))
-                    .map(|(k, v)| format!("L {} {v}", String::from_utf8_lossy(k)))
-                    .chain(
-                        r.iter()
-                            .filter(|(k, v)| l.get(*k) != Some(v))
-                            .map(|(k, v)| format!("R {} {v}", String::from_utf8_lossy(k))),
-                    )
-                    .take(20)
-                    .collect();
-                panic!(
-                    "trees differ:\n{}\nlog:\n{}",
-                    diff.join("\n"),
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let (mut l, mut r) = Default::default();
+        if !wait_for(WAIT, Duration::from_millis(10), || {
+            (l, r) = (self.left.tree(), self.right.tree());
+            l == r
+        }) {
+            let diff: Vec<_> = l
+                .iter()
+                .filter(|(k, v)| r.get(*k) != Some(v))
+                .map(|(k, v)| format!("L {} {v}", String::from_utf8_lossy(k)))
+                .chain(
+                    r.iter()
+                        .filter(|(k, v)| l.get(*k) != Some(v))
+                        .map(|(k, v)| format!("R {} {v}", String::from_utf8_lossy(k))),
+                )
+                .take(20)
+                .collect();
+            panic!(
+                "trees differ:\n{}\nlog:\n{}",
+                diff.join("\n"),
+                self.log_tail()
+            );
         }
     }
 
@@ -326,31 +310,26 @@ impl Pair {
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let t = Instant::now();
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut st = None;
+        let stopped = wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
+            st = c.try_wait().unwrap();
+            st.is_some()
+        });
+        assert!(stopped, "did not stop on SIGTERM");
+        st.expect("it exited")
     }
 
     /// Wait for the process to exit on its own.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let c = self.child.as_mut().expect("running");
-        let t = Instant::now();
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                self.child = None;
-                return st;
-            }
-            assert!(t.elapsed() < WAIT, "did not exit:\n{}", self.log_tail());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut st = None;
+        let exited = wait_for(WAIT, Duration::from_millis(10), || {
+            st = c.try_wait().unwrap();
+            st.is_some()
+        });
+        assert!(exited, "did not exit:\n{}", self.log_tail());
+        self.child = None;
+        st.expect("it exited")
     }
 
     /// Whether a replica still holds a `.twinsync/lock`.
@@ -361,24 +340,11 @@ impl Pair {
     /// Pids of the agent children.
     pub fn agent_pids(&self) -> Vec<i32> {
         let me = self.child.as_ref().unwrap().id() as i32;
-        let mut out = Vec::new();
-        for e in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let after = &stat[stat.rfind(')').unwrap() + 2..];
-            let ppid: i32 = after.split(' ').nth(1).unwrap().parse().unwrap();
-            if ppid == me {
-                let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if cmd.split(|&b| b == 0).any(|a| a == b"agent") {
-                    out.push(pid);
-                }
-            }
-        }
-        out
+        procs::processes()
+            .into_iter()
+            .filter(|p| p.ppid == me && p.has_arg(b"agent"))
+            .map(|p| p.pid)
+            .collect()
     }
 }
 
@@ -445,28 +411,12 @@ impl Replica {
 /// Pids of the running processes (zombies do not count: nothing reaps them
 /// in some containers) whose argument list satisfies `f`.
 pub fn pids_where(mut f: impl FnMut(&[&[u8]]) -> bool) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if !running(pid) {
-            continue;
-        }
-        let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
-        if !args.is_empty() && f(&args) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// True while `pid` exists and is not a zombie.
-pub fn running(pid: i32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat[stat.rfind(')').unwrap() + 2..].chars().next();
-    !matches!(state, Some('Z' | 'X'))
+    procs::processes()
+        .into_iter()
+        .filter(|p| {
+            let args = p.args();
+            !args.is_empty() && f(&args)
+        })
+        .map(|p| p.pid)
+        .collect()
 }

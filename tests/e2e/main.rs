@@ -26,7 +26,8 @@
 //!   `contrib/` is parsed or exercised.
 
 mod harness;
-mod sshd;
+/// The loopback OpenSSH server, shared with the campaign and the bench.
+use twinsync_testkit::sshd;
 
 mod agent_install;
 mod attacks;

@@ -278,17 +278,10 @@ fn killing_the_remote_agent_or_restarting_sshd_ends_in_convergence() {
     let mut p = remote_pair(&sshd);
     start(&mut p, &sshd, &[]);
     // 1. the remote agent dies (its brain-side link notices the stream end)
-    let agents: Vec<i32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .filter(|pid| {
-            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            args.contains(&&b"agent"[..])
-                && fs::read_to_string(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|e| e.contains("SSH_CONNECTION"))
-        })
+    let agents: Vec<i32> = twinsync_testkit::procs::processes()
+        .into_iter()
+        .filter(|p| p.has_arg(b"agent") && p.env_get("SSH_CONNECTION").is_some())
+        .map(|p| p.pid)
         .collect();
     assert!(!agents.is_empty(), "no remote agent found");
     for a in &agents {
@@ -381,7 +374,7 @@ fn ctrl_c_stops_a_brain_that_is_reconnecting() {
     });
     p.wait_live();
     // The link drops, and reconnecting fails: the key is no longer accepted.
-    fs::remove_file(sshd.dir.path().join("authorized_keys")).unwrap();
+    fs::remove_file(sshd.dir.join("authorized_keys")).unwrap();
     sshd.kill_connections();
     let state = || {
         let out = std::process::Command::new(bin())

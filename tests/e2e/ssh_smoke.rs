@@ -50,7 +50,7 @@ fn ssh_runs_a_command() {
     assert_ne!(s.port, 0);
     assert_eq!(s.host, "twinsync-test");
     assert!(!s.user.is_empty());
-    assert!(s.ssh_config.starts_with(s.dir.path()));
+    assert!(s.ssh_config.starts_with(&s.dir));
     let out = s.ssh("echo hi");
     assert!(out.status.success(), "{out:?}\nsshd log:\n{}", s.log());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hi");

@@ -4,15 +4,16 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::error::{interrupted, io_ctx, Failure, Res};
+use twinsync_testkit::tree::{self, Walk};
+pub use twinsync_testkit::wait::Wait;
+use twinsync_testkit::wait::{self, Stopped};
 
-/// Name of twinsync's own state directory at each root; never compared.
-pub const STATE_DIR: &str = ".twinsync";
+use crate::error::{interrupted, io_ctx, Failure, Res};
 
 /// `/tmp/twinsync-bench-<pid>/`, removed with everything in it on drop
 /// (unless kept, for looking at the logs afterwards).
@@ -152,33 +153,22 @@ pub fn count_present(dir: &Path, want: &[(String, u64)]) -> Res<usize> {
         .count())
 }
 
-/// How a bounded poll runs: deadline counted from `since`, which is also
-/// where the returned duration starts.
-pub struct Wait {
-    pub since: Instant,
-    pub limit: Duration,
-    pub every: Duration,
-}
-
 /// Poll `done` every `w.every` until it says yes; returns the time since
-/// `w.since`. On timeout the error text comes from `on_timeout` (called
-/// once, so it can describe what is still missing).
+/// `w.since`. Ctrl-C ends the wait; on timeout the error text comes from
+/// `on_timeout` (called once, so it can describe what is still missing).
 pub fn poll_until(
     w: Wait,
     mut done: impl FnMut() -> Res<bool>,
     on_timeout: impl FnOnce() -> String,
 ) -> Res<Duration> {
-    loop {
-        if done()? {
-            return Ok(w.since.elapsed());
-        }
-        if interrupted() {
-            return Err(Failure::Interrupted);
-        }
-        if w.since.elapsed() > w.limit {
-            return Err(Failure::Timeout(on_timeout()));
-        }
-        sleep(w.every);
+    let polled = wait::poll_until(w, || match done()? {
+        false if interrupted() => Err(Failure::Interrupted),
+        yes => Ok(yes),
+    });
+    match polled {
+        Ok(took) => Ok(took),
+        Err(Stopped::Failed(f)) => Err(f),
+        Err(Stopped::TimedOut) => Err(Failure::Timeout(on_timeout())),
     }
 }
 
@@ -194,39 +184,26 @@ pub enum Kind {
 /// Every entry under `root` (relative path → kind), skipping the root's
 /// `.twinsync/`. Entries vanishing mid-walk are skipped.
 pub fn snapshot(root: &Path) -> Res<BTreeMap<PathBuf, Kind>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let entries = match fs::read_dir(root.join(&rel)) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(Failure::Other(format!(
-                    "{}: {e}",
-                    root.join(&rel).display()
-                )))
-            }
-        };
-        for entry in entries.flatten() {
-            let child = rel.join(entry.file_name());
-            if child.as_os_str() == STATE_DIR {
-                continue;
-            }
-            let Ok(meta) = entry.metadata() else { continue };
-            let kind = if meta.is_dir() {
-                stack.push(child.clone());
-                Kind::Dir
-            } else if meta.is_file() {
-                Kind::File(meta.len())
-            } else if meta.file_type().is_symlink() {
-                Kind::Link(fs::read_link(entry.path()).unwrap_or_default())
-            } else {
-                Kind::Other
-            };
-            out.insert(child, kind);
-        }
-    }
-    Ok(out)
+    let how = Walk {
+        skip_state: true,
+        strict: true,
+    };
+    let tree = tree::walk(root, how, |p, md| {
+        Some(if md.is_dir() {
+            Kind::Dir
+        } else if md.is_file() {
+            Kind::File(md.len())
+        } else if md.file_type().is_symlink() {
+            Kind::Link(fs::read_link(p).unwrap_or_default())
+        } else {
+            Kind::Other
+        })
+    })
+    .map_err(|e| Failure::Other(e.to_string()))?;
+    Ok(tree
+        .into_iter()
+        .map(|(rel, kind)| (PathBuf::from(std::ffi::OsString::from_vec(rel)), kind))
+        .collect())
 }
 
 /// Differences between two snapshots, one line each (at most `max`), plus

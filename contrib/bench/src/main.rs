@@ -113,7 +113,7 @@ use error::{Failure, Res};
 use fsops::TempRoot;
 use procs::{Kind, Remote, Running, Tool};
 use report::{Body, BulkJson, Labels, Section, SshJson, ToolReport};
-use sshd::SshServer;
+use sshd::Sshd;
 
 const USAGE: &str = "usage: twinsync-bench [--quick] [--json PATH] [--keep] \
                      [--only latency|burst|rename|rename100k|ssh-latency|ssh-burst|ssh-rename|\
@@ -511,7 +511,7 @@ enum SshState {
     NotStarted,
     Running {
         /// Kept for its `Drop`, which stops sshd and its sessions.
-        _server: SshServer,
+        _server: Sshd,
         tools: Vec<Option<Tool>>,
     },
     /// They cannot run here; the reason was printed.
@@ -526,7 +526,7 @@ impl SshState {
                 Some(why) => SshState::Unavailable(why),
                 None => {
                     eprintln!("[bench] starting sshd on 127.0.0.1 ...");
-                    match SshServer::start(&root.path().join("sshd")) {
+                    match sshd::start(&root.path().join("sshd")) {
                         Ok(server) => {
                             eprintln!("[bench] sshd listens on 127.0.0.1:{}", server.port);
                             let tools = over_ssh(local, &server);
@@ -560,13 +560,13 @@ impl SshState {
 
 /// The local tools, reaching the right side through `server` (`None` for
 /// those measured locally only).
-fn over_ssh(local: &[Option<Tool>], server: &SshServer) -> Vec<Option<Tool>> {
+fn over_ssh(local: &[Option<Tool>], server: &Sshd) -> Vec<Option<Tool>> {
     local
         .iter()
         .map(|t| {
             t.clone().filter(Tool::over_ssh).map(|t| Tool {
                 remote: Some(Remote {
-                    client_config: server.client_config.clone(),
+                    client_config: server.ssh_config.clone(),
                     host: sshd::HOST,
                 }),
                 ..t
@@ -714,13 +714,13 @@ fn main() -> ExitCode {
             remote: None,
             log_level,
         }),
-        procs::find_in_path("lsyncd").map(|program| Tool {
+        twinsync_testkit::tools::find_in_path("lsyncd").map(|program| Tool {
             kind: Kind::Lsyncd,
             program,
             remote: None,
             log_level,
         }),
-        procs::find_in_path("clsync").map(|program| Tool {
+        twinsync_testkit::tools::find_in_path("clsync").map(|program| Tool {
             kind: Kind::Clsync,
             program,
             remote: None,

@@ -138,8 +138,8 @@ pub fn run(root: &TempRoot, twinsync: &Path, quick: bool) -> Res<MergeBench> {
     );
     let generate_secs = fsops::make_tree(&pristine, &spec)?.as_secs_f64();
 
-    let rsync_bin = procs::find_in_path("rsync");
-    let unison_bin = procs::find_in_path("unison");
+    let rsync_bin = twinsync_testkit::tools::find_in_path("rsync");
+    let unison_bin = twinsync_testkit::tools::find_in_path("unison");
     let mut notes = Vec::new();
     if rsync_bin.is_none() {
         notes.push("rsync not installed: no rsync -a figure".to_string());

@@ -12,6 +12,10 @@ use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use twinsync_testkit::procs::{self as table, pids};
+use twinsync_testkit::tools::find_in_path;
+use twinsync_testkit::wait::wait_for;
+
 use crate::error::{interrupted, io_ctx, Failure, Res};
 use crate::fsops::Pair;
 
@@ -230,14 +234,6 @@ fn lua_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Find `name` in `$PATH`.
-pub fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
 /// A started tool. Dropping it stops the whole process group: SIGTERM to
 /// the leader, up to 5 s for it to exit, then SIGKILL to the group.
 pub struct Running {
@@ -301,10 +297,9 @@ impl Drop for Running {
         if !self.leader_gone() {
             // SAFETY: plain syscall on a pid we own.
             unsafe { libc::kill(pid, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !self.leader_gone() && Instant::now() < deadline {
-                sleep(Duration::from_millis(10));
-            }
+            wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+                self.leader_gone()
+            });
         }
         // SAFETY: as above; the negative pid names the group we created.
         unsafe { libc::kill(-pid, libc::SIGKILL) };
@@ -340,60 +335,23 @@ fn read_tail(path: &Path, max: u64) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
-/// The parts of `/proc/PID/stat` the bench needs.
-#[derive(Debug, Clone, Copy)]
-pub struct ProcStat {
-    pub ppid: u32,
-    /// Process group id.
-    pub pgrp: u32,
-    /// utime + stime, in clock ticks.
-    pub cpu_ticks: u64,
-}
-
-/// Parse `/proc/PID/stat`; `None` if the process is gone.
-pub fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm (field 2) is in parentheses and may contain spaces: start after
-    // the last ')'. Then field 3 (state) is index 0.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    Some(ProcStat {
-        ppid: u32::try_from(num(1)?).ok()?,
-        pgrp: u32::try_from(num(2)?).ok()?,
-        cpu_ticks: num(11)? + num(12)?,
-    })
-}
-
-/// Every pid in `/proc`.
-pub fn all_pids() -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .collect()
+/// User plus system CPU time of `pid`, in clock ticks; `None` if it is gone.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    table::stat(pid as i32).map(|s| s.cpu_ticks)
 }
 
 /// Pids whose parent is `pid` (scanning `/proc/*/stat`).
 pub fn children_of(pid: u32) -> Vec<u32> {
-    all_pids()
+    pids()
         .into_iter()
-        .filter(|&p| proc_stat(p).is_some_and(|s| s.ppid == pid))
+        .filter(|&p| table::stat(p).is_some_and(|s| s.ppid == pid as i32))
+        .map(|p| p as u32)
         .collect()
 }
 
 /// The command line of `pid`, arguments joined by spaces.
 pub fn cmdline(pid: u32) -> String {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
+    String::from_utf8_lossy(&table::cmdline(pid as i32)).replace('\0', " ")
 }
 
 /// Peak resident set size (`VmHWM`) in KiB.
@@ -453,12 +411,12 @@ pub fn inotify_watches(pid: u32) -> Option<usize> {
     Some(n)
 }
 
-/// Members of process group `pgid` other than `pgid` itself.
-fn group_others(pgid: u32) -> Vec<u32> {
-    all_pids()
+/// Whether process group `pgid` has members other than `pgid` itself.
+fn group_has_others(pgid: u32) -> bool {
+    let pgid = pgid as i32;
+    pids()
         .into_iter()
-        .filter(|&p| p != pgid && proc_stat(p).is_some_and(|s| s.pgrp == pgid))
-        .collect()
+        .any(|p| p != pgid && table::stat(p).is_some_and(|s| s.pgrp == pgid))
 }
 
 /// A command run to completion by [`run_timed`].
@@ -567,15 +525,13 @@ pub fn run_timed(cmd: &mut Command, name: &str, log: &Path, limit: Duration) -> 
     if outcome.is_err() {
         // SAFETY: plain syscall on our unreaped child.
         unsafe { libc::kill(gpid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !exited_unreaped(pid) && Instant::now() < deadline {
-            sleep(Duration::from_millis(10));
-        }
+        wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+            exited_unreaped(pid)
+        });
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !group_others(pid).is_empty() && Instant::now() < deadline {
-        sleep(Duration::from_millis(10));
-    }
+    wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+        !group_has_others(pid)
+    });
     // SAFETY: the leader is not reaped yet, so the group id is still ours.
     unsafe { libc::kill(-gpid, libc::SIGKILL) };
     let mut status: libc::c_int = 0;

@@ -668,12 +668,7 @@ pub fn resources(running: &mut Running) -> Res<Resources> {
         .collect();
     let mut pids = vec![main];
     pids.extend(&children);
-    let ticks = |pids: &[u32]| -> u64 {
-        pids.iter()
-            .filter_map(|&p| procs::proc_stat(p))
-            .map(|s| s.cpu_ticks)
-            .sum()
-    };
+    let ticks = |pids: &[u32]| -> u64 { pids.iter().filter_map(|&p| procs::cpu_ticks(p)).sum() };
     sleep(Duration::from_millis(500));
     let (t0, start) = (ticks(&pids), Instant::now());
     sleep(IDLE_WINDOW);

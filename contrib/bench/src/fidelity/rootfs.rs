@@ -218,7 +218,7 @@ pub fn run(root: &TempRoot, twinsync: &Path) -> Res<RootfsBench> {
     };
     sh(&pristine, EXTRAS)?;
     let entries = count(&pristine)?;
-    let rsync_bin = procs::find_in_path("rsync");
+    let rsync_bin = twinsync_testkit::tools::find_in_path("rsync");
     let mut lefts = Vec::new();
     for tool in ["rsync", "twinsync"] {
         let pair = root.pair(&format!("rootfs-{tool}"))?;

@@ -188,7 +188,7 @@ pub fn run(root: &TempRoot, tool: &Tool, ssh: Result<&Tool, String>) -> Res<Spar
     let mut notes = Vec::new();
     eprintln!("[bench] sparse: twinsync locally ...");
     let local = keep(twinsync(root, tool, "twinsync-sparse"))?;
-    let rsync_bin = procs::find_in_path("rsync");
+    let rsync_bin = twinsync_testkit::tools::find_in_path("rsync");
     if rsync_bin.is_none() {
         notes.push("rsync not installed: no rsync -aS figures".into());
     }
