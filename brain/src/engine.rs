@@ -18,7 +18,7 @@
 //!   is not a change either.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use twinsync_filter::Excludes;
 use twinsync_proto::{Entry, Event, Expect, Kind, Op, RelPath, Sig, Stamp};
@@ -442,6 +442,12 @@ pub struct Engine {
     /// after it, even a batch later) is stale. Forgotten once a newer state
     /// is reported, and at a listing.
     installed_ctime: [HashMap<RelPath, (i64, u64)>; 2],
+    /// The stamps of the files the batches' operations left, per side
+    /// (bounded: cleared when full). A report with one of them and the
+    /// indexed content shows a state our own writes made (the first of two
+    /// operations on one inode, under either of its names): an echo, since
+    /// no user can make a ctime ours.
+    produced: [HashSet<Stamp>; 2],
     /// Paths whose last report, older than our write there, was dropped,
     /// per side: a removal reported next is of that older entry (gone
     /// before our write, which expected nothing or its own version there).
@@ -693,6 +699,7 @@ impl Engine {
             fences: Default::default(),
             vanished: Default::default(),
             installed_ctime: Default::default(),
+            produced: Default::default(),
             older_gone: Default::default(),
             copied_out: Default::default(),
             quiet: Default::default(),

@@ -447,7 +447,10 @@ fn the_example_file_parses_and_documents_every_key() {
         poll_interval,
     } = c;
     assert_eq!(watcher, Some(WatcherChoice::Auto));
-    assert_eq!(poll_interval, Some(crate::options::DEFAULT_POLL_INTERVAL_MS));
+    assert_eq!(
+        poll_interval,
+        Some(crate::options::DEFAULT_POLL_INTERVAL_MS)
+    );
     assert!(left.is_some() && right.is_some() && remote_host.is_some());
     assert_eq!(bwlimit, Some(5 << 20));
     assert!(remote_path.is_some() && !exclude.is_empty() && tempfiles.is_some());

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// The stamps of our writes kept per side (see `Engine::produced`).
+const PRODUCED_MAX: usize = 4096;
+
 impl Engine {
     /// The batch is done: the helpers' answers give the stamps of what it
     /// wrote (so the filter's reports of those writes are recognised) and
@@ -31,9 +34,32 @@ impl Engine {
         }
         for t in Side::BOTH {
             self.regroup(t.idx(), &applied[t]);
+            for a in &applied[t] {
+                if let Applied::Done(_, Some(sig)) | Applied::Removed(_, Some(sig)) = a {
+                    if sig.kind == Kind::File && sig.ctime_ns > 0 {
+                        if self.produced[t].len() >= PRODUCED_MAX {
+                            self.produced[t].clear();
+                        }
+                        self.produced[t].insert(sig.stamp());
+                    }
+                }
+            }
         }
         for t in Side::BOTH {
             let (ti, si) = (t.idx(), t.other().idx());
+            // The last answer written or refused per path: "the batch wrote
+            // there again later" without a scan of the rest per answer (a
+            // big batch's answers are many).
+            let last_write: HashMap<&RelPath, usize> = applied[ti]
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| match b {
+                    Applied::Done(q, _) | Applied::Refused(q, _) => Some((q, i)),
+                    Applied::Removed(..) => None,
+                })
+                .collect();
+            let written_after =
+                |i: usize, path: &RelPath| last_write.get(path).is_some_and(|&j| j > i);
             for (i, a) in applied[ti].iter().enumerate() {
                 if let Applied::Done(path, Some(sig)) = a {
                     if sig.ctime_ns > 0 {
@@ -46,9 +72,7 @@ impl Engine {
                         // The last write of the batch there, if unreported
                         // (a reported one after it, such as a mode set on a
                         // directory a replayed move put there, has echoes).
-                        let later = applied[ti][i + 1..].iter().any(|b| {
-                            matches!(b, Applied::Done(q, _) | Applied::Refused(q, _) if q == path)
-                        });
+                        let later = written_after(i, path);
                         // (This write: the move's, answered first there, or
                         // the symlink's.)
                         let unreported = self.unreported[ti].contains(path)
@@ -74,9 +98,7 @@ impl Engine {
                             // mode a user gave it just before (a chown whose
                             // report, older than our write, is dropped): the
                             // answer shows it, a change of this side.
-                            let later = applied[ti][i + 1..].iter().any(|b| {
-                                matches!(b, Applied::Done(q, _) | Applied::Refused(q, _) if q == path)
-                            });
+                            let later = written_after(i, path);
                             if k.kind == Kind::Dir
                                 && sig.kind == Kind::Dir
                                 && (k.mode != sig.mode || !k.same_owner(sig))
@@ -99,9 +121,7 @@ impl Engine {
                             // version than the index's is their change,
                             // unless the batch wrote there after the move.
                             self.fence(ti, from, Some(path.clone()), sig.ctime_ns);
-                            let rewritten = applied[ti][i + 1..].iter().any(
-                                |b| matches!(b, Applied::Done(q, _) | Applied::Refused(q, _) if q == path),
-                            );
+                            let rewritten = written_after(i, path);
                             // (Nor when the batch then trashed it, or moved it
                             // on, with a directory above it: what the user
                             // left there is not here any more.)

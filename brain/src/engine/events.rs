@@ -103,6 +103,24 @@ impl Engine {
                         ),
                     );
                 };
+                if sig.kind == Kind::File
+                    && self.produced[p].contains(&sig.stamp())
+                    && !self.pending[p].state.contains_key(&path)
+                    && self
+                        .known
+                        .get(&path)
+                        .is_some_and(|k| k.same_content(&sig) && k.stamps[p] != sig.stamp())
+                {
+                    // (With the indexed stamp, the marks decide: after ours,
+                    // a same-tick write of a coarse clock is compared.)
+                    return trace(
+                        &path,
+                        (
+                            Verdict::Echo,
+                            "a state our own writes there made (the indexed content)".into(),
+                        ),
+                    );
+                }
                 if let Some(&(ct, ino)) = self.installed_ctime[p].get(&path) {
                     if sig.ctime_ns < ct {
                         if ino != sig.ino {

@@ -958,4 +958,53 @@ mod tests {
             "the left's removal reaches the right: {b:?}"
         );
     }
+
+    /// Two names of one inode given attributes by one batch, each reported
+    /// in the state the first operation left (before the second): the
+    /// reports show a stamp the batch's own answer gave, with the indexed
+    /// content, so they are echoes, not changes that would win over the
+    /// other side's removal of one name (CI's root file system test over
+    /// ssh: `bin/sh-hl came back`).
+    #[test]
+    fn a_report_of_an_intermediate_state_of_our_writes_is_an_echo() {
+        let g = file(5, 7, 2);
+        let mut e = synced(&[("dash", g), ("sh", g)]);
+        let xattr = Sig {
+            mode: 0o600,
+            ctime_ns: 4,
+            ..g
+        };
+        changed(&mut e, Side::Left, "dash", xattr);
+        let same = e
+            .to_compare()
+            .into_iter()
+            .map(|p| (p, Some([1; 32]), Some([1; 32])))
+            .collect();
+        e.compared(same);
+        let b = e.plan(0);
+        assert_eq!(b.ops[1].len(), 2, "{b:?}");
+        let at = |ctime_ns| Sig { ctime_ns, ..xattr };
+        let mut r = Report::default();
+        r.applied[1].push(Applied::Done("dash".into(), Some(at(5))));
+        r.applied[1].push(Applied::Done("sh".into(), Some(at(6))));
+        e.complete(r);
+        changed(&mut e, Side::Right, "dash", at(5));
+        changed(&mut e, Side::Right, "sh", at(5));
+        e.on_event(Side::Left, Event::Removed { path: "sh".into() });
+        let same = e
+            .to_compare()
+            .into_iter()
+            .map(|p| (p, Some([1; 32]), Some([1; 32])))
+            .collect();
+        e.compared(same);
+        let b = e.plan(0);
+        assert!(
+            b.copies[0].is_empty() && b.links[0].is_empty() && b.ops[0].is_empty(),
+            "nothing comes back: {b:?}"
+        );
+        assert!(
+            matches!(&b.ops[1][..], [Op::Trash { path, .. }] if *path == RelPath::from("sh")),
+            "the left's removal reaches the right: {b:?}"
+        );
+    }
 }

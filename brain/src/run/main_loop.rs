@@ -113,7 +113,7 @@ impl Brain {
             .saturating_duration_since(std::time::Instant::now());
         tokio::select! {
             () = tokio::time::sleep(verify_in), if !self.settings.dry_run && !paused => {
-                self.verify().await?;
+                self.verify(notices).await?;
             }
             Some(n) = notices.recv() => {
                 self.on_notice(n)?;

@@ -1,12 +1,22 @@
 //! Background verification: once a burst has settled, and now and then, both
 //! replicas are listed again and compared with the index.
 
-use std::time::Instant;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use tracing::{error, warn};
+use tokio::sync::mpsc;
+use tracing::{debug, error, warn};
+use twinsync_proto::{Event, RelPath};
 
 use super::{Brain, Rescan};
+use crate::link::Notice;
+use crate::side::Side;
+
+/// How long a verification waits for the marks that close the reports of
+/// what happened while it listed (an agent answers a mark at once; its
+/// filter may be busy with a big tree).
+const MARK_WAIT: Duration = Duration::from_secs(30);
 
 /// A burst is over when nothing happened for this long: verification
 /// follows (at least [`VERIFY_SCANS`] times the last scan's duration).
@@ -40,8 +50,14 @@ impl Brain {
     /// Background verification: both replicas are listed again and
     /// compared with the index; what differs (and was not reported by
     /// events) is repaired by the batches that follow, and counted as
-    /// `repairs`: each one is a bug elsewhere.
-    pub(super) async fn verify(&mut self) -> Result<()> {
+    /// `repairs`: each one is a bug elsewhere. A user's change made while
+    /// the listing ran is in the listing before its event arrives: each
+    /// side is asked for a mark, and what its filter reports up to the
+    /// mark is a live change, not a repair.
+    pub(super) async fn verify(
+        &mut self,
+        notices: &mut mpsc::UnboundedReceiver<Notice>,
+    ) -> Result<()> {
         self.set_state("verifying");
         let ticket = self.control.ticket();
         self.counters.verifications += 1;
@@ -55,15 +71,84 @@ impl Brain {
             self.phase.merged();
             return Ok(());
         }
-        self.counters.repairs += found as u64;
-        for (side, path) in self.engine.pending_paths().into_iter().take(REPAIRS_LOGGED) {
+        let suspects = self.engine.pending_paths();
+        let reported = self.reported_until_marks(notices).await?;
+        let missed: Vec<(Side, RelPath)> = suspects
+            .into_iter()
+            .filter(|(side, path)| {
+                let live = reported[*side]
+                    .iter()
+                    .any(|r| path.is_within(r) || r.is_within(path));
+                if live {
+                    debug!(%side, %path, "verification: changed while listed (a live change)");
+                }
+                !live
+            })
+            .collect();
+        if missed.is_empty() {
+            return Ok(());
+        }
+        self.counters.repairs += missed.len() as u64;
+        for (side, path) in missed.iter().take(REPAIRS_LOGGED) {
             warn!(%side, %path, "verification: differs from the index (repairing)");
         }
         error!(
-            repairs = found,
+            repairs = missed.len(),
             "verification found differences the live sync had missed; repairing them (a bug: \
              please report it with the log)"
         );
         Ok(())
+    }
+
+    /// Ask each side for a mark and take in its reports until the mark's:
+    /// the paths each side reported meanwhile (`None` of a side without
+    /// marks: nothing waited for there).
+    async fn reported_until_marks(
+        &mut self,
+        notices: &mut mpsc::UnboundedReceiver<Notice>,
+    ) -> Result<[HashSet<RelPath>; 2]> {
+        let mut awaited: [Option<u64>; 2] = [None, None];
+        for side in Side::BOTH {
+            let n = self.links[side].mark().await.ok().flatten();
+            self.engine.marked(side, n);
+            awaited[side] = n;
+        }
+        let mut reported: [HashSet<RelPath>; 2] = Default::default();
+        let deadline = tokio::time::Instant::now() + MARK_WAIT;
+        while awaited.iter().any(Option::is_some) {
+            let n = tokio::select! {
+                n = notices.recv() => n,
+                () = tokio::time::sleep_until(deadline) => {
+                    warn!("verification: no mark from an agent within {MARK_WAIT:?}; \
+                           what differs counts as repairs");
+                    break;
+                }
+            };
+            let Some(n) = n else { break };
+            if let Notice::Events(side, id, events) = &n {
+                if *id == self.links[*side].id {
+                    for ev in events {
+                        match ev {
+                            Event::Changed { path, .. } | Event::Removed { path } => {
+                                reported[*side].insert(path.clone());
+                            }
+                            Event::Moved { from, to, .. } => {
+                                reported[*side].insert(from.clone());
+                                reported[*side].insert(to.clone());
+                            }
+                            Event::Mark { n } if awaited[*side].is_some_and(|a| *n >= a) => {
+                                awaited[*side] = None;
+                            }
+                            Event::RescanNeeded { .. } => {
+                                reported[*side].insert(RelPath::root());
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            self.on_notice(n)?;
+        }
+        Ok(reported)
     }
 }
