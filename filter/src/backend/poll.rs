@@ -9,8 +9,8 @@
 //!   a name whose inode changed both;
 //! - a file whose size or mtime changed is [`What::WRITTEN`], one whose
 //!   ctime alone changed [`What::ATTRIB`] (unless its link count changed
-//!   too and nothing else: a name made or removed elsewhere, which that
-//!   name's notice tells); a directory is reported only for
+//!   too and nothing else, extended attributes included: a name made or
+//!   removed elsewhere, which that name's notice tells); a directory is reported only for
 //!   its own mode, owner, extended attributes or ACLs (its times change with
 //!   every entry made inside, which the notices of those entries tell);
 //! - a name gone from one place and an inode of the same device appearing
@@ -50,8 +50,10 @@ struct Snap {
     uid: u32,
     gid: u32,
     nlink: u64,
-    /// A directory's extended attributes and ACLs (its ctime also changes
-    /// with every entry made inside, so it cannot tell them).
+    /// The extended attributes and ACLs of a directory, and of a file of
+    /// more than one name: their ctime also changes with entries made
+    /// inside, or with a name made or removed elsewhere, so it cannot tell
+    /// them.
     xattrs: Option<twinsync_proto::XattrDigest>,
 }
 
@@ -59,7 +61,7 @@ impl Snap {
     fn of(abs: &Path, md: &std::fs::Metadata) -> Snap {
         let is_dir = md.file_type().is_dir();
         Snap {
-            xattrs: is_dir
+            xattrs: (is_dir || md.nlink() > 1)
                 .then(|| crate::xattr::digest(crate::xattr::Target::Link(abs)).ok())
                 .flatten(),
             dev: md.dev(),
@@ -88,7 +90,8 @@ impl Snap {
         if (self.size, self.mtime_ns) != (now.size, now.mtime_ns) {
             What::WRITTEN
         } else if self.ctime_ns != now.ctime_ns
-            && ((self.mode, self.uid, self.gid) != (now.mode, now.uid, now.gid)
+            && ((self.mode, self.uid, self.gid, self.xattrs)
+                != (now.mode, now.uid, now.gid, now.xattrs)
                 || self.nlink == now.nlink)
         {
             // (A new ctime with only the link count changed is a link made
