@@ -1344,18 +1344,34 @@ impl Replica {
             .flatten()
             .ok_or_else(|| OpError::Missing(rel.clone()))?;
         let is_link = kind_of(&st) == Kind::Symlink;
-        if let Some(owner) = owner {
+        // What is already so is not set again: each call is a new ctime and
+        // an event to tell from a user's (a chown to the same owner still
+        // clears the set-user-ID bit and a capability).
+        let mut now = st;
+        if let Some(owner) = owner.filter(|&o| o != (st.st_uid, st.st_gid)) {
             beneath::chown(dir.as_fd(), name, owner).map_err(io_err("setting owner of", rel))?;
         }
         if let Some(x) = xattrs {
             set_xattrs(dir.as_fd(), name, x)
                 .map_err(io_err("setting extended attributes of", rel))?;
         }
+        if owner.is_some_and(|o| o != (st.st_uid, st.st_gid)) || xattrs.is_some() {
+            // (A chown, or an access ACL set, may have changed the mode.)
+            now = beneath::lstat_at(dir.as_fd(), name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| OpError::Missing(rel.clone()))?;
+        }
         if let (Some(mode), false) = (mode, is_link) {
-            beneath::chmod(dir.as_fd(), name, mode).map_err(io_err("setting mode of", rel))?;
+            if now.st_mode & 0o7777 != mode {
+                beneath::chmod(dir.as_fd(), name, mode).map_err(io_err("setting mode of", rel))?;
+            }
         }
         if let Some(ns) = mtime_ns {
-            beneath::set_mtime(dir.as_fd(), name, ns).map_err(io_err("setting mtime of", rel))?;
+            if now.st_mtime as i64 * 1_000_000_000 + now.st_mtime_nsec as i64 != ns {
+                beneath::set_mtime(dir.as_fd(), name, ns)
+                    .map_err(io_err("setting mtime of", rel))?;
+            }
         }
         Ok(())
     }
@@ -1580,6 +1596,32 @@ mod tests {
             r.installed(false).unwrap(),
             vec![(RelPath::from("d/r19"), now.stamp())]
         );
+    }
+
+    /// Attributes a file already has are not set again: no new ctime (which
+    /// would be one more event to tell from a user's), and a chown to the
+    /// same owner does not clear the set-user-ID bit. What differs is set.
+    #[test]
+    fn attributes_already_there_are_not_set_again() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let (d, r) = replica();
+        let f = d.path().join("f");
+        fs::write(&f, "x").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o4755)).unwrap();
+        let md = fs::metadata(&f).unwrap();
+        let before = (md.ctime(), md.ctime_nsec());
+        let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
+        let owner = Some((md.uid(), md.gid()));
+        r.set_attr(&"f".into(), Some(0o4755), Some(mtime), owner, None)
+            .unwrap();
+        let md = fs::metadata(&f).unwrap();
+        assert_eq!((md.ctime(), md.ctime_nsec()), before, "nothing was set");
+        assert_eq!(md.mode() & 0o7777, 0o4755);
+        r.set_attr(&"f".into(), Some(0o640), Some(mtime - 1_000), owner, None)
+            .unwrap();
+        let md = fs::metadata(&f).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o640);
+        assert_eq!(md.mtime() * 1_000_000_000 + md.mtime_nsec(), mtime - 1_000);
     }
 
     #[test]
