@@ -422,11 +422,13 @@ mod tests {
     use crate::backend::Backend;
     use crate::Excludes;
 
-    /// Ids per directory; what was unwatched.
+    /// Ids per directory; what was unwatched; directories whose watch
+    /// fails as if they had just been moved away.
     #[derive(Default)]
     struct Fake {
         ids: Mutex<HashMap<PathBuf, WatchId>>,
         unwatched: Mutex<Vec<WatchId>>,
+        gone: Mutex<Vec<PathBuf>>,
     }
 
     impl Fake {
@@ -439,6 +441,9 @@ mod tests {
 
     impl Backend for Fake {
         fn watch_dir(&self, abs: &Path) -> std::io::Result<WatchId> {
+            if self.gone.lock().unwrap().iter().any(|g| g == abs) {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOENT));
+            }
             Ok(self.id(abs))
         }
         fn watch_created(&self, abs: &Path) -> std::io::Result<WatchId> {
@@ -648,5 +653,44 @@ mod tests {
         let mut gone = r.fake.unwatched.lock().unwrap().clone();
         gone.sort_unstable();
         assert_eq!(gone, vec![d.min(e), d.max(e)]);
+    }
+
+    /// `mkdir a/d` then `mv a b`, with the filter between the two: `a/d`
+    /// is seen, then not found to watch (moved away with `a`). The move of
+    /// `a`, reported next, lists `b`: `b/d` is watched and reported there
+    /// (campaign seed 89000025: it stayed unwatched, and what was made in
+    /// it was never reported).
+    #[test]
+    fn a_directory_moved_away_before_it_was_watched_is_watched_at_its_new_place() {
+        let r = Rig::new(&["a/d"], &[], &[]);
+        // (Listed with `a`, as the walker would not have seen it yet.)
+        r.fake.unwatched.lock().unwrap().clear();
+        let ad = r.abs("a/d");
+        r.fake.ids.lock().unwrap().remove(&ad);
+        r.fake.gone.lock().unwrap().push(ad.clone());
+        let ev = r.translate(vec![r.notice(
+            "a",
+            What::CREATED | What::IS_DIR,
+            Some("d"),
+            0,
+        )]);
+        assert_eq!(changed(&ev), ["a/d"]);
+        assert!(!r.fake.ids.lock().unwrap().contains_key(&ad), "not watched");
+        std::fs::rename(r.abs("a"), r.abs("b")).unwrap();
+        std::fs::write(r.abs("b/d/f"), b"made in it").unwrap();
+        let ev = r.translate(vec![
+            r.notice("", What::MOVED_FROM | What::IS_DIR, Some("a"), 9),
+            r.notice("", What::MOVED_TO | What::IS_DIR, Some("b"), 9),
+        ]);
+        assert!(
+            matches!(&ev[0], Event::Moved { from, to, .. }
+                if *from == RelPath::from("a") && *to == RelPath::from("b")),
+            "{ev:?}"
+        );
+        assert!(changed(&ev).contains(&"b/d/f".to_string()), "{ev:?}");
+        assert!(
+            r.fake.ids.lock().unwrap().contains_key(&r.abs("b/d")),
+            "watched"
+        );
     }
 }

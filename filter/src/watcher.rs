@@ -254,13 +254,23 @@ impl Watcher {
                 limit: std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
                     .map_or_else(|_| "?".into(), |s| s.trim().to_string()),
             }),
-            // Gone, or not a directory any more: its removal is reported by the parent.
+            // Gone, or not a directory any more: its removal is reported by
+            // the parent. Or moved away with a directory above it since it
+            // was seen (a `mkdir a/d` then `mv a b`: `a/d` reported, then not
+            // found to watch): noted, so that the move of `a`, when its
+            // report comes, lists `b` and watches `b/d` there (campaign seed
+            // 89000025: a directory never watched, its contents never
+            // reported until the verification).
             Err(e)
                 if matches!(
                     e.raw_os_error(),
                     Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
                 ) =>
             {
+                self.table
+                    .lock()
+                    .expect("watch table")
+                    .vanished(dir.clone());
                 Ok(None)
             }
             // Not readable by us: left unwatched. Listing it fails the same
