@@ -588,6 +588,16 @@ mod tests {
             .collect()
     }
 
+    /// The runner compares the bytes of the files to compare: all equal.
+    fn all_equal(e: &mut Engine) {
+        let same = e
+            .to_compare()
+            .into_iter()
+            .map(|p| (p, Some([1; 32]), Some([1; 32])))
+            .collect();
+        e.compared(same);
+    }
+
     fn copied(b: &Batch, t: Side) -> Vec<RelPath> {
         b.copies[t].iter().map(|c| c.path.clone()).collect()
     }
@@ -743,12 +753,7 @@ mod tests {
         e.on_event(Side::Left, Event::Removed { path: "b".into() });
         // The runner compares the bytes of a file of the indexed size and
         // mtime under another stamp: the same.
-        let same = e
-            .to_compare()
-            .into_iter()
-            .map(|p| (p, Some([1; 32]), Some([1; 32])))
-            .collect();
-        e.compared(same);
+        all_equal(&mut e);
         let b = e.plan(0);
         assert!(matches!(b.ops[1][0], Op::SetAttr { .. }), "{b:?}");
         assert!(
@@ -777,12 +782,7 @@ mod tests {
             ..g
         };
         changed(&mut e, Side::Left, "a", chmod);
-        let same = e
-            .to_compare()
-            .into_iter()
-            .map(|p| (p, Some([1; 32]), Some([1; 32])))
-            .collect();
-        e.compared(same);
+        all_equal(&mut e);
         let b = e.plan(0);
         assert_eq!(b.ops[1].len(), 2, "{b:?}");
         let at = |ctime_ns| Sig {
@@ -805,12 +805,7 @@ mod tests {
         let mut e = engine();
         e.load_scan(Side::Left, listing(left));
         e.load_scan(Side::Right, listing(right));
-        let same = e
-            .to_compare()
-            .into_iter()
-            .map(|p| (p, Some([1; 32]), Some([1; 32])))
-            .collect();
-        e.compared(same);
+        all_equal(&mut e);
         let b = e.plan(0);
         (e, b)
     }
@@ -927,12 +922,7 @@ mod tests {
             ..g
         };
         changed(&mut e, Side::Left, "dash", xattr);
-        let same = e
-            .to_compare()
-            .into_iter()
-            .map(|p| (p, Some([1; 32]), Some([1; 32])))
-            .collect();
-        e.compared(same);
+        all_equal(&mut e);
         let b = e.plan(0);
         assert_eq!(b.ops[1].len(), 1, "{b:?}");
         assert!(matches!(b.ops[1][0], Op::SetAttr { .. }), "{b:?}");
@@ -975,12 +965,7 @@ mod tests {
             ..g
         };
         changed(&mut e, Side::Left, "dash", xattr);
-        let same = e
-            .to_compare()
-            .into_iter()
-            .map(|p| (p, Some([1; 32]), Some([1; 32])))
-            .collect();
-        e.compared(same);
+        all_equal(&mut e);
         let b = e.plan(0);
         assert_eq!(b.ops[1].len(), 2, "{b:?}");
         let at = |ctime_ns| Sig { ctime_ns, ..xattr };
@@ -991,12 +976,7 @@ mod tests {
         changed(&mut e, Side::Right, "dash", at(5));
         changed(&mut e, Side::Right, "sh", at(5));
         e.on_event(Side::Left, Event::Removed { path: "sh".into() });
-        let same = e
-            .to_compare()
-            .into_iter()
-            .map(|p| (p, Some([1; 32]), Some([1; 32])))
-            .collect();
-        e.compared(same);
+        all_equal(&mut e);
         let b = e.plan(0);
         assert!(
             b.copies[0].is_empty() && b.links[0].is_empty() && b.ops[0].is_empty(),
