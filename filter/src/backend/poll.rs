@@ -334,10 +334,10 @@ impl State {
         // A watched directory no longer where it was, and not followed
         // to a new place: gone (its parent tells its removal).
         for id in lost {
-            let followed = self
-                .dirs
-                .get(&id)
-                .is_some_and(|d| list(&d.abs).is_ok_and(|(at, _)| at == d.at));
+            // (Its identity is enough: it is listed at the next pass.)
+            let followed = self.dirs.get(&id).is_some_and(|d| {
+                std::fs::symlink_metadata(&d.abs).is_ok_and(|m| (m.dev(), m.ino()) == d.at)
+            });
             if !followed {
                 out.push(notice_self(id, What::SELF_GONE));
                 out.push(notice_self(id, What::IGNORED));
