@@ -450,8 +450,9 @@ pub struct Engine {
     produced: [HashSet<Stamp>; 2],
     /// Paths whose last report, older than our write there, was dropped,
     /// per side: a removal reported next is of that older entry (gone
-    /// before our write, which expected nothing or its own version there).
-    older_gone: [BTreeSet<RelPath>; 2],
+    /// before our write, which expected nothing or its own version there),
+    /// with that entry's inode: its rename away is its departure instead.
+    older_gone: [BTreeMap<RelPath, u64>; 2],
     /// What the batches' unreported writes (replayed moves, symlinks) left
     /// at a path, per side: its stamp right after.
     quiet: [HashMap<RelPath, Stamp>; 2],
@@ -489,12 +490,14 @@ pub struct Engine {
 /// a report of a path at or below `at` with an older ctime was taken
 /// before it left. It describes the entry now at `to` (the report is taken
 /// there), or one in the trash (dropped). Anything put at `at` since has a
-/// later ctime (a rename, a link, a creation all set it).
+/// later ctime (a rename, a link, a creation all set it). `ino` is the
+/// entry's inode: a user's older renames of it only led it to `at`.
 #[derive(Debug, Clone)]
 struct Fence {
     at: RelPath,
     to: Option<RelPath>,
     ctime_ns: i64,
+    ino: u64,
 }
 
 /// Fences kept per side: stale reports come within moments of the batch.

@@ -51,6 +51,8 @@ enum T {
     /// Plan a batch from what was handed over so far (the rest reaches the
     /// engine while it runs, with its echoes), run it and complete it.
     SyncEarly,
+    /// As `SyncEarly`, with these users acting as in `SyncAt`.
+    SyncEarlyAt(Vec<(u8, Side, U)>),
 }
 
 impl World {
@@ -206,6 +208,13 @@ fn case_in(mut w: World, check: Check, steps: &[T]) {
             T::SyncAt(during) => w.sync_at(during),
             T::Deliver(s) => w.deliver(*s, usize::MAX),
             T::SyncEarly => w.sync(false, &[], Echoes::BeforeComplete, true),
+            T::SyncEarlyAt(during) => {
+                let during: Vec<(u8, During)> = during
+                    .iter()
+                    .map(|&(k, s, u)| (k, During::Named(s, u)))
+                    .collect();
+                w.sync(false, &during, Echoes::BeforeComplete, false);
+            }
         }
         if let Err(e) = &outcome {
             panic!("{}", w.report(e));

@@ -120,7 +120,7 @@ impl Engine {
                             // (its report, older, names `from`): another
                             // version than the index's is their change,
                             // unless the batch wrote there after the move.
-                            self.fence(ti, from, Some(path.clone()), sig.ctime_ns);
+                            self.fence(ti, from, Some(path.clone()), sig);
                             let rewritten = written_after(i, path);
                             // (Nor when the batch then trashed it, or moved it
                             // on, with a directory above it: what the user
@@ -141,7 +141,7 @@ impl Engine {
                         }
                     }
                     Applied::Removed(path, Some(sig)) => {
-                        self.fence(ti, path.clone(), None, sig.ctime_ns);
+                        self.fence(ti, path.clone(), None, sig);
                     }
                     Applied::Done(_, None) | Applied::Removed(_, None) => {}
                     Applied::Refused(path, found) => {

@@ -129,7 +129,7 @@ impl Engine {
                             if self.older_gone[p].len() >= 4096 {
                                 self.older_gone[p].clear();
                             }
-                            self.older_gone[p].insert(path.clone());
+                            self.older_gone[p].insert(path.clone(), sig.ino);
                         } else if sig.kind == Kind::File {
                             // A change of that very file before our write (a
                             // rename, attributes) reported late: its bytes may
@@ -209,7 +209,7 @@ impl Engine {
                         // place): this report, which shows it, was of a
                         // user's change before it, taken after it. A
                         // removal reported next is of that older entry.
-                        self.older_gone[p].insert(path.clone());
+                        self.older_gone[p].insert(path.clone(), sig.ino);
                     }
                     return trace(
                         &path,
@@ -252,7 +252,7 @@ impl Engine {
                     self.deferred[p].push(Event::Removed { path: path.clone() });
                     return trace(&path, (Verdict::Held, "after a held event".into()));
                 }
-                if self.older_gone[p].remove(&path) {
+                if self.older_gone[p].remove(&path).is_some() {
                     return trace(
                         &path,
                         (
@@ -319,6 +319,20 @@ impl Engine {
                         &t,
                         (Verdict::Held, "while the running batch writes there".into()),
                     );
+                }
+                if self.renamed_before_a_fence(p, &from, &to, &sig) {
+                    return trace(
+                        &to,
+                        (
+                            Verdict::Dropped,
+                            "a rename of an entry before our batch moved it away".into(),
+                        ),
+                    );
+                }
+                if self.older_gone[p].get(&from) == Some(&sig.ino) {
+                    // The older entry left by this rename: a removal
+                    // reported there next is of what came after it.
+                    self.older_gone[p].remove(&from);
                 }
                 let from_x = self.excludes.excluded(&from);
                 let to_x = self.excludes.excluded(&to);
@@ -525,12 +539,31 @@ impl Engine {
         Some(path)
     }
 
-    /// Side `p`'s entry at `from` left it at `ctime` (see [`Fence`]).
-    pub(super) fn fence(&mut self, p: usize, at: RelPath, to: Option<RelPath>, ctime_ns: i64) {
+    /// Side `p`'s entry at `at` left it, as `sig` (after the rename) says
+    /// (see [`Fence`]).
+    pub(super) fn fence(&mut self, p: usize, at: RelPath, to: Option<RelPath>, sig: &Sig) {
         if self.fences[p].len() >= FENCES {
             self.fences[p].drain(..FENCES / 2);
         }
-        self.fences[p].push(Fence { at, to, ctime_ns });
+        self.fences[p].push(Fence {
+            at,
+            to,
+            ctime_ns: sig.ctime_ns,
+            ino: sig.ino,
+        });
+    }
+
+    /// True when a rename side `p` reports (`from` → `to`, its entry now
+    /// `sig`) is a user's step of an entry's way to where a batch then moved
+    /// it away or trashed it: the batch's answer already told where it is.
+    /// (Not for a file with other names, whose inode another name shares.)
+    fn renamed_before_a_fence(&self, p: usize, from: &RelPath, to: &RelPath, sig: &Sig) -> bool {
+        (sig.kind == Kind::Dir || sig.nlink <= 1)
+            && self.fences[p].iter().any(|f| {
+                f.ino == sig.ino
+                    && sig.ctime_ns < f.ctime_ns
+                    && (from.is_within(&f.at) || to.is_within(&f.at))
+            })
     }
 
     /// True when an event of side `p` reporting `sig` at `path` must wait

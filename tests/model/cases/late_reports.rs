@@ -3,7 +3,7 @@
 
 use twinsync::side::Side;
 
-use super::T::{Deliver, Settle, SyncAt, SyncEarly, SyncWhile, L, R};
+use super::T::{Deliver, Settle, SyncAt, SyncEarly, SyncEarlyAt, SyncWhile, L, R};
 use super::U::{Chmod, Create, Mkdir, Mv, Rm, RmDir, Symlink, Write};
 use super::{case, case_in};
 use crate::actions::During;
@@ -436,4 +436,25 @@ fn a_directory_renamed_just_before_a_copy_lands_at_its_name_keeps_its_contents()
     if let Err(e) = w.settle_and_check(STRICT) {
         panic!("{}", w.report(&e));
     }
+}
+
+/// Engine bug (fixed; found by a random hunt): the right's user makes `a`
+/// and renames it to `b` just before a batch copies the left's new `a`
+/// there. The late report of the user's `a`, older than our write, marked
+/// the next removal at `a` as that older entry's; but that entry had left
+/// by the rename, and the user's later `rm a` of our copy was dropped: the
+/// left kept `a` for good. The older entry's rename away is its departure.
+#[test]
+fn a_removal_after_the_older_entry_was_renamed_away_is_synced() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            SyncWhile(vec![(Side::Left, Symlink("a"))]),
+            R(Create("a")),
+            R(Mv("a", "b")),
+            SyncEarlyAt(vec![(0, Side::Right, Rm("b"))]),
+            R(Rm("a")),
+        ],
+    );
 }

@@ -4,10 +4,11 @@
 use twinsync::side::Side;
 use twinsync_proto::RelPath;
 
-use super::calm;
-use super::T::{Settle, L, R};
+use super::T::{Settle, SyncEarly, SyncEarlyAt, L, R};
 use super::U::{Create, Mkdir, Mv, Rm, RmDir, Symlink, Write};
-use crate::world::World;
+use super::{calm, case};
+use crate::schedules::Mode;
+use crate::world::{World, STRICT};
 
 #[test]
 fn a_move_then_a_delete_of_the_moved_entry_deletes_it_on_the_other_side() {
@@ -172,4 +173,27 @@ fn a_move_then_a_write_of_the_moved_file_is_synced_without_a_conflict() {
 #[test]
 fn a_losing_symlink_is_kept_as_a_conflict_copy_on_both_sides() {
     calm(&[L(Symlink("b")), R(Create("b"))]);
+}
+
+/// Engine bug (fixed; found by a random hunt): the right's user renames
+/// `c` to `a` and back just before a batch moves `c` aside as a conflict
+/// copy. The late reports of those renames were taken through the batch's
+/// move as renames of the conflict copy: the index lost track of its stamp.
+/// A user's rename of the very inode a batch then moved (older than that
+/// move) is a step of its way there, already told by the move's answer.
+#[test]
+fn renames_back_and_forth_before_a_conflict_move_keep_the_index_exact() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            R(Create("a")),
+            L(Mkdir("c")),
+            R(Mv("a", "c")),
+            SyncEarlyAt(vec![(0, Side::Left, Mkdir("c/a"))]),
+            R(Mv("c", "a")),
+            R(Mv("a", "c")),
+            SyncEarly,
+        ],
+    );
 }
