@@ -1,3 +1,6 @@
+//! Tests of the protocol: a golden snapshot of the wire format, frames and
+//! their limits, signatures, stamps and paths.
+
 use super::*;
 
 fn sig() -> Sig {
