@@ -30,7 +30,8 @@ impl Engine {
         self.marks[p] = marks::Marks::default();
         self.older_gone[p].clear();
         self.quiet[p].clear();
-        self.fences[p].clear();
+        // (Not the fences: they go by ctime, and a report taken before a
+        // batch moved an entry away may still come after the listing.)
         self.vanished[p].clear();
         self.groups[p].clear();
         self.relink.clear();
