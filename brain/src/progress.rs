@@ -105,6 +105,12 @@ impl Progress {
         self.show(done);
     }
 
+    /// The items done so far.
+    #[must_use]
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
     fn show(&self, done: u64) {
         if let Some(b) = &self.bar {
             b.set_position(done);
@@ -160,6 +166,19 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_added_from_several_threads_add_up() {
+        let p = Progress::new("copying", Some(4_000));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| (0..1_000).for_each(|_| p.add(1)));
+            }
+        });
+        assert_eq!(p.done(), 4_000);
+        p.set(10);
+        assert_eq!(p.done(), 10);
+    }
 
     #[test]
     fn rates_read_as_counts() {

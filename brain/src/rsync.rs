@@ -528,11 +528,13 @@ mod tests {
         std::os::unix::fs::symlink(&outside, src.join("sub")).unwrap();
         let paths: Vec<RelPath> = vec!["mine".into(), "sub/secret".into()];
         let refs: Vec<&RelPath> = paths.iter().collect();
+        let progress = Progress::new("copying", Some(2));
         let out = copy(
             &RsyncOptions::default(),
             &End::Local(src.clone()),
             &End::Local(dst.clone()),
             &refs,
+            Some(&progress),
         )
         .await
         .unwrap();
@@ -542,5 +544,7 @@ mod tests {
         let stage = dst.join(".twinsync/stage");
         assert_eq!(std::fs::read(stage.join("mine")).unwrap(), b"data");
         assert!(!stage.join("sub/secret").exists());
+        // Each file rsync reported done moved the progress.
+        assert_eq!(progress.done(), 1);
     }
 }
