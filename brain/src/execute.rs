@@ -13,9 +13,20 @@ use twinsync_proto::{FileData, Kind, Op, OpFail, OpResult, RelPath, Sig};
 use crate::dir_mtimes::{self, Touched};
 use crate::engine::{Applied, Batch, Copied, Copy, Report};
 use crate::link::Link;
+use crate::progress::Progress;
 use crate::rsync::{self, End, RsyncOptions};
 use crate::side::Side;
 use twinsync_helpers::pace::Pacer;
+
+/// A copy of at least this many files shows its progress (a bar on a
+/// terminal, else a log line now and then).
+const PROGRESS_MIN: usize = 1000;
+/// A copy that shows its progress asks for at most this share of its files
+/// per inline or helper request (but [`PROGRESS_STEP_MIN`] at least), so
+/// that its bar moves: a request of small files carries thousands.
+const PROGRESS_STEPS: usize = 20;
+/// The fewest files per request of a copy that shows its progress.
+const PROGRESS_STEP_MIN: usize = 500;
 
 /// Files with up to this many bytes of data travel inline between hosts.
 const INLINE_MAX: u64 = 1 << 20;
@@ -54,13 +65,13 @@ fn goes_inline(sig: &Sig, inline_max: u64, chunk: u64) -> bool {
 
 /// Group inline and helper copies into requests of at most `cap` bytes of
 /// data (a larger file goes alone; a file of unknown allocation counts its
-/// size, see [`Sig::data_size`]).
-fn inline_chunks(list: &[&Copy], cap: u64) -> Vec<Vec<Copy>> {
+/// size, see [`Sig::data_size`]) and at most `files` files.
+fn inline_chunks(list: &[&Copy], cap: u64, files: usize) -> Vec<Vec<Copy>> {
     let mut out = Vec::new();
     let (mut cur, mut bytes) = (Vec::new(), 0u64);
     for c in list {
         let data = c.sig.data_size();
-        if bytes + data > cap && !cur.is_empty() {
+        if (bytes + data > cap || cur.len() >= files) && !cur.is_empty() {
             out.push(std::mem::take(&mut cur));
             bytes = 0;
         }
@@ -372,6 +383,17 @@ pub async fn execute(
             if list.is_empty() {
                 return Ok::<_, anyhow::Error>((written, missing, None));
             }
+            // One bar per direction for every way a file travels (inline,
+            // the helper's local copy, rsync): the same display here and
+            // over ssh.
+            let progress = (list.len() >= PROGRESS_MIN)
+                .then(|| Progress::new(format!("copying to {dst}"), Some(list.len() as u64)));
+            let progress = progress.as_ref();
+            let step = if progress.is_some() {
+                (list.len() / PROGRESS_STEPS).max(PROGRESS_STEP_MIN)
+            } else {
+                usize::MAX
+            };
             // Across hosts, files of little data travel inline over the
             // agents' open channel (no new ssh session; holes not sent);
             // large ones by rsync (delta transfer) through the same ssh
@@ -388,7 +410,7 @@ pub async fn execute(
             // Inline contents are paced where they are written to the
             // network: by the link's writer to a remote agent, by a remote
             // agent in its answers.
-            for chunk in inline_chunks(&inline_refs, chunk_cap) {
+            for chunk in inline_chunks(&inline_refs, chunk_cap, step) {
                 let idx = &inline[at..at + chunk.len()];
                 at += chunk.len();
                 let paths: Vec<RelPath> = chunk.iter().map(|c| c.path.clone()).collect();
@@ -417,6 +439,9 @@ pub async fn execute(
                 }
                 for (r, i) in dst_link.write_files(files).await?.into_iter().zip(sent) {
                     written.push((i, r));
+                    if let Some(p) = progress {
+                        p.add(1);
+                    }
                 }
             }
             if big.is_empty() {
@@ -433,7 +458,7 @@ pub async fn execute(
                 let mut at = 0;
                 // The helper's copies are paced here, a request at a time.
                 let mut pacer = rsync_opts.bwlimit.map(Pacer::new);
-                for chunk in inline_chunks(&refs, chunk_cap) {
+                for chunk in inline_chunks(&refs, chunk_cap, step) {
                     let idx = &helper[at..at + chunk.len()];
                     at += chunk.len();
                     if let Some(p) = &mut pacer {
@@ -445,6 +470,9 @@ pub async fn execute(
                     let results = dst_link.copy_from(src_root, owned).await?;
                     for (&i, r) in idx.iter().zip(results) {
                         written.push((i, r));
+                    }
+                    if let Some(p) = progress {
+                        p.add(idx.len() as u64);
                     }
                 }
                 // The last request's bytes have their time too (the next
@@ -461,7 +489,8 @@ pub async fn execute(
             // destination still holds what the engine planned against.
             let paths: Vec<&RelPath> = big.iter().map(|&i| &list[i].path).collect();
             debug!(to = %dst, files = paths.len(), "copying by rsync");
-            let mut out = rsync::copy_split(rsync_opts, &src_end, &dst_end, &paths).await?;
+            let mut out =
+                rsync::copy_split(rsync_opts, &src_end, &dst_end, &paths, progress).await?;
             // Staged paths are relative to the stage (`.twinsync/stage/`),
             // which only this request may look into.
             let mut found = dst_link

@@ -200,6 +200,19 @@ pub fn render(s: &Status, now: f64) -> String {
         "1 when live, nothing queued, and verified since the last change.",
         &one(f64::from(u8::from(s.settled))),
     );
+    let watchers: Vec<(String, f64)> = ["left", "right"]
+        .iter()
+        .zip(s.watchers)
+        .filter_map(|(side, w)| Some((format!("side=\"{side}\",backend=\"{}\"", w?.name()), 1.0)))
+        .collect();
+    if !watchers.is_empty() {
+        family(
+            "watcher_info",
+            "gauge",
+            "The watcher backend each side's agent uses (inotify or poll; --watcher): always 1.",
+            &watchers,
+        );
+    }
     if let Some(t) = s.last_sync {
         family(
             "last_sync_timestamp_seconds",
@@ -232,6 +245,10 @@ mod tests {
             bytes: [10, 20],
             last_sync: Some(1_700_000_000),
             oldest_pending: Some(1_700_000_010.5),
+            watchers: [
+                Some(crate::status::WatcherBackend::Inotify),
+                Some(crate::status::WatcherBackend::Poll),
+            ],
             ..Status::default()
         };
         let text = render(&s, 1_700_000_020.0);
@@ -240,6 +257,12 @@ mod tests {
         assert!(text.contains("twinsync_state{pair=\"web\\\"1\",state=\"paused\"} 1\n"));
         assert!(text.contains("twinsync_state{pair=\"web\\\"1\",state=\"live\"} 0\n"));
         assert!(text.contains("twinsync_queue_depth{pair=\"web\\\"1\"} 3\n"));
+        assert!(text.contains(
+            "twinsync_watcher_info{pair=\"web\\\"1\",side=\"left\",backend=\"inotify\"} 1\n"
+        ));
+        assert!(text.contains(
+            "twinsync_watcher_info{pair=\"web\\\"1\",side=\"right\",backend=\"poll\"} 1\n"
+        ));
         assert!(
             text.contains("twinsync_oldest_pending_change_age_seconds{pair=\"web\\\"1\"} 9.5\n")
         );

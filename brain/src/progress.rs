@@ -6,7 +6,8 @@
 //! line and draws them again under it.
 
 use std::io::{IsTerminal, Write};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often progress is logged when not on a terminal.
@@ -30,12 +31,14 @@ pub fn rate(per_sec: f64) -> String {
     }
 }
 
-/// One piece of long work.
+/// One piece of long work. Its count may be advanced from several tasks
+/// at once (the two halves of a split rsync): every method takes `&self`.
 pub struct Progress {
     what: String,
     total: Option<u64>,
     bar: Option<indicatif::ProgressBar>,
-    last_log: Instant,
+    done: AtomicU64,
+    last_log: Mutex<Instant>,
 }
 
 impl Progress {
@@ -85,19 +88,40 @@ impl Progress {
             what,
             total,
             bar,
-            last_log: Instant::now(),
+            done: AtomicU64::new(0),
+            last_log: Mutex::new(Instant::now()),
         }
     }
 
     /// `n` items done so far.
-    pub fn set(&mut self, n: u64) {
+    pub fn set(&self, n: u64) {
+        self.done.store(n, Ordering::Relaxed);
+        self.show(n);
+    }
+
+    /// `n` more items done.
+    pub fn add(&self, n: u64) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        self.show(done);
+    }
+
+    /// The items done so far.
+    #[must_use]
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    fn show(&self, done: u64) {
         if let Some(b) = &self.bar {
-            b.set_position(n);
-        } else if self.last_log.elapsed() >= LOG_EVERY {
-            self.last_log = Instant::now();
+            b.set_position(done);
+            return;
+        }
+        let mut last = self.last_log.lock().expect("progress");
+        if last.elapsed() >= LOG_EVERY {
+            *last = Instant::now();
             match self.total {
-                Some(t) => tracing::info!(done = n, of = t, "{}…", self.what),
-                None => tracing::info!(done = n, "{}…", self.what),
+                Some(t) => tracing::info!(done, of = t, "{}…", self.what),
+                None => tracing::info!(done, "{}…", self.what),
             }
         }
     }
@@ -142,6 +166,19 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_added_from_several_threads_add_up() {
+        let p = Progress::new("copying", Some(4_000));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| (0..1_000).for_each(|_| p.add(1)));
+            }
+        });
+        assert_eq!(p.done(), 4_000);
+        p.set(10);
+        assert_eq!(p.done(), 10);
+    }
 
     #[test]
     fn rates_read_as_counts() {

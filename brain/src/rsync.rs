@@ -18,6 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use twinsync_proto::RelPath;
 
+use crate::progress::Progress;
+
 /// Lists of at least this many paths are split between two rsyncs run side
 /// by side: rsync reads its list one byte per syscall, which otherwise makes a
 /// first merge of a big tree half again slower than a plain `rsync -a`.
@@ -34,12 +36,16 @@ pub async fn copy_split(
     src: &End,
     dst: &End,
     paths: &[&RelPath],
+    progress: Option<&Progress>,
 ) -> Result<RsyncOutcome> {
     if paths.len() < SPLIT_MIN {
-        return copy(opts, src, dst, paths).await;
+        return copy(opts, src, dst, paths, progress).await;
     }
     let (a, b) = paths.split_at(paths.len() / 2);
-    let (ra, rb) = tokio::join!(copy(opts, src, dst, a), copy(opts, src, dst, b));
+    let (ra, rb) = tokio::join!(
+        copy(opts, src, dst, a, progress),
+        copy(opts, src, dst, b, progress)
+    );
     let (mut ra, mut rb) = (ra?, rb?);
     let stderr = [ra.stderr.as_str(), rb.stderr.as_str()]
         .iter()
@@ -273,7 +279,7 @@ fn jail_for(
 
 /// Copy `paths` from `src` to `dst` with one rsync. A remote end is reached
 /// over the already-open ssh connection (its control socket), never a new
-/// login.
+/// login. Each file rsync reports done advances `progress`.
 ///
 /// # Errors
 /// When rsync cannot be started.
@@ -282,6 +288,7 @@ pub async fn copy(
     src: &End,
     dst: &End,
     paths: &[&RelPath],
+    progress: Option<&Progress>,
 ) -> Result<RsyncOutcome> {
     let src_arg = src.arg();
     // A local stage is handed to rsync as a descriptor opened beneath the
@@ -438,13 +445,11 @@ pub async fn copy(
     // is reaped in the background.
     let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
     let mut reported = 0usize;
-    let mut progress = (paths.len() >= LIST_FILE_MIN)
-        .then(|| crate::progress::Progress::new("copying", Some(paths.len() as u64)));
     while let Ok(Some(line)) = lines.next_line().await {
         if line.starts_with(">f") || line.starts_with("cL") {
             reported += 1;
-            if let Some(p) = progress.as_mut() {
-                p.set(reported as u64);
+            if let Some(p) = progress {
+                p.add(1);
             }
             if reported == paths.len() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
@@ -523,11 +528,13 @@ mod tests {
         std::os::unix::fs::symlink(&outside, src.join("sub")).unwrap();
         let paths: Vec<RelPath> = vec!["mine".into(), "sub/secret".into()];
         let refs: Vec<&RelPath> = paths.iter().collect();
+        let progress = Progress::new("copying", Some(2));
         let out = copy(
             &RsyncOptions::default(),
             &End::Local(src.clone()),
             &End::Local(dst.clone()),
             &refs,
+            Some(&progress),
         )
         .await
         .unwrap();
@@ -537,5 +544,7 @@ mod tests {
         let stage = dst.join(".twinsync/stage");
         assert_eq!(std::fs::read(stage.join("mine")).unwrap(), b"data");
         assert!(!stage.join("sub/secret").exists());
+        // Each file rsync reported done moved the progress.
+        assert_eq!(progress.done(), 1);
     }
 }

@@ -73,6 +73,52 @@ pub struct Status {
     /// the status was taken (`None` when nothing waits).
     #[serde(default)]
     pub lag: Option<f64>,
+    /// How the left and the right agent see changes (`None`: not watching,
+    /// a one-shot merge, or the agent not started yet).
+    #[serde(default)]
+    pub watchers: [Option<WatcherBackend>; 2],
+}
+
+/// The watcher backend an agent uses (`--watcher`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatcherBackend {
+    /// The kernel's events, one watch per directory.
+    Inotify,
+    /// Every watched directory listed again per interval.
+    Poll,
+}
+
+impl WatcherBackend {
+    /// The backend an agent opened with these options uses (the agent
+    /// chooses with [`twinsync_filter::Watching::chosen`] too).
+    #[must_use]
+    pub fn of(options: &twinsync_proto::AgentOptions) -> Option<WatcherBackend> {
+        twinsync_filter::Watching::chosen(options.watch, options.poll_ms).map(|w| match w {
+            twinsync_filter::Watching::Events => WatcherBackend::Inotify,
+            twinsync_filter::Watching::Poll(_) => WatcherBackend::Poll,
+        })
+    }
+
+    /// Its name, as `--watcher` spells it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            WatcherBackend::Inotify => "inotify",
+            WatcherBackend::Poll => "poll",
+        }
+    }
+}
+
+/// The WATCHER cell of `twinsync status`: one name when both sides use the
+/// same backend, `left/right` when not, `-` when neither watches.
+fn watcher_cell(w: [Option<WatcherBackend>; 2]) -> String {
+    let name = |b: Option<WatcherBackend>| b.map_or("-", WatcherBackend::name);
+    if w[0] == w[1] {
+        name(w[0]).to_string()
+    } else {
+        format!("{}/{}", name(w[0]), name(w[1]))
+    }
 }
 
 /// Errors logged by this process so far (counted by [`CountErrors`]).
@@ -237,7 +283,7 @@ fn render_at(all: &[Status], json: bool, now: f64) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<20} {:<12} {:>7} {:>8} {:>10} {:>8} {:>13} {:>21} {:>7} {:>9} {:>6}  PAIR",
+        "{:<20} {:<12} {:>7} {:>8} {:>10} {:>8} {:>13} {:>21} {:>7} {:>9} {:>6} {:>8}  PAIR",
         "INSTANCE",
         "STATE",
         "QUEUE",
@@ -248,7 +294,8 @@ fn render_at(all: &[Status], json: bool, now: f64) -> String {
         "BYTES L←/→R",
         "ECHOES",
         "CONFLICTS",
-        "ERRORS"
+        "ERRORS",
+        "WATCHER"
     );
     for s in all {
         #[allow(clippy::cast_precision_loss)]
@@ -258,7 +305,7 @@ fn render_at(all: &[Status], json: bool, now: f64) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<20} {:<12} {:>7} {:>8} {:>10} {:>8} {:>13} {:>21} {:>7} {:>9} {:>6}  {} ⇄ {}",
+            "{:<20} {:<12} {:>7} {:>8} {:>10} {:>8} {:>13} {:>21} {:>7} {:>9} {:>6} {:>8}  {} ⇄ {}",
             s.instance,
             s.state,
             human::count((s.queue + s.in_batch) as u64),
@@ -270,6 +317,7 @@ fn render_at(all: &[Status], json: bool, now: f64) -> String {
             human::count(s.echoes),
             human::count(s.conflicts),
             human::count(s.errors),
+            watcher_cell(s.watchers),
             s.left,
             s.right
         );
@@ -296,6 +344,7 @@ mod tests {
             bytes: [512, 20 << 20],
             errors: 2,
             lag: Some(4.2),
+            watchers: [Some(WatcherBackend::Inotify), Some(WatcherBackend::Poll)],
             ..Status::default()
         };
         let text = render_at(&[s], false, 1_012.0);
@@ -307,6 +356,7 @@ mod tests {
             "12 s ago",
             "3/28,143",
             "512 B/20.0 MiB",
+            " inotify/poll ",
             "/l ⇄ host:/r",
         ] {
             assert!(row.contains(cell), "{cell:?} in\n{text}");

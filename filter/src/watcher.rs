@@ -107,6 +107,20 @@ pub enum Watching {
     Poll(std::time::Duration),
 }
 
+impl Watching {
+    /// How an agent told to `watch` (or not), polling every `poll_ms`
+    /// milliseconds (or not), sees changes: the agent opens its watcher so,
+    /// and the brain reports the backend in use from the same options
+    /// (metrics, `twinsync status`). `None`: it only walks.
+    #[must_use]
+    pub fn chosen(watch: bool, poll_ms: Option<u32>) -> Option<Watching> {
+        watch.then_some(match poll_ms {
+            Some(ms) => Watching::Poll(std::time::Duration::from_millis(u64::from(ms))),
+            None => Watching::Events,
+        })
+    }
+}
+
 /// The watch table and tree walker of one replica.
 pub struct Watcher {
     pub(crate) root: PathBuf,

@@ -195,10 +195,7 @@ pub fn serve(
         Ok(x) => x,
         Err(e) => return fatal(&out, e),
     };
-    let how = options.watch.then_some(match options.poll_ms {
-        Some(ms) => Watching::Poll(std::time::Duration::from_millis(u64::from(ms))),
-        None => Watching::Events,
-    });
+    let how = Watching::chosen(options.watch, options.poll_ms);
     let (watcher, event_loop) = match Watcher::open(root, excludes, how) {
         Ok(w) => w,
         Err(e) => return fatal(&out, e.to_string()),

@@ -136,6 +136,15 @@ fn metrics_are_served_live_and_pass_promtool() {
     assert_eq!(value(&text, "twinsync_errors_total", ""), 0.0);
     assert_eq!(value(&text, "twinsync_repairs_total", ""), 0.0);
     assert_eq!(value(&text, "twinsync_queue_depth", ""), 0.0);
+    // `--watcher` defaults to auto: the kernel's events on both sides.
+    for side in ["left", "right"] {
+        let labels = format!("side=\"{side}\",backend=\"inotify\"");
+        assert_eq!(value(&text, "twinsync_watcher_info", &labels), 1.0);
+    }
+    assert_eq!(
+        status(&rt)["watchers"],
+        serde_json::json!(["inotify", "inotify"])
+    );
     let synced = value(&text, "twinsync_last_sync_timestamp_seconds", "");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -172,6 +181,38 @@ fn metrics_are_served_live_and_pass_promtool() {
 
     let (code, _) = get(&addr, "/elsewhere");
     assert_eq!(code, "HTTP/1.1 404 Not Found");
+}
+
+#[test]
+fn the_polling_watcher_shows_in_the_metrics_and_the_status() {
+    let mut p = Pair::new();
+    let rt = p.dir.path().join("run");
+    p.envs.push(("TWINSYNC_RUNTIME_DIR".into(), rt.clone()));
+    p.start(&[
+        "--instance",
+        "metrics-test",
+        "--metrics",
+        "127.0.0.1:0",
+        "--watcher",
+        "poll",
+        "--poll-interval",
+        "50",
+    ]);
+    let addr = status(&rt)["metrics"]
+        .as_str()
+        .expect("the address")
+        .to_string();
+    let (_, text) = get(&addr, "/metrics");
+    promtool_check(p.dir.path(), &text);
+    for side in ["left", "right"] {
+        let labels = format!("side=\"{side}\",backend=\"poll\"");
+        assert_eq!(value(&text, "twinsync_watcher_info", &labels), 1.0);
+    }
+    assert!(!text.contains("backend=\"inotify\""), "{text}");
+    let table = twinsync_ok(&rt, &["status"]);
+    let (head, row) = table.split_once('\n').expect("a header and a row");
+    assert!(head.contains("WATCHER"), "{table}");
+    assert!(row.contains(" poll "), "{table}");
 }
 
 #[test]

@@ -2,14 +2,16 @@
 //! Debian's resource-agents) runs its whole conformance sequence on it, and
 //! the agent is driven as Pacemaker would: the monitor depths, a stop that
 //! hands over (a change made just before it is on both sides after it), a
-//! start whose config is wrong.
+//! start whose config is wrong, a reload, a monitor while the remote is
+//! unreachable.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::harness::{bin, require_tool};
+use crate::harness::{bin, eventually, require_tool};
+use crate::sshd::Sshd;
 
 const OCF_ROOT: &str = "/usr/lib/ocf";
 
@@ -17,6 +19,7 @@ const OCF_ROOT: &str = "/usr/lib/ocf";
 const OCF_SUCCESS: i32 = 0;
 const OCF_ERR_CONFIGURED: i32 = 6;
 const OCF_NOT_RUNNING: i32 = 7;
+const OCF_DEGRADED: i32 = 190;
 
 /// One resource: its replicas, config, runtime and pid directories, and a
 /// copy of the agent that `nobody` may run (ocf-tester checks that).
@@ -197,4 +200,96 @@ fn ocf_start_with_a_bad_config_is_a_configuration_error() {
     let out = r.run("validate-all", 0, &[("config", "/nonexistent.toml")]);
     assert_eq!(out.status.code(), Some(5), "not installed");
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"));
+}
+
+#[test]
+fn ocf_reload_takes_new_excludes_and_needs_a_running_instance() {
+    let r = Resource::new("ocf-reload");
+    let meta = r.expect("meta-data", 0, OCF_SUCCESS);
+    let meta = String::from_utf8_lossy(&meta.stdout);
+    assert!(meta.contains("<action name=\"reload\""), "{meta}");
+    r.expect("reload", 0, OCF_NOT_RUNNING);
+    let roots = format!(
+        "left = {:?}\nright = {:?}\n",
+        r.path("left").display(),
+        r.path("right").display()
+    );
+    fs::write(
+        r.path("sync.toml"),
+        format!("{roots}exclude = ['\\.held$']\n"),
+    )
+    .unwrap();
+    fs::write(r.path("left/a.held"), b"held back").unwrap();
+    fs::write(r.path("left/a.txt"), b"synced").unwrap();
+    r.expect("start", 0, OCF_SUCCESS);
+    let flush = Command::new(bin())
+        .args(["flush", "ocf-reload", "--timeout", "30"])
+        .env("TWINSYNC_RUNTIME_DIR", r.path("run"))
+        .output()
+        .unwrap();
+    assert!(flush.status.success(), "{flush:?}");
+    assert_eq!(fs::read(r.path("right/a.txt")).unwrap(), b"synced");
+    assert!(!r.path("right/a.held").exists(), "excluded at start");
+    // The exclude dropped from the file: a reload syncs what it held back.
+    fs::write(r.path("sync.toml"), &roots).unwrap();
+    r.expect("reload", 0, OCF_SUCCESS);
+    eventually("the file no longer excluded synced", || {
+        fs::read(r.path("right/a.held")).is_ok_and(|d| d == b"held back")
+    });
+    r.expect("monitor", 20, OCF_SUCCESS);
+    r.expect("stop", 0, OCF_SUCCESS);
+}
+
+#[test]
+fn ocf_monitor_says_degraded_while_the_remote_is_unreachable() {
+    let Some(sshd) = Sshd::start() else { return };
+    let r = Resource::new("ocf-degraded");
+    let ssh_config = r.path("ssh_config");
+    let good = fs::read_to_string(&sshd.ssh_config).unwrap();
+    fs::write(&ssh_config, &good).unwrap();
+    fs::write(
+        r.path("sync.toml"),
+        format!(
+            "left = {:?}\nright = \"{}:{}\"\nssh_config = {:?}\nremote_path = {:?}\n",
+            r.path("left").display(),
+            sshd.host,
+            r.path("right").display(),
+            ssh_config.display(),
+            bin()
+        ),
+    )
+    .unwrap();
+    r.expect("start", 0, OCF_SUCCESS);
+    r.expect("monitor", 10, OCF_SUCCESS);
+    // The remote becomes unreachable: its port closed in the config, every
+    // open connection cut.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port = format!("Port {}", sshd.port);
+    assert!(good.contains(&port), "{good}");
+    fs::write(&ssh_config, good.replace(&port, &format!("Port {closed}"))).unwrap();
+    sshd.kill_connections();
+    eventually("the monitor at depth 10 to say degraded", || {
+        r.run("monitor", 10, &[]).status.code() == Some(OCF_DEGRADED)
+    });
+    // Running all the same, and nothing waits longer than max_lag.
+    r.expect("monitor", 0, OCF_SUCCESS);
+    r.expect("monitor", 20, OCF_DEGRADED);
+    // A change waits longer than max_lag: depth 20 fails.
+    fs::write(r.path("left/waiting"), b"w").unwrap();
+    eventually("the monitor at depth 20 to fail on the lag", || {
+        r.run("monitor", 20, &[("max_lag", "0")]).status.code() == Some(1)
+    });
+    // The remote back: healthy again, the change across.
+    fs::write(&ssh_config, &good).unwrap();
+    eventually("the monitor at depth 10 to succeed again", || {
+        r.run("monitor", 10, &[]).status.code() == Some(OCF_SUCCESS)
+    });
+    eventually("the change made while apart synced", || {
+        fs::read(r.path("right/waiting")).is_ok_and(|d| d == b"w")
+    });
+    r.expect("stop", 0, OCF_SUCCESS);
 }

@@ -55,17 +55,24 @@ impl Brain {
     /// change is queued, forgotten when `idle` (no batch running) with
     /// nothing queued.
     pub(super) fn note_pending(&self, idle: bool) {
-        let mut st = self.status.lock().expect("status");
         if self.engine.has_work() {
-            st.oldest_pending.get_or_insert_with(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs_f64()
-            });
+            self.note_change_waits();
         } else if idle {
-            st.oldest_pending = None;
+            self.status.lock().expect("status").oldest_pending = None;
         }
+    }
+
+    /// A change waits (queued, or seen while reconnecting, for the merge
+    /// that follows): the oldest pending change is noted now unless one
+    /// older is.
+    pub(super) fn note_change_waits(&self) {
+        let mut st = self.status.lock().expect("status");
+        st.oldest_pending.get_or_insert_with(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+        });
     }
 
     pub(super) fn tally(&mut self, stats: &BatchStats) {

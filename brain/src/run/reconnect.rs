@@ -52,8 +52,13 @@ impl Brain {
                 _ = sigint.recv() => bail!("stopped while reconnecting"),
             }
             // Events of the live side keep queueing; a full rescan follows.
+            // Meanwhile they are changes waiting: the lag shows the outage
+            // (the metrics, the status, the OCF monitor's max_lag).
             while let Ok(n) = notices.try_recv() {
                 if let Notice::Events(Side::Left, _, evs) = n {
+                    if !evs.is_empty() {
+                        self.note_change_waits();
+                    }
                     for ev in evs {
                         if matches!(ev, Event::RootGone) {
                             bail!("the left replica root vanished; stopping");

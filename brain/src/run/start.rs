@@ -110,6 +110,8 @@ pub async fn run(settings: Settings) -> Result<Exit> {
     let (right_transport, r) = r?;
     let transports = [Transport::Local, right_transport];
     let links = [Arc::new(l?), Arc::new(r)];
+    // Both agents said hello: they watch as the options say.
+    status.lock().expect("status").watchers = [status::WatcherBackend::of(&options); 2];
     carry_owners(&links);
     let engine = Engine::new(
         settings.excludes.compiled().clone(),
