@@ -241,7 +241,22 @@ impl Engine {
                         let above = applied[ti].iter().any(|x| {
                             matches!(x, Applied::Refused(r, _) if c.path.is_within(r) && c.path != *r)
                         });
-                        if above {
+                        // Nor when the destination's user changed a
+                        // directory above it meanwhile (a rename, a file in
+                        // its place): that change's replay may take the
+                        // source along where nothing retries it.
+                        let changed_above = |q: &RelPath| q != &c.path && c.path.is_within(q);
+                        let moved_above = self.deferred[ti].iter().any(|e| match e {
+                            Event::Moved { from, to, .. } => {
+                                changed_above(from) || changed_above(to)
+                            }
+                            Event::Changed { path, .. } | Event::Removed { path } => {
+                                changed_above(path)
+                            }
+                            _ => false,
+                        }) || ancestors(&c.path, false)
+                            .any(|a| self.pending[ti].state.contains_key(&a));
+                        if above || moved_above {
                             self.pending[si]
                                 .state
                                 .entry(c.path.clone())

@@ -4,7 +4,7 @@
 use twinsync::side::Side;
 use twinsync_proto::RelPath;
 
-use super::T::{Settle, SyncEarly, SyncEarlyAt, L, R};
+use super::T::{Deliver, Settle, SyncEarly, SyncEarlyAt, L, R};
 use super::U::{Create, Mkdir, Mv, Rm, RmDir, Symlink, Write};
 use super::{calm, case};
 use crate::schedules::Mode;
@@ -193,6 +193,30 @@ fn renames_back_and_forth_before_a_conflict_move_keep_the_index_exact() {
             SyncEarlyAt(vec![(0, Side::Left, Mkdir("c/a"))]),
             R(Mv("c", "a")),
             R(Mv("a", "c")),
+            SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (fixed; found by a random hunt): a copy of the right's new
+/// `c/a` into the left fails because the left's user renamed `c` to `b`
+/// (and made a file `c`) meanwhile. The next batch replays that rename on
+/// the right, which takes `c/a` along to `b/a`, but `b/a` was never copied
+/// to the left: the replicas differed for good.
+#[test]
+fn a_missed_copy_below_a_directory_renamed_meanwhile_follows_the_rename() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Symlink("c")),
+            R(Mkdir("c")),
+            Settle,
+            L(Create("c/b")),
+            R(Create("c/a")),
+            L(Mv("c", "b")),
+            L(Create("c")),
+            Deliver(Side::Right),
             SyncEarly,
         ],
     );
