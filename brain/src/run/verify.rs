@@ -12,6 +12,7 @@ use twinsync_proto::{Event, RelPath};
 use super::{Brain, Rescan};
 use crate::link::Notice;
 use crate::side::Side;
+use crate::state::State;
 
 /// How long a verification waits for the marks that close the reports of
 /// what happened while it listed (an agent answers a mark at once; its
@@ -58,7 +59,7 @@ impl Brain {
         &mut self,
         notices: &mut mpsc::UnboundedReceiver<Notice>,
     ) -> Result<()> {
-        self.set_state("verifying");
+        self.show(State::Verifying);
         let ticket = self.control.ticket();
         self.counters.verifications += 1;
         self.rescan(Rescan::Live).await?;
