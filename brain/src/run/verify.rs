@@ -62,7 +62,7 @@ impl Brain {
         self.show(State::Verifying);
         let ticket = self.control.ticket();
         self.counters.verifications += 1;
-        self.rescan(Rescan::Live).await?;
+        self.rescan(Rescan::Verify).await?;
         self.compare_content().await?;
         let found = self.engine.queue_depth();
         self.last_verify = Instant::now();
