@@ -370,7 +370,7 @@ pub enum ClientError {
         /// The timeout.
         secs: f64,
         /// Its state when asked.
-        state: String,
+        state: crate::state::State,
         /// Its queue when asked.
         queue: usize,
     },

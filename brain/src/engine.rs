@@ -1112,5 +1112,5 @@ impl Engine {
 }
 
 #[cfg(test)]
-#[path = "engine_tests.rs"]
+#[path = "engine_tests/mod.rs"]
 mod tests;

@@ -25,6 +25,7 @@ pub mod report;
 pub mod rsync;
 pub mod run;
 pub mod side;
+pub mod state;
 pub mod status;
 pub mod stdout;
 

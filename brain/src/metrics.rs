@@ -14,19 +14,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::state::State;
 use crate::status::{Shared, Status};
-
-/// The states an instance is in, each a series of `twinsync_state`.
-pub const STATES: [&str; 8] = [
-    "starting",
-    "scanning",
-    "merging",
-    "live",
-    "verifying",
-    "paused",
-    "reconnecting",
-    "stopping",
-];
 
 /// Bind `addr` and serve `status` there until the runtime ends; returns the
 /// address bound (its port when `addr`'s is 0).
@@ -179,7 +168,8 @@ pub fn render(s: &Status, now: f64) -> String {
         "How long the oldest change not yet synced has waited (0: none).",
         &one(lag),
     );
-    let states: Vec<(String, f64)> = STATES
+    // Each state a series.
+    let states: Vec<(String, f64)> = State::ALL
         .iter()
         .map(|st| {
             (
@@ -239,7 +229,7 @@ mod tests {
     fn every_family_has_help_type_and_the_pair_label() {
         let s = Status {
             instance: "web\"1".into(),
-            state: "paused".into(),
+            state: State::Paused,
             queue: 3,
             files: [1, 2],
             bytes: [10, 20],

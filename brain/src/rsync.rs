@@ -121,19 +121,11 @@ impl Default for RsyncOptions {
     }
 }
 
-/// Whether `program` is an executable on `PATH` (or a path to one).
+/// Whether `program` is an executable on `PATH` (or a path to one), by
+/// the rule of which(1) that the tests share.
 #[must_use]
 pub fn on_path(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let runnable = |p: &Path| {
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        return runnable(Path::new(program));
-    }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| runnable(&d.join(program))))
+    which::which(program).is_ok()
 }
 
 /// What one rsync run said.

@@ -101,13 +101,17 @@ struct Brain {
     last_verify: Instant,
 }
 
-/// Why both replicas are listed again: the mass-deletion net differs.
+/// Why both replicas are listed again: the mass-deletion net differs, and
+/// a verification's listing draws no progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rescan {
     /// A merge: at start-up, after a reconnection, on SIGUSR1.
     Merge,
-    /// While live: asked for by the engine, or a verification.
+    /// While live, asked for by the engine.
     Live,
+    /// While live, the background verification: as `Live`, but silent (no
+    /// spinners, no progress lines: the pair is live, nothing to wait for).
+    Verify,
 }
 
 /// Hand the heap's free pages back to the system after a listing and at the

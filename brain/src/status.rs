@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::State;
+
 /// What `twinsync status` shows of one instance.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -22,8 +24,8 @@ pub struct Status {
     pub right: String,
     /// Brain pid.
     pub pid: u32,
-    /// `scanning`, `merging`, `live`, `reconnecting`, `stopping`.
-    pub state: String,
+    /// What it is doing.
+    pub state: State,
     /// Changes waiting for the next batch.
     pub queue: usize,
     /// Changes in the batch being applied (a merge's are many), 0 between
@@ -336,7 +338,7 @@ mod tests {
             left: "/l".into(),
             right: "host:/r".into(),
             pid: 42,
-            state: "merging".into(),
+            state: State::Merging,
             queue: 1200,
             in_batch: 300,
             last_sync: Some(1_000),

@@ -33,7 +33,8 @@ pub struct Scan {
     side: Side,
     parts: mpsc::UnboundedReceiver<ScanPart>,
     done: oneshot::Receiver<Result<Response, String>>,
-    progress: crate::progress::Progress,
+    /// `None`: a listing that draws no progress.
+    progress: Option<crate::progress::Progress>,
     count: u64,
 }
 
@@ -42,7 +43,9 @@ impl Scan {
     pub async fn next(&mut self) -> Option<ScanPart> {
         let part = self.parts.recv().await?;
         self.count += part.entries.len() as u64;
-        self.progress.set(self.count);
+        if let Some(p) = &self.progress {
+            p.set(self.count);
+        }
         Some(part)
     }
 
@@ -87,11 +90,12 @@ impl Link {
     }
 
     /// Start listing the whole replica (placing watches first when
-    /// watching); the listing streams in through the returned [`Scan`].
+    /// watching); the listing streams in through the returned [`Scan`],
+    /// with a `scanning <side>` spinner (or progress lines) when `shown`.
     ///
     /// # Errors
     /// When the agent is gone.
-    pub fn scan(&self) -> Result<Scan> {
+    pub fn scan(&self, shown: bool) -> Result<Scan> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (ctx, parts) = mpsc::unbounded_channel();
         self.chunks.insert(id, ctx);
@@ -112,7 +116,8 @@ impl Link {
             side: self.side,
             parts,
             done,
-            progress: crate::progress::Progress::new(format!("scanning {}", self.side), None),
+            progress: shown
+                .then(|| crate::progress::Progress::new(format!("scanning {}", self.side), None)),
             count: 0,
         })
     }

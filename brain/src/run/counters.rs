@@ -6,6 +6,7 @@ use tracing::{debug, info};
 use super::Brain;
 use crate::engine::Trace;
 use crate::execute::BatchStats;
+use crate::state::State;
 
 /// Counters shown in logs (and by `status`).
 #[derive(Debug, Default)]
@@ -35,9 +36,10 @@ pub struct Counters {
 }
 
 impl Brain {
-    pub(super) fn set_state(&self, state: &str) {
+    /// Shows `state` (and the counters) to `status` and the metrics.
+    pub(super) fn show(&self, state: State) {
         let mut st = self.status.lock().expect("status");
-        st.state = state.into();
+        st.state = state;
         st.queue = self.engine.queue_depth();
         st.files = self.counters.copied;
         st.bytes = self.counters.bytes;
@@ -48,7 +50,17 @@ impl Brain {
         st.loops = self.counters.loops;
         st.repairs = self.counters.repairs;
         st.verifications = self.counters.verifications;
-        st.settled = state == "live" && self.verified && !self.engine.has_work();
+        st.settled = state == State::Live && self.verified && !self.engine.has_work();
+    }
+
+    /// [`show`](Brain::show) by the state's wire name, for the callers not
+    /// moved to the typed form yet (run/batch.rs, being changed elsewhere).
+    /// An unknown name is a bug: it panics in debug builds and shows as
+    /// `scanning` in release builds.
+    pub(super) fn set_state(&self, state: &str) {
+        let parsed = state.parse::<State>();
+        debug_assert!(parsed.is_ok(), "{parsed:?}");
+        self.show(parsed.unwrap_or(State::Scanning));
     }
 
     /// The oldest change not yet synced, for the metrics: noted when a

@@ -12,6 +12,7 @@ use super::banned::{banned_running, BANNED_CHECK_EVERY};
 use super::phase::Phase;
 use super::{now, Brain, Exit, Rescan};
 use crate::link::Notice;
+use crate::state::State;
 
 /// The signals the loop listens to, and the timer of the banned-program
 /// check.
@@ -50,7 +51,7 @@ impl Brain {
         if !self.settings.dry_run {
             self.load_installed().await?;
         }
-        self.set_state("scanning");
+        self.show(State::Scanning);
         self.rescan(Rescan::Merge).await?;
         if self.settings.skip_initial_sync {
             self.engine.adopt_equal();
@@ -59,7 +60,7 @@ impl Brain {
             match self.phase {
                 Phase::Reconnecting => self.reconnect(notices).await?,
                 Phase::Stopping => {
-                    self.set_state("stopping");
+                    self.show(self.phase.into());
                     self.save_snapshot();
                     info!("stopped");
                     return Ok(Exit::Done);
@@ -106,7 +107,7 @@ impl Brain {
                 crate::report::live(self.engine.known(), t.elapsed());
             }
         }
-        self.set_state(if paused { "paused" } else { "live" });
+        self.show(if paused { State::Paused } else { State::Live });
         self.note_pending(true);
         let verify_in = self
             .verify_at()
@@ -135,7 +136,7 @@ impl Brain {
             _ = signals.hup.recv() => self.reload().await?,
             _ = signals.usr1.recv() => {
                 info!("SIGUSR1: full re-merge");
-                self.set_state("scanning");
+                self.show(State::Scanning);
                 self.rescan(Rescan::Merge).await?;
             }
             _ = signals.banned_check.tick() => {

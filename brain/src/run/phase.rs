@@ -1,6 +1,8 @@
 //! The runner's phase: what the main loop does at its next turn, and the
 //! transitions between phases.
 
+use crate::state::State;
+
 /// Where the runner is. The main loop matches on it at each turn; every
 /// change goes through one of the transitions below, named after what
 /// happened:
@@ -75,6 +77,19 @@ impl Phase {
     /// A signal asked to stop.
     pub(super) fn stop(&mut self) {
         *self = Phase::Stopping;
+    }
+}
+
+/// Each phase shows as the state of the same name (the steps inside one,
+/// scanning and verifying, are shown by the runner as it takes them).
+impl From<Phase> for State {
+    fn from(p: Phase) -> State {
+        match p {
+            Phase::Merging => State::Merging,
+            Phase::Live => State::Live,
+            Phase::Reconnecting => State::Reconnecting,
+            Phase::Stopping => State::Stopping,
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use super::start::start_remote;
 use super::{Brain, Rescan};
 use crate::link::Notice;
 use crate::side::Side;
+use crate::state::State;
 
 /// The wait before the first try: a remote agent restarting or a network
 /// blip is often over by then, and a connection refused at once does not
@@ -67,7 +68,7 @@ impl Brain {
                 }
             }
             info!(host = %spec.display_host(), "reconnecting");
-            self.set_state("reconnecting");
+            self.show(State::Reconnecting);
             let attempt = start_remote(
                 &spec,
                 &self.settings,

@@ -68,7 +68,7 @@ impl Brain {
             let (del, had) = (deleted[side], self.scanned[side]);
             let refuse = match kind {
                 Rescan::Merge => over_share(del, had, pct),
-                Rescan::Live => live_net(del, had, pct),
+                Rescan::Live | Rescan::Verify => live_net(del, had, pct),
             };
             if refuse {
                 bail!(

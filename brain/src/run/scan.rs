@@ -35,7 +35,8 @@ impl Brain {
             self.merge_started.get_or_insert(t);
         }
         let had = self.engine.known().len();
-        let (mut sl, mut sr) = (self.links[0].scan()?, self.links[1].scan()?);
+        let shown = kind != Rescan::Verify;
+        let (mut sl, mut sr) = (self.links[0].scan(shown)?, self.links[1].scan(shown)?);
         // Listings merge into the index as they stream in: a full merge, so
         // saved as a snapshot, with no journal or undo kept meanwhile.
         for side in Side::BOTH {

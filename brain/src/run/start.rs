@@ -59,7 +59,7 @@ pub async fn run(settings: Settings) -> Result<Exit> {
             None => settings.right.display().to_string(),
         },
         pid: std::process::id(),
-        state: "starting".into(),
+        state: crate::state::State::Starting,
         ..Default::default()
     }));
     if let Some(addr) = settings.metrics {

@@ -2,10 +2,8 @@
 
 use std::path::PathBuf;
 
-/// The first `name` on `$PATH` that is a regular file.
+/// The first executable `name` on `$PATH` (or `name` itself when it is a
+/// path to one), by the rule of which(1) that the brain uses too.
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    which::which(name).ok()
 }
