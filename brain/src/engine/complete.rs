@@ -165,9 +165,19 @@ impl Engine {
                         let theirs = &mut self.pending[si];
                         theirs.state.entry(path.clone()).or_insert(meant);
                         theirs.forced.insert(path.clone());
-                        // (A newer report queued meanwhile stays.)
-                        self.pending[ti].state.entry(path.clone()).or_insert(*found);
-                        self.pending[ti].forced.insert(path.clone());
+                        // (A newer report queued meanwhile stays. Nothing
+                        // there, left by a rename or removal at or above it
+                        // that is held: that report tells where it went.)
+                        let told = found.is_none()
+                            && self.deferred[ti].iter().any(|e| match e {
+                                Event::Moved { from, .. } => path.is_within(from),
+                                Event::Removed { path: q } => path.is_within(q),
+                                _ => false,
+                            });
+                        if !told {
+                            self.pending[ti].state.entry(path.clone()).or_insert(*found);
+                            self.pending[ti].forced.insert(path.clone());
+                        }
                     }
                 }
             }

@@ -221,3 +221,29 @@ fn a_missed_copy_below_a_directory_renamed_meanwhile_follows_the_rename() {
         ],
     );
 }
+
+/// Engine bug (fixed; found by a random hunt): the right removes `c/a`
+/// while the left renames `c` to `b`; the batch's trash of the left's
+/// `c/a` finds nothing there and is refused. The refusal was taken for a
+/// removal on the left too ("removed on both sides"), and the left kept
+/// `b/a` while the right had none. A refusal that found nothing, with the
+/// rename that took it away held, waits for that rename's report.
+#[test]
+fn a_trash_refused_because_a_rename_took_the_entry_away_follows_the_rename() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("c")),
+            L(Create("c/a")),
+            L(Create("b")),
+            Settle,
+            R(Create("a")),
+            R(Rm("c/a")),
+            Deliver(Side::Right),
+            L(Rm("b")),
+            L(Mv("c", "b")),
+            SyncEarly,
+        ],
+    );
+}
