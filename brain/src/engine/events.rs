@@ -320,14 +320,23 @@ impl Engine {
                         (Verdict::Held, "while the running batch writes there".into()),
                     );
                 }
-                if self.renamed_before_a_fence(p, &from, &to, &sig) {
-                    return trace(
-                        &to,
-                        (
-                            Verdict::Dropped,
-                            "a rename of an entry before our batch moved it away".into(),
-                        ),
-                    );
+                if let Some(f) = self.fence_renamed(p, &sig) {
+                    // A user's rename of the entry a batch then moved away
+                    // from (or trashed at) `f.at`, made before: a step of
+                    // its way there. Away from `f.at` (it came back): the
+                    // batch's answer told the rest. (From elsewhere to
+                    // `f.at`: its departure from there is news, taken
+                    // through the fence as any late report.)
+                    let at = f.at.clone();
+                    if from.is_within(&at) {
+                        return trace(
+                            &to,
+                            (
+                                Verdict::Dropped,
+                                "a rename of an entry before our batch moved it away".into(),
+                            ),
+                        );
+                    }
                 }
                 if self.older_gone[p].get(&from) == Some(&sig.ino) {
                     // The older entry left by this rename: a removal
@@ -553,17 +562,18 @@ impl Engine {
         });
     }
 
-    /// True when a rename side `p` reports (`from` → `to`, its entry now
-    /// `sig`) is a user's step of an entry's way to where a batch then moved
-    /// it away or trashed it: the batch's answer already told where it is.
-    /// (Not for a file with other names, whose inode another name shares.)
-    fn renamed_before_a_fence(&self, p: usize, from: &RelPath, to: &RelPath, sig: &Sig) -> bool {
-        (sig.kind == Kind::Dir || sig.nlink <= 1)
-            && self.fences[p].iter().any(|f| {
-                f.ino == sig.ino
-                    && sig.ctime_ns < f.ctime_ns
-                    && (from.is_within(&f.at) || to.is_within(&f.at))
-            })
+    /// The fence of the batch's move or trash of the entry a rename side
+    /// `p` reports (now `sig`), when the rename came before it: the same
+    /// inode, an older ctime. (Not for a file with other names, whose
+    /// inode another name shares.)
+    fn fence_renamed(&self, p: usize, sig: &Sig) -> Option<&Fence> {
+        if sig.kind != Kind::Dir && sig.nlink > 1 {
+            return None;
+        }
+        self.fences[p]
+            .iter()
+            .rev()
+            .find(|f| f.ino == sig.ino && sig.ctime_ns < f.ctime_ns)
     }
 
     /// True when an event of side `p` reporting `sig` at `path` must wait
