@@ -15,17 +15,21 @@
 //! Group commits. The journal is fdatasync'ed once for the batches of a
 //! burst, not once per batch: on ext4 each sync flushes the data of every
 //! file written meanwhile, which slowed down the very programs whose files
-//! were synced. A record stays unsynced at most [`SYNC_MAX_AGE`] and
-//! [`SYNC_MAX_RECORDS`] records (then [`Index::append`] syncs), and the
+//! were synced. At most [`SYNC_MAX_RECORDS`] records, none older than
+//! [`SYNC_MAX_AGE`], are unsynced (beyond, [`Index::append`] syncs); the
 //! runner syncs once no batch followed for [`SYNC_IDLE`] (see
 //! [`Index::sync_at`]), before it reports the pair settled, before a
-//! snapshot replaces the journal, and on exit (and so does `Drop`). A power
-//! loss thus loses at most the unsynced tail: the next run merges against
-//! an older index, which is safe (what both replicas hold alike is taken in
-//! again; a change on one side wins over the older index). We chose this over an embedded
-//! database (redb, SQLite) because the brain keeps the whole index in memory
-//! anyway and only needs "load all" and "append a delta"; two small files
-//! are easy to inspect and cost no dependency.
+//! reconnection, before a snapshot replaces the journal, and on exit (and
+//! so does `Drop`). A power loss thus loses at most the unsynced tail: the
+//! next run merges against an older index, which is safe (what both
+//! replicas hold alike is taken in again; a file changed or deleted on one
+//! side meanwhile becomes at worst a conflict copy or comes back: nothing
+//! is lost).
+//!
+//! We chose this over an embedded database (redb, SQLite) because the
+//! brain keeps the whole index in memory anyway and only needs "load all"
+//! and "append a delta"; two small files are easy to inspect and cost no
+//! dependency.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

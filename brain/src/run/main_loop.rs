@@ -57,7 +57,12 @@ impl Brain {
         }
         loop {
             match self.phase {
-                Phase::Reconnecting => self.reconnect(notices).await?,
+                Phase::Reconnecting => {
+                    // A reconnection may take long: what is written is made
+                    // durable first.
+                    self.sync_index();
+                    self.reconnect(notices).await?;
+                }
                 Phase::Stopping => {
                     self.set_state("stopping");
                     self.save_snapshot();

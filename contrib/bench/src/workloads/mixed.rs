@@ -144,6 +144,10 @@ fn one(root: &TempRoot, tool: &Tool, mix: &Mix) -> Res<MixedRun> {
     let r = (|| {
         scenarios::wait_ready(&pair, tool.two_way(), Some(LIMIT))?;
         wait_all(&pair.left, &pair.right, &rels, Instant::now())?;
+        // The ready probes may have gone with a tool's first sync (lsyncd's
+        // startup rsync): a probe written now goes by its live path.
+        let live = || running.exited();
+        scenarios::wait_probe_within(&pair.left, &pair.right, "live-lr", LIMIT, live)?;
         let since = Instant::now();
         build(&pair.left, mix)?;
         let write_secs = since.elapsed().as_secs_f64();
