@@ -9,6 +9,8 @@
 //! - `bwlimit`: `--bwlimit` over ssh, inline both ways and by rsync;
 //! - `conflicts`: concurrent writers, conflict copies, trash;
 //! - `control`: `twinsync flush`, `pause`, `resume`, `conflicts` on a running instance;
+//! - `durability`: the index journal's group commit, and an index that lost its
+//!   unsynced tail (a power loss) merging safely;
 //! - `metrics`: `--metrics`, scraped live and checked by promtool;
 //! - `names`: odd file names;
 //! - `ocf`: the Pacemaker resource agent, by `ocf-tester` and as Pacemaker drives it;
@@ -35,6 +37,7 @@ mod basic;
 mod bwlimit;
 mod conflicts;
 mod control;
+mod durability;
 mod echo;
 mod faults;
 mod fidelity;

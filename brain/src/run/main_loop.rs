@@ -58,7 +58,12 @@ impl Brain {
         }
         loop {
             match self.phase {
-                Phase::Reconnecting => self.reconnect(notices).await?,
+                Phase::Reconnecting => {
+                    // A reconnection may take long: what is written is made
+                    // durable first.
+                    self.sync_index();
+                    self.reconnect(notices).await?;
+                }
                 Phase::Stopping => {
                     self.show(self.phase.into());
                     self.save_snapshot();
@@ -112,7 +117,11 @@ impl Brain {
         let verify_in = self
             .verify_at()
             .saturating_duration_since(std::time::Instant::now());
+        let sync_at = self.index.sync_at();
         tokio::select! {
+            // The burst has settled (or the oldest unsynced record is due).
+            () = tokio::time::sleep_until(sync_at.unwrap_or_else(std::time::Instant::now).into()),
+                if sync_at.is_some() => self.sync_index(),
             () = tokio::time::sleep(verify_in), if !self.settings.dry_run && !paused => {
                 self.verify(notices).await?;
             }

@@ -85,6 +85,15 @@ impl Brain {
         }
     }
 
+    /// Group commit: make the journal's records durable (see
+    /// [`crate::index`]); called once a burst has settled and before the
+    /// pair is reported settled.
+    pub(super) fn sync_index(&mut self) {
+        if let Err(e) = self.index.sync() {
+            error!("cannot sync the index journal to disk: {e}");
+        }
+    }
+
     /// Write down the copies, directories, attributes and moves `batch` is
     /// about to make, and return them (see
     /// [`Index::intend`]).

@@ -67,6 +67,8 @@ impl Brain {
         let found = self.engine.queue_depth();
         self.last_verify = Instant::now();
         if found == 0 {
+            // Settled means durable too.
+            self.sync_index();
             self.control.flushed(ticket);
             self.verified = true;
             self.phase.merged();

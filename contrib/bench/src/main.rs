@@ -8,7 +8,7 @@
 //! cargo run --release -p twinsync-bench -- [--quick] [--json PATH] [--keep]
 //!     [--only latency|burst|rename|rename100k|ssh-latency|ssh-burst|
 //!             ssh-rename|ssh-rename100k|merge|attr-latency|sparse|
-//!             rootfs-merge|watch1m]
+//!             rootfs-merge|watch1m|delta-ssh|mixed] [--delta-mib N]
 //! ```
 //!
 //! Scenarios, each run on a fresh pair of directories under
@@ -70,6 +70,14 @@
 //!   file system beside `rsync -aHAXS --numeric-ids`. See `fidelity.rs`.
 //!   Own table sections, and `"attr_latency"`, `"sparse"`,
 //!   `"rootfs_merge"` in the JSON.
+//! * **delta-ssh**, **mixed** — workloads (issue 16), each with its peer
+//!   in the same run: a 1 GiB file of real data (`--delta-mib N` for
+//!   another size) rewritten for 1 MiB in its middle over ssh, time and
+//!   bytes over the loopback, beside `rsync -a` over the same sshd; a build
+//!   tree (2000 × 4 KiB object files rewritten through a temp file and a
+//!   rename, 4 archives appended 64 MiB each), time until the right has it
+//!   all, beside lsyncd. See `workloads.rs`. Own table sections, and
+//!   `"delta_ssh"`, `"mixed"` in the JSON.
 //! * **watch1m** — only with `--only watch1m`: twinsync live on two
 //!   identical trees of 1,000,000 empty files in 10,000 directories; once
 //!   live, the brain's and agents' `VmRSS`/`VmHWM` and the agents'
@@ -104,6 +112,7 @@ mod report;
 mod scenarios;
 mod sshd;
 mod watch1m;
+mod workloads;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,7 +126,8 @@ use sshd::Sshd;
 
 const USAGE: &str = "usage: twinsync-bench [--quick] [--json PATH] [--keep] \
                      [--only latency|burst|rename|rename100k|ssh-latency|ssh-burst|ssh-rename|\
-                     ssh-rename100k|merge|attr-latency|sparse|rootfs-merge|watch1m]";
+                     ssh-rename100k|merge|attr-latency|sparse|rootfs-merge|watch1m|delta-ssh|\
+                     mixed] [--delta-mib N]";
 
 /// Default location of the twinsync binary: the workspace's release build,
 /// `$CARGO_MANIFEST_DIR/../../target/release/twinsync`.
@@ -147,10 +157,12 @@ enum Scenario {
     Sparse,
     RootfsMerge,
     Watch1m,
+    DeltaSsh,
+    Mixed,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 13] = [
+    const ALL: [Scenario; 15] = [
         Scenario::Latency,
         Scenario::Burst,
         Scenario::Rename,
@@ -164,6 +176,8 @@ impl Scenario {
         Scenario::Sparse,
         Scenario::RootfsMerge,
         Scenario::Watch1m,
+        Scenario::DeltaSsh,
+        Scenario::Mixed,
     ];
 
     /// Those of the default run: all but watch1m.
@@ -189,11 +203,14 @@ impl Scenario {
             Scenario::Sparse => "sparse",
             Scenario::RootfsMerge => "rootfs-merge",
             Scenario::Watch1m => "watch1m",
+            Scenario::DeltaSsh => "delta-ssh",
+            Scenario::Mixed => "mixed",
         }
     }
 
-    /// Whether it runs each live tool on a pair (not merge, watch1m, nor
-    /// the fidelity scenarios, which run twinsync alone).
+    /// Whether it runs each live tool on a pair (not merge, watch1m, the
+    /// fidelity scenarios, which run twinsync alone, nor the workloads,
+    /// which run their own peer).
     fn live(self) -> bool {
         !matches!(
             self,
@@ -202,6 +219,8 @@ impl Scenario {
                 | Scenario::Sparse
                 | Scenario::RootfsMerge
                 | Scenario::Watch1m
+                | Scenario::DeltaSsh
+                | Scenario::Mixed
         )
     }
 
@@ -239,6 +258,8 @@ struct Options {
     json: Option<PathBuf>,
     only: Option<Scenario>,
     keep: bool,
+    /// `--delta-mib`: the delta-ssh file's size (default 1024).
+    delta_mib: Option<u64>,
     help: bool,
 }
 
@@ -294,6 +315,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                 let v = value("--only")?;
                 opts.only =
                     Some(Scenario::parse(&v).ok_or_else(|| format!("unknown scenario {v:?}"))?);
+            }
+            "--delta-mib" => {
+                let v = value("--delta-mib")?;
+                opts.delta_mib =
+                    Some(v.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                        format!("--delta-mib wants a positive number, not {v:?}")
+                    })?);
             }
             "-h" | "--help" => opts.help = true,
             other => return Err(format!("unknown argument {other:?}")),
@@ -383,7 +411,9 @@ fn measure(
         | Scenario::AttrLatency
         | Scenario::Sparse
         | Scenario::RootfsMerge
-        | Scenario::Watch1m => unreachable!("not a live-tool scenario"),
+        | Scenario::Watch1m
+        | Scenario::DeltaSsh
+        | Scenario::Mixed => unreachable!("not a live-tool scenario"),
     }
     Ok(())
 }
@@ -490,7 +520,9 @@ fn run_scenario(
                 | Scenario::AttrLatency
                 | Scenario::Sparse
                 | Scenario::RootfsMerge
-                | Scenario::Watch1m => {
+                | Scenario::Watch1m
+                | Scenario::DeltaSsh
+                | Scenario::Mixed => {
                     unreachable!("not a live-tool scenario")
                 }
             }
@@ -583,6 +615,8 @@ struct Bulk {
     sparse: Option<Res<fidelity::sparse::SparseBench>>,
     rootfs: Option<Res<fidelity::rootfs::RootfsBench>>,
     watch1m: Option<Res<watch1m::Watch1m>>,
+    delta: Option<Res<workloads::delta::DeltaBench>>,
+    mixed: Option<Res<workloads::mixed::MixedBench>>,
 }
 
 /// Keep a scenario's result; only an interruption stops the run.
@@ -643,6 +677,22 @@ fn run_all(
                 keep_bulk(&mut bulk.sparse, r)?;
                 continue;
             }
+            (Scenario::DeltaSsh, Some(_)) => {
+                let over_ssh = ssh_state
+                    .tools(local.tools, &root)?
+                    .and_then(|tools| tools.first().cloned().flatten());
+                let why = ssh_state.unavailable().unwrap_or("no ssh tool").to_string();
+                let len = opts.delta_mib.unwrap_or(1024) << 20;
+                let r = workloads::delta::run(&root, over_ssh.as_ref().ok_or(why), len);
+                keep_bulk(&mut bulk.delta, r)?;
+                continue;
+            }
+            (Scenario::Mixed, Some(t)) => {
+                let lsyncd = local.tools.get(1).and_then(Option::as_ref);
+                let r = workloads::mixed::run(&root, t, lsyncd, workloads::mixed::MIX);
+                keep_bulk(&mut bulk.mixed, r)?;
+                continue;
+            }
             (Scenario::RootfsMerge, Some(t)) => {
                 eprintln!("[bench] rootfs-merge ...");
                 keep_bulk(&mut bulk.rootfs, fidelity::rootfs::run(&root, &t.program))?;
@@ -653,7 +703,9 @@ fn run_all(
                 | Scenario::AttrLatency
                 | Scenario::Sparse
                 | Scenario::RootfsMerge
-                | Scenario::Watch1m,
+                | Scenario::Watch1m
+                | Scenario::DeltaSsh
+                | Scenario::Mixed,
                 None,
             ) => continue,
             _ => {}
@@ -848,6 +900,24 @@ fn main() -> ExitCode {
             body: Body::Watch1m(w),
         });
     }
+    if let Some(d) = &bulk.delta {
+        sections.push(Section {
+            title: Some(
+                "delta over ssh: 1 MiB rewritten in the middle of a big file (real data)".into(),
+            ),
+            unavailable: None,
+            body: Body::Delta(d),
+        });
+    }
+    if let Some(m) = &bulk.mixed {
+        sections.push(Section {
+            title: Some(
+                "mixed: a build tree (object files rewritten via rename, archives appended)".into(),
+            ),
+            unavailable: None,
+            body: Body::Mixed(m),
+        });
+    }
     print!("{}", report::table(&sections, &labels));
     if let Some(path) = &opts.json {
         let ssh_refs = [&ssh_reports[0], &ssh_reports[1]];
@@ -867,6 +937,8 @@ fn main() -> ExitCode {
                 sparse: bulk.sparse.as_ref(),
                 rootfs: bulk.rootfs.as_ref(),
                 watch1m: bulk.watch1m.as_ref(),
+                delta: bulk.delta.as_ref(),
+                mixed: bulk.mixed.as_ref(),
             },
         );
         if let Err(e) = std::fs::write(path, json.render()) {

@@ -2,6 +2,7 @@
 //! serde-serialised views of the reports (fields in output order).
 
 mod fidelity;
+mod workloads;
 
 use serde::{Serialize, Serializer};
 
@@ -498,6 +499,8 @@ pub struct BulkJson<'a> {
     pub sparse: Option<&'a Res<crate::fidelity::sparse::SparseBench>>,
     pub rootfs: Option<&'a Res<crate::fidelity::rootfs::RootfsBench>>,
     pub watch1m: Option<&'a Res<Watch1m>>,
+    pub delta: Option<&'a Res<crate::workloads::delta::DeltaBench>>,
+    pub mixed: Option<&'a Res<crate::workloads::mixed::MixedBench>>,
 }
 
 /// The whole run, for `--json`: see [`json`].
@@ -513,6 +516,8 @@ pub struct Report<'a> {
     sparse: Outcome<fidelity::SparseJson<'a>>,
     rootfs_merge: Outcome<fidelity::RootfsJson<'a>>,
     watch1m: Outcome<Watch1mJson<'a>>,
+    delta_ssh: Outcome<workloads::DeltaJson<'a>>,
+    mixed: Outcome<workloads::MixedJson<'a>>,
 }
 
 impl Report<'_> {
@@ -526,8 +531,9 @@ impl Report<'_> {
 }
 
 /// The whole run as one JSON object; the ssh figures under `"ssh"`, the
-/// merge, fidelity and watch1m scenarios under `"merge"`,
-/// `"attr_latency"`, `"sparse"`, `"rootfs_merge"` and `"watch1m"`.
+/// merge, fidelity, watch1m and workload scenarios under `"merge"`,
+/// `"attr_latency"`, `"sparse"`, `"rootfs_merge"`, `"watch1m"`,
+/// `"delta_ssh"` and `"mixed"`.
 pub fn json<'a>(
     quick: bool,
     twinsync_bin: &str,
@@ -552,6 +558,8 @@ pub fn json<'a>(
         sparse: Outcome::of(bulk.sparse, fidelity::SparseJson::from),
         rootfs_merge: Outcome::of(bulk.rootfs, fidelity::RootfsJson::from),
         watch1m: Outcome::of(bulk.watch1m, Watch1mJson::from),
+        delta_ssh: Outcome::of(bulk.delta, workloads::DeltaJson::from),
+        mixed: Outcome::of(bulk.mixed, workloads::MixedJson::from),
     }
 }
 

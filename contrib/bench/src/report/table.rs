@@ -2,6 +2,7 @@
 //! their ratio, and the notes under it.
 
 mod fidelity;
+mod workloads;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -243,6 +244,10 @@ pub enum Body<'a> {
     Rootfs(&'a Res<crate::fidelity::rootfs::RootfsBench>),
     /// The watch1m scenario: twinsync alone.
     Watch1m(&'a Res<Watch1m>),
+    /// The delta-ssh scenario: twinsync and rsync -a over ssh.
+    Delta(&'a Res<crate::workloads::delta::DeltaBench>),
+    /// The mixed scenario: twinsync and lsyncd.
+    Mixed(&'a Res<crate::workloads::mixed::MixedBench>),
 }
 
 /// A line of the table: a title, or aligned columns (lines with the same
@@ -273,6 +278,8 @@ pub fn table(sections: &[Section], labels: &Labels) -> String {
             Body::Sparse(s) => fidelity::sparse_lines(s, &mut lines, &mut notes_out),
             Body::Rootfs(r) => fidelity::rootfs_lines(r, &mut lines, &mut notes_out),
             Body::Watch1m(w) => watch_lines(w, &mut lines, &mut notes_out),
+            Body::Delta(d) => workloads::delta_lines(d, &mut lines, &mut notes_out),
+            Body::Mixed(m) => workloads::mixed_lines(m, &mut lines, &mut notes_out),
         }
     }
     let mut widths: BTreeMap<usize, Vec<usize>> = BTreeMap::new();

@@ -12,6 +12,8 @@ use crate::procs::Timed;
 use crate::report::ToolReport;
 use crate::scenarios::{Burst, Latency, Rename, Renamed, Resources};
 use crate::watch1m::{Agent, Mem, Watch1m};
+use crate::workloads::delta::{DeltaBench, DeltaRun};
+use crate::workloads::mixed::{MixedBench, MixedRun, MIX};
 
 fn latency() -> Latency {
     Latency {
@@ -170,6 +172,35 @@ fn watch1m() -> Watch1m {
     }
 }
 
+fn delta() -> DeltaBench {
+    DeltaBench {
+        len: 1 << 30,
+        twinsync: Ok(DeltaRun {
+            copy_secs: 9.5,
+            secs: 0.75,
+            net_kib: Some(1100.0),
+        }),
+        rsync: Some(Ok(DeltaRun {
+            copy_secs: 8.0,
+            secs: 2.5,
+            net_kib: None,
+        })),
+        notes: Vec::new(),
+    }
+}
+
+fn mixed() -> MixedBench {
+    MixedBench {
+        mix: MIX,
+        twinsync: Ok(MixedRun {
+            write_secs: 0.5,
+            secs: 1.25,
+        }),
+        lsyncd: Some(Err(Failure::Timeout("1999/2004 files".into()))),
+        notes: Vec::new(),
+    }
+}
+
 /// The key paths of a pretty-printed JSON text, in order, each with the
 /// kind of its value (`merge.ratios.unison_over_rsync: null`); `[]`
 /// stands for each object in an array.
@@ -222,6 +253,7 @@ fn render(ssh: SshJson) -> String {
         Ok(rootfs()),
         Ok(watch1m()),
     );
+    let (delta, mixed) = (Ok(delta()), Ok(mixed()));
     json(
         true,
         "/usr/bin/twinsync",
@@ -233,6 +265,8 @@ fn render(ssh: SshJson) -> String {
             sparse: Some(&sparse),
             rootfs: Some(&rootfs),
             watch1m: Some(&watch1m),
+            delta: Some(&delta),
+            mixed: Some(&mixed),
         },
     )
     .render()
@@ -468,4 +502,29 @@ watch1m.sampled: number
 watch1m.inodes_kept_left: number
 watch1m.inodes_kept_right: number
 watch1m.notes: array
+delta_ssh: object
+delta_ssh.length_bytes: number
+delta_ssh.changed_bytes: number
+delta_ssh.twinsync: object
+delta_ssh.twinsync.copy_secs: number
+delta_ssh.twinsync.secs: number
+delta_ssh.twinsync.net_kib: number
+delta_ssh.rsync: object
+delta_ssh.rsync.copy_secs: number
+delta_ssh.rsync.secs: number
+delta_ssh.rsync.net_kib: null
+delta_ssh.notes: array
+mixed: object
+mixed.small_files: number
+mixed.small_bytes: number
+mixed.large_files: number
+mixed.appended_bytes: number
+mixed.twinsync: object
+mixed.twinsync.write_secs: number
+mixed.twinsync.secs: number
+mixed.lsyncd: object
+mixed.lsyncd.error: string
+mixed.lsyncd.detail: string
+mixed.twinsync_over_lsyncd: null
+mixed.notes: array
 ";

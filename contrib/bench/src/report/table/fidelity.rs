@@ -13,7 +13,7 @@ use crate::report::{
 use crate::scenarios::Latency;
 
 /// A failed scenario: its short form in the table, the whole in a note.
-fn failed<'a, T>(
+pub(super) fn failed<'a, T>(
     r: &'a Res<T>,
     slug: &str,
     lines: &mut Vec<Line>,
@@ -76,7 +76,7 @@ pub(super) fn attrs_lines(a: &Res<AttrLatency>, lines: &mut Vec<Line>, notes_out
 }
 
 /// Bytes as MiB, 2 decimals.
-fn mib(bytes: f64) -> String {
+pub(super) fn mib(bytes: f64) -> String {
     format!("{:.2}", bytes / f64::from(1u32 << 20))
 }
 
