@@ -494,6 +494,14 @@ impl Engine {
             // Moved there by this batch: its stamp there is not known yet.
             return Expect::Any;
         }
+        if k.is_none() && !path.is_root() && {
+            let (lo, hi) = path.children_range();
+            self.moved_here[t].range(lo..hi).next().is_some()
+        } {
+            // A directory this batch's move below it makes on the way (the
+            // source's user then removed it): not absent when trashed.
+            return Expect::Any;
+        }
         match k {
             None => Expect::Absent,
             Some(k) if k.kind == Kind::File && k.stamps[t].is_known() => {
