@@ -32,6 +32,30 @@ impl Engine {
             self.undo_within(&refused_moves);
             self.pending[0].rescan = true;
         }
+        // The paths the held reports of each side name: where an entry
+        // left (renamed away or removed), and every path they touch (set
+        // lookups below, once per refused or missed path).
+        let mut held_gone: [HashSet<RelPath>; 2] = Default::default();
+        let mut held_touched: [HashSet<RelPath>; 2] = Default::default();
+        for (i, events) in self.deferred.iter().enumerate() {
+            for e in events {
+                match e {
+                    Event::Moved { from, to, .. } => {
+                        held_gone[i].insert(from.clone());
+                        held_touched[i].insert(from.clone());
+                        held_touched[i].insert(to.clone());
+                    }
+                    Event::Removed { path } => {
+                        held_gone[i].insert(path.clone());
+                        held_touched[i].insert(path.clone());
+                    }
+                    Event::Changed { path, .. } => {
+                        held_touched[i].insert(path.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
         for t in Side::BOTH {
             self.regroup(t.idx(), &applied[t]);
             for a in &applied[t] {
@@ -169,11 +193,7 @@ impl Engine {
                         // there, left by a rename or removal at or above it
                         // that is held: that report tells where it went.)
                         let told = found.is_none()
-                            && self.deferred[ti].iter().any(|e| match e {
-                                Event::Moved { from, .. } => path.is_within(from),
-                                Event::Removed { path: q } => path.is_within(q),
-                                _ => false,
-                            });
+                            && ancestors(path, true).any(|a| held_gone[ti].contains(&a));
                         if !told {
                             self.pending[ti].state.entry(path.clone()).or_insert(*found);
                             self.pending[ti].forced.insert(path.clone());
@@ -255,17 +275,9 @@ impl Engine {
                         // directory above it meanwhile (a rename, a file in
                         // its place): that change's replay may take the
                         // source along where nothing retries it.
-                        let changed_above = |q: &RelPath| q != &c.path && c.path.is_within(q);
-                        let moved_above = self.deferred[ti].iter().any(|e| match e {
-                            Event::Moved { from, to, .. } => {
-                                changed_above(from) || changed_above(to)
-                            }
-                            Event::Changed { path, .. } | Event::Removed { path } => {
-                                changed_above(path)
-                            }
-                            _ => false,
-                        }) || ancestors(&c.path, false)
-                            .any(|a| self.pending[ti].state.contains_key(&a));
+                        let moved_above = ancestors(&c.path, false).any(|a| {
+                            held_touched[ti].contains(&a) || self.pending[ti].state.contains_key(&a)
+                        });
                         if above || moved_above {
                             self.pending[si]
                                 .state
