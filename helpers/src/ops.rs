@@ -228,9 +228,14 @@ impl Replica {
         // stamp is how the brain recognises the filter's report of it.
         let after = |rel: &RelPath| self.stat(rel);
         let r = match op {
-            Op::Move { from, to, expect } => {
-                self.move_entry(from, to, *expect).and_then(|()| after(to))
-            }
+            Op::Move {
+                from,
+                source,
+                to,
+                expect,
+            } => self
+                .move_entry(from, to, *source, *expect)
+                .and_then(|()| after(to)),
             Op::Trash { path, expect } => self.trash_if(path, *expect),
             Op::KeepConflict { path } => self.stash(path, "conflicts").map(|_| None),
             Op::Mkdir {

@@ -110,7 +110,12 @@ fn xattrs() -> impl Strategy<Value = Xattrs> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (path(), path(), expect()).prop_map(|(from, to, expect)| Op::Move { from, to, expect }),
+        (path(), expect(), path(), expect()).prop_map(|(from, source, to, expect)| Op::Move {
+            from,
+            source,
+            to,
+            expect
+        }),
         (path(), expect()).prop_map(|(path, expect)| Op::Trash { path, expect }),
         path().prop_map(|path| Op::KeepConflict { path }),
         (path(), 0u32..0o10000, proptest::option::of(xattrs())).prop_map(|(path, mode, xattrs)| {
@@ -460,6 +465,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
                 ops: vec![
                     Op::Move {
                         from: p("f"),
+                        source: Expect::Any,
                         to: p("link/f"),
                         expect: Expect::Any,
                     },

@@ -140,7 +140,8 @@ fn race(openat2: bool) {
             .err(),
             r.mkdir(&p("d/new"), 0o777, Some((0, 0)), Some(&xattrs))
                 .err(),
-            r.move_entry(&p("d/a"), &p("d/b"), Expect::Any).err(),
+            r.move_entry(&p("d/a"), &p("d/b"), Expect::Any, Expect::Any)
+                .err(),
             r.trash(&p("d/x")).err(),
             r.symlink(
                 &p("d/l"),

@@ -9,13 +9,17 @@ use crate::{Expect, Kind, RelPath, Sig, Xattrs};
 /// A helper operation applied in place on a replica, without moving data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    /// Rename `from` to `to` (through the ignore-suffix dance). An entry
-    /// already at `to` is moved to the trash first, if it is what `expect`
-    /// says (else the move is refused). Parents of `to` are created as
-    /// needed.
+    /// Rename `from` to `to` (through the ignore-suffix dance), if `from`
+    /// holds what `source` says (a file a user changed since the brain saw
+    /// it is not carried to another name as if it were the version moved:
+    /// the move is refused). An entry already at `to` is moved to the trash
+    /// first, if it is what `expect` says (else the move is refused).
+    /// Parents of `to` are created as needed.
     Move {
         /// Existing path.
         from: RelPath,
+        /// What must be at `from`.
+        source: Expect,
         /// New path.
         to: RelPath,
         /// What must be at `to`.

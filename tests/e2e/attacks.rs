@@ -386,6 +386,7 @@ fn writes_never_land_outside_the_root() {
             },
             Op::Move {
                 from: state.clone(),
+                source: Expect::Any,
                 to: "stolen".into(),
                 expect: Expect::Any,
             },

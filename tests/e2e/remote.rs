@@ -202,6 +202,7 @@ fn path_escapes_are_refused_by_the_agent() {
         },
         Op::Move {
             from: "/etc/hostname".into(),
+            source: twinsync_proto::Expect::Any,
             to: "x".into(),
             expect: twinsync_proto::Expect::Any,
         },

@@ -473,9 +473,22 @@ impl Engine {
     /// refused, and the removed name came back as a modification winning).
     fn changed_versions(&self, t: usize, ops: &mut [Op]) -> HashSet<Stamp> {
         let mut changed: HashSet<Stamp> = self.renaming[t].clone();
+        // The versions the operations before this one change: a move of
+        // another name of one of them finds it with a new ctime.
+        let mut earlier: HashSet<Stamp> = HashSet::new();
         for op in ops {
+            if let Op::Move { source, .. } = op {
+                if let Expect::Version(v) = *source {
+                    if !earlier.insert(v) {
+                        *source = Expect::Any;
+                    }
+                }
+            }
             match op {
                 Op::Trash { expect, .. } | Op::Move { expect, .. } => {
+                    if let Expect::Version(v) = *expect {
+                        earlier.insert(v);
+                    }
                     if let Expect::Version(v) = *expect {
                         if !changed.insert(v) {
                             *expect = Expect::Any;
@@ -485,6 +498,7 @@ impl Engine {
                 Op::SetAttr { path, .. } => {
                     if let Some(Some(before)) = self.inflight[t].get(path) {
                         if before.kind == Kind::File && before.stamps[t].is_known() {
+                            earlier.insert(before.stamps[t]);
                             changed.insert(before.stamps[t]);
                         }
                     }

@@ -125,11 +125,21 @@ impl Engine {
                     format!("move {from} -> {to} on {t} (moved on {s}; no data sent)")
                 });
                 let expect = self.expect_on(t, &to, self.known.get(&to));
+                // A file moves only as the version the index has there: one
+                // a user changed since (not reported yet) is refused, not
+                // passed off as the version the mover renamed. A directory's
+                // stamp changes with every name made in it, so it moves as
+                // it is.
+                let mut source = Expect::Any;
                 if let Some(k) = self.known.get(&from).filter(|k| k.kind == Kind::File) {
                     self.renaming[t].insert(k.stamps[t]);
+                    if k.stamps[t].is_known() {
+                        source = Expect::Version(k.stamps[t]);
+                    }
                 }
                 b.ops[t].push(Op::Move {
                     from: from.clone(),
+                    source,
                     to: to.clone(),
                     expect,
                 });
@@ -696,6 +706,8 @@ impl Engine {
             }
             b.ops[loser].push(Op::Move {
                 from: path.clone(),
+                // Whatever the loser holds now is kept under that name.
+                source: Expect::Any,
                 to: kept_as.clone(),
                 expect: Expect::Absent,
             });

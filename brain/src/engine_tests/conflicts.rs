@@ -52,6 +52,7 @@ fn concurrent_writes_keep_the_loser_as_a_conflict_copy() {
         strip(&b.ops[1]),
         vec![Op::Move {
             from: "f".into(),
+            source: Expect::Any,
             to: c.kept_as.clone(),
             expect: Expect::Any,
         }]

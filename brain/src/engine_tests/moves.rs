@@ -120,6 +120,7 @@ fn a_deletion_inside_a_moved_directory_follows_the_move() {
         vec![
             Op::Move {
                 from: "a".into(),
+                source: Expect::Any,
                 to: "c".into(),
                 expect: Expect::Any,
             },
@@ -142,6 +143,7 @@ fn a_chain_of_moves_is_replayed_as_one() {
         vec![
             Op::Move {
                 from: "a".into(),
+                source: Expect::Any,
                 to: "c".into(),
                 expect: Expect::Any,
             },
@@ -168,6 +170,7 @@ fn a_move_into_a_directory_that_moves_later_is_retargeted() {
         vec![
             Op::Move {
                 from: "a".into(),
+                source: Expect::Any,
                 to: "b".into(),
                 expect: Expect::Any,
             },
@@ -179,6 +182,7 @@ fn a_move_into_a_directory_that_moves_later_is_retargeted() {
             },
             Op::Move {
                 from: "c".into(),
+                source: Expect::Any,
                 to: "b/n/c".into(),
                 expect: Expect::Any,
             },

@@ -117,13 +117,54 @@ fn a_move_expecting_a_version_that_is_gone_is_refused() {
     let gone = r.move_entry(
         &"a".into(),
         &"b".into(),
+        Expect::Any,
         Expect::Version(twinsync_proto::Stamp(7)),
     );
     assert!(matches!(gone, Err(OpError::Refused { found: None, .. })));
     assert!(d.path().join("a").exists());
-    r.move_entry(&"a".into(), &"b".into(), Expect::Absent)
+    r.move_entry(&"a".into(), &"b".into(), Expect::Any, Expect::Absent)
         .unwrap();
     assert_eq!(fs::read(d.path().join("b")).unwrap(), b"A");
+}
+
+/// A user rewrote the file (same size and mtime: a tie, or a `cp -p`
+/// restore) after the brain saw it: carrying it to the new name would pass
+/// the new bytes off as the version the other side renamed.
+#[test]
+fn a_move_of_a_file_changed_since_the_brain_saw_it_is_refused() {
+    let (d, r) = replica();
+    let abs = d.path().join("a");
+    fs::write(&abs, "A").unwrap();
+    let seen = r.stat(&"a".into()).unwrap().unwrap().stamp();
+    let mtime = fs::metadata(&abs).unwrap().modified().unwrap();
+    fs::write(&abs, "B").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&abs)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let r1 = r.move_entry(
+        &"a".into(),
+        &"b".into(),
+        Expect::Version(seen),
+        Expect::Absent,
+    );
+    assert!(
+        matches!(&r1, Err(OpError::Refused { path, found: Some(f) }) if *path == RelPath::from("a") && f.stamp() != seen),
+        "{r1:?}"
+    );
+    assert_eq!(fs::read(&abs).unwrap(), b"B");
+    assert!(!d.path().join("b").exists());
+    let now = r.stat(&"a".into()).unwrap().unwrap().stamp();
+    r.move_entry(
+        &"a".into(),
+        &"b".into(),
+        Expect::Version(now),
+        Expect::Absent,
+    )
+    .unwrap();
+    assert_eq!(fs::read(d.path().join("b")).unwrap(), b"B");
 }
 
 #[test]
@@ -165,10 +206,10 @@ fn move_keeps_inode_and_trashes_what_was_at_the_destination() {
     fs::write(d.path().join("a"), "A").unwrap();
     fs::write(d.path().join("b"), "B").unwrap();
     let ino = fs::metadata(d.path().join("a")).unwrap().ino();
-    r.move_entry(&"a".into(), &"x/y/b".into(), Expect::Any)
+    r.move_entry(&"a".into(), &"x/y/b".into(), Expect::Any, Expect::Any)
         .unwrap();
     assert_eq!(fs::metadata(d.path().join("x/y/b")).unwrap().ino(), ino);
-    r.move_entry(&"x/y/b".into(), &"b".into(), Expect::Any)
+    r.move_entry(&"x/y/b".into(), &"b".into(), Expect::Any, Expect::Any)
         .unwrap();
     assert_eq!(fs::read(d.path().join("b")).unwrap(), b"A");
     let trash = d
@@ -188,7 +229,7 @@ fn move_keeps_inode_and_trashes_what_was_at_the_destination() {
 fn a_move_records_the_stamp_it_leaves() {
     let (d, r) = replica();
     fs::write(d.path().join("r8"), "A").unwrap();
-    r.move_entry(&"r8".into(), &"d/r19".into(), Expect::Any)
+    r.move_entry(&"r8".into(), &"d/r19".into(), Expect::Any, Expect::Any)
         .unwrap();
     let now = twinsync_filter::lstat_sig(&d.path().join("d/r19"))
         .unwrap()
@@ -270,8 +311,13 @@ fn long_names_get_a_short_ignore_name() {
     let (d, r) = replica();
     let long = "n".repeat(255);
     fs::write(d.path().join(&long), "x").unwrap();
-    r.move_entry(&long.as_str().into(), &"short".into(), Expect::Any)
-        .unwrap();
+    r.move_entry(
+        &long.as_str().into(),
+        &"short".into(),
+        Expect::Any,
+        Expect::Any,
+    )
+    .unwrap();
     assert!(d.path().join("short").exists());
     fs::write(d.path().join(&long), "y").unwrap();
     assert!(r.trash(&long.as_str().into()).unwrap());

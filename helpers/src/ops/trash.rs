@@ -46,7 +46,13 @@ impl Replica {
     ///
     /// # Errors
     /// Missing source, unsafe paths, failing renames.
-    pub fn move_entry(&self, from: &RelPath, to: &RelPath, expect: Expect) -> Result<(), OpError> {
+    pub fn move_entry(
+        &self,
+        from: &RelPath,
+        to: &RelPath,
+        source: Expect,
+        expect: Expect,
+    ) -> Result<(), OpError> {
         let sdir = self
             .dir_of(from, false)?
             .ok_or_else(|| OpError::Missing(from.clone()))?;
@@ -56,6 +62,15 @@ impl Replica {
             .ok()
             .flatten()
             .ok_or_else(|| OpError::Missing(from.clone()))?;
+        if !source.holds(Some(&beneath::sig_of_stat(&src_md, XattrDigest::NONE))) {
+            // A user changed the entry since the brain saw it: its report
+            // is on its way, and carrying it to another name would pass it
+            // off as the version moved.
+            return Err(OpError::Refused {
+                path: from.clone(),
+                found: sig_in(sdir.as_fd(), sname),
+            });
+        }
         let mut there = false;
         if let Some(d) = self.dir_of(to, false)? {
             if let Ok(Some(md)) = beneath::lstat_at(d.as_fd(), to.file_name()) {

@@ -6,7 +6,7 @@ use twinsync::side::Side;
 use super::T::{Deliver, Settle, SyncAt, SyncEarly, L, R};
 use super::U::{Chmod, Create, Mkdir, Mv, Restore, Rm, Tie, Write};
 use super::{calm, case};
-use crate::actions::Action;
+use crate::actions::{Action, During, Hit, How};
 use crate::schedules::{Echoes, Mode};
 use crate::world::{World, STRICT};
 
@@ -137,4 +137,32 @@ fn ties_on_both_sides_below_a_renamed_directory_are_compared() {
         L(Tie("a/a")),
         L(Mv("a", "b")),
     ]);
+}
+
+/// Engine bug (fixed; a random hunt): the right ties `b` (other bytes, the
+/// same size and mtime) and the left renames `b` to `a`; the filter
+/// describes a path only when its report is taken, and the right's user
+/// rewrites `b` right after the batch's first operation (a new file if the
+/// batch moved it away): the tie went to `a` unseen, taken for the version
+/// renamed, and the replicas kept other bytes at `a` for good. A move now
+/// expects the version the index has at its source: the tie is refused
+/// there and merged.
+#[test]
+fn a_tie_the_other_side_renames_before_its_report_is_synced() {
+    let mut w = World::new(false, true, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Create("b"));
+    w.settle().unwrap();
+    w.act(Side::Left, Mv("b", "a"));
+    w.deliver(Side::Left, usize::MAX);
+    w.act(Side::Right, Tie("b"));
+    // The batch is one move, on the right: its first target is `b`.
+    let rewrite = During::Hit {
+        target: 0,
+        hit: Hit::Rewrite(How::New),
+    };
+    w.sync(false, &[(1, rewrite)], Echoes::BeforeComplete, false);
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
 }

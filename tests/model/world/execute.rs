@@ -111,7 +111,16 @@ impl World {
         let unconditional = |stage: &Stage| -> Vec<(Side, RelPath)> {
             match *stage {
                 Stage::Op(s, i) => match &ops[s.idx()][i] {
-                    Op::Move { from, to, .. } => vec![(s, from.clone()), (s, to.clone())],
+                    Op::Move {
+                        from,
+                        source,
+                        to,
+                        expect,
+                    } => [(from, source), (to, expect)]
+                        .into_iter()
+                        .filter(|(_, e)| **e == Expect::Any)
+                        .map(|(p, _)| (s, p.clone()))
+                        .collect(),
                     Op::Trash { expect, .. } if *expect != Expect::Any => vec![],
                     Op::Trash { path, .. }
                     | Op::Mkdir { path, .. }

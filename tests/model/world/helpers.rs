@@ -95,11 +95,20 @@ impl World {
         match op {
             Op::Mknod { .. } => unreachable!("the model's users make no fifo or device"),
             Op::Link { .. } => unreachable!("the model's users make no hard link"),
-            Op::Move { from, to, expect } => {
+            Op::Move {
+                from,
+                source,
+                to,
+                expect,
+            } => {
                 self.resolve(s, from).map_err(failed)?;
                 self.resolve(s, to).map_err(failed)?;
                 if !self.tree(s).contains_key(from) {
                     return Err(failed(format!("{from}: no such file or directory")));
+                }
+                let found = self.stat(s, from)?;
+                if !source.holds(found.as_ref()) {
+                    return Err(OpFail::Refused { found });
                 }
                 if from == to {
                     return self.stat(s, to);
