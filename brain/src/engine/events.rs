@@ -252,7 +252,10 @@ impl Engine {
                     self.deferred[p].push(Event::Removed { path: path.clone() });
                     return trace(&path, (Verdict::Held, "after a held event".into()));
                 }
-                if self.older_gone[p].remove(&path).is_some() {
+                // Unless it comes after the mark that followed our write
+                // there: then it is of what we wrote (a user's removal
+                // since).
+                if self.older_gone[p].remove(&path).is_some() && !self.marks[p].settled(&path) {
                     return trace(
                         &path,
                         (

@@ -96,6 +96,12 @@ impl Marks {
     pub(super) fn after_ours(&mut self, path: &RelPath) -> bool {
         self.settled.remove(path)
     }
+
+    /// True when every report of the brain's last write at `path` came
+    /// already (as [`Marks::after_ours`], without using it up).
+    pub(super) fn settled(&self, path: &RelPath) -> bool {
+        self.settled.contains(path)
+    }
 }
 
 #[cfg(test)]
