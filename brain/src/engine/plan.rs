@@ -83,7 +83,7 @@ impl Engine {
             let t = s.other();
             let moves = std::mem::take(&mut pend[s].moves);
             for (from, to) in moves {
-                if let Some(why) = self.move_conflict(&pend[t].state, &from, &to) {
+                if let Some(why) = self.move_conflict(&pend[t].state, &pend[s].state, &from, &to) {
                     // Reconcile by a full merge, and nothing else in this
                     // batch (the rest of it may depend on the move): undo
                     // the index changes of the moves replayed so far.
@@ -379,6 +379,7 @@ impl Engine {
     pub(super) fn move_conflict(
         &self,
         t_state: &BTreeMap<RelPath, Option<Sig>>,
+        s_state: &BTreeMap<RelPath, Option<Sig>>,
         from: &RelPath,
         to: &RelPath,
     ) -> Option<&'static str> {
@@ -395,6 +396,16 @@ impl Engine {
         }
         if range_within(t_state, to).any(|(_, v)| v.is_some()) {
             return Some("goes where something was added");
+        }
+        // The kernel renames a directory only onto an empty one: entries
+        // the index has below the destination that the mover did not
+        // remove came after the rename (a batch put them there, into the
+        // directory the mover renamed). Replaying it would trash them on
+        // the other side.
+        if range_within(&self.known, to)
+            .any(|(k, _)| k != to && !matches!(s_state.get(k), Some(None)))
+        {
+            return Some("goes onto a directory with entries");
         }
         // A directory above the destination is not one in the index: the
         // mover made it in place of a file, which is only merged after the

@@ -7,7 +7,7 @@ use twinsync_proto::RelPath;
 use super::T::{Deliver, Settle, SyncEarly, SyncEarlyAt, L, R};
 use super::U::{Create, Mkdir, Mv, Rm, RmDir, Symlink, Write};
 use super::{calm, case};
-use crate::schedules::Mode;
+use crate::schedules::{Echoes, Mode};
 use crate::world::{Check, World, STRICT};
 
 #[test]
@@ -276,4 +276,27 @@ fn a_rename_onto_a_path_the_batch_then_trashes_removes_its_source() {
             SyncEarly,
         ],
     );
+}
+
+/// Engine bug (fixed; a random hunt): the right renames its directory `a`
+/// to `c` just before the batch makes `c` there (the left's new directory,
+/// with a symlink in it): the mkdir finds the renamed directory and the
+/// symlink goes into it. The rename's report then came: replayed on the
+/// left, it trashed the left's `c` with the symlink, which the right kept.
+/// A rename onto a directory the index has entries below (the kernel
+/// renames only onto an empty one: they came after) is merged by a rescan.
+#[test]
+fn a_rename_onto_a_directory_a_batch_filled_meanwhile_keeps_what_it_holds() {
+    let mut w = World::new(false, false, true);
+    w.avoid_known_bugs = false;
+    w.act(Side::Left, Mkdir("c"));
+    w.act(Side::Left, Create("a"));
+    w.act(Side::Right, Mkdir("a"));
+    w.act(Side::Left, Symlink("c/a"));
+    w.sync(false, &[], Echoes::BeforeComplete, false);
+    w.act(Side::Right, Mv("a", "c"));
+    w.sync(false, &[], Echoes::BeforeComplete, false);
+    if let Err(e) = w.settle_and_check(STRICT) {
+        panic!("{}", w.report(&e));
+    }
 }
