@@ -597,13 +597,31 @@ impl Engine {
                 });
                 self.leaving[t].insert(path.clone());
             }
-            b.ops[t].push(Op::Mkdir {
-                path: path.clone(),
-                mode: sig.mode,
-                owner: sig.owner(),
-                xattrs: none_carried(&sig),
-            });
-            b.trace(self.tracing, t, path, || format!("mkdir on {t}: {why}"));
+            if base.is_some_and(|k| k.kind == Kind::Dir) {
+                // The directory is there already: only its attributes
+                // change. Not a mkdir, which would make it again where a
+                // user renamed or removed it meanwhile (the entries that
+                // went with it then differed); gone, the batch fails there
+                // and both sides are listed again.
+                b.ops[t].push(Op::SetAttr {
+                    path: path.clone(),
+                    mode: Some(sig.mode),
+                    mtime_ns: None,
+                    owner: sig.owner(),
+                    xattrs: none_carried(&sig),
+                });
+                b.trace(self.tracing, t, path, || {
+                    format!("chmod {:o} on {t}: {why}", sig.mode)
+                });
+            } else {
+                b.ops[t].push(Op::Mkdir {
+                    path: path.clone(),
+                    mode: sig.mode,
+                    owner: sig.owner(),
+                    xattrs: none_carried(&sig),
+                });
+                b.trace(self.tracing, t, path, || format!("mkdir on {t}: {why}"));
+            }
         } else if attr_only {
             b.ops[t].push(Op::SetAttr {
                 path: path.clone(),

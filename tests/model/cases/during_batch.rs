@@ -5,7 +5,7 @@ use twinsync::side::Side;
 
 use super::case;
 use super::T::{Deliver, Settle, SyncAt, SyncEarly, SyncWhile, L, R};
-use super::U::{Create, Mkdir, Mv, Restore, Rm, Symlink, Tie, Write};
+use super::U::{Chmod, Create, Mkdir, Mv, Restore, Rm, Symlink, Tie, Write};
 use crate::actions::{Action, During, Hit, How};
 use crate::schedules::{Echoes, Mode};
 use crate::world::{World, STRICT};
@@ -327,6 +327,30 @@ fn a_file_below_a_refused_directory_is_copied_once_it_is_made() {
             L(Create("c")),
             SyncEarly,
             L(Rm("c")),
+        ],
+    );
+}
+
+/// Engine bug (fixed; a random hunt): the left chmods its directory `a`
+/// while the right renames its `a` (with a symlink in it) to `b`, before
+/// the batch that carries the chmod: the batch's mkdir made a new, empty
+/// `a` there, the rename's report was taken for a new directory `b` alone,
+/// and the symlink stayed at `a/a` on the left and `b/a` on the right. A
+/// directory the index has on both sides only gets its attributes set: gone,
+/// the batch fails there and both sides are listed again.
+#[test]
+fn a_chmod_of_a_directory_the_other_side_renames_meanwhile_is_not_a_mkdir() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("a")),
+            L(Symlink("a/a")),
+            Settle,
+            L(Chmod("a")),
+            Deliver(Side::Left),
+            R(Mv("a", "b")),
+            SyncEarly,
         ],
     );
 }
