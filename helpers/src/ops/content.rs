@@ -327,7 +327,10 @@ impl Replica {
             let (sig, xattrs) = read_version(&from, &st, scope).map_err(io_err("reading", rel))?;
             let torn = std::cell::Cell::new(false);
             let r = self.put_file(rel, &sig, &xattrs, expect, |out| {
-                crate::sparse::copy_file(&from, out, sig.size)?;
+                // The stat field's type differs between architectures.
+                #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
+                let blocks = st.st_blocks as u64;
+                crate::sparse::copy_file(&from, out, sig.size, blocks)?;
                 // One version, whole: a copy of a file written meanwhile
                 // (truncated, half written) is never installed.
                 if changed_since(&from, &st) {
