@@ -438,16 +438,25 @@ fn handle(
             scope,
         } => {
             let src_root = source_root(restricted, &src_root, "copy from")?;
-            Ok(Response::Written(
-                paths
-                    .iter()
-                    .map(|(p, x)| {
-                        replica
-                            .copy_from(&src_root, p, *x, scope)
-                            .map_err(OpFail::from)
-                    })
-                    .collect(),
-            ))
+            // Opened once for the request, not once per file.
+            let src = match Replica::open(src_root) {
+                Ok(src) => src,
+                Err(e) => {
+                    return Ok(Response::Written(
+                        paths
+                            .iter()
+                            .map(|(p, _)| {
+                                Err(OpFail::from(crate::ops::OpError::Io {
+                                    what: "reading",
+                                    path: p.clone(),
+                                    source: io::Error::new(e.kind(), e.to_string()),
+                                }))
+                            })
+                            .collect(),
+                    ))
+                }
+            };
+            Ok(Response::Written(copy_all(replica, &src, &paths, scope)))
         }
         Request::Apply { ops, xattrs_from } => {
             let Some(from) = xattrs_from else {
@@ -511,6 +520,46 @@ fn with_xattrs_of(op: &Op, src: Option<&Replica>, scope: XattrScope) -> Option<O
         *xattrs = Some(read);
     }
     Some(op)
+}
+
+/// Copy every file of a `CopyFrom` request from the local replica `src`,
+/// answers in the request's order. A long list (a merge's copies, the
+/// brain waiting for the answer) is split between threads: a small file's
+/// copy is a few dozen syscalls (path lookups, create, copy, attributes,
+/// rename), which run side by side in the kernel. Each thread takes a run
+/// of consecutive paths (the brain sends them sorted: mostly other
+/// directories than its neighbour's). First merge of 100k small files on
+/// tmpfs, 2 cores: the brain waited about 3.6 s of 5.7 s on copies made
+/// one at a time.
+fn copy_all(
+    replica: &Replica,
+    src: &Replica,
+    paths: &[(twinsync_proto::RelPath, twinsync_proto::Expect)],
+    scope: XattrScope,
+) -> Vec<Result<twinsync_proto::Sig, OpFail>> {
+    const PER_THREAD_MIN: usize = 128;
+    let one = |(p, x): &(twinsync_proto::RelPath, twinsync_proto::Expect)| {
+        replica.copy_from(src, p, *x, scope).map_err(OpFail::from)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(4)
+        .min(paths.len() / PER_THREAD_MIN)
+        .max(1);
+    if threads == 1 {
+        return paths.iter().map(one).collect();
+    }
+    let per = paths.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = paths
+            .chunks(per)
+            .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().expect("copy thread"))
+            .collect()
+    })
 }
 
 /// lstat every path (`None`: missing or unreadable). A long list (the check

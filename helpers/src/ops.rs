@@ -53,6 +53,10 @@ pub struct Replica {
     owners: AtomicBool,
     /// The last mark made (see [`Replica::mark`]).
     marks: std::sync::atomic::AtomicU64,
+    /// `.twinsync/installed`, held open for appending once an install was
+    /// recorded (one `openat` and `close` less per file installed);
+    /// dropped when the record is emptied (unlinked).
+    installed_fd: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 /// An error of a helper operation, with the path.
@@ -161,6 +165,7 @@ impl Replica {
             record: AtomicBool::new(false),
             owners: AtomicBool::new(false),
             marks: std::sync::atomic::AtomicU64::new(0),
+            installed_fd: std::sync::Mutex::new(None),
         })
     }
 

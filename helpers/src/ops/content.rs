@@ -6,7 +6,6 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -308,27 +307,30 @@ impl Replica {
         })
     }
 
-    /// Copy `rel` from another local replica rooted at `src_root`:
-    /// streamed (copy_file_range where the kernel can; holes kept), with
-    /// the source's owner (when carried), extended attributes of `scope`,
-    /// mode and mtime, atomically as [`Replica::write_file`].
+    /// Copy `rel` from another local replica `src` (its root opened once
+    /// by the caller for a whole request, not once per file): streamed
+    /// (copy_file_range where the kernel can; holes kept), with the
+    /// source's owner (when carried), extended attributes of `scope`, mode
+    /// and mtime, atomically as [`Replica::write_file`].
     ///
     /// # Errors
     /// Unsafe paths, an unreadable or vanished source, failing syscalls.
     pub fn copy_from(
         &self,
-        src_root: &Path,
+        src: &Replica,
         rel: &RelPath,
         expect: Expect,
         scope: XattrScope,
     ) -> Result<Sig, OpError> {
-        let src = Replica::open(src_root.to_path_buf()).map_err(io_err("reading", rel))?;
         for _ in 0..COPY_ATTEMPTS {
             let (from, st) = src.open_regular(rel, "reading")?;
             let (sig, xattrs) = read_version(&from, &st, scope).map_err(io_err("reading", rel))?;
             let torn = std::cell::Cell::new(false);
             let r = self.put_file(rel, &sig, &xattrs, expect, |out| {
-                crate::sparse::copy_file(&from, out, sig.size)?;
+                // The stat field's type differs between architectures.
+                #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
+                let blocks = st.st_blocks as u64;
+                crate::sparse::copy_file(&from, out, sig.size, blocks)?;
                 // One version, whole: a copy of a file written meanwhile
                 // (truncated, half written) is never installed.
                 if changed_since(&from, &st) {

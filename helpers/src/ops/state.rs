@@ -180,15 +180,32 @@ impl Replica {
             return;
         }
         let frame = twinsync_proto::encode(&(rel, sig.stamp()));
-        let Ok(state) = self.state() else { return };
-        let _ = rustix::fs::openat(
-            state,
-            "installed",
-            OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(io::Error::from)
-        .and_then(|fd| io::Write::write_all(&mut fs::File::from(fd), &frame));
+        let mut held = self
+            .installed_fd
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held.is_none() {
+            let Ok(state) = self.state() else { return };
+            let Ok(fd) = rustix::fs::openat(
+                state,
+                "installed",
+                OFlags::WRONLY
+                    | OFlags::APPEND
+                    | OFlags::CREATE
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            ) else {
+                return;
+            };
+            *held = Some(fs::File::from(fd));
+        }
+        if let Some(f) = held.as_mut() {
+            if io::Write::write_all(f, &frame).is_err() {
+                // Opened again at the next install.
+                *held = None;
+            }
+        }
     }
 
     /// The files installed since the record was last emptied, with their
@@ -216,6 +233,13 @@ impl Replica {
             out.push(x);
         }
         if forget {
+            // The held descriptor goes with the name: the next install
+            // starts a new record.
+            let mut held = self
+                .installed_fd
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *held = None;
             rustix::fs::unlinkat(state, "installed", AtFlags::empty())?;
         }
         Ok(out)

@@ -379,7 +379,7 @@ fn a_file_written_while_it_is_copied_is_copied_whole_or_not_at_all() {
     let rel = RelPath::from("f");
     let (mut copied, mut read) = (0, 0);
     for _ in 0..300 {
-        if let Ok(sig) = dst.copy_from(src.root(), &rel, Expect::Any, XattrScope::Owner) {
+        if let Ok(sig) = dst.copy_from(&src, &rel, Expect::Any, XattrScope::Owner) {
             let got = std::fs::read(dst.root().join("f")).unwrap();
             assert!(
                 whole(&got),
