@@ -16,6 +16,7 @@ use crate::engine::Batch;
 use crate::execute::execute;
 use crate::link::Notice;
 use crate::side::Side;
+use crate::state::State;
 
 impl Brain {
     /// Run batches while there is work, the phase plans them and the sync
@@ -49,7 +50,7 @@ impl Brain {
             // A big merge runs in several batches: the last one ends it.
             let merging = self.phase == Phase::Merging;
             let merge_done = merging && !batch.more;
-            self.set_state(if merging { "merging" } else { "live" });
+            self.show(if merging { State::Merging } else { State::Live });
             self.log_traces(&batch.traces);
             if let Some(known) = snapshot {
                 self.engine.set_known(known);
@@ -94,7 +95,7 @@ impl Brain {
             }
 
             if rescan && self.phase != Phase::Stopping {
-                self.set_state("scanning");
+                self.show(State::Scanning);
                 self.rescan(Rescan::Live).await?;
             }
         }

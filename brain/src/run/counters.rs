@@ -53,16 +53,6 @@ impl Brain {
         st.settled = state == State::Live && self.verified && !self.engine.has_work();
     }
 
-    /// [`show`](Brain::show) by the state's wire name, for the callers not
-    /// moved to the typed form yet (run/batch.rs, being changed elsewhere).
-    /// An unknown name is a bug: it panics in debug builds and shows as
-    /// `scanning` in release builds.
-    pub(super) fn set_state(&self, state: &str) {
-        let parsed = state.parse::<State>();
-        debug_assert!(parsed.is_ok(), "{parsed:?}");
-        self.show(parsed.unwrap_or(State::Scanning));
-    }
-
     /// The oldest change not yet synced, for the metrics: noted when a
     /// change is queued, forgotten when `idle` (no batch running) with
     /// nothing queued.
