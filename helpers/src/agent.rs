@@ -537,28 +537,8 @@ fn copy_all(
     paths: &[(twinsync_proto::RelPath, twinsync_proto::Expect)],
     scope: XattrScope,
 ) -> Vec<Result<twinsync_proto::Sig, OpFail>> {
-    const PER_THREAD_MIN: usize = 128;
-    let one = |(p, x): &(twinsync_proto::RelPath, twinsync_proto::Expect)| {
+    split_between_threads(paths, 128, |(p, x)| {
         replica.copy_from(src, p, *x, scope).map_err(OpFail::from)
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .min(4)
-        .min(paths.len() / PER_THREAD_MIN)
-        .max(1);
-    if threads == 1 {
-        return paths.iter().map(one).collect();
-    }
-    let per = paths.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let parts: Vec<_> = paths
-            .chunks(per)
-            .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().expect("copy thread"))
-            .collect()
     })
 }
 
@@ -569,25 +549,36 @@ fn stat_all(
     replica: &Replica,
     paths: &[twinsync_proto::RelPath],
 ) -> Vec<Option<twinsync_proto::Sig>> {
-    const PER_THREAD_MIN: usize = 2048;
-    let one = |p: &twinsync_proto::RelPath| replica.stat(p).ok().flatten();
+    split_between_threads(paths, 2048, |p| replica.stat(p).ok().flatten())
+}
+
+/// `f` of every item, in order. A list of at least twice `per_thread_min`
+/// items is cut into runs of consecutive items, one per thread (at most 4,
+/// and no more than the cores): the work is path lookups and small copies
+/// in the kernel, which run side by side.
+fn split_between_threads<T: Sync, R: Send>(
+    items: &[T],
+    per_thread_min: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .min(4)
-        .min(paths.len() / PER_THREAD_MIN)
+        .min(items.len() / per_thread_min)
         .max(1);
     if threads == 1 {
-        return paths.iter().map(one).collect();
+        return items.iter().map(f).collect();
     }
-    let per = paths.len().div_ceil(threads);
+    let per = items.len().div_ceil(threads);
+    let f = &f;
     std::thread::scope(|s| {
-        let parts: Vec<_> = paths
+        let parts: Vec<_> = items
             .chunks(per)
-            .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
+            .map(|c| s.spawn(move || c.iter().map(f).collect::<Vec<_>>()))
             .collect();
         parts
             .into_iter()
-            .flat_map(|h| h.join().expect("stat thread"))
+            .flat_map(|h| h.join().expect("worker thread"))
             .collect()
     })
 }

@@ -580,49 +580,18 @@ impl Engine {
             });
             return;
         }
-        let attr_only = !forced
-            && base.is_some_and(|k| {
-                k.kind == sig.kind
-                    && k.kind != Kind::Dir
-                    && k.size == sig.size
-                    && k.mtime_ns == sig.mtime_ns
-            });
+        // Only the attributes change: a file or link of the same size and
+        // mtime, or a directory that is there already (not a mkdir, which
+        // would make it again where a user renamed or removed it meanwhile
+        // and the entries that went with it would differ; gone, the batch
+        // fails there and both sides are listed again).
+        let attr_only = base.is_some_and(|k| {
+            k.kind == sig.kind
+                && (k.kind == Kind::Dir
+                    || !forced && k.size == sig.size && k.mtime_ns == sig.mtime_ns)
+        });
         let mut expect = self.expect_on(t, path, base.as_ref());
-        if sig.kind == Kind::Dir {
-            if base.is_some_and(|k| k.kind != Kind::Dir) {
-                // A file (or link) replaced by a directory: it goes first.
-                b.ops[t].push(Op::Trash {
-                    path: path.clone(),
-                    expect,
-                });
-                self.leaving[t].insert(path.clone());
-            }
-            if base.is_some_and(|k| k.kind == Kind::Dir) {
-                // The directory is there already: only its attributes
-                // change. Not a mkdir, which would make it again where a
-                // user renamed or removed it meanwhile (the entries that
-                // went with it then differed); gone, the batch fails there
-                // and both sides are listed again.
-                b.ops[t].push(Op::SetAttr {
-                    path: path.clone(),
-                    mode: Some(sig.mode),
-                    mtime_ns: None,
-                    owner: sig.owner(),
-                    xattrs: none_carried(&sig),
-                });
-                b.trace(self.tracing, t, path, || {
-                    format!("chmod {:o} on {t}: {why}", sig.mode)
-                });
-            } else {
-                b.ops[t].push(Op::Mkdir {
-                    path: path.clone(),
-                    mode: sig.mode,
-                    owner: sig.owner(),
-                    xattrs: none_carried(&sig),
-                });
-                b.trace(self.tracing, t, path, || format!("mkdir on {t}: {why}"));
-            }
-        } else if attr_only {
+        if attr_only {
             b.ops[t].push(Op::SetAttr {
                 path: path.clone(),
                 mode: Some(sig.mode),
@@ -633,6 +602,22 @@ impl Engine {
             b.trace(self.tracing, t, path, || {
                 format!("chmod {:o} on {t}: {why}", sig.mode)
             });
+        } else if sig.kind == Kind::Dir {
+            if base.is_some_and(|k| k.kind != Kind::Dir) {
+                // A file (or link) replaced by a directory: it goes first.
+                b.ops[t].push(Op::Trash {
+                    path: path.clone(),
+                    expect,
+                });
+                self.leaving[t].insert(path.clone());
+            }
+            b.ops[t].push(Op::Mkdir {
+                path: path.clone(),
+                mode: sig.mode,
+                owner: sig.owner(),
+                xattrs: none_carried(&sig),
+            });
+            b.trace(self.tracing, t, path, || format!("mkdir on {t}: {why}"));
         } else {
             if base.is_some_and(|k| k.kind == Kind::Dir) {
                 // A directory replaced by a file: the directory goes to the trash.
