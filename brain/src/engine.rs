@@ -636,6 +636,28 @@ fn rekey<V>(map: &mut BTreeMap<RelPath, V>, from: &RelPath, to: &RelPath) {
     }
 }
 
+/// [`rekey`] for a set of paths.
+fn rekey_set(set: &mut BTreeSet<RelPath>, from: &RelPath, to: &RelPath) {
+    if from == to {
+        return;
+    }
+    let within = |set: &BTreeSet<RelPath>, dir: &RelPath| -> Vec<RelPath> {
+        let (lo, hi) = dir.children_range();
+        let own = set.get(dir).cloned();
+        if dir.is_root() {
+            return set.iter().cloned().collect();
+        }
+        own.into_iter().chain(set.range(lo..hi).cloned()).collect()
+    };
+    let moved = within(set, from);
+    for k in moved.iter().chain(within(set, to).iter()) {
+        set.remove(k);
+    }
+    for k in moved {
+        set.insert(k.rebase(from, to).expect("within from"));
+    }
+}
+
 /// [`rekey`] for a subtree that is a good part of `map`: the map is split
 /// and joined again (a few sequential rebuilds, O(size of the map)) instead
 /// of removing and inserting each moved key (O(moved × log size), with a

@@ -320,10 +320,8 @@ impl Engine {
                     // destination holds something of its own: merged again
                     // (a modification wins over the deletion).
                     (None, Some(b)) => {
+                        let meant = self.known.get(&c.path).map(|k| k.sig);
                         self.k_restore(&c.path, base);
-                        if base.is_some() {
-                            self.pending[si].state.insert(c.path.clone(), None);
-                        }
                         // The source moved away (its move taken in): what
                         // it moved is the version planned, not the index's
                         // (restored) one: its bytes are compared, not taken
@@ -333,6 +331,24 @@ impl Engine {
                             if let Some(p) = now_at.rebase(f, t) {
                                 now_at = p;
                             }
+                        }
+                        let moved = now_at != c.path
+                            || self.deferred[si].iter().any(|e| {
+                                matches!(e, Event::Moved { from, .. } if c.path.is_within(from))
+                            });
+                        if moved {
+                            // Still to copy where the move took it, as the
+                            // source's change (a report of the move queued
+                            // there already stays; a move not taken in yet
+                            // takes this along when it is).
+                            if let Some(sig) = meant {
+                                self.pending[si]
+                                    .state
+                                    .entry(now_at.clone())
+                                    .or_insert(Some(sig));
+                            }
+                        } else if base.is_some() {
+                            self.pending[si].state.insert(c.path.clone(), None);
                         }
                         self.pending[si].renamed.remove(&now_at);
                         if judge(base.as_ref(), ti, &b) != Judged::Same {

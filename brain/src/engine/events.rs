@@ -674,13 +674,17 @@ impl Engine {
             .map(|(k, _)| k.clone())
             .collect();
         rekey(&mut self.pending[p].state, from, to);
+        rekey_set(&mut self.pending[p].renamed, from, to);
         for k in gone_below {
             self.pending[p].state.entry(k).or_insert(None);
         }
         let decision = if from_known {
             // Renamed with no change reported before: only the rename gave
             // it a new stamp (its bytes are the indexed ones).
-            let renamed_only = !self.pending[p].state.contains_key(to);
+            // (Renamed again: its state at `to` is that of the last
+            // rename, which is still all that changed it.)
+            let renamed_only =
+                !self.pending[p].state.contains_key(to) || self.pending[p].renamed.contains(to);
             self.compose_move(p, from, to);
             if renamed_only && sig.kind == Kind::File {
                 self.pending[p].renamed.insert(to.clone());

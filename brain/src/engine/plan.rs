@@ -718,10 +718,18 @@ impl Engine {
                 n += 1;
                 kept_as = crate::conflict::conflict_name_n(path, now, loser, n);
             }
+            // The loser's version is kept under that name, and only it: a
+            // user's change there since (not reported yet) is refused, the
+            // conflict merged again with it. A directory's stamp changes
+            // with every name made in it: it is kept as it is.
+            let source = if lo.kind == Kind::Dir || !lo.stamp().is_known() {
+                Expect::Any
+            } else {
+                Expect::Version(lo.stamp())
+            };
             b.ops[loser].push(Op::Move {
                 from: path.clone(),
-                // Whatever the loser holds now is kept under that name.
-                source: Expect::Any,
+                source,
                 to: kept_as.clone(),
                 expect: Expect::Absent,
             });

@@ -204,6 +204,9 @@ fn a_symlink_renamed_while_it_is_copied_is_kept() {
 /// overflow, which loses the reports queued), the
 /// right's copy, of an unknown stamp, looked changed, and the modification
 /// won over the deletion: the conflict copy came back.
+/// (Since the rename of a conflict's loser expects the loser's version,
+/// that rename is refused and the conflict merged again with the newer
+/// write: the conflict copy is then made once things settle.)
 #[test]
 fn a_conflict_copy_written_before_the_batch_renames_it_stays_deleted() {
     let mut w = World::new(false, false, true);
@@ -213,6 +216,9 @@ fn a_conflict_copy_written_before_the_batch_renames_it_stays_deleted() {
     w.act(Side::Right, Write("a"));
     w.act(Side::Left, Write("a"));
     w.sync_at(&[(0, Side::Right, Write("a"))]);
+    if let Err(e) = w.settle() {
+        panic!("{}", w.report(&e));
+    }
     let kept = w
         .tree(Side::Left)
         .keys()
@@ -351,6 +357,28 @@ fn a_chmod_of_a_directory_the_other_side_renames_meanwhile_is_not_a_mkdir() {
             Deliver(Side::Left),
             R(Mv("a", "b")),
             SyncEarly,
+        ],
+    );
+}
+
+/// Engine bug (fixed): the copy of the right's change of `b/a` finds no
+/// source (the right's user renamed `b` to `a` while the batch ran). The
+/// change was queued as a removal of `b/a` on the right, which the
+/// rename's report then took along: the left got the rename, the change
+/// was never copied, and the replicas differed at `a/a` for good. The
+/// version planned is now queued as the right's change where the rename
+/// took it.
+#[test]
+fn a_change_whose_directory_is_renamed_before_its_copy_follows_the_rename() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("b")),
+            Settle,
+            L(Create("b/a")),
+            SyncAt(vec![(1, Side::Right, Write("b/a"))]),
+            SyncAt(vec![(0, Side::Right, Mv("b", "a"))]),
         ],
     );
 }

@@ -4,7 +4,7 @@
 use twinsync::side::Side;
 use twinsync_proto::RelPath;
 
-use super::T::{Deliver, Settle, SyncEarly, SyncEarlyAt, L, R};
+use super::T::{Deliver, Settle, SyncEarly, SyncEarlyAt, SyncWhile, L, R};
 use super::U::{Create, Mkdir, Mv, Rm, RmDir, Symlink, Write};
 use super::{calm, case};
 use crate::schedules::{Echoes, Mode};
@@ -299,4 +299,16 @@ fn a_rename_onto_a_directory_a_batch_filled_meanwhile_keeps_what_it_holds() {
     if let Err(e) = w.settle_and_check(STRICT) {
         panic!("{}", w.report(&e));
     }
+}
+
+#[test]
+fn a_rename_of_what_a_replayed_double_rename_made_is_synced() {
+    calm(&[
+        L(Create("c")),
+        Settle,
+        L(Mv("c", "b")),
+        L(Mv("b", "a")),
+        SyncWhile(vec![]),
+        R(Mv("a", "b")),
+    ]);
 }
