@@ -382,3 +382,25 @@ fn a_change_whose_directory_is_renamed_before_its_copy_follows_the_rename() {
         ],
     );
 }
+
+/// The left's symlink `b` loses a conflict, and the left's user renames
+/// the file `c` onto `b` just before the batch sets the loser aside. The
+/// rename aside expects the loser's version (it took whatever was at `b`
+/// before, and the index could record the symlink under the conflict
+/// copy's name while a file was there: found by a random hunt with a
+/// listing in between): refused, the conflict is merged again with the
+/// file, and both versions are kept.
+#[test]
+fn a_conflict_loser_replaced_just_before_it_is_set_aside_converges() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Create("c")),
+            Settle,
+            L(Symlink("b")),
+            R(Symlink("b")),
+            SyncAt(vec![(0, Side::Left, Mv("c", "b"))]),
+        ],
+    );
+}
