@@ -131,6 +131,11 @@ pub enum Expect {
     Version(Stamp),
     /// Whatever is there (the brain has no observation to compare with).
     Any,
+    /// An entry of this kind, whatever its version: what the brain expects
+    /// of a directory (its stamp changes with every name made in it) or of
+    /// an entry whose stamp it never observed. Nothing there, or another
+    /// kind, is refused.
+    Kind(Kind),
 }
 
 impl Expect {
@@ -140,8 +145,18 @@ impl Expect {
         match (self, found) {
             (Expect::Any, _) | (Expect::Absent, None) => true,
             (Expect::Version(s), Some(f)) => f.stamp() == s,
+            (Expect::Kind(k), Some(f)) => f.kind == k,
             _ => false,
         }
+    }
+
+    /// True when something must be there: a write that replaces it finds
+    /// nothing (a user removed it, unreported yet) and is refused, since
+    /// the brain could not tell that removal's report from one of what it
+    /// puts there.
+    #[must_use]
+    pub fn wants_present(self) -> bool {
+        matches!(self, Expect::Version(_) | Expect::Kind(_))
     }
 }
 

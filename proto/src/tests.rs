@@ -83,7 +83,7 @@ fn golden_wire_format() {
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001e81a548656c6c6f94a87477696e73796e630dc4022f729790c3c0c0c2c0c0"
+        "0000001e81a548656c6c6f94a87477696e73796e630ec4022f729790c3c0c0c2c0c0"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use twinsync::engine::{Applied, Batch, Engine, Policy, Report};
 use twinsync::side::Side;
 use twinsync_filter::Excludes;
-use twinsync_proto::{Entry, Event, OpFail, RelPath, Sig};
+use twinsync_proto::{Entry, Event, Expect, OpFail, RelPath, Sig};
 
 use crate::actions::During;
 use crate::schedules::Echoes;
@@ -479,4 +479,11 @@ impl World {
         }
         self.check(check.deletions, check.trash_ok)
     }
+}
+
+/// True when `e` does not tell one version from another (any entry, or any
+/// of a kind: a directory's contents are not checked either): what such an
+/// operation replaces or trashes may be a version the brain never saw.
+pub(crate) fn blind(e: Expect) -> bool {
+    matches!(e, Expect::Any | Expect::Kind(_))
 }

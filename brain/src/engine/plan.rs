@@ -528,7 +528,10 @@ impl Engine {
             Some(k) if k.kind == Kind::File && k.stamps[t].is_known() => {
                 Expect::Version(k.stamps[t])
             }
-            Some(_) => Expect::Any,
+            // A directory (or an entry whose stamp was never observed): of
+            // its kind. One a user removed or replaced meanwhile is refused,
+            // not taken for what the batch replaces.
+            Some(k) => Expect::Kind(k.kind),
         }
     }
 

@@ -5,7 +5,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
 use rustix::fd::AsFd;
-use twinsync_proto::{Expect, Extent, FileData, XattrScope, Xattrs};
+use twinsync_proto::{Expect, Extent, FileData, Kind, XattrScope, Xattrs};
 
 use super::*;
 use std::os::unix::fs::MetadataExt;
@@ -165,6 +165,53 @@ fn a_move_of_a_file_changed_since_the_brain_saw_it_is_refused() {
     )
     .unwrap();
     assert_eq!(fs::read(d.path().join("b")).unwrap(), b"B");
+}
+
+#[test]
+fn a_move_onto_a_directory_a_user_removed_or_replaced_is_refused() {
+    let (d, r) = replica();
+    fs::create_dir(d.path().join("c")).unwrap();
+    fs::write(d.path().join("c/x"), "x").unwrap();
+    // The brain saw a directory at `b`; its user removed it since.
+    let r1 = r.move_entry(
+        &"c".into(),
+        &"b".into(),
+        Expect::Any,
+        Expect::Kind(Kind::Dir),
+    );
+    assert!(
+        matches!(&r1, Err(OpError::Refused { path, found: None }) if *path == RelPath::from("b")),
+        "{r1:?}"
+    );
+    assert!(d.path().join("c/x").exists());
+    assert!(!d.path().join("b").exists());
+    // ... or put a file there: not trashed as the directory expected.
+    fs::write(d.path().join("b"), "user").unwrap();
+    let r2 = r.move_entry(
+        &"c".into(),
+        &"b".into(),
+        Expect::Any,
+        Expect::Kind(Kind::Dir),
+    );
+    assert!(
+        matches!(&r2, Err(OpError::Refused { found: Some(f), .. }) if f.kind == Kind::File),
+        "{r2:?}"
+    );
+    assert_eq!(fs::read(d.path().join("b")).unwrap(), b"user");
+    let r3 = r.trash_if(&"b".into(), Expect::Kind(Kind::Dir));
+    assert!(matches!(&r3, Err(OpError::Refused { .. })), "{r3:?}");
+    assert_eq!(fs::read(d.path().join("b")).unwrap(), b"user");
+    // A directory there, as expected: replaced.
+    fs::remove_file(d.path().join("b")).unwrap();
+    fs::create_dir(d.path().join("b")).unwrap();
+    r.move_entry(
+        &"c".into(),
+        &"b".into(),
+        Expect::Any,
+        Expect::Kind(Kind::Dir),
+    )
+    .unwrap();
+    assert!(d.path().join("b/x").exists());
 }
 
 #[test]

@@ -88,7 +88,7 @@ impl Replica {
                 there = true;
             }
         }
-        if !there && matches!(expect, Expect::Version(_)) {
+        if !there && expect.wants_present() {
             // The version to replace is gone (a user removed it): the
             // brain cannot tell that removal from one of what it moves
             // there, so it is told.

@@ -5,7 +5,7 @@ use twinsync::side::Side;
 
 use super::case;
 use super::T::{Deliver, Settle, SyncAt, SyncEarly, SyncWhile, L, R};
-use super::U::{Chmod, Create, Mkdir, Mv, Restore, Rm, Symlink, Tie, Write};
+use super::U::{Chmod, Create, Mkdir, Mv, Restore, Rm, RmDir, Symlink, Tie, Write};
 use crate::actions::{Action, During, Hit, How};
 use crate::schedules::{Echoes, Mode};
 use crate::world::{World, STRICT};
@@ -401,6 +401,28 @@ fn a_conflict_loser_replaced_just_before_it_is_set_aside_converges() {
             L(Symlink("b")),
             R(Symlink("b")),
             SyncAt(vec![(0, Side::Left, Mv("c", "b"))]),
+        ],
+    );
+}
+
+/// Engine bug (fixed): the right renames `c` onto the empty directory `b`;
+/// the left's user removes `b` just before the batch replays that rename
+/// there. The replay expected any entry at `b` and went ahead onto nothing;
+/// the removal, reported after, was then taken for one of what the replay
+/// put there: the right's `b` was trashed and the left kept it. The replay
+/// now expects a directory there: refused, the rename and the removal are
+/// merged again.
+#[test]
+fn a_directory_removed_just_before_a_rename_onto_it_is_replayed_is_not_lost_on_one_side() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("b")),
+            L(Mkdir("c")),
+            Settle,
+            R(Mv("c", "b")),
+            SyncAt(vec![(0, Side::Left, RmDir("b"))]),
         ],
     );
 }

@@ -4,9 +4,9 @@
 
 use twinsync::engine::{Applied, Batch, Copied, Copy, Report};
 use twinsync::side::Side;
-use twinsync_proto::{Expect, Kind, Op, OpFail, RelPath, Sig};
+use twinsync_proto::{Kind, Op, OpFail, RelPath, Sig};
 
-use super::{l, World};
+use super::{blind, l, World};
 use crate::actions::During;
 use crate::tree::{link_target, Node};
 
@@ -118,10 +118,10 @@ impl World {
                         expect,
                     } => [(from, source), (to, expect)]
                         .into_iter()
-                        .filter(|(_, e)| **e == Expect::Any)
+                        .filter(|(_, e)| blind(**e))
                         .map(|(p, _)| (s, p.clone()))
                         .collect(),
-                    Op::Trash { expect, .. } if *expect != Expect::Any => vec![],
+                    Op::Trash { expect, .. } if !blind(*expect) => vec![],
                     Op::Trash { path, .. }
                     | Op::Mkdir { path, .. }
                     | Op::Symlink { path, .. }
@@ -133,7 +133,7 @@ impl World {
                 },
                 Stage::Link(s, i) => {
                     let c = &links[s.idx()][i];
-                    if c.expect == Expect::Any {
+                    if blind(c.expect) {
                         vec![(s, c.path.clone())]
                     } else {
                         vec![]
@@ -141,7 +141,7 @@ impl World {
                 }
                 Stage::Copy(s, i) => {
                     let c = &copies[s.idx()][i];
-                    if c.expect == Expect::Any {
+                    if blind(c.expect) {
                         vec![(s, c.path.clone())]
                     } else {
                         vec![]

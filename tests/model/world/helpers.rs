@@ -6,7 +6,7 @@
 use twinsync::side::Side;
 use twinsync_proto::{Expect, Op, OpFail, RelPath, Sig};
 
-use super::{l, World};
+use super::{blind, l, World};
 use crate::tree::{ancestors, content_of_target, within, Node};
 use crate::DEFAULT_DIR_MODE;
 
@@ -113,12 +113,12 @@ impl World {
                 if from == to {
                     return self.stat(s, to);
                 }
-                if self.tree(s).contains_key(to) || matches!(expect, Expect::Version(_)) {
+                if self.tree(s).contains_key(to) || expect.wants_present() {
                     let found = self.stat(s, to)?;
                     if !expect.holds(found.as_ref()) {
                         return Err(OpFail::Refused { found });
                     }
-                    if *expect == Expect::Any {
+                    if blind(*expect) {
                         self.unconditional_loss(s, to, "move");
                     }
                     let _ = self.trash(s, to);
@@ -150,7 +150,7 @@ impl World {
                     }
                 }
                 if self.tree(s).contains_key(path) {
-                    if *expect == Expect::Any {
+                    if blind(*expect) {
                         self.unconditional_loss(s, path, "trash");
                     }
                     return Ok(self.trash(s, path));
@@ -205,7 +205,7 @@ impl World {
                 if !expect.holds(found.as_ref()) {
                     return Err(OpFail::Refused { found });
                 }
-                if *expect == Expect::Any && self.tree(s).contains_key(path) {
+                if blind(*expect) && self.tree(s).contains_key(path) {
                     self.unconditional_loss(s, path, "symlink");
                 }
                 if self.tree(s).get(path).is_some_and(Node::is_dir) {
@@ -292,7 +292,7 @@ impl World {
         if !expect.holds(found.as_ref()) {
             return Err(OpFail::Refused { found });
         }
-        if expect == Expect::Any && self.tree(t).contains_key(p) {
+        if blind(expect) && self.tree(t).contains_key(p) {
             self.unconditional_loss(t, p, "copy");
         }
         match self.tree(t).get(p).cloned() {
