@@ -424,7 +424,13 @@ impl Engine {
                 };
                 if older(&to) {
                     // Replaced by our write since (a symlink made there):
-                    // the source is gone, and nothing of it is at `to`.
+                    // the source is gone, and nothing of it is at `to`. A
+                    // removal reported there next is of that older entry
+                    // (unless it comes after the mark that followed ours).
+                    if self.older_gone[p].len() >= 4096 {
+                        self.older_gone[p].clear();
+                    }
+                    self.older_gone[p].insert(to.clone(), sig.ino);
                     return self.on_event(side, Event::Removed { path: from });
                 }
                 if older(&from) {

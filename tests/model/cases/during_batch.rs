@@ -426,3 +426,27 @@ fn a_directory_removed_just_before_a_rename_onto_it_is_replayed_is_not_lost_on_o
         ],
     );
 }
+
+/// Engine bug (fixed): while the batch makes the left's symlink `c` on the
+/// right (and the right's new directory `a` on the left), the right's user
+/// renames `a` to `c` and removes it, just before the symlink is made
+/// there. The rename, older than the symlink, was taken as `a` gone; the
+/// removal of `c` reported next was then taken for one of the symlink, and
+/// the left's `c` was trashed while the right kept it. A rename older than
+/// our write at its destination now marks the removal that follows it there
+/// as older too.
+#[test]
+fn a_removal_of_a_renamed_entry_before_a_symlink_is_made_there_is_not_the_symlinks() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Symlink("c")),
+            R(Mkdir("a")),
+            SyncAt(vec![
+                (1, Side::Right, Mv("a", "c")),
+                (1, Side::Right, RmDir("c")),
+            ]),
+        ],
+    );
+}
