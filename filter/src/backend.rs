@@ -1,7 +1,7 @@
 //! The seam between a kernel's change-notification API and the shared
 //! filter: the [`Backend`] a watcher places watches with, the [`Queue`] it
 //! reads, and the kernel-neutral [`Notice`]s the shared translator
-//! ([`crate::translate`]) turns into protocol events.
+//! (`translate`) turns into protocol events.
 //!
 //! # The contract of a backend
 //! A backend only watches directories and reads what happened in them; it

@@ -209,7 +209,7 @@ impl Watcher {
 
     /// Watch the folder `dir` (outside the replica's tree, in its state
     /// folder) where the helper makes its marks: a file created there named
-    /// by a number is reported as [`Event::Mark`], in the order of the
+    /// by a number is reported as [`twinsync_proto::Event::Mark`], in the order of the
     /// kernel's queue, which is that of everything else reported. Returns
     /// false when not watching.
     ///

@@ -12,8 +12,8 @@
 //!
 //! The domain is built in the parent (building it allocates), and entered
 //! between fork and exec with two async-signal-safe syscalls
-//! ([`Jail::enter`]), or at once by a process about to exec rsync itself
-//! ([`Jail::enter_now`]).
+//! ([`Jail::pre_exec`]), or at once by a process about to exec rsync
+//! itself ([`Jail::enter`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};

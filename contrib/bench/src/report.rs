@@ -1,6 +1,6 @@
 //! What was measured per tool, and the targets the figures are held to; its
-//! two renderings are [`table`] (the side-by-side table on stdout) and
-//! [`json`] (the JSON object for `--json`).
+//! two renderings are [`table()`] (the side-by-side table on stdout) and
+//! [`json()`] (the JSON object for `--json`).
 
 mod json;
 mod table;
