@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use tracing::debug;
-use twinsync_proto::{Kind, Op, RelPath};
+use twinsync_proto::{Expect, Kind, Op, RelPath};
 
 use crate::engine::{Applied, Report};
 use crate::link::Link;
@@ -80,6 +80,7 @@ pub async fn align(links: &[Arc<Link>; 2], touched: Touched, report: &mut Report
             if now != want {
                 ops[side].push(Op::SetAttr {
                     path: path.clone(),
+                    expect: Expect::Kind(Kind::Dir),
                     mode: None,
                     mtime_ns: Some(want),
                     owner: None,

@@ -253,12 +253,14 @@ impl Replica {
                 .and_then(|()| after(path)),
             Op::SetAttr {
                 path,
+                expect,
                 mode,
                 mtime_ns,
                 owner,
                 xattrs,
             } => self
-                .set_attr(path, *mode, *mtime_ns, *owner, xattrs.as_ref())
+                .check_expect(path, *expect)
+                .and_then(|()| self.set_attr(path, *mode, *mtime_ns, *owner, xattrs.as_ref()))
                 .and_then(|()| after(path)),
             Op::Symlink {
                 path,

@@ -134,6 +134,7 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(path, mode, mtime_ns, xattrs)| Op::SetAttr {
                 path,
+                expect: Expect::Any,
                 mode,
                 mtime_ns,
                 owner: None,
@@ -440,6 +441,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
                 ops: vec![
                     Op::SetAttr {
                         path: p("etc/shadow"),
+                        expect: Expect::Any,
                         mode: None,
                         mtime_ns: None,
                         owner: None,
@@ -482,6 +484,7 @@ fn corpus_requests() -> Vec<(&'static str, Request)> {
                     },
                     Op::SetAttr {
                         path: p("link/f"),
+                        expect: Expect::Any,
                         mode: Some(0o4777),
                         mtime_ns: Some(0),
                         owner: None,

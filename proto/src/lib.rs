@@ -49,7 +49,7 @@ pub use xattr::{Xattr, XattrDigest, XattrScope, Xattrs};
 /// Identifies a twinsync peer in the handshake.
 pub const MAGIC: &str = "twinsync";
 /// The version of this protocol; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 14;
+pub const PROTOCOL_VERSION: u32 = 15;
 /// The largest frame either side accepts or sends (64 MiB); a bigger answer
 /// is refused with an error, never sent (nor a panic).
 pub const MAX_FRAME: usize = 64 << 20;

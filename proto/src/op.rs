@@ -129,6 +129,9 @@ pub enum Op {
     SetAttr {
         /// The entry.
         path: RelPath,
+        /// What must be there (another kind of entry, or nothing: a user
+        /// replaced or removed it since the brain saw it; refused).
+        expect: Expect,
         /// Permission bits, if to be set.
         mode: Option<u32>,
         /// Modification time in ns, if to be set.

@@ -83,7 +83,7 @@ fn golden_wire_format() {
     let hex: String = encode(&hello).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000001e81a548656c6c6f94a87477696e73796e630ec4022f729790c3c0c0c2c0c0"
+        "0000001e81a548656c6c6f94a87477696e73796e630fc4022f729790c3c0c0c2c0c0"
     );
     let ev = Event::Removed { path: "a".into() };
     let hex: String = encode(&ev).iter().map(|b| format!("{b:02x}")).collect();
@@ -109,6 +109,7 @@ fn golden_wire_format() {
     assert_eq!(hex, "0000001581a5547261736892c4016181a756657273696f6e05");
     let op = Op::SetAttr {
         path: "a".into(),
+        expect: Expect::Any,
         mode: None,
         mtime_ns: None,
         owner: None,
@@ -123,7 +124,7 @@ fn golden_wire_format() {
     let hex: String = encode(&op).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
-        "0000002381a75365744174747295c40161c0c0c092a4526f6f749192c406757365722e78c40131"
+        "0000002781a75365744174747296c40161a3416e79c0c0c092a4526f6f749192c406757365722e78c40131"
     );
     let req = Request::Apply {
         ops: vec![Op::KeepConflict { path: "a".into() }],

@@ -66,6 +66,7 @@ impl Engine {
             });
             b.ops[t].push(Op::SetAttr {
                 path: path.clone(),
+                expect: Expect::Kind(w.kind),
                 mode: Some(w.mode),
                 mtime_ns: Some(w.mtime_ns),
                 owner: w.owner(),
@@ -597,6 +598,7 @@ impl Engine {
         if attr_only {
             b.ops[t].push(Op::SetAttr {
                 path: path.clone(),
+                expect: Expect::Kind(sig.kind),
                 mode: Some(sig.mode),
                 mtime_ns: None,
                 owner: sig.owner(),
@@ -692,6 +694,7 @@ impl Engine {
             // Only the modes differ: the winner's mode applies.
             b.ops[loser].push(Op::SetAttr {
                 path: path.clone(),
+                expect: Expect::Kind(Kind::Dir),
                 mode: Some(w.mode),
                 mtime_ns: None,
                 owner: w.owner(),

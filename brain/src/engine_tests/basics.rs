@@ -159,6 +159,7 @@ fn chmod_only_sends_no_data() {
         strip(&b.ops[1]),
         vec![Op::SetAttr {
             path: "f".into(),
+            expect: Expect::Any,
             mode: Some(0o600),
             mtime_ns: None,
             owner: None,

@@ -67,6 +67,7 @@ fn strip(ops: &[Op]) -> Vec<Op> {
                 ..
             } => Op::SetAttr {
                 path: path.clone(),
+                expect: Expect::Any,
                 mode: *mode,
                 mtime_ns: *mtime_ns,
                 owner: *owner,

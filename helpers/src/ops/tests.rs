@@ -215,6 +215,31 @@ fn a_move_onto_a_directory_a_user_removed_or_replaced_is_refused() {
 }
 
 #[test]
+fn an_attribute_change_of_a_directory_replaced_by_a_symlink_is_refused() {
+    let (d, r) = replica();
+    fs::create_dir(d.path().join("t")).unwrap();
+    std::os::unix::fs::symlink("t", d.path().join("a")).unwrap();
+    let op = Op::SetAttr {
+        path: "a".into(),
+        expect: Expect::Kind(Kind::Dir),
+        mode: Some(0o700),
+        mtime_ns: None,
+        owner: None,
+        xattrs: None,
+    };
+    let got = r.apply(&op);
+    assert!(
+        matches!(&got, Err(twinsync_proto::OpFail::Refused { found: Some(f) }) if f.kind == Kind::Symlink),
+        "{got:?}"
+    );
+    // The symlink's target keeps its mode.
+    assert_ne!(
+        fs::metadata(d.path().join("t")).unwrap().mode() & 0o777,
+        0o700
+    );
+}
+
+#[test]
 fn a_symlink_replaces_only_what_is_expected() {
     let (d, r) = replica();
     fs::write(d.path().join("a"), "user").unwrap();

@@ -17,6 +17,15 @@ impl Replica {
     /// # Errors
     /// See [`Replica::trash`]; [`OpError::Refused`].
     pub fn trash_if(&self, rel: &RelPath, expect: Expect) -> Result<Option<Sig>, OpError> {
+        self.check_expect(rel, expect)?;
+        self.stash_sig(rel, "trash")
+    }
+
+    /// `Ok` when `rel` holds what is expected.
+    ///
+    /// # Errors
+    /// [`OpError::Refused`] with what is there; unsafe paths.
+    pub fn check_expect(&self, rel: &RelPath, expect: Expect) -> Result<(), OpError> {
         if expect != Expect::Any {
             let found = self.stat(rel)?;
             if !expect.holds(found.as_ref()) {
@@ -26,7 +35,7 @@ impl Replica {
                 });
             }
         }
-        self.stash_sig(rel, "trash")
+        Ok(())
     }
 
     /// A fresh, unpredictable ignore-suffix name for `name` (kept in it when

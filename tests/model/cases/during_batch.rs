@@ -450,3 +450,29 @@ fn a_removal_of_a_renamed_entry_before_a_symlink_is_made_there_is_not_the_symlin
         ],
     );
 }
+
+/// Engine bug (fixed): the right's chmod of the directory `c/a` is
+/// replayed on the left, whose user has just renamed `c/a` (with `c/a/b`)
+/// to `a` and made a symlink `c/a`. The chmod went to the symlink; the
+/// rename, reported after and older than what the chmod answered, was then
+/// taken for a new directory without what it holds, and `a/b` never
+/// reached the right. An attribute change now expects the kind of entry
+/// the index has: refused, the rename and the symlink are merged again.
+#[test]
+fn a_chmod_of_a_directory_replaced_by_a_symlink_meanwhile_is_refused() {
+    case(
+        Mode::Races,
+        STRICT,
+        &[
+            L(Mkdir("c")),
+            L(Mkdir("c/a")),
+            L(Create("c/a/b")),
+            Settle,
+            R(Chmod("c/a")),
+            SyncAt(vec![
+                (0, Side::Left, Mv("c/a", "a")),
+                (0, Side::Left, Symlink("c/a")),
+            ]),
+        ],
+    );
+}

@@ -235,11 +235,16 @@ impl World {
             }
             Op::SetAttr {
                 path,
+                expect,
                 mode,
                 mtime_ns,
                 ..
             } => {
                 self.resolve(s, path).map_err(failed)?;
+                let found = self.stat(s, path)?;
+                if !expect.holds(found.as_ref()) {
+                    return Err(OpFail::Refused { found });
+                }
                 let ctime = self.ctime();
                 let Some(n) = self.tree_mut(s).get_mut(path) else {
                     return Err(failed(format!("{path}: no such file or directory")));
