@@ -257,7 +257,7 @@ struct Pending {
     verified: BTreeSet<RelPath>,
     /// Files renamed with no change reported before: their new stamp is
     /// the rename's; the move's replay takes it.
-    renamed: BTreeSet<RelPath>,
+    renamed: BTreeMap<RelPath, ()>,
     rescan: bool,
 }
 
@@ -633,28 +633,6 @@ fn rekey<V>(map: &mut BTreeMap<RelPath, V>, from: &RelPath, to: &RelPath) {
     }
     for (k, v) in moved {
         map.insert(k.rebase(from, to).expect("within from"), v);
-    }
-}
-
-/// [`rekey`] for a set of paths.
-fn rekey_set(set: &mut BTreeSet<RelPath>, from: &RelPath, to: &RelPath) {
-    if from == to {
-        return;
-    }
-    let within = |set: &BTreeSet<RelPath>, dir: &RelPath| -> Vec<RelPath> {
-        let (lo, hi) = dir.children_range();
-        let own = set.get(dir).cloned();
-        if dir.is_root() {
-            return set.iter().cloned().collect();
-        }
-        own.into_iter().chain(set.range(lo..hi).cloned()).collect()
-    };
-    let moved = within(set, from);
-    for k in moved.iter().chain(within(set, to).iter()) {
-        set.remove(k);
-    }
-    for k in moved {
-        set.insert(k.rebase(from, to).expect("within from"));
     }
 }
 

@@ -295,16 +295,7 @@ impl Engine {
                         // moves took it, their replay rekeyed what was
                         // queued below them already). Not reported yet: it
                         // waits for the report of the move (or removal).
-                        let mut now_at = c.path.clone();
-                        for (f, t) in &self.pending[si].moves {
-                            if let Some(p) = now_at.rebase(f, t) {
-                                now_at = p;
-                            }
-                        }
-                        let moved = now_at != c.path
-                            || self.deferred[si].iter().any(|e| {
-                                matches!(e, Event::Moved { from, .. } if c.path.is_within(from))
-                            });
+                        let (now_at, moved) = self.source_now_at(si, &c.path);
                         if let Some(sig) = meant {
                             if moved {
                                 self.pending[si].state.entry(now_at).or_insert(Some(sig));
@@ -326,16 +317,7 @@ impl Engine {
                         // it moved is the version planned, not the index's
                         // (restored) one: its bytes are compared, not taken
                         // for the index's with the rename's stamp.
-                        let mut now_at = c.path.clone();
-                        for (f, t) in &self.pending[si].moves {
-                            if let Some(p) = now_at.rebase(f, t) {
-                                now_at = p;
-                            }
-                        }
-                        let moved = now_at != c.path
-                            || self.deferred[si].iter().any(|e| {
-                                matches!(e, Event::Moved { from, .. } if c.path.is_within(from))
-                            });
+                        let (now_at, moved) = self.source_now_at(si, &c.path);
                         if moved {
                             // Still to copy where the move took it, as the
                             // source's change (a report of the move queued
@@ -395,6 +377,23 @@ impl Engine {
             }
         }
         traces
+    }
+
+    /// Where the source of a missed copy at `path` on side `si` is now, as
+    /// that side's pending moves took it, and whether it moved (by those,
+    /// or by a rename reported during the batch, not taken in yet).
+    fn source_now_at(&self, si: usize, path: &RelPath) -> (RelPath, bool) {
+        let mut now_at = path.clone();
+        for (f, t) in &self.pending[si].moves {
+            if let Some(p) = now_at.rebase(f, t) {
+                now_at = p;
+            }
+        }
+        let moved = now_at != *path
+            || self.deferred[si]
+                .iter()
+                .any(|e| matches!(e, Event::Moved { from, .. } if path.is_within(from)));
+        (now_at, moved)
     }
 
     pub(super) fn k_restore(&mut self, path: &RelPath, base: Option<Known>) {

@@ -680,7 +680,7 @@ impl Engine {
             .map(|(k, _)| k.clone())
             .collect();
         rekey(&mut self.pending[p].state, from, to);
-        rekey_set(&mut self.pending[p].renamed, from, to);
+        rekey(&mut self.pending[p].renamed, from, to);
         for k in gone_below {
             self.pending[p].state.entry(k).or_insert(None);
         }
@@ -690,10 +690,10 @@ impl Engine {
             // (Renamed again: its state at `to` is that of the last
             // rename, which is still all that changed it.)
             let renamed_only =
-                !self.pending[p].state.contains_key(to) || self.pending[p].renamed.contains(to);
+                !self.pending[p].state.contains_key(to) || self.pending[p].renamed.contains_key(to);
             self.compose_move(p, from, to);
             if renamed_only && sig.kind == Kind::File {
-                self.pending[p].renamed.insert(to.clone());
+                self.pending[p].renamed.insert(to.clone(), ());
             }
             // The source is gone from this side: a change of the other side
             // there conflicts with the move.

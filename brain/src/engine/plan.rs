@@ -150,7 +150,7 @@ impl Engine {
                 // the other's comes with the helper's answer; the mover's
                 // is taken when nothing else changed it, else its report is
                 // compared (it may also hold other bytes).
-                if pend[s].renamed.remove(&to) {
+                if pend[s].renamed.remove(&to).is_some() {
                     if let (Some(k), Some(Some(x))) =
                         (self.known.get(&to).copied(), pend[s].state.get(&to))
                     {
